@@ -1,0 +1,340 @@
+"""Load Sigma rules (single rules, multi-document collections, correlation rules) from YAML.
+
+Every broken rule is reported, not just the first: :func:`load_rules` returns a
+:class:`RuleSet` whose ``errors`` list holds one :class:`~soc_core.errors.RuleError` per problem,
+each naming ``file:line`` (the line where the YAML document of the rule starts, or the line of
+a YAML syntax error). The rules that did load sit next to them, keyed by id.
+
+Rules are kept exactly as pySigma parsed them. Processing pipelines mutate rule objects, so
+whoever needs a pipeline-processed rule takes :meth:`LoadedRule.fresh` (a private copy).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sigma.collection import SigmaCollection
+from sigma.correlations import SigmaCorrelationRule
+from sigma.exceptions import SigmaError, SigmaRuleLocation
+from sigma.rule import SigmaRule
+
+from soc_core.errors import RuleError
+
+AnyRule = SigmaRule | SigmaCorrelationRule
+
+# pySigma's collection actions (global/repeat/reset) merge documents, so a file using them is
+# parsed as one unit and its rules carry the line of the file's first document.
+_COLLECTION_ACTION = "action"
+
+
+def shipped_rules_dir() -> Path:
+    """Where the rules shipped with Canh Gác live (the ``rules`` package)."""
+    import rules  # noqa: PLC0415 - package data, imported only to find its directory
+
+    return Path(rules.__file__).resolve().parent
+
+
+@dataclass
+class LoadedRule:
+    """One parsed rule, where it came from, and a content hash used as its version."""
+
+    rule: AnyRule
+    path: Path
+    line: int | None
+    text: str
+    enabled: bool = True
+
+    @property
+    def id(self) -> str:
+        return rule_key(self.rule)
+
+    @property
+    def title(self) -> str:
+        return self.rule.title
+
+    @property
+    def level(self) -> str | None:
+        return str(self.rule.level) if self.rule.level is not None else None
+
+    @property
+    def tags(self) -> list[str]:
+        return [str(tag) for tag in self.rule.tags]
+
+    @property
+    def attack_tags(self) -> list[str]:
+        return [tag for tag in self.tags if tag.startswith("attack.")]
+
+    @property
+    def version(self) -> str:
+        """Hash of the rule's YAML text: any edit gives a new version."""
+        return hashlib.sha256(self.text.encode()).hexdigest()[:16]
+
+    @property
+    def where(self) -> str:
+        return f"{self.path}:{self.line}" if self.line is not None else str(self.path)
+
+    @property
+    def is_correlation(self) -> bool:
+        return isinstance(self.rule, SigmaCorrelationRule)
+
+    @property
+    def generates_alerts(self) -> bool:
+        """False for base rules referenced by a correlation without ``generate: true``."""
+        return self.rule._output
+
+    def fresh(self) -> AnyRule:
+        """A private copy, safe to run a processing pipeline over."""
+        return copy.deepcopy(self.rule)
+
+
+@dataclass
+class RuleSet:
+    """Loaded rules by id, plus every error met while loading them."""
+
+    rules: dict[str, LoadedRule] = field(default_factory=dict)
+    errors: list[RuleError] = field(default_factory=list)
+
+    def __iter__(self) -> Iterator[LoadedRule]:
+        return iter(self.rules.values())
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+    def __contains__(self, rule_id: object) -> bool:
+        return rule_id in self.rules
+
+    def get(self, rule_id: str) -> LoadedRule:
+        try:
+            return self.rules[rule_id]
+        except KeyError:
+            raise RuleError(f"no rule with id {rule_id!r}", hint="see `soc rules list`") from None
+
+    def enabled(self) -> list[LoadedRule]:
+        return [loaded for loaded in self.rules.values() if loaded.enabled]
+
+    def detection_rules(self) -> list[LoadedRule]:
+        return [loaded for loaded in self.rules.values() if not loaded.is_correlation]
+
+    def correlation_rules(self) -> list[LoadedRule]:
+        return [loaded for loaded in self.rules.values() if loaded.is_correlation]
+
+
+def rule_key(rule: AnyRule) -> str:
+    """The id a rule is known by: its UUID, else its ``name``."""
+    if rule.id is not None:
+        return str(rule.id)
+    return str(rule.name)
+
+
+def load_rules(paths: Iterable[str | Path], *, pattern: str = "**/*.yml") -> RuleSet:
+    """Load every rule under ``paths`` (files or directories, searched with ``pattern``).
+
+    Never raises for a broken rule: each problem becomes a :class:`RuleError` in
+    ``RuleSet.errors`` and the remaining rules still load.
+    """
+    files: list[Path] = []
+    errors: list[RuleError] = []
+    for entry in paths:
+        path = Path(entry)
+        if path.is_dir():
+            files.extend(sorted(p for p in path.glob(pattern) if not _is_sample(p)))
+        elif path.is_file():
+            files.append(path)
+        else:
+            errors.append(RuleError("no such rule file or directory", where=str(path)))
+    ruleset = RuleSet(errors=errors)
+    for file in files:
+        _load_file(file, ruleset)
+    _resolve_correlations(ruleset)
+    return ruleset
+
+
+def load_rule_text(text: str, *, path: str | Path = "<text>") -> RuleSet:
+    """Load rules from a YAML string (e.g. a rule posted to the API)."""
+    ruleset = RuleSet()
+    _load_documents(Path(path), text, ruleset)
+    _resolve_correlations(ruleset)
+    return ruleset
+
+
+def _is_sample(path: Path) -> bool:
+    return "samples" in path.parts
+
+
+def _load_file(path: Path, ruleset: RuleSet) -> None:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        ruleset.errors.append(RuleError(f"cannot read rule file: {exc}", where=str(path)))
+        return
+    _load_documents(path, text, ruleset)
+
+
+@dataclass
+class _Document:
+    line: int
+    text: str
+    data: Any
+
+
+def _split_documents(path: Path, text: str) -> list[_Document]:
+    """YAML documents with the line each starts on; raises RuleError on bad YAML."""
+    lines = text.splitlines(keepends=True)
+    loader = yaml.SafeLoader(text)
+    documents: list[_Document] = []
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:  # pragma: no cover - check_node said there is one
+                break
+            start, end = node.start_mark.line, node.end_mark.line
+            data = loader.construct_document(node)
+            documents.append(_Document(start + 1, "".join(lines[start : end + 1]), data))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise RuleError(f"invalid YAML: {exc.problem or exc}", where=where) from exc
+    except yaml.YAMLError as exc:
+        raise RuleError(f"invalid YAML: {exc}", where=str(path)) from exc
+    finally:
+        loader.dispose()
+    return documents
+
+
+def _load_documents(path: Path, text: str, ruleset: RuleSet) -> None:
+    try:
+        documents = _split_documents(path, text)
+    except RuleError as exc:
+        ruleset.errors.append(exc)
+        return
+    documents = [doc for doc in documents if doc.data is not None]
+    if not documents:
+        return
+    for doc in documents:
+        if not isinstance(doc.data, dict):
+            ruleset.errors.append(
+                RuleError("a Sigma rule must be a YAML mapping", where=f"{path}:{doc.line}")
+            )
+            return
+    if any(_COLLECTION_ACTION in doc.data for doc in documents):
+        units = [(documents[0].line, text, [doc.data for doc in documents])]
+    else:
+        units = [(doc.line, doc.text, [doc.data]) for doc in documents]
+    for line, unit_text, datas in units:
+        _load_unit(path, line, unit_text, datas, ruleset)
+
+
+def _load_unit(path: Path, line: int, text: str, datas: list[Any], ruleset: RuleSet) -> None:
+    where = f"{path}:{line}"
+    try:
+        collection = SigmaCollection.from_dicts(
+            datas,
+            collect_errors=True,
+            source=SigmaRuleLocation(path, line),
+            collect_filters=True,
+            resolve_references=False,
+        )
+    except SigmaError as exc:  # errors pySigma raises even when collecting
+        ruleset.errors.append(translate_sigma_error(exc, where))
+        return
+    ruleset.errors.extend(translate_sigma_error(error, where) for error in collection.errors)
+    for sigma_filter in collection.filters:
+        ruleset.errors.append(
+            RuleError(
+                f"Sigma filter {sigma_filter.title!r} is not supported yet",
+                where=where,
+                hint="express the exclusion inside the rule's detection",
+            )
+        )
+    for rule in collection.rules:
+        if rule.errors:
+            continue
+        if rule.id is None and rule.name is None:
+            ruleset.errors.append(
+                RuleError(
+                    f"rule {rule.title!r} has no id",
+                    where=where,
+                    hint="add `id:` with a new UUID (python -c 'import uuid; print(uuid.uuid4())')",
+                )
+            )
+            continue
+        key = rule_key(rule)
+        if key in ruleset.rules:
+            ruleset.errors.append(
+                RuleError(
+                    f"duplicate rule id {key}",
+                    where=where,
+                    hint=f"already used by {ruleset.rules[key].where}",
+                )
+            )
+            continue
+        ruleset.rules[key] = LoadedRule(rule=rule, path=path, line=line, text=text)
+
+
+def _resolve_correlations(ruleset: RuleSet) -> None:
+    """Point correlation rules at the rules they reference; drop those that cannot be."""
+    by_name: dict[str, LoadedRule] = {}
+    for loaded in ruleset.rules.values():
+        if loaded.rule.name is not None:
+            by_name[loaded.rule.name] = loaded
+    collection = SigmaCollection(
+        [loaded.rule for loaded in ruleset.rules.values()], resolve_references=False
+    )
+    broken: list[str] = []
+    for loaded in ruleset.correlation_rules():
+        rule = loaded.rule
+        assert isinstance(rule, SigmaCorrelationRule)
+        try:
+            rule.resolve_rule_references(collection)
+        except SigmaError as exc:
+            ruleset.errors.append(translate_sigma_error(exc, loaded.where))
+            broken.append(loaded.id)
+            continue
+        for ref in rule.referenced_rules:
+            if isinstance(ref.rule, SigmaCorrelationRule):
+                ruleset.errors.append(
+                    RuleError(
+                        f"correlation rule references another correlation rule ({ref.reference})",
+                        where=loaded.where,
+                        hint="chained correlations are not supported by the streaming engine",
+                    )
+                )
+                broken.append(loaded.id)
+                break
+    for rule_id in broken:
+        del ruleset.rules[rule_id]
+
+
+def translate_sigma_error(exc: SigmaError, where: str) -> RuleError:
+    """A pySigma error as our RuleError; keeps pySigma's own line when it knows one."""
+    message = str(exc.args[0]) if exc.args else type(exc).__name__
+    source = exc.source
+    if source is not None and source.line is not None and not where.endswith(f":{source.line}"):
+        where = f"{source.path}:{source.line}"
+    error = RuleError(f"{type(exc).__name__}: {message}", where=where)
+    error.__cause__ = exc
+    return error
+
+
+def load_paths_or_shipped(paths: Sequence[str | Path] | None) -> RuleSet:
+    """The rules under ``paths``, or the shipped rules when none are given (CLI default)."""
+    return load_rules(paths if paths else [shipped_rules_dir()])
+
+
+__all__ = [
+    "AnyRule",
+    "LoadedRule",
+    "RuleSet",
+    "load_paths_or_shipped",
+    "load_rule_text",
+    "load_rules",
+    "rule_key",
+    "shipped_rules_dir",
+    "translate_sigma_error",
+]

@@ -1,0 +1,461 @@
+"""Compile a parsed (and pipeline-processed) Sigma rule into a Python predicate over flat events.
+
+The compiler walks pySigma's condition tree once and builds nested closures, so matching an
+event costs one dict lookup per field plus the comparisons — no tree walking at match time.
+
+Semantics (kept identical to the ES and SQL targets where they agree, see DESIGN.md §5):
+
+* strings compare case-insensitively unless ``|cased``; ``*`` and ``?`` are wildcards and the
+  whole value must match (``|contains`` etc. already added the ``*``);
+* ``|re`` uses RE2 (falling back to Python ``re`` only for patterns RE2 rejects, such as
+  look-arounds), unanchored (search), case-sensitive unless ``|i``; ``|m`` and ``|s`` honoured;
+* a list in the event matches when any element matches; numbers and booleans in the event are
+  compared as numbers/booleans, or as their text against strings (``"4624"`` equals ``4624``);
+* ``null`` matches a missing field, ``None``, ``""`` or ``[]``; ``|exists`` tests presence;
+* keywords (values without a field) search ``message`` and ``event.original``, as substrings;
+* ``|cidr``, ``|lt``/``|lte``/``|gt``/``|gte``/``|neq`` (numbers), ``|fieldref`` (with
+  ``|startswith``/``|endswith``/``|contains``), ``|minute`` … ``|year`` on ISO timestamps.
+
+Anything else (unresolved ``|expand`` placeholders, query expressions) raises
+:class:`~soc_core.errors.RuleError` naming the rule file and the construct: a rule never
+silently matches nothing.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+import re2
+from sigma.conditions import (
+    ConditionAND,
+    ConditionFieldEqualsValueExpression,
+    ConditionNOT,
+    ConditionOR,
+    ConditionValueExpression,
+)
+from sigma.exceptions import SigmaError
+from sigma.rule import SigmaRule
+from sigma.types import (
+    CompareOperators,
+    Placeholder,
+    SigmaBool,
+    SigmaCasedString,
+    SigmaCIDRExpression,
+    SigmaCompareExpression,
+    SigmaExists,
+    SigmaExpansion,
+    SigmaFieldReference,
+    SigmaNull,
+    SigmaNumber,
+    SigmaRegularExpression,
+    SigmaRegularExpressionFlag,
+    SigmaString,
+    SigmaTimestampPart,
+    SpecialChars,
+    TimestampPart,
+)
+
+from soc_core.errors import RuleError, SocError
+from soc_core.events import parse_timestamp
+
+Event = Mapping[str, Any]
+Matcher = Callable[[Event], bool]
+ValueTest = Callable[[Any], bool]
+
+KEYWORD_FIELDS = ("message", "event.original")
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False
+
+
+class UnsupportedConstruct(RuleError):
+    """The rule uses something the in-process matcher cannot evaluate."""
+
+
+def compile_rule(rule: SigmaRule, *, where: str | None = None) -> Matcher:
+    """A predicate that is true for events the rule's condition matches.
+
+    ``rule`` should already be processed by the pipeline for its schema. Raises
+    :class:`RuleError` (``where`` = the rule file) for conditions that cannot be parsed and
+    :class:`UnsupportedConstruct` for constructs the matcher does not evaluate.
+    """
+    location = where or _rule_where(rule)
+    compiler = _Compiler(location)
+    matchers: list[Matcher] = []
+    for condition in rule.detection.parsed_condition:
+        try:
+            tree = condition.parse()
+        except SigmaError as exc:
+            raise RuleError(f"condition {condition.condition!r}: {exc}", where=location) from exc
+        matchers.append(compiler.node(tree))
+    if len(matchers) == 1:
+        return matchers[0]
+    return _any_of(matchers)
+
+
+def _rule_where(rule: SigmaRule) -> str:
+    source = rule.source
+    if source is None:
+        return rule.title or "<rule>"
+    return f"{source.path}:{source.line}" if source.line is not None else str(source.path)
+
+
+def _any_of(matchers: list[Matcher]) -> Matcher:
+    def match(event: Event) -> bool:
+        return any(m(event) for m in matchers)
+
+    return match
+
+
+def _all_of(matchers: list[Matcher]) -> Matcher:
+    def match(event: Event) -> bool:
+        return all(m(event) for m in matchers)
+
+    return match
+
+
+class _Compiler:
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def unsupported(self, construct: str) -> UnsupportedConstruct:
+        return UnsupportedConstruct(
+            f"unsupported construct: {construct}",
+            where=self.where,
+            hint="rewrite the rule without it, or add support in detections/matcher.py",
+        )
+
+    # condition tree ------------------------------------------------------------------------
+    def node(self, node: object) -> Matcher:
+        if isinstance(node, ConditionAND):
+            return _all_of([self.node(arg) for arg in node.args])
+        if isinstance(node, ConditionOR):
+            return _any_of([self.node(arg) for arg in node.args])
+        if isinstance(node, ConditionNOT):
+            inner = self.node(node.args[0])
+            return lambda event: not inner(event)
+        if isinstance(node, ConditionFieldEqualsValueExpression):
+            return self.field(node.field, node.value)
+        if isinstance(node, ConditionValueExpression):
+            return self.keyword(node.value)
+        if node is None:
+            raise self.unsupported("empty detection (every item dropped by the pipeline)")
+        raise self.unsupported(f"condition node {type(node).__name__}")
+
+    # field = value -------------------------------------------------------------------------
+    def field(self, name: str, value: object) -> Matcher:
+        if isinstance(value, SigmaNull):
+            return lambda event: _is_empty(event.get(name))
+        if isinstance(value, SigmaExists):
+            if value.exists:
+                return lambda event: event.get(name) is not None
+            return lambda event: event.get(name) is None
+        if isinstance(value, SigmaFieldReference):
+            return self.fieldref(name, value)
+        if isinstance(value, SigmaExpansion):
+            return _any_of([self.field(name, inner) for inner in value.values])
+        test = self.value_test(value)
+
+        def match(event: Event) -> bool:
+            found = event.get(name)
+            if found is None:
+                return False
+            if isinstance(found, list):
+                return any(item is not None and test(item) for item in found)
+            return test(found)
+
+        return match
+
+    def keyword(self, value: object) -> Matcher:
+        if isinstance(value, SigmaExpansion):
+            return _any_of([self.keyword(inner) for inner in value.values])
+        if isinstance(value, SigmaString):
+            value = _as_contains(value)
+        elif isinstance(value, SigmaNumber | SigmaBool):
+            value = _as_contains(SigmaString(str(value)))
+        elif not isinstance(value, SigmaRegularExpression):
+            raise self.unsupported(f"keyword value of type {type(value).__name__}")
+        matchers = [self.field(name, value) for name in KEYWORD_FIELDS]
+        return _any_of(matchers)
+
+    def fieldref(self, name: str, ref: SigmaFieldReference) -> Matcher:
+        other_name = ref.field
+
+        def compare(left: str, right: str) -> bool:
+            if ref.starts_with and ref.ends_with:
+                return right in left
+            if ref.starts_with:
+                return left.startswith(right)
+            if ref.ends_with:
+                return left.endswith(right)
+            return left == right
+
+        def match(event: Event) -> bool:
+            lefts = [_text(v) for v in _values(event.get(name))]
+            rights = [_text(v) for v in _values(event.get(other_name))]
+            return any(
+                left is not None and right is not None and compare(left.lower(), right.lower())
+                for left in lefts
+                for right in rights
+            )
+
+        return match
+
+    # one scalar event value ----------------------------------------------------------------
+    def value_test(self, value: object) -> ValueTest:  # noqa: PLR0911 - one branch per type
+        if isinstance(value, SigmaString):
+            return self.string_test(value)
+        if isinstance(value, SigmaTimestampPart):
+            return _timestamp_part_test(value.timestamp_part, value.number)
+        if isinstance(value, SigmaNumber):
+            return _number_test(value.number)
+        if isinstance(value, SigmaBool):
+            return _bool_test(value.boolean)
+        if isinstance(value, SigmaRegularExpression):
+            return self.regex_test(value)
+        if isinstance(value, SigmaCompareExpression):
+            return _compare_test(value.op, value.number.number)
+        if isinstance(value, SigmaCIDRExpression):
+            return _cidr_test(value.network)
+        raise self.unsupported(f"value of type {type(value).__name__} ({value!r})")
+
+    def string_test(self, value: SigmaString) -> ValueTest:
+        parts = list(value.iter_parts())
+        for part in parts:
+            if isinstance(part, Placeholder):
+                raise self.unsupported(
+                    f"unresolved placeholder %{part.name}% (|expand) — no pipeline defines it"
+                )
+        cased = isinstance(value, SigmaCasedString)
+        return _string_test(tuple(parts), cased)
+
+    def regex_test(self, value: SigmaRegularExpression) -> ValueTest:
+        if value.regexp.contains_placeholder():
+            raise self.unsupported("unresolved placeholder in regular expression (|expand)")
+        prefix = "".join(
+            flag
+            for sigma_flag, flag in (
+                (SigmaRegularExpressionFlag.IGNORECASE, "i"),
+                (SigmaRegularExpressionFlag.MULTILINE, "m"),
+                (SigmaRegularExpressionFlag.DOTALL, "s"),
+            )
+            if sigma_flag in value.flags
+        )
+        pattern = str(value.regexp)
+        if prefix:
+            pattern = f"(?{prefix}){pattern}"
+        try:
+            search = compile_regex(pattern)
+        except re.error as exc:
+            raise RuleError(f"invalid regular expression {pattern!r}: {exc}", where=self.where) from exc
+
+        def test(found: Any) -> bool:
+            text = _text(found)
+            return text is not None and search(text)
+
+        return test
+
+
+# value tests -------------------------------------------------------------------------------
+def compile_regex(pattern: str) -> Callable[[str], bool]:
+    """An unanchored search with RE2; Python ``re`` only if RE2 rejects the pattern."""
+    try:
+        compiled = re2.compile(pattern, options=_RE2_OPTIONS)
+    except re2.error:
+        fallback = re.compile(pattern)
+        return lambda text: fallback.search(text) is not None
+    return lambda text: compiled.search(text) is not None
+
+
+def _text(found: Any) -> str | None:
+    if isinstance(found, str):
+        return found
+    if isinstance(found, bool):
+        return "true" if found else "false"
+    if isinstance(found, int | float):
+        return str(found)
+    return None
+
+
+def _values(found: Any) -> list[Any]:
+    if found is None:
+        return []
+    if isinstance(found, list):
+        return found
+    return [found]
+
+
+def _is_empty(found: Any) -> bool:
+    return found is None or found == "" or found == []
+
+
+def _as_contains(value: SigmaString) -> SigmaString:
+    if not value.startswith(SpecialChars.WILDCARD_MULTI):
+        value = SpecialChars.WILDCARD_MULTI + value
+    if not value.endswith(SpecialChars.WILDCARD_MULTI):
+        value = value + SpecialChars.WILDCARD_MULTI
+    return value
+
+
+@lru_cache(maxsize=65536)
+def _string_test(parts: tuple[Any, ...], cased: bool) -> ValueTest:
+    """Fast paths for plain / prefix / suffix / substring; a regex for anything else."""
+    fold: Callable[[str], str] = (lambda s: s) if cased else str.lower
+    star = SpecialChars.WILDCARD_MULTI
+    if all(isinstance(part, str) for part in parts):
+        needle = fold("".join(parts))
+        return _wrap(lambda text: fold(text) == needle)
+    inner = parts
+    lead = bool(inner) and inner[0] == star
+    trail = len(inner) > 1 and inner[-1] == star
+    core = inner[int(lead) : len(inner) - int(trail)]
+    if all(isinstance(part, str) for part in core):
+        needle = fold("".join(core))
+        if lead and trail:
+            return _wrap(lambda text: needle in fold(text))
+        if lead:
+            return _wrap(lambda text: fold(text).endswith(needle))
+        if trail:
+            return _wrap(lambda text: fold(text).startswith(needle))
+    pattern = "".join(
+        ".*" if part == star else "." if part == SpecialChars.WILDCARD_SINGLE else re.escape(part)
+        for part in parts
+    )
+    flags = "(?s)" if cased else "(?is)"
+    compiled = re2.compile(f"{flags}^(?:{pattern})$", options=_RE2_OPTIONS)
+    return _wrap(lambda text: compiled.search(text) is not None)
+
+
+def _wrap(check: Callable[[str], bool]) -> ValueTest:
+    def test(found: Any) -> bool:
+        text = _text(found)
+        return text is not None and check(text)
+
+    return test
+
+
+def _as_number(found: Any) -> float | None:
+    if isinstance(found, bool):
+        return None
+    if isinstance(found, int | float):
+        return found
+    if isinstance(found, str):
+        try:
+            return float(found.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def _number_test(number: float) -> ValueTest:
+    def test(found: Any) -> bool:
+        return _as_number(found) == number
+
+    return test
+
+
+def _bool_test(expected: bool) -> ValueTest:
+    word = "true" if expected else "false"
+
+    def test(found: Any) -> bool:
+        if isinstance(found, bool):
+            return found is expected
+        return isinstance(found, str) and found.strip().lower() == word
+
+    return test
+
+
+_COMPARE: dict[CompareOperators, Callable[[float, float], bool]] = {
+    CompareOperators.LT: lambda a, b: a < b,
+    CompareOperators.LTE: lambda a, b: a <= b,
+    CompareOperators.GT: lambda a, b: a > b,
+    CompareOperators.GTE: lambda a, b: a >= b,
+    CompareOperators.NEQ: lambda a, b: a != b,
+}
+
+
+def _compare_test(op: CompareOperators, number: float) -> ValueTest:
+    compare = _COMPARE[op]
+
+    def test(found: Any) -> bool:
+        value = _as_number(found)
+        return value is not None and compare(value, number)
+
+    return test
+
+
+@lru_cache(maxsize=4096)
+def _parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+
+
+def _cidr_test(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> ValueTest:
+    def test(found: Any) -> bool:
+        if not isinstance(found, str):
+            return False
+        address = _parse_ip(found)
+        return address is not None and address.version == network.version and address in network
+
+    return test
+
+
+def _timestamp_part_test(part: TimestampPart, number: float) -> ValueTest:
+    extract: dict[TimestampPart, Callable[[datetime], int]] = {
+        TimestampPart.MINUTE: lambda moment: moment.minute,
+        TimestampPart.HOUR: lambda moment: moment.hour,
+        TimestampPart.DAY: lambda moment: moment.day,
+        TimestampPart.WEEK: lambda moment: moment.isocalendar().week,
+        TimestampPart.MONTH: lambda moment: moment.month,
+        TimestampPart.YEAR: lambda moment: moment.year,
+    }
+    get = extract[part]
+
+    def test(found: Any) -> bool:
+        if not isinstance(found, str):
+            return False
+        try:
+            return get(parse_timestamp(found)) == number
+        except SocError:
+            return False
+
+    return test
+
+
+def required_fields(rule: SigmaRule) -> set[str]:
+    """Field names a processed rule refers to (for docs, routing checks and `rules list`)."""
+    names: set[str] = set()
+
+    def walk(node: object) -> None:
+        if isinstance(node, ConditionFieldEqualsValueExpression):
+            names.add(node.field)
+        elif isinstance(node, ConditionAND | ConditionOR | ConditionNOT):
+            for arg in node.args:
+                walk(arg)
+
+    for condition in rule.detection.parsed_condition:
+        walk(condition.parse())
+    return names
+
+
+def match_any(matcher: Matcher, events: Iterable[Event]) -> list[Event]:
+    """The events a matcher accepts, in order (sample tests, backtests)."""
+    return [event for event in events if matcher(event)]
+
+
+__all__ = [
+    "KEYWORD_FIELDS",
+    "Matcher",
+    "UnsupportedConstruct",
+    "compile_regex",
+    "compile_rule",
+    "match_any",
+    "required_fields",
+]

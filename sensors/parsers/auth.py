@@ -1,0 +1,31 @@
+"""The auth log as a whole: each line goes to the parser of its program (sshd, sudo, su,
+useradd, …) and lines of other programs keep their syslog fields under ``system.auth``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sensors.parsers import accounts, sshd, sudo, syslog
+from sensors.parsers.context import Fields, ParseContext
+
+DATASET = "system.auth"
+
+BY_PROGRAM: dict[str, Callable[[syslog.SyslogMessage], Fields]] = {
+    **dict.fromkeys(sshd.PROGRAMS, sshd.from_header),
+    **dict.fromkeys(sudo.PROGRAMS, sudo.from_header),
+    **dict.fromkeys(accounts.PROGRAMS, accounts.from_header),
+}
+
+
+def parse(line: str, ctx: ParseContext) -> Fields:
+    header = syslog.parse_message(line, ctx)
+    specific = BY_PROGRAM.get(header.appname or "")
+    if specific is not None:
+        return specific(header)
+    fields = header.fields(DATASET)
+    fields["event.module"] = "system"
+    return fields
+
+
+__all__ = ["DATASET", "parse"]

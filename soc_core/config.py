@@ -1,0 +1,138 @@
+"""Configuration: one YAML file plus ``SOC_*`` environment variables (pydantic-settings).
+
+Precedence, highest first: environment (``SOC_STORE__BACKEND=elasticsearch``, nested keys
+joined by ``__``), the YAML file (``--config`` or ``SOC_CONFIG``), defaults. Unknown keys and
+bad values are errors that name the key and the file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from soc_core.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ElasticsearchSettings(_Section):
+    url: str = "http://127.0.0.1:9200"
+    api_key: str | None = None
+    username: str | None = None
+    password: str | None = None
+    replicas: int = Field(0, ge=0, le=5)
+    request_timeout: float = Field(10.0, gt=0, le=300)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+
+class StoreSettings(_Section):
+    backend: Literal["sqlite", "elasticsearch"] = "sqlite"
+    sqlite_path: Path | None = None
+    elasticsearch: ElasticsearchSettings = ElasticsearchSettings()
+
+
+class ApiSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    session_minutes: int = Field(480, ge=5, le=7 * 24 * 60)
+    idle_minutes: int = Field(60, ge=1, le=24 * 60)
+
+
+class DetectionSettings(_Section):
+    enabled: bool = True
+    rules_dirs: list[Path] = Field(default_factory=list)
+    interval_seconds: float = Field(1.0, gt=0, le=3600)
+    batch_size: int = Field(5000, ge=1, le=100_000)
+
+
+class LogSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    json_format: bool = False
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SOC_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    data_dir: Path = Path("var")
+    store: StoreSettings = StoreSettings()
+    api: ApiSettings = ApiSettings()
+    detection: DetectionSettings = DetectionSettings()
+    log: LogSettings = LogSettings()
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.store.sqlite_path or self.data_dir / "canhgac.db"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # init values carry the YAML file; the environment overrides it.
+        return env_settings, init_settings
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file: {exc.strerror}", where=str(path)) from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ConfigError(f"not valid YAML: {getattr(exc, 'problem', exc)}", where=where) from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError("the configuration must be a mapping of keys to values", where=str(path))
+    return data
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Load the configuration; raises :class:`ConfigError` naming the file and key."""
+    if path is None and os.environ.get("SOC_CONFIG"):
+        path = Path(os.environ["SOC_CONFIG"])
+    data = _read_yaml(path) if path else {}
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+            message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+            problems.append(f"{key}: {message}")
+        where = str(path) if path else "environment (SOC_* variables)"
+        raise ConfigError("; ".join(problems), where=where, hint="see `soc config show` for every key") from exc
+
+
+__all__ = [
+    "ApiSettings",
+    "DetectionSettings",
+    "ElasticsearchSettings",
+    "Settings",
+    "StoreSettings",
+    "load_settings",
+]

@@ -1,0 +1,85 @@
+"""One error root for the whole product.
+
+::
+
+    SocError
+    ├── ConfigError          bad configuration file, key or value (names the key / file:line)
+    ├── StoreError           a store failed to do what was asked
+    │   ├── StoreUnavailable the store cannot be reached (names the URL); retry later
+    │   ├── NotFound         no such object (or not visible to the caller's tenants)
+    │   └── Conflict         optimistic-concurrency check failed, or the id already exists
+    ├── ParseError           input that could not be understood (names the source and position)
+    ├── RuleError            a detection rule that cannot be loaded or compiled (file:line)
+    ├── AuthError            authentication or authorisation failed
+    └── DevNodeError         the development Elasticsearch node could not be fetched or started
+
+Library exceptions are translated once, at the boundary: ``raise StoreUnavailable(...) from exc``.
+"""
+
+from __future__ import annotations
+
+
+class SocError(Exception):
+    """Root of every error Canh Gác raises on purpose."""
+
+    def __init__(self, message: str, *, where: str | None = None, hint: str | None = None) -> None:
+        self.message = message
+        self.where = where
+        self.hint = hint
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        text = f"{self.where}: {self.message}" if self.where else self.message
+        if self.hint:
+            text += f" — {self.hint}"
+        return text
+
+
+class ConfigError(SocError):
+    """A configuration file, key or value is wrong."""
+
+
+class StoreError(SocError):
+    """A store operation failed."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached; callers keep their data and retry later."""
+
+
+class NotFound(StoreError):
+    """No such object, or it belongs to a tenant the caller cannot see."""
+
+
+class Conflict(StoreError):
+    """The object changed since it was read, or an object with that id exists already."""
+
+
+class ParseError(SocError):
+    """Input that could not be understood."""
+
+
+class RuleError(SocError):
+    """A detection rule that cannot be loaded or compiled."""
+
+
+class AuthError(SocError):
+    """Authentication or authorisation failed."""
+
+
+class DevNodeError(SocError):
+    """The development Elasticsearch node could not be fetched or started."""
+
+
+__all__ = [
+    "AuthError",
+    "ConfigError",
+    "Conflict",
+    "DevNodeError",
+    "NotFound",
+    "ParseError",
+    "RuleError",
+    "SocError",
+    "StoreError",
+    "StoreUnavailable",
+]

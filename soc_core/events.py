@@ -1,0 +1,176 @@
+"""The event model: flat dicts keyed by dotted ECS field names.
+
+Events are plain dicts at the edges (``{"@timestamp": ..., "source.ip": ...}``); the helpers
+here build them, give them deterministic ids and check the fields every event must carry.
+Flat keys keep the streaming matcher to one dict lookup per field, and both stores accept them
+as they are (Elasticsearch expands dotted names when it maps them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from soc_core.errors import ParseError
+
+Event = dict[str, Any]
+
+TENANT_FIELD = "organization.id"
+REQUIRED_FIELDS = ("@timestamp", "event.id", "event.kind", "event.dataset", TENANT_FIELD)
+EVENT_KINDS = frozenset({"alert", "enrichment", "event", "metric", "state", "pipeline_error", "signal"})
+PARSE_FAILURE_TAG = "parse_failure"
+# Tenant ids appear inside Elasticsearch index names (canhgac-events-<tenant>-<dataset>-<day>),
+# so they may not contain "-": a prefix pattern for one tenant never matches another's indices.
+TENANT_ID = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
+DATASET = re.compile(r"^[a-z0-9][a-z0-9_.]{0,79}$")
+
+
+def check_tenant_id(tenant: str) -> str:
+    if not isinstance(tenant, str) or not TENANT_ID.match(tenant):
+        raise ParseError(
+            f"bad tenant id {tenant!r}",
+            hint="use 2-40 lowercase letters, digits or _ , starting with a letter (e.g. police, so_y_te)",
+        )
+    return tenant
+
+
+def event_id(sensor_id: str, source: str, position: str | int, raw: bytes) -> str:
+    """Deterministic id: the same input at the same place always gets the same id.
+
+    Redelivery therefore writes the same id again, which the stores treat as "already stored".
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    for part in (sensor_id.encode(), source.encode(), str(position).encode()):
+        digest.update(len(part).to_bytes(4, "big"))
+        digest.update(part)
+    digest.update(raw)
+    return digest.hexdigest()
+
+
+def format_timestamp(moment: datetime) -> str:
+    """ISO 8601 in UTC with milliseconds and a ``Z``: the one form events carry."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def parse_timestamp(value: str) -> datetime:
+    """Read an ISO 8601 timestamp; naive values are taken as UTC."""
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except (ValueError, AttributeError) as exc:
+        raise ParseError(f"not an ISO 8601 timestamp: {value!r}") from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def make_event(
+    *,
+    tenant: str,
+    dataset: str,
+    sensor_id: str,
+    source: str,
+    position: str | int,
+    raw: bytes,
+    timestamp: datetime | None = None,
+    fields: Mapping[str, Any] | None = None,
+    kind: str = "event",
+) -> Event:
+    """Build an event with its required fields and deterministic id.
+
+    ``tenant`` comes from the sensor's credentials, never from the input: a tenant written
+    inside ``fields`` is overwritten.
+    """
+    event: Event = dict(fields or {})
+    event["@timestamp"] = format_timestamp(timestamp or utcnow())
+    event["event.id"] = event_id(sensor_id, source, position, raw)
+    event["event.kind"] = kind
+    event["event.dataset"] = dataset
+    event["event.module"] = event.get("event.module") or dataset.split(".", 1)[0]
+    event[TENANT_FIELD] = tenant
+    event.setdefault("observer.name", sensor_id)
+    return event
+
+
+def mark_parse_failure(event: Event, raw_text: str, reason: str) -> Event:
+    """Keep what could not be parsed: the raw text, the reason and the ``parse_failure`` tag."""
+    event["event.original"] = raw_text
+    event["error.message"] = reason
+    add_tag(event, PARSE_FAILURE_TAG)
+    return event
+
+
+def add_tag(event: Event, tag: str) -> None:
+    tags = list(event.get("tags") or [])
+    if tag not in tags:
+        tags.append(tag)
+    event["tags"] = tags
+
+
+def validate_event(event: Mapping[str, Any]) -> list[str]:
+    """Problems with an event, as readable strings; an empty list means it is valid."""
+    problems = [f"missing required field {name!r}" for name in REQUIRED_FIELDS if not event.get(name)]
+    tenant = event.get(TENANT_FIELD)
+    if tenant and not (isinstance(tenant, str) and TENANT_ID.match(tenant)):
+        problems.append(f"{TENANT_FIELD} {tenant!r} is not a valid tenant id")
+    dataset = event.get("event.dataset")
+    if dataset and not (isinstance(dataset, str) and DATASET.match(dataset)):
+        problems.append(f"event.dataset {dataset!r} must be lowercase letters, digits, '_' or '.'")
+    kind = event.get("event.kind")
+    if kind and kind not in EVENT_KINDS:
+        problems.append(f"event.kind {kind!r} is not an ECS event kind")
+    stamp = event.get("@timestamp")
+    if isinstance(stamp, str):
+        try:
+            parse_timestamp(stamp)
+        except ParseError as exc:
+            problems.append(f"@timestamp: {exc.message}")
+    elif stamp is not None:
+        problems.append("@timestamp must be an ISO 8601 string")
+    for key in event:
+        if not isinstance(key, str) or not key or key != key.strip():
+            problems.append(f"bad field name {key!r}")
+    return problems
+
+
+def flatten(document: Mapping[str, Any], prefix: str = "") -> Event:
+    """Turn a nested ECS document (as Beats write it) into flat dotted keys.
+
+    Lists stay lists; dicts inside lists are kept as they are.
+    """
+    flat: Event = {}
+    for key, value in document.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, name))
+        else:
+            flat[name] = value
+    return flat
+
+
+__all__ = [
+    "EVENT_KINDS",
+    "PARSE_FAILURE_TAG",
+    "REQUIRED_FIELDS",
+    "TENANT_FIELD",
+    "Event",
+    "add_tag",
+    "check_tenant_id",
+    "event_id",
+    "flatten",
+    "format_timestamp",
+    "make_event",
+    "mark_parse_failure",
+    "parse_timestamp",
+    "utcnow",
+    "validate_event",
+]

@@ -1,0 +1,249 @@
+"""The one store interface every backend implements.
+
+Two kinds of data live in a store:
+
+* **events** — immutable ECS events, written idempotently in batches (the deterministic
+  ``event.id`` makes a repeat a "duplicate", not a second copy), read by query, time range and
+  tenant, counted by field or time bucket, and read back in ingest order by the detection engine;
+* **documents** — workflow objects (alerts, cases, users, checkpoints, …) keyed by kind and id,
+  updated under optimistic concurrency: every read returns a ``version`` and an update that
+  names a stale version raises :class:`~soc_core.errors.Conflict`.
+
+Every event query carries the caller's tenants (``EventQuery.tenants``); ``None`` means
+"province-wide" and must be asked for explicitly by the caller.
+"""
+
+from __future__ import annotations
+
+import abc
+import base64
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Generic, Literal, TypeVar
+
+from soc_core.errors import StoreError
+from soc_core.events import Event
+
+T = TypeVar("T")
+
+ItemStatus = Literal["created", "duplicate", "rejected", "retry"]
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    """What happened to one event of a batch.
+
+    ``created`` and ``duplicate`` mean it is stored; ``rejected`` means it never will be (bad
+    document: goes to the dead-letter store with ``reason``); ``retry`` means try again later.
+    """
+
+    id: str
+    status: ItemStatus
+    reason: str | None = None
+
+    @property
+    def stored(self) -> bool:
+        return self.status in ("created", "duplicate")
+
+
+@dataclass
+class BulkResult:
+    items: list[ItemResult] = field(default_factory=list)
+
+    def count(self, status: ItemStatus) -> int:
+        return sum(1 for item in self.items if item.status == status)
+
+    @property
+    def created(self) -> int:
+        return self.count("created")
+
+    @property
+    def duplicates(self) -> int:
+        return self.count("duplicate")
+
+
+@dataclass(frozen=True)
+class EventQuery:
+    """A tenant-scoped event search. Build it with :func:`soc_core.query.event_query`."""
+
+    tenants: tuple[str, ...] | None
+    query: str = ""
+    start: datetime | None = None
+    end: datetime | None = None
+    size: int = 100
+    cursor: str | None = None
+    ascending: bool = False
+
+
+@dataclass
+class Page(Generic[T]):
+    items: list[T]
+    next_cursor: str | None = None
+
+
+@dataclass(frozen=True)
+class Bucket:
+    key: str
+    count: int
+
+
+@dataclass
+class Doc:
+    id: str
+    version: str
+    body: dict[str, Any]
+
+
+DOC_KINDS = frozenset(
+    {
+        "alerts",
+        "cases",
+        "users",
+        "sessions",
+        "apikeys",
+        "tenants",
+        "sensors",
+        "checkpoints",
+        "audit",
+        "rules",
+        "deadletters",
+        "playbook_runs",
+        "reports",
+    }
+)
+
+
+def check_kind(kind: str) -> str:
+    if kind not in DOC_KINDS:
+        raise StoreError(f"unknown document kind {kind!r}", hint=f"use one of {sorted(DOC_KINDS)}")
+    return kind
+
+
+def encode_cursor(values: Sequence[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(values)).encode()).decode()
+
+
+def decode_cursor(cursor: str) -> list[Any]:
+    try:
+        values = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, TypeError) as exc:
+        raise StoreError("malformed page cursor", hint="pass back the next_cursor you were given") from exc
+    if not isinstance(values, list):
+        raise StoreError("malformed page cursor", hint="pass back the next_cursor you were given")
+    return values
+
+
+class Store(abc.ABC):
+    """Events and workflow documents, on SQLite or Elasticsearch."""
+
+    name: ClassVar[str]
+
+    # lifecycle -----------------------------------------------------------------------------
+    @abc.abstractmethod
+    def setup(self) -> None:
+        """Create tables / index templates. Idempotent."""
+
+    @abc.abstractmethod
+    def ping(self) -> None:
+        """Raise :class:`StoreUnavailable` (naming where) if the store cannot be reached."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def refresh(self) -> None:  # noqa: B027 - a no-op where writes are visible at once
+        """Make every write so far visible to searches (Elasticsearch refresh)."""
+
+    # events --------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def add_events(self, events: Sequence[Event]) -> BulkResult:
+        """Store a batch; one :class:`ItemResult` per input event, in input order.
+
+        Sets ``event.ingested``. A batch-wide outage raises :class:`StoreUnavailable`
+        and nothing may be assumed stored.
+        """
+
+    @abc.abstractmethod
+    def get_events(self, ids: Sequence[str], *, tenants: tuple[str, ...] | None) -> list[Event]:
+        """The events with these ids that the tenants may see (missing ids are left out)."""
+
+    @abc.abstractmethod
+    def search_events(self, query: EventQuery) -> Page[Event]:
+        """Newest first (or oldest first with ``ascending``), with a cursor to the next page."""
+
+    @abc.abstractmethod
+    def count_events(
+        self,
+        query: EventQuery,
+        *,
+        by: str | None = None,
+        interval: Literal["hour", "day"] | None = None,
+        limit: int = 10,
+    ) -> list[Bucket]:
+        """Total (one bucket ``"total"``), top values of field ``by``, or counts per time bucket."""
+
+    @abc.abstractmethod
+    def read_new_events(self, checkpoint: str | None, *, limit: int) -> tuple[list[Event], str]:
+        """Events of all tenants in ingest order after ``checkpoint``, and the new checkpoint.
+
+        Each event is returned exactly once across calls that pass back the checkpoint,
+        even when writes land late (Elasticsearch refresh) — the detection engine relies on it.
+        """
+
+    @abc.abstractmethod
+    def delete_events_before(self, before: datetime) -> int:
+        """Retention: remove events older than ``before``; returns how many (or indices) went."""
+
+    # documents -----------------------------------------------------------------------------
+    @abc.abstractmethod
+    def create_doc(self, kind: str, body: Mapping[str, Any], *, doc_id: str | None = None) -> Doc:
+        """Create; raises :class:`Conflict` if ``doc_id`` exists already."""
+
+    @abc.abstractmethod
+    def get_doc(self, kind: str, doc_id: str) -> Doc:
+        """Raises :class:`NotFound`."""
+
+    @abc.abstractmethod
+    def update_doc(self, kind: str, doc_id: str, body: Mapping[str, Any], *, version: str) -> Doc:
+        """Replace the body if the stored version is still ``version``; else :class:`Conflict`."""
+
+    @abc.abstractmethod
+    def put_doc(self, kind: str, doc_id: str, body: Mapping[str, Any]) -> Doc:
+        """Unconditional create-or-replace (checkpoints, caches)."""
+
+    @abc.abstractmethod
+    def delete_doc(self, kind: str, doc_id: str) -> None:
+        """Remove; missing ids are not an error."""
+
+    @abc.abstractmethod
+    def list_docs(
+        self,
+        kind: str,
+        *,
+        tenants: tuple[str, ...] | None = None,
+        filters: Mapping[str, Any] | None = None,
+        sort: str = "created_at",
+        descending: bool = True,
+        size: int = 100,
+        cursor: str | None = None,
+    ) -> Page[Doc]:
+        """Documents whose top-level ``tenant`` is one of ``tenants`` (all if ``None``) and whose
+        top-level fields equal ``filters`` (a list value means any of), sorted by a top-level
+        field, then id."""
+
+
+__all__ = [
+    "DOC_KINDS",
+    "Bucket",
+    "BulkResult",
+    "Doc",
+    "EventQuery",
+    "ItemResult",
+    "ItemStatus",
+    "Page",
+    "Store",
+    "check_kind",
+    "decode_cursor",
+    "encode_cursor",
+]

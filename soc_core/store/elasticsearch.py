@@ -1,0 +1,634 @@
+"""The Elasticsearch store: daily event indices per tenant and dataset, one index per doc kind.
+
+* Events go to ``canhgac-events-<tenant>-<dataset>-YYYY.MM.DD`` (day of ``@timestamp``) with
+  ``op_type: create`` and the deterministic ``event.id`` as ``_id``: a 409 means "already
+  stored". Readers take the tenant from the index name (tenant ids cannot contain ``-``), and
+  also filter on ``organization.id``.
+* Documents go to ``canhgac-<kind>`` and are updated with ``if_seq_no``/``if_primary_term``;
+  the version we hand out is ``"<seq_no>:<primary_term>"``.
+* The index templates come from ECS, with the types this minimal server supports
+  (see scripts/gen_ecs_fields.py); unknown strings map to ``keyword``.
+* ``read_new_events`` reads by ``event.ingested``. A write becomes visible only after a refresh
+  and a slow bulk can land after later ones, so the reader stays ``settle`` seconds behind
+  real time and re-reads an ``overlap`` window, skipping the ids it has already returned
+  (kept in the checkpoint). An event that becomes visible more than ``overlap`` seconds after
+  its ``event.ingested`` stamp would be missed; the bulk timeout is far below that window.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, Literal, cast
+
+from elastic_transport import ConnectionError as TransportConnectionError
+from elastic_transport import ConnectionTimeout, TransportError
+from elasticsearch import ApiError, Elasticsearch
+
+from soc_core.errors import Conflict, NotFound, StoreError, StoreUnavailable
+from soc_core.events import (
+    TENANT_FIELD,
+    Event,
+    format_timestamp,
+    parse_timestamp,
+    utcnow,
+    validate_event,
+)
+from soc_core.query import (
+    And,
+    FieldEquals,
+    FieldExists,
+    FieldRange,
+    MatchAll,
+    Node,
+    Not,
+    Or,
+    Text,
+    parse_query,
+)
+from soc_core.store.base import (
+    Bucket,
+    BulkResult,
+    Doc,
+    EventQuery,
+    ItemResult,
+    Page,
+    Store,
+    check_kind,
+    decode_cursor,
+    encode_cursor,
+)
+from soc_core.store.fields import NUMERIC_TYPES, check_field_name, ecs_types, field_type
+
+PREFIX = "canhgac"
+EVENTS_PATTERN = f"{PREFIX}-events-*"
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+DOC_ID_FIELD = "_canhgac_id"
+
+
+def _index_safe(value: str) -> str:
+    return re.sub(r"[^a-z0-9_.]", "_", value.lower())
+
+
+def event_index(event: Mapping[str, Any]) -> str:
+    day = parse_timestamp(str(event["@timestamp"])).strftime("%Y.%m.%d")
+    return f"{PREFIX}-events-{event[TENANT_FIELD]}-{_index_safe(str(event['event.dataset']))}-{day}"
+
+
+def _properties_from_flat(types: Mapping[str, str]) -> dict[str, Any]:
+    """Turn {"source.ip": "ip"} into nested ``properties`` mappings."""
+    root: dict[str, Any] = {}
+    for name in sorted(types):
+        kind = types[name]
+        node = root
+        parts = name.split(".")
+        for part in parts[:-1]:
+            entry = node.setdefault(part, {"properties": {}})
+            if "properties" not in entry:  # a leaf that also has children: ECS has none we keep
+                break
+            node = entry["properties"]
+        else:
+            mapping: dict[str, Any] = {"type": kind}
+            if kind == "keyword":
+                mapping["ignore_above"] = 1024
+            if name == "event.original":
+                mapping = {"type": "keyword", "index": False, "doc_values": False}
+            node.setdefault(parts[-1], mapping)
+    return root
+
+
+def events_template(replicas: int) -> dict[str, Any]:
+    # Only the fields that are not plain keywords need to be spelled out: the dynamic template
+    # maps every other string to keyword, which is what ECS says for nearly all of them.
+    typed = {name: kind for name, kind in ecs_types().items() if kind != "keyword" or name == "event.original"}
+    return {
+        "index_patterns": [EVENTS_PATTERN],
+        "priority": 200,
+        "template": {
+            "settings": {
+                "number_of_shards": 1,
+                "number_of_replicas": replicas,
+                "refresh_interval": "1s",
+                "index.mapping.total_fields.limit": 5000,
+                "index.mapping.ignore_malformed": True,
+            },
+            "mappings": {
+                "date_detection": False,
+                "dynamic_templates": [
+                    {
+                        "strings_as_keywords": {
+                            "match_mapping_type": "string",
+                            "mapping": {"type": "keyword", "ignore_above": 8191},
+                        }
+                    },
+                    {
+                        "windows_data_as_keywords": {
+                            "path_match": "winlog.event_data.*",
+                            "mapping": {"type": "keyword", "ignore_above": 8191},
+                        }
+                    },
+                ],
+                "properties": _properties_from_flat(typed),
+            },
+        },
+    }
+
+
+def docs_template(replicas: int) -> dict[str, Any]:
+    return {
+        "index_patterns": [f"{PREFIX}-docs-*"],
+        "priority": 200,
+        "template": {
+            "settings": {
+                "number_of_shards": 1,
+                "number_of_replicas": replicas,
+                "refresh_interval": "1s",
+            },
+            "mappings": {
+                "date_detection": False,
+                "numeric_detection": False,
+                "dynamic_templates": [
+                    {
+                        "free_form": {
+                            "path_match": "*.details.*",
+                            "mapping": {"type": "object", "enabled": False},
+                        }
+                    },
+                    {
+                        "strings_as_keywords": {
+                            "match_mapping_type": "string",
+                            "mapping": {"type": "keyword"},
+                        }
+                    },
+                ],
+                "properties": {DOC_ID_FIELD: {"type": "keyword"}, "tenant": {"type": "keyword"}},
+            },
+        },
+    }
+
+
+class _DslBuilder:
+    """Compiles a parsed hunt query into Elasticsearch query DSL, matching the SQLite semantics."""
+
+    def compile(self, node: Node) -> dict[str, Any]:
+        if isinstance(node, MatchAll):
+            return {"match_all": {}}
+        if isinstance(node, And):
+            return {"bool": {"filter": [self.compile(c) for c in node.children]}}
+        if isinstance(node, Or):
+            return {
+                "bool": {
+                    "should": [self.compile(c) for c in node.children],
+                    "minimum_should_match": 1,
+                }
+            }
+        if isinstance(node, Not):
+            return {"bool": {"must_not": [self.compile(node.child)]}}
+        if isinstance(node, Text):
+            return {"match_phrase": {"message": node.value}}
+        if isinstance(node, FieldExists):
+            return {"exists": {"field": check_field_name(node.field)}}
+        if isinstance(node, FieldEquals):
+            return self._equals(node)
+        return self._range(node)
+
+    @staticmethod
+    def _equals(node: FieldEquals) -> dict[str, Any]:
+        field = check_field_name(node.field)
+        kind = field_type(field)
+        if kind == "text":
+            return {"match_phrase": {field: node.value}}
+        if kind == "ip":
+            return {"term": {field: node.value}}
+        if kind in NUMERIC_TYPES or kind in ("boolean", "date"):
+            return {"term": {field: node.value}}
+        if node.wildcard:
+            return {"wildcard": {field: {"value": node.value, "case_insensitive": True}}}
+        return {"term": {field: {"value": node.value, "case_insensitive": True}}}
+
+    @staticmethod
+    def _range(node: FieldRange) -> dict[str, Any]:
+        bounds: dict[str, Any] = {}
+        if node.low is not None:
+            bounds["gte" if node.include_low else "gt"] = node.low
+        if node.high is not None:
+            bounds["lte" if node.include_high else "lt"] = node.high
+        return {"range": {check_field_name(node.field): bounds}}
+
+
+class ElasticsearchStore(Store):
+    """Events and documents in an Elasticsearch 9.x cluster."""
+
+    name: ClassVar[str] = "elasticsearch"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        api_key: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        replicas: int = 0,
+        request_timeout: float = 10.0,
+        settle_seconds: float = 1.5,
+        overlap_seconds: float = 30.0,
+    ) -> None:
+        self.url = url
+        self.replicas = replicas
+        self.settle = timedelta(seconds=settle_seconds)
+        self.overlap = timedelta(seconds=overlap_seconds)
+        auth: dict[str, Any] = {}
+        if api_key:
+            auth["api_key"] = api_key
+        elif username:
+            auth["basic_auth"] = (username, password or "")
+        self.client = Elasticsearch(
+            url,
+            request_timeout=request_timeout,
+            max_retries=0,
+            retry_on_timeout=False,
+            **auth,
+        )
+
+    # errors at the boundary ----------------------------------------------------------------
+    def _translate(self, what: str, exc: Exception) -> StoreError:
+        if isinstance(exc, TransportConnectionError | ConnectionTimeout):
+            return StoreUnavailable(
+                f"Elasticsearch unreachable while trying to {what}: {exc.message}",
+                where=self.url,
+                hint="check that the node is running and the URL in the configuration is right",
+            )
+        if isinstance(exc, ApiError):
+            if exc.meta.status in RETRYABLE_STATUS:
+                return StoreUnavailable(
+                    f"Elasticsearch answered {exc.meta.status} while trying to {what}",
+                    where=self.url,
+                )
+            return StoreError(f"Elasticsearch refused to {what}: {exc.message} {exc.info!r:.300}", where=self.url)
+        return StoreUnavailable(f"Elasticsearch transport error while trying to {what}: {exc}", where=self.url)
+
+    def _call(self, what: str, func: Any, /, **kwargs: Any) -> Any:
+        try:
+            return func(**kwargs)
+        except (ApiError, TransportError) as exc:
+            raise self._translate(what, exc) from exc
+
+    # lifecycle -----------------------------------------------------------------------------
+    def setup(self) -> None:
+        self._call(
+            "create the events index template",
+            self.client.indices.put_index_template,
+            name=f"{PREFIX}-events",
+            **events_template(self.replicas),
+        )
+        self._call(
+            "create the documents index template",
+            self.client.indices.put_index_template,
+            name=f"{PREFIX}-docs",
+            **docs_template(self.replicas),
+        )
+
+    def ping(self) -> None:
+        self._call("check cluster health", self.client.cluster.health, timeout="5s")
+
+    def close(self) -> None:
+        self.client.close()
+
+    def refresh(self) -> None:
+        self._call(
+            "refresh",
+            self.client.indices.refresh,
+            index=f"{PREFIX}-*",
+            ignore_unavailable=True,
+            allow_no_indices=True,
+        )
+
+    # events --------------------------------------------------------------------------------
+    def add_events(self, events: Sequence[Event]) -> BulkResult:
+        ingested = format_timestamp(utcnow())
+        results: list[ItemResult | None] = [None] * len(events)
+        operations: list[Any] = []
+        positions: list[int] = []
+        for position, event in enumerate(events):
+            event_id = str(event.get("event.id") or "")
+            problems = validate_event(event)
+            if problems:
+                results[position] = ItemResult(event_id, "rejected", "; ".join(problems))
+                continue
+            stored = dict(event)
+            stored["event.ingested"] = ingested
+            operations.append({"create": {"_index": event_index(stored), "_id": event_id}})
+            operations.append(stored)
+            positions.append(position)
+        if operations:
+            response = self._call("store events", self.client.bulk, operations=operations, refresh=False)
+            for position, item in zip(positions, response["items"], strict=True):
+                results[position] = self._item_result(item["create"])
+        return BulkResult([r for r in results if r is not None])
+
+    @staticmethod
+    def _item_result(item: Mapping[str, Any]) -> ItemResult:
+        status = int(item.get("status", 0))
+        event_id = str(item.get("_id", ""))
+        if status in (200, 201):
+            return ItemResult(event_id, "created")
+        if status == 409:
+            return ItemResult(event_id, "duplicate")
+        error = item.get("error") or {}
+        reason = f"{status} {error.get('type', '')}: {error.get('reason', '')}".strip()
+        if status in RETRYABLE_STATUS:
+            return ItemResult(event_id, "retry", reason)
+        return ItemResult(event_id, "rejected", reason)
+
+    @staticmethod
+    def _indices(tenants: tuple[str, ...] | None) -> str:
+        if tenants is None:
+            return EVENTS_PATTERN
+        return ",".join(f"{PREFIX}-events-{tenant}-*" for tenant in tenants)
+
+    def _filters(self, query: EventQuery) -> list[dict[str, Any]]:
+        filters = [_DslBuilder().compile(parse_query(query.query))]
+        if query.tenants is not None:
+            filters.append({"terms": {TENANT_FIELD: list(query.tenants)}})
+        span: dict[str, str] = {}
+        if query.start is not None:
+            span["gte"] = format_timestamp(query.start)
+        if query.end is not None:
+            span["lt"] = format_timestamp(query.end)
+        if span:
+            filters.append({"range": {"@timestamp": span}})
+        return filters
+
+    def _search(self, what: str, **kwargs: Any) -> Mapping[str, Any]:
+        response = self._call(
+            what,
+            self.client.search,
+            ignore_unavailable=True,
+            allow_no_indices=True,
+            **kwargs,
+        )
+        return cast(Mapping[str, Any], response.body)
+
+    def get_events(self, ids: Sequence[str], *, tenants: tuple[str, ...] | None) -> list[Event]:
+        if not ids:
+            return []
+        filters: list[dict[str, Any]] = [{"ids": {"values": list(ids)}}]
+        if tenants is not None:
+            filters.append({"terms": {TENANT_FIELD: list(tenants)}})
+        body = self._search(
+            "read events",
+            index=self._indices(tenants),
+            query={"bool": {"filter": filters}},
+            size=len(ids),
+        )
+        by_id = {hit["_id"]: hit["_source"] for hit in body["hits"]["hits"]}
+        return [by_id[i] for i in ids if i in by_id]
+
+    def search_events(self, query: EventQuery) -> Page[Event]:
+        order = "asc" if query.ascending else "desc"
+        kwargs: dict[str, Any] = {}
+        if query.cursor:
+            kwargs["search_after"] = decode_cursor(query.cursor)
+        body = self._search(
+            "search events",
+            index=self._indices(query.tenants),
+            query={"bool": {"filter": self._filters(query)}},
+            sort=[{"@timestamp": {"order": order}}, {"event.id": {"order": order}}],
+            size=query.size + 1,
+            track_total_hits=False,
+            **kwargs,
+        )
+        hits = body["hits"]["hits"]
+        items = [hit["_source"] for hit in hits[: query.size]]
+        next_cursor = encode_cursor(hits[query.size - 1]["sort"]) if len(hits) > query.size else None
+        return Page(items, next_cursor)
+
+    def count_events(
+        self,
+        query: EventQuery,
+        *,
+        by: str | None = None,
+        interval: Literal["hour", "day"] | None = None,
+        limit: int = 10,
+    ) -> list[Bucket]:
+        search: dict[str, Any] = {
+            "index": self._indices(query.tenants),
+            "query": {"bool": {"filter": self._filters(query)}},
+            "size": 0,
+        }
+        if by is not None:
+            search["aggs"] = {
+                "values": {
+                    "terms": {
+                        "field": check_field_name(by),
+                        "size": limit,
+                        "order": [{"_count": "desc"}, {"_key": "asc"}],
+                    }
+                }
+            }
+        elif interval is not None:
+            search["aggs"] = {
+                "values": {
+                    "date_histogram": {
+                        "field": "@timestamp",
+                        "calendar_interval": interval,
+                        "min_doc_count": 1,
+                        "format": "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'",
+                    }
+                }
+            }
+        else:
+            search["track_total_hits"] = True
+        body = self._search("count events", **search)
+        if by is None and interval is None:
+            return [Bucket("total", int(body["hits"]["total"]["value"]))]
+        return [
+            Bucket(str(bucket.get("key_as_string", bucket["key"])), int(bucket["doc_count"]))
+            for bucket in body["aggregations"]["values"]["buckets"]
+        ]
+
+    def read_new_events(self, checkpoint: str | None, *, limit: int) -> tuple[list[Event], str]:
+        state = json.loads(checkpoint) if checkpoint else {"t": None, "seen": {}}
+        seen: dict[str, str] = state["seen"]
+        horizon = format_timestamp(utcnow() - self.settle)
+        span: dict[str, str] = {"lte": horizon}
+        if state["t"]:
+            span["gte"] = format_timestamp(parse_timestamp(state["t"]) - self.overlap)
+        fresh: list[Event] = []
+        search_after: list[Any] | None = None
+        while len(fresh) < limit:
+            kwargs: dict[str, Any] = {"search_after": search_after} if search_after else {}
+            body = self._search(
+                "read new events",
+                index=EVENTS_PATTERN,
+                query={"range": {"event.ingested": span}},
+                sort=[{"event.ingested": "asc"}, {"event.id": "asc"}],
+                size=min(max(limit, 100), 5000),
+                track_total_hits=False,
+                **kwargs,
+            )
+            hits = body["hits"]["hits"]
+            for hit in hits:
+                event = hit["_source"]
+                if event["event.id"] in seen:
+                    continue
+                fresh.append(event)
+                seen[event["event.id"]] = event["event.ingested"]
+                if len(fresh) >= limit:
+                    break
+            if len(hits) == 0 or len(fresh) >= limit:
+                break
+            search_after = hits[-1]["sort"]
+        newest = max([state["t"] or "", *(e["event.ingested"] for e in fresh)])
+        if newest:
+            floor = format_timestamp(parse_timestamp(newest) - self.overlap)
+            seen = {i: t for i, t in seen.items() if t >= floor}
+        return fresh, json.dumps({"t": newest or None, "seen": seen})
+
+    def delete_events_before(self, before: datetime) -> int:
+        """Delete whole daily indices whose day ended before ``before`` (by concrete name)."""
+        indices = self._call(
+            "list event indices",
+            self.client.indices.get,
+            index=EVENTS_PATTERN,
+            allow_no_indices=True,
+        )
+        cutoff = before.strftime("%Y.%m.%d")
+        doomed = [name for name in indices if name.rsplit("-", 1)[-1] < cutoff]
+        for name in doomed:
+            self._call(f"delete index {name}", self.client.indices.delete, index=name)
+        return len(doomed)
+
+    # documents -----------------------------------------------------------------------------
+    @staticmethod
+    def _doc_index(kind: str) -> str:
+        return f"{PREFIX}-docs-{check_kind(kind)}"
+
+    @staticmethod
+    def _version(response: Mapping[str, Any]) -> str:
+        return f"{response['_seq_no']}:{response['_primary_term']}"
+
+    @staticmethod
+    def _body(source: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in source.items() if k != DOC_ID_FIELD}
+
+    def _write_doc(self, what: str, kind: str, doc_id: str, body: Mapping[str, Any], **kwargs: Any) -> Doc:
+        try:
+            response = self.client.index(
+                index=self._doc_index(kind),
+                id=doc_id,
+                document={**body, DOC_ID_FIELD: doc_id},
+                refresh=True,
+                **kwargs,
+            )
+        except ApiError as exc:
+            if exc.meta.status == 409:
+                raise Conflict(
+                    f"{kind}/{doc_id} {what}: it changed since it was read or exists already",
+                    hint="read it again and re-apply the change",
+                ) from exc
+            raise self._translate(what, exc) from exc
+        except TransportError as exc:
+            raise self._translate(what, exc) from exc
+        return Doc(doc_id, self._version(response.body), dict(body))
+
+    def create_doc(self, kind: str, body: Mapping[str, Any], *, doc_id: str | None = None) -> Doc:
+        from uuid import uuid4  # noqa: PLC0415 - only creates need it
+
+        return self._write_doc("create", kind, doc_id or uuid4().hex, body, op_type="create")
+
+    def get_doc(self, kind: str, doc_id: str) -> Doc:
+        try:
+            response = self.client.get(index=self._doc_index(kind), id=doc_id)
+        except ApiError as exc:
+            if exc.meta.status == 404:
+                raise NotFound(f"no {kind} document {doc_id!r}") from exc
+            raise self._translate("read a document", exc) from exc
+        except TransportError as exc:
+            raise self._translate("read a document", exc) from exc
+        return Doc(doc_id, self._version(response.body), self._body(response["_source"]))
+
+    def update_doc(self, kind: str, doc_id: str, body: Mapping[str, Any], *, version: str) -> Doc:
+        try:
+            seq_no, primary_term = (int(part) for part in version.split(":"))
+        except ValueError as exc:
+            raise Conflict(f"{kind}/{doc_id}: version {version!r} is not one this store gave out") from exc
+        self.get_doc(kind, doc_id)  # NotFound rather than a create
+        return self._write_doc("update", kind, doc_id, body, if_seq_no=seq_no, if_primary_term=primary_term)
+
+    def put_doc(self, kind: str, doc_id: str, body: Mapping[str, Any]) -> Doc:
+        return self._write_doc("save", kind, doc_id, body)
+
+    def delete_doc(self, kind: str, doc_id: str) -> None:
+        try:
+            self.client.delete(index=self._doc_index(kind), id=doc_id, refresh=True)
+        except ApiError as exc:
+            if exc.meta.status != 404:
+                raise self._translate("delete a document", exc) from exc
+        except TransportError as exc:
+            raise self._translate("delete a document", exc) from exc
+
+    def list_docs(
+        self,
+        kind: str,
+        *,
+        tenants: tuple[str, ...] | None = None,
+        filters: Mapping[str, Any] | None = None,
+        sort: str = "created_at",
+        descending: bool = True,
+        size: int = 100,
+        cursor: str | None = None,
+    ) -> Page[Doc]:
+        clauses: list[dict[str, Any]] = []
+        if tenants is not None:
+            clauses.append({"terms": {"tenant": list(tenants)}})
+        for key, wanted in (filters or {}).items():
+            values = list(wanted) if isinstance(wanted, list | tuple | set) else [wanted]
+            clauses.append({"terms": {check_field_name(key): values}})
+        order = "desc" if descending else "asc"
+        kwargs: dict[str, Any] = {}
+        if cursor:
+            kwargs["search_after"] = decode_cursor(cursor)
+        body = self._search(
+            f"list {kind}",
+            index=self._doc_index(kind),
+            query={"bool": {"filter": clauses}},
+            sort=[
+                {
+                    check_field_name(sort): {
+                        "order": order,
+                        "unmapped_type": "keyword",
+                        "missing": "_last",
+                    }
+                },
+                {DOC_ID_FIELD: {"order": order}},
+            ],
+            size=size + 1,
+            seq_no_primary_term=True,
+            track_total_hits=False,
+            **kwargs,
+        )
+        hits = body["hits"]["hits"]
+        items = [Doc(hit["_id"], self._version(hit), self._body(hit["_source"])) for hit in hits[:size]]
+        next_cursor = encode_cursor(hits[size - 1]["sort"]) if len(hits) > size else None
+        return Page(items, next_cursor)
+
+    def wait_until_ready(self, timeout: float = 60.0) -> None:
+        """Poll cluster health until yellow; raise StoreUnavailable naming the URL."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.client.cluster.health(wait_for_status="yellow", timeout="2s")
+                return
+            except (ApiError, TransportError) as exc:
+                if time.monotonic() > deadline:
+                    raise StoreUnavailable(
+                        f"Elasticsearch not ready after {timeout:.0f}s: {exc}", where=self.url
+                    ) from exc
+                time.sleep(0.5)
+
+
+__all__ = ["ElasticsearchStore", "docs_template", "event_index", "events_template"]

@@ -1,0 +1,485 @@
+"""The embedded store: one SQLite file in WAL mode.
+
+Events live in one table with the whole flat event as JSON; the columns pulled out of it
+(tenant, timestamp, message) carry the indexes, and an FTS5 table over ``message`` answers
+word searches. ``seq`` (autoincrement) is the ingest order the detection engine reads by:
+SQLite serialises writers and commits in order, so a reader never sees seq 10 before seq 9.
+
+Documents live in one table keyed by (kind, id) with an integer version for optimistic
+concurrency. Connections are per thread (the API serves requests from a thread pool).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from soc_core.errors import Conflict, NotFound, StoreError, StoreUnavailable
+from soc_core.events import TENANT_FIELD, Event, format_timestamp, utcnow, validate_event
+from soc_core.query import (
+    And,
+    FieldEquals,
+    FieldExists,
+    FieldRange,
+    MatchAll,
+    Node,
+    Not,
+    Or,
+    Text,
+    parse_query,
+)
+from soc_core.store.base import (
+    Bucket,
+    BulkResult,
+    Doc,
+    EventQuery,
+    ItemResult,
+    Page,
+    Store,
+    check_kind,
+    decode_cursor,
+    encode_cursor,
+)
+from soc_core.store.fields import NUMERIC_TYPES, check_field_name, field_type
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    id       TEXT NOT NULL UNIQUE,
+    tenant   TEXT NOT NULL,
+    ts       TEXT NOT NULL,
+    dataset  TEXT NOT NULL,
+    message  TEXT,
+    doc      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_tenant_ts ON events (tenant, ts, id);
+CREATE INDEX IF NOT EXISTS events_ts ON events (ts, id);
+CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5 (
+    message, content='events', content_rowid='seq', tokenize='unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER IF NOT EXISTS events_fts_insert AFTER INSERT ON events BEGIN
+    INSERT INTO events_fts (rowid, message) VALUES (new.seq, new.message);
+END;
+CREATE TRIGGER IF NOT EXISTS events_fts_delete AFTER DELETE ON events BEGIN
+    INSERT INTO events_fts (events_fts, rowid, message) VALUES ('delete', old.seq, old.message);
+END;
+CREATE TABLE IF NOT EXISTS docs (
+    kind     TEXT NOT NULL,
+    id       TEXT NOT NULL,
+    tenant   TEXT,
+    version  INTEGER NOT NULL,
+    body     TEXT NOT NULL,
+    PRIMARY KEY (kind, id)
+);
+CREATE INDEX IF NOT EXISTS docs_kind_tenant ON docs (kind, tenant);
+"""
+
+
+def _json_path(field: str) -> str:
+    return '$."' + check_field_name(field) + '"'
+
+
+def _cidr_contains(value: object, block: str) -> int:
+    try:
+        return int(ipaddress.ip_address(str(value)) in ipaddress.ip_network(block, strict=False))
+    except ValueError:
+        return 0
+
+
+def _glob_from_wildcard(pattern: str) -> str:
+    """Sigma/Lucene wildcards (``*``, ``?``, ``\\`` escapes) to a SQLite GLOB pattern."""
+    out = []
+    escaped = False
+    for char in pattern.lower():
+        if escaped:
+            out.append(f"[{char}]" if char in "*?[]" else char)
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char in "*?":
+            out.append(char)
+        elif char in "[]":
+            out.append(f"[{char}]")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def _fts_phrase(words: str) -> str:
+    return '"' + words.replace('"', '""') + '"'
+
+
+class _SqlBuilder:
+    """Compiles a parsed hunt query into a WHERE fragment and its parameters."""
+
+    def __init__(self) -> None:
+        self.params: list[Any] = []
+
+    def compile(self, node: Node) -> str:
+        if isinstance(node, MatchAll):
+            return "1"
+        if isinstance(node, And):
+            return "(" + " AND ".join(self.compile(c) for c in node.children) + ")"
+        if isinstance(node, Or):
+            return "(" + " OR ".join(self.compile(c) for c in node.children) + ")"
+        if isinstance(node, Not):
+            return f"NOT {self.compile(node.child)}"
+        if isinstance(node, Text):
+            return self._text("message", node.value)
+        if isinstance(node, FieldExists):
+            self.params.append(_json_path(node.field))
+            return "json_type(events.doc, ?) IS NOT NULL"
+        if isinstance(node, FieldEquals):
+            return self._equals(node)
+        return self._range(node)
+
+    def _text(self, field: str, words: str) -> str:
+        if field == "message":
+            self.params.append(_fts_phrase(words))
+            return "events.seq IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)"
+        # other text fields: every word present, case-insensitively
+        self.params.extend([_json_path(field), f"%{words.lower()}%"])
+        return "lower(json_extract(events.doc, ?)) LIKE ?"
+
+    def _any_value(self, field: str, predicate: str, *args: Any) -> str:
+        self.params.append(_json_path(field))
+        self.params.extend(args)
+        return f"EXISTS (SELECT 1 FROM json_each(events.doc, ?) AS v WHERE {predicate})"
+
+    def _equals(self, node: FieldEquals) -> str:
+        kind = field_type(node.field)
+        if kind == "text":
+            return self._text(node.field, node.value)
+        if kind == "ip" and "/" in node.value:
+            return self._any_value(node.field, "cidr_contains(v.value, ?)", node.value)
+        if node.wildcard:
+            return self._any_value(node.field, "lower(v.value) GLOB ?", _glob_from_wildcard(node.value))
+        if kind in NUMERIC_TYPES:
+            return self._any_value(node.field, "CAST(v.value AS REAL) = CAST(? AS REAL)", node.value)
+        return self._any_value(node.field, "lower(v.value) = lower(?)", node.value)
+
+    def _range(self, node: FieldRange) -> str:
+        numeric = field_type(node.field) in NUMERIC_TYPES
+        value = "CAST(v.value AS REAL)" if numeric else "v.value"
+        parts = []
+        args: list[Any] = []
+        if node.low is not None:
+            parts.append(f"{value} >{'=' if node.include_low else ''} ?")
+            args.append(float(node.low) if numeric else node.low)
+        if node.high is not None:
+            parts.append(f"{value} <{'=' if node.include_high else ''} ?")
+            args.append(float(node.high) if numeric else node.high)
+        return self._any_value(node.field, " AND ".join(parts) or "1", *args)
+
+
+class SqliteStore(Store):
+    """Events and documents in one SQLite file (WAL)."""
+
+    name: ClassVar[str] = "sqlite"
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    # lifecycle -----------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreUnavailable(f"cannot open SQLite store: {exc}", where=str(self.path)) from exc
+        conn.create_function("cidr_contains", 2, _cidr_contains, deterministic=True)
+        self._local.conn = conn
+        with self._lock:
+            self._connections.append(conn)
+        return conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        conn = self._connect()
+        conn.execute("BEGIN IMMEDIATE")
+        committed = False
+        try:
+            yield conn
+            conn.execute("COMMIT")
+            committed = True
+        finally:
+            if not committed and conn.in_transaction:
+                conn.execute("ROLLBACK")
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self._connect().execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"SQLite query failed: {exc}", where=str(self.path)) from exc
+
+    def setup(self) -> None:
+        try:
+            self._connect().executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot create the SQLite schema: {exc}", where=str(self.path)) from exc
+
+    def ping(self) -> None:
+        try:
+            self._connect().execute("SELECT 1").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite store unusable: {exc}", where=str(self.path)) from exc
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    # events --------------------------------------------------------------------------------
+    def add_events(self, events: Sequence[Event]) -> BulkResult:
+        result = BulkResult()
+        ingested = format_timestamp(utcnow())
+        try:
+            with self._tx() as conn:
+                for event in events:
+                    result.items.append(self._insert_event(conn, event, ingested))
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"SQLite write failed: {exc}", where=str(self.path)) from exc
+        return result
+
+    def _insert_event(self, conn: sqlite3.Connection, event: Event, ingested: str) -> ItemResult:
+        event_id = str(event.get("event.id") or "")
+        problems = validate_event(event)
+        if problems:
+            return ItemResult(event_id, "rejected", "; ".join(problems))
+        stored = dict(event)
+        stored["event.ingested"] = ingested
+        message = stored.get("message")
+        try:
+            doc = json.dumps(stored, ensure_ascii=False, separators=(",", ":"))
+        except (TypeError, ValueError) as exc:
+            return ItemResult(event_id, "rejected", f"not JSON-serialisable: {exc}")
+        cursor = conn.execute(
+            "INSERT OR IGNORE INTO events (id, tenant, ts, dataset, message, doc) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                event_id,
+                str(stored[TENANT_FIELD]),
+                str(stored["@timestamp"]),
+                str(stored["event.dataset"]),
+                message if isinstance(message, str) else None,
+                doc,
+            ),
+        )
+        return ItemResult(event_id, "created" if cursor.rowcount == 1 else "duplicate")
+
+    def get_events(self, ids: Sequence[str], *, tenants: tuple[str, ...] | None) -> list[Event]:
+        if not ids:
+            return []
+        sql = f"SELECT doc FROM events WHERE id IN ({','.join('?' * len(ids))})"
+        params: list[Any] = list(ids)
+        if tenants is not None:
+            sql += f" AND tenant IN ({','.join('?' * len(tenants))})"
+            params.extend(tenants)
+        by_id = {}
+        for (doc,) in self._query(sql, params):
+            event = json.loads(doc)
+            by_id[event["event.id"]] = event
+        return [by_id[i] for i in ids if i in by_id]
+
+    def _where(self, query: EventQuery) -> tuple[str, list[Any]]:
+        builder = _SqlBuilder()
+        clauses = [builder.compile(parse_query(query.query))]
+        params = builder.params
+        if query.tenants is not None:
+            clauses.append(f"events.tenant IN ({','.join('?' * len(query.tenants))})")
+            params.extend(query.tenants)
+        if query.start is not None:
+            clauses.append("events.ts >= ?")
+            params.append(format_timestamp(query.start))
+        if query.end is not None:
+            clauses.append("events.ts < ?")
+            params.append(format_timestamp(query.end))
+        return " AND ".join(clauses), params
+
+    def search_events(self, query: EventQuery) -> Page[Event]:
+        where, params = self._where(query)
+        order = "ASC" if query.ascending else "DESC"
+        if query.cursor:
+            ts, last_id = decode_cursor(query.cursor)
+            where += f" AND (events.ts, events.id) {'>' if query.ascending else '<'} (?, ?)"
+            params.extend([ts, last_id])
+        rows = self._query(
+            f"SELECT doc FROM events WHERE {where} ORDER BY events.ts {order}, events.id {order} LIMIT ?",
+            [*params, query.size + 1],
+        )
+        items = [json.loads(doc) for (doc,) in rows[: query.size]]
+        next_cursor = None
+        if len(rows) > query.size and items:
+            last = items[-1]
+            next_cursor = encode_cursor([last["@timestamp"], last["event.id"]])
+        return Page(items, next_cursor)
+
+    def count_events(
+        self,
+        query: EventQuery,
+        *,
+        by: str | None = None,
+        interval: Literal["hour", "day"] | None = None,
+        limit: int = 10,
+    ) -> list[Bucket]:
+        where, params = self._where(query)
+        if by is not None:
+            rows = self._query(
+                "SELECT CAST(v.value AS TEXT), count(*) AS n FROM events, json_each(events.doc, ?) AS v "
+                f"WHERE {where} GROUP BY 1 ORDER BY n DESC, 1 ASC LIMIT ?",
+                [_json_path(by), *params, limit],
+            )
+        elif interval is not None:
+            width = 13 if interval == "hour" else 10
+            rows = self._query(
+                f"SELECT substr(events.ts, 1, {width}), count(*) FROM events WHERE {where} GROUP BY 1 ORDER BY 1",
+                params,
+            )
+            suffix = ":00:00.000Z" if interval == "hour" else "T00:00:00.000Z"
+            return [Bucket(str(key) + suffix, int(n)) for key, n in rows]
+        else:
+            rows = self._query(f"SELECT 'total', count(*) FROM events WHERE {where}", params)
+        return [Bucket(str(key), int(n)) for key, n in rows]
+
+    def read_new_events(self, checkpoint: str | None, *, limit: int) -> tuple[list[Event], str]:
+        after = int(checkpoint) if checkpoint else 0
+        rows = self._query("SELECT seq, doc FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit))
+        if not rows:
+            return [], str(after)
+        return [json.loads(doc) for _, doc in rows], str(rows[-1][0])
+
+    def delete_events_before(self, before: datetime) -> int:
+        with self._tx() as conn:
+            cursor = conn.execute("DELETE FROM events WHERE ts < ?", (format_timestamp(before),))
+            return cursor.rowcount
+
+    # documents -----------------------------------------------------------------------------
+    @staticmethod
+    def _doc(doc_id: str, version: int, body: str) -> Doc:
+        return Doc(doc_id, str(version), json.loads(body))
+
+    @staticmethod
+    def _dump(body: Mapping[str, Any]) -> str:
+        return json.dumps(dict(body), ensure_ascii=False, separators=(",", ":"))
+
+    def create_doc(self, kind: str, body: Mapping[str, Any], *, doc_id: str | None = None) -> Doc:
+        check_kind(kind)
+        from uuid import uuid4  # noqa: PLC0415 - only creates need it
+
+        doc_id = doc_id or uuid4().hex
+        try:
+            with self._tx() as conn:
+                conn.execute(
+                    "INSERT INTO docs (kind, id, tenant, version, body) VALUES (?, ?, ?, 1, ?)",
+                    (kind, doc_id, body.get("tenant"), self._dump(body)),
+                )
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(f"{kind}/{doc_id} exists already") from exc
+        return Doc(doc_id, "1", dict(body))
+
+    def get_doc(self, kind: str, doc_id: str) -> Doc:
+        check_kind(kind)
+        rows = self._query("SELECT version, body FROM docs WHERE kind = ? AND id = ?", (kind, doc_id))
+        if not rows:
+            raise NotFound(f"no {kind} document {doc_id!r}")
+        return self._doc(doc_id, rows[0][0], rows[0][1])
+
+    def update_doc(self, kind: str, doc_id: str, body: Mapping[str, Any], *, version: str) -> Doc:
+        check_kind(kind)
+        try:
+            expected = int(version)
+        except ValueError as exc:
+            raise Conflict(f"{kind}/{doc_id}: version {version!r} is not one this store gave out") from exc
+        with self._tx() as conn:
+            cursor = conn.execute(
+                "UPDATE docs SET body = ?, tenant = ?, version = version + 1 WHERE kind = ? AND id = ? AND version = ?",
+                (self._dump(body), body.get("tenant"), kind, doc_id, expected),
+            )
+            if cursor.rowcount == 0:
+                exists = conn.execute("SELECT version FROM docs WHERE kind = ? AND id = ?", (kind, doc_id)).fetchone()
+                if exists is None:
+                    raise NotFound(f"no {kind} document {doc_id!r}")
+                raise Conflict(
+                    f"{kind}/{doc_id} changed since it was read (version {exists[0]}, not {expected})",
+                    hint="read it again and re-apply the change",
+                )
+        return Doc(doc_id, str(expected + 1), dict(body))
+
+    def put_doc(self, kind: str, doc_id: str, body: Mapping[str, Any]) -> Doc:
+        check_kind(kind)
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO docs (kind, id, tenant, version, body) VALUES (?, ?, ?, 1, ?) "
+                "ON CONFLICT (kind, id) DO UPDATE SET body = excluded.body, tenant = excluded.tenant, "
+                "version = docs.version + 1",
+                (kind, doc_id, body.get("tenant"), self._dump(body)),
+            )
+            (version,) = conn.execute("SELECT version FROM docs WHERE kind = ? AND id = ?", (kind, doc_id)).fetchone()
+        return Doc(doc_id, str(version), dict(body))
+
+    def delete_doc(self, kind: str, doc_id: str) -> None:
+        check_kind(kind)
+        with self._tx() as conn:
+            conn.execute("DELETE FROM docs WHERE kind = ? AND id = ?", (kind, doc_id))
+
+    def list_docs(
+        self,
+        kind: str,
+        *,
+        tenants: tuple[str, ...] | None = None,
+        filters: Mapping[str, Any] | None = None,
+        sort: str = "created_at",
+        descending: bool = True,
+        size: int = 100,
+        cursor: str | None = None,
+    ) -> Page[Doc]:
+        check_kind(kind)
+        clauses = ["kind = ?"]
+        params: list[Any] = [kind]
+        if tenants is not None:
+            clauses.append(f"tenant IN ({','.join('?' * len(tenants))})")
+            params.extend(tenants)
+        for key, wanted in (filters or {}).items():
+            values = list(wanted) if isinstance(wanted, list | tuple | set) else [wanted]
+            clauses.append(
+                f"EXISTS (SELECT 1 FROM json_each(docs.body, ?) AS v WHERE v.value IN ({','.join('?' * len(values))}))"
+            )
+            params.append(_json_path(key))
+            params.extend(values)
+        sort_expr = "json_extract(body, ?)"
+        order = "DESC" if descending else "ASC"
+        if cursor:
+            last_value, last_id = decode_cursor(cursor)
+            clauses.append(f"({sort_expr}, id) {'<' if descending else '>'} (?, ?)")
+            params.extend([_json_path(sort), last_value, last_id])
+        rows = self._query(
+            f"SELECT id, version, body, {sort_expr} FROM docs WHERE {' AND '.join(clauses)} "
+            f"ORDER BY {sort_expr} {order}, id {order} LIMIT ?",
+            [_json_path(sort), *params, _json_path(sort), size + 1],
+        )
+        items = [self._doc(doc_id, version, body) for doc_id, version, body, _ in rows[:size]]
+        next_cursor = None
+        if len(rows) > size:
+            last = rows[size - 1]
+            next_cursor = encode_cursor([last[3], last[0]])
+        return Page(items, next_cursor)
+
+
+__all__ = ["SqliteStore"]
