@@ -64,7 +64,6 @@ from soc_core.store.base import (
 from soc_core.store.fields import NUMERIC_TYPES, check_field_name, ecs_types, field_type
 
 PREFIX = "canhgac"
-EVENTS_PATTERN = f"{PREFIX}-events-*"
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 DOC_ID_FIELD = "_canhgac_id"
 
@@ -73,9 +72,9 @@ def _index_safe(value: str) -> str:
     return re.sub(r"[^a-z0-9_.]", "_", value.lower())
 
 
-def event_index(event: Mapping[str, Any]) -> str:
+def event_index(event: Mapping[str, Any], prefix: str = PREFIX) -> str:
     day = parse_timestamp(str(event["@timestamp"])).strftime("%Y.%m.%d")
-    return f"{PREFIX}-events-{event[TENANT_FIELD]}-{_index_safe(str(event['event.dataset']))}-{day}"
+    return f"{prefix}-events-{event[TENANT_FIELD]}-{_index_safe(str(event['event.dataset']))}-{day}"
 
 
 def _properties_from_flat(types: Mapping[str, str]) -> dict[str, Any]:
@@ -100,12 +99,12 @@ def _properties_from_flat(types: Mapping[str, str]) -> dict[str, Any]:
     return root
 
 
-def events_template(replicas: int) -> dict[str, Any]:
+def events_template(replicas: int, prefix: str = PREFIX) -> dict[str, Any]:
     # Only the fields that are not plain keywords need to be spelled out: the dynamic template
     # maps every other string to keyword, which is what ECS says for nearly all of them.
     typed = {name: kind for name, kind in ecs_types().items() if kind != "keyword" or name == "event.original"}
     return {
-        "index_patterns": [EVENTS_PATTERN],
+        "index_patterns": [f"{prefix}-events-*"],
         "priority": 200,
         "template": {
             "settings": {
@@ -137,9 +136,9 @@ def events_template(replicas: int) -> dict[str, Any]:
     }
 
 
-def docs_template(replicas: int) -> dict[str, Any]:
+def docs_template(replicas: int, prefix: str = PREFIX) -> dict[str, Any]:
     return {
-        "index_patterns": [f"{PREFIX}-docs-*"],
+        "index_patterns": [f"{prefix}-docs-*"],
         "priority": 200,
         "template": {
             "settings": {
@@ -235,7 +234,11 @@ class ElasticsearchStore(Store):
         request_timeout: float = 10.0,
         settle_seconds: float = 1.5,
         overlap_seconds: float = 30.0,
+        prefix: str = PREFIX,
     ) -> None:
+        if not re.match(r"^[a-z][a-z0-9_]{0,30}$", prefix):
+            raise StoreError(f"bad index prefix {prefix!r}", hint="lowercase letters, digits and _")
+        self.prefix = prefix
         self.url = url
         self.replicas = replicas
         self.settle = timedelta(seconds=settle_seconds)
@@ -281,14 +284,14 @@ class ElasticsearchStore(Store):
         self._call(
             "create the events index template",
             self.client.indices.put_index_template,
-            name=f"{PREFIX}-events",
-            **events_template(self.replicas),
+            name=f"{self.prefix}-events",
+            **events_template(self.replicas, self.prefix),
         )
         self._call(
             "create the documents index template",
             self.client.indices.put_index_template,
-            name=f"{PREFIX}-docs",
-            **docs_template(self.replicas),
+            name=f"{self.prefix}-docs",
+            **docs_template(self.replicas, self.prefix),
         )
 
     def ping(self) -> None:
@@ -301,7 +304,7 @@ class ElasticsearchStore(Store):
         self._call(
             "refresh",
             self.client.indices.refresh,
-            index=f"{PREFIX}-*",
+            index=f"{self.prefix}-*",
             ignore_unavailable=True,
             allow_no_indices=True,
         )
@@ -320,7 +323,7 @@ class ElasticsearchStore(Store):
                 continue
             stored = dict(event)
             stored["event.ingested"] = ingested
-            operations.append({"create": {"_index": event_index(stored), "_id": event_id}})
+            operations.append({"create": {"_index": event_index(stored, self.prefix), "_id": event_id}})
             operations.append(stored)
             positions.append(position)
         if operations:
@@ -343,11 +346,14 @@ class ElasticsearchStore(Store):
             return ItemResult(event_id, "retry", reason)
         return ItemResult(event_id, "rejected", reason)
 
-    @staticmethod
-    def _indices(tenants: tuple[str, ...] | None) -> str:
+    @property
+    def events_pattern(self) -> str:
+        return f"{self.prefix}-events-*"
+
+    def _indices(self, tenants: tuple[str, ...] | None) -> str:
         if tenants is None:
-            return EVENTS_PATTERN
-        return ",".join(f"{PREFIX}-events-{tenant}-*" for tenant in tenants)
+            return self.events_pattern
+        return ",".join(f"{self.prefix}-events-{tenant}-*" for tenant in tenants)
 
     def _filters(self, query: EventQuery) -> list[dict[str, Any]]:
         filters = [_DslBuilder().compile(parse_query(query.query))]
@@ -463,7 +469,7 @@ class ElasticsearchStore(Store):
             kwargs: dict[str, Any] = {"search_after": search_after} if search_after else {}
             body = self._search(
                 "read new events",
-                index=EVENTS_PATTERN,
+                index=self.events_pattern,
                 query={"range": {"event.ingested": span}},
                 sort=[{"event.ingested": "asc"}, {"event.id": "asc"}],
                 size=min(max(limit, 100), 5000),
@@ -493,7 +499,7 @@ class ElasticsearchStore(Store):
         indices = self._call(
             "list event indices",
             self.client.indices.get,
-            index=EVENTS_PATTERN,
+            index=self.events_pattern,
             allow_no_indices=True,
         )
         cutoff = before.strftime("%Y.%m.%d")
@@ -503,9 +509,8 @@ class ElasticsearchStore(Store):
         return len(doomed)
 
     # documents -----------------------------------------------------------------------------
-    @staticmethod
-    def _doc_index(kind: str) -> str:
-        return f"{PREFIX}-docs-{check_kind(kind)}"
+    def _doc_index(self, kind: str) -> str:
+        return f"{self.prefix}-docs-{check_kind(kind)}"
 
     @staticmethod
     def _version(response: Mapping[str, Any]) -> str:

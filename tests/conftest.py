@@ -1,0 +1,78 @@
+"""Shared fixtures: stores on SQLite and on a real Elasticsearch node.
+
+The Elasticsearch node comes from ``SOC_ELASTICSEARCH_URL`` if set, else this session starts
+one from the Maven Central distribution (soc_core.devnode). Under ``CI=true`` a node that
+cannot start fails the run; elsewhere the Elasticsearch tests are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from soc_core.devnode import DevNode
+from soc_core.errors import SocError
+from soc_core.store import ElasticsearchStore, SqliteStore, Store
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+@pytest.fixture(scope="session")
+def elasticsearch_url() -> Iterator[str]:
+    if os.environ.get("SOC_ELASTICSEARCH_URL"):
+        yield os.environ["SOC_ELASTICSEARCH_URL"].rstrip("/")
+        return
+    workdir = Path(tempfile.mkdtemp(prefix="canhgac-es-"))
+    node = DevNode(workdir)
+    try:
+        url = node.start()
+    except (SocError, OSError) as exc:
+        shutil.rmtree(workdir, ignore_errors=True)
+        message = f"cannot start the Elasticsearch test node: {exc}"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        yield url
+    finally:
+        node.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def unique_prefix() -> str:
+    return "t" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[SqliteStore]:
+    store = SqliteStore(tmp_path / "canhgac.db")
+    store.setup()
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def es_store(elasticsearch_url: str) -> Iterator[ElasticsearchStore]:
+    store = ElasticsearchStore(elasticsearch_url, prefix=unique_prefix(), settle_seconds=0.5)
+    store.setup()
+    yield store
+    # destructive actions need concrete index names (action.destructive_requires_name)
+    for name in store.client.indices.get(index=f"{store.prefix}-*", allow_no_indices=True):
+        store.client.indices.delete(index=name)
+    for template in ("events", "docs"):
+        store.client.indices.delete_index_template(name=f"{store.prefix}-{template}")
+    store.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("elasticsearch", marks=pytest.mark.elasticsearch)])
+def store(request: pytest.FixtureRequest) -> Store:
+    """Every store implementation, one after the other (the contract suites use this)."""
+    name = "sqlite_store" if request.param == "sqlite" else "es_store"
+    result: Store = request.getfixturevalue(name)
+    return result

@@ -1,0 +1,240 @@
+"""One contract for every store: run on SQLite and on a real Elasticsearch node."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from soc_core.errors import Conflict, NotFound, StoreError
+from soc_core.events import make_event
+from soc_core.query import QueryError, event_query
+from soc_core.store import Store
+
+BASE = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+
+
+def sample_events(tenant: str, count: int, *, day_offset: int = 0, sensor: str = "s1") -> list[dict]:
+    events = []
+    for i in range(count):
+        outcome = "failure" if i % 3 else "success"
+        events.append(
+            make_event(
+                tenant=tenant,
+                dataset="system.auth",
+                sensor_id=sensor,
+                source="/var/log/auth.log",
+                position=i + day_offset * 100_000,
+                raw=f"line {i}".encode(),
+                timestamp=BASE + timedelta(days=day_offset, minutes=i),
+                fields={
+                    "message": f"{'Failed' if i % 3 else 'Accepted'} password for user{i % 4} from 10.1.0.{i} port 22",
+                    "source.ip": f"10.1.0.{i}",
+                    "source.port": 40000 + i,
+                    "user.name": f"User{i % 4}",
+                    "event.outcome": outcome,
+                    "event.category": ["authentication"],
+                    "host.name": "web-01",
+                },
+            )
+        )
+    return events
+
+
+def wait_visible(store: Store) -> None:
+    store.refresh()
+
+
+def test_add_is_idempotent(store: Store) -> None:
+    events = sample_events("police", 20)
+    first = store.add_events(events)
+    assert first.created == 20 and first.duplicates == 0
+    second = store.add_events(events)
+    assert second.created == 0 and second.duplicates == 20
+    wait_visible(store)
+    total = store.count_events(event_query(tenants=["police"]))
+    assert total[0].count == 20
+
+
+def test_invalid_events_are_rejected_with_reason_and_others_stored(store: Store) -> None:
+    events = sample_events("police", 3)
+    broken = dict(events[1])
+    del broken["@timestamp"]
+    wrong_tenant = dict(events[2])
+    wrong_tenant["organization.id"] = "Not-A-Tenant"
+    result = store.add_events([events[0], broken, wrong_tenant])
+    assert [item.status for item in result.items] == ["created", "rejected", "rejected"]
+    assert "@timestamp" in (result.items[1].reason or "")
+    assert "organization.id" in (result.items[2].reason or "")
+
+
+def test_tenants_never_see_each_other(store: Store) -> None:
+    police, health = sample_events("police", 5), sample_events("health", 7, sensor="s2")
+    store.add_events(police + health)
+    wait_visible(store)
+    found = store.search_events(event_query(tenants=["police"], size=100)).items
+    assert {e["organization.id"] for e in found} == {"police"}
+    assert len(found) == 5
+    assert store.get_events([health[0]["event.id"]], tenants=("police",)) == []
+    assert len(store.get_events([health[0]["event.id"]], tenants=("health",))) == 1
+    both = store.count_events(event_query(tenants=["police", "health"]))
+    assert both[0].count == 12
+    by_user = store.count_events(event_query(tenants=["police"]), by="organization.id")
+    assert [(b.key, b.count) for b in by_user] == [("police", 5)]
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("", 12),
+        ("user.name:user1", 3),  # case-insensitive equality
+        ("user.name:USER*", 12),  # wildcard
+        ("event.outcome:failure", 8),
+        ("NOT event.outcome:failure", 4),
+        ("event.outcome:success OR user.name:user1", 6),
+        ("source.ip:10.1.0.0/30", 4),  # CIDR on an ip field
+        ("source.port:[40002 TO 40005]", 4),
+        ("source.port:>40009", 2),
+        ("source.port:40003", 1),
+        ("event.category:authentication", 12),  # list-valued field
+        ("failed password", 8),  # words in message
+        ('message:"password for user2"', 3),
+        ("user.name:*", 12),
+        ("error.message:*", 0),
+        ("host.name:web-01 AND -user.name:user0", 9),
+    ],
+)
+def test_query_language_means_the_same_everywhere(store: Store, query: str, expected: int) -> None:
+    store.add_events(sample_events("police", 12))
+    wait_visible(store)
+    assert store.count_events(event_query(tenants=["police"], query=query))[0].count == expected
+    page = store.search_events(event_query(tenants=["police"], query=query, size=100))
+    assert len(page.items) == expected
+
+
+def test_bad_queries_are_refused_with_a_reason() -> None:
+    with pytest.raises(QueryError, match="leading wildcard"):
+        event_query(tenants=["police"], query="user.name:*root")
+    with pytest.raises(QueryError, match="parse"):
+        event_query(tenants=["police"], query='user.name:"unterminated')
+    with pytest.raises(QueryError, match="tenant"):
+        event_query(tenants=[], query="")
+    with pytest.raises(QueryError, match="tenants"):
+        event_query(tenants=None, query="")
+
+
+def test_time_range_and_cursor_pagination(store: Store) -> None:
+    store.add_events(sample_events("police", 25))
+    wait_visible(store)
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = store.search_events(event_query(tenants=["police"], size=7, cursor=cursor))
+        seen.extend(e["event.id"] for e in page.items)
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert len(seen) == 25 and len(set(seen)) == 25
+    stamps = [e["@timestamp"] for e in store.search_events(event_query(tenants=["police"], size=25)).items]
+    assert stamps == sorted(stamps, reverse=True)
+    window = event_query(tenants=["police"], start=BASE + timedelta(minutes=5), end=BASE + timedelta(minutes=10))
+    assert store.count_events(window)[0].count == 5
+    ascending = store.search_events(event_query(tenants=["police"], size=3, ascending=True)).items
+    assert [e["source.port"] for e in ascending] == [40000, 40001, 40002]
+
+
+def test_counts_by_field_and_day(store: Store) -> None:
+    store.add_events(sample_events("police", 6) + sample_events("police", 4, day_offset=1))
+    wait_visible(store)
+    days = store.count_events(event_query(tenants=["police"]), interval="day")
+    assert [(b.key, b.count) for b in days] == [("2026-11-20T00:00:00.000Z", 6), ("2026-11-21T00:00:00.000Z", 4)]
+    top = store.count_events(event_query(tenants=["police"]), by="event.outcome", limit=5)
+    assert [(b.key, b.count) for b in top] == [("failure", 6), ("success", 4)]
+
+
+def test_read_new_events_returns_each_event_once(store: Store) -> None:
+    store.add_events(sample_events("police", 30))
+    store.add_events(sample_events("health", 10, sensor="s2"))
+    time.sleep(1.0)  # past the Elasticsearch settle window
+    wait_visible(store)
+    got: list[str] = []
+    checkpoint = None
+    for _ in range(20):
+        batch, checkpoint = store.read_new_events(checkpoint, limit=7)
+        got.extend(e["event.id"] for e in batch)
+        if not batch:
+            break
+    assert len(got) == 40 and len(set(got)) == 40
+    more = sample_events("police", 5, day_offset=3)
+    store.add_events(more)
+    time.sleep(1.0)
+    wait_visible(store)
+    batch, checkpoint = store.read_new_events(checkpoint, limit=100)
+    assert sorted(e["event.id"] for e in batch) == sorted(e["event.id"] for e in more)
+    batch, _ = store.read_new_events(checkpoint, limit=100)
+    assert batch == []
+
+
+def test_retention_deletes_old_events(store: Store) -> None:
+    store.add_events(sample_events("police", 3) + sample_events("police", 2, day_offset=5))
+    wait_visible(store)
+    store.delete_events_before(BASE + timedelta(days=2))
+    wait_visible(store)
+    assert store.count_events(event_query(tenants=["police"]))[0].count == 2
+
+
+def test_documents_use_optimistic_concurrency(store: Store) -> None:
+    doc = store.create_doc("alerts", {"tenant": "police", "created_at": "2026-11-20T08:00:00.000Z", "status": "new"})
+    assert store.get_doc("alerts", doc.id).body["status"] == "new"
+    updated = store.update_doc("alerts", doc.id, {**doc.body, "status": "acknowledged"}, version=doc.version)
+    assert updated.version != doc.version
+    with pytest.raises(Conflict):
+        store.update_doc("alerts", doc.id, {**doc.body, "status": "resolved"}, version=doc.version)
+    assert store.get_doc("alerts", doc.id).body["status"] == "acknowledged"
+    with pytest.raises(Conflict):
+        store.create_doc("alerts", {"tenant": "police"}, doc_id=doc.id)
+    with pytest.raises(NotFound):
+        store.get_doc("alerts", "no-such-id")
+    with pytest.raises(NotFound):
+        store.update_doc("alerts", "no-such-id", {"tenant": "police"}, version=updated.version)
+    with pytest.raises(StoreError):
+        store.get_doc("not_a_kind", doc.id)
+    store.put_doc("checkpoints", "engine", {"position": 1})
+    store.put_doc("checkpoints", "engine", {"position": 2})
+    assert store.get_doc("checkpoints", "engine").body == {"position": 2}
+    store.delete_doc("alerts", doc.id)
+    store.delete_doc("alerts", doc.id)
+    with pytest.raises(NotFound):
+        store.get_doc("alerts", doc.id)
+
+
+def test_list_documents_filters_sorts_and_pages(store: Store) -> None:
+    for i in range(9):
+        store.create_doc(
+            "alerts",
+            {
+                "tenant": "police" if i % 3 else "health",
+                "created_at": f"2026-11-20T08:00:{i:02d}.000Z",
+                "status": "new" if i % 2 else "resolved",
+                "tags": ["ssh", f"t{i}"],
+            },
+            doc_id=f"a{i}",
+        )
+    police = store.list_docs("alerts", tenants=("police",), size=100).items
+    assert [d.id for d in police] == ["a8", "a7", "a5", "a4", "a2", "a1"]
+    new_police = store.list_docs("alerts", tenants=("police",), filters={"status": "new"}).items
+    assert [d.id for d in new_police] == ["a7", "a5", "a1"]
+    tagged = store.list_docs("alerts", tenants=None, filters={"tags": ["t3", "t4"]}).items
+    assert sorted(d.id for d in tagged) == ["a3", "a4"]
+    pages: list[str] = []
+    cursor = None
+    while True:
+        page = store.list_docs("alerts", size=4, cursor=cursor, descending=False)
+        pages.extend(d.id for d in page.items)
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert pages == [f"a{i}" for i in range(9)]
+    first = page.items[0] if page.items else None
+    assert first is not None and first.version
