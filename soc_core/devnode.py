@@ -30,6 +30,7 @@ MAVEN_ARTIFACT = "org.elasticsearch.distribution.integ-test-zip:elasticsearch:{v
 # As root the node runs as another user, who cannot enter /root: cache under /var/cache then.
 _DEFAULT_CACHE = Path("/var/cache/canhgac") if os.geteuid() == 0 else Path.home() / ".cache" / "canhgac"
 CACHE_DIR = Path(os.environ.get("CANHGAC_CACHE", _DEFAULT_CACHE))
+DEV_NODE_DIR = CACHE_DIR / "dev-node"
 RUN_USER = "canhgac-es"
 MIN_JAVA = 21
 

@@ -1,0 +1,265 @@
+"""The ``soc`` command line.
+
+Errors the user can act on (bad configuration, unreachable store, broken rules) are printed as
+one paragraph naming the file, key or URL — never as a traceback.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+from rich.console import Console
+
+from soc_core import __version__
+from soc_core.auth import ROLES, Membership
+from soc_core.config import Settings, load_settings
+from soc_core.devnode import DEV_NODE_DIR, ES_VERSION, DevNode
+from soc_core.errors import SocError
+from soc_core.store import Store, open_store
+
+app = typer.Typer(help="Canh Gác — security-operations toolkit.", no_args_is_help=True, add_completion=False)
+dev_app = typer.Typer(help="Developer tools.", no_args_is_help=True)
+es_app = typer.Typer(help="A local Elasticsearch node for development and tests.", no_args_is_help=True)
+tenant_app = typer.Typer(help="Agencies (tenants).", no_args_is_help=True)
+user_app = typer.Typer(help="People who use the SOC.", no_args_is_help=True)
+apikey_app = typer.Typer(help="API keys for sensors and integrations.", no_args_is_help=True)
+config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
+dev_app.add_typer(es_app, name="elasticsearch")
+app.add_typer(dev_app, name="dev")
+app.add_typer(tenant_app, name="tenant")
+app.add_typer(user_app, name="user")
+app.add_typer(apikey_app, name="apikey")
+app.add_typer(config_app, name="config")
+
+out = Console()
+err = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="YAML configuration file (default: $SOC_CONFIG).", envvar="SOC_CONFIG"),
+]
+
+
+class _State:
+    config: Path | None = None
+    settings: Settings | None = None
+
+
+state = _State()
+
+
+@app.callback()
+def main_options(config: ConfigOption = None) -> None:
+    state.config = config
+
+
+def settings() -> Settings:
+    if state.settings is None:
+        state.settings = load_settings(state.config)
+    return state.settings
+
+
+def store(*, setup: bool = True) -> Store:
+    opened = open_store(settings())
+    opened.ping()
+    if setup:
+        opened.setup()
+    return opened
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    out.print(f"canhgac {__version__} (Elasticsearch dev node {ES_VERSION})")
+
+
+@config_app.command("show")
+def config_show() -> None:
+    """Print the effective configuration (secrets hidden)."""
+    data = settings().model_dump(mode="json")
+    es = data["store"]["elasticsearch"]
+    for secret in ("password", "api_key"):
+        if es.get(secret):
+            es[secret] = "***"
+    out.print(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), end="", markup=False)
+
+
+@app.command()
+def up(
+    demo: Annotated[bool, typer.Option(help="Load demo agencies, users and attack logs.")] = False,
+    host: Annotated[str | None, typer.Option(help="Listen address (default from config).")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (default from config).")] = None,
+) -> None:
+    """Run the API, the detection engine and the scheduler in one process."""
+    from soc_api.runtime import serve  # noqa: PLC0415 - heavy imports only for this command
+
+    current = settings()
+    if host:
+        current.api.host = host
+    if port:
+        current.api.port = port
+    serve(current, store(), demo=demo, console=out)
+
+
+# --- tenants, users, keys -------------------------------------------------------------------
+@tenant_app.command("add")
+def tenant_add(tenant_id: str, name: Annotated[str, typer.Argument(help="Display name of the agency.")]) -> None:
+    """Register an agency, e.g. `soc tenant add so_y_te "Sở Y tế"`."""
+    from soc_api.services.accounts import add_tenant  # noqa: PLC0415
+
+    add_tenant(store(), tenant_id=tenant_id, name=name)
+    out.print(f"tenant [bold]{tenant_id}[/] added")
+
+
+def _read_password(password_stdin: bool) -> str:
+    if password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("Password: ")
+    if first != getpass.getpass("Again: "):
+        raise SocError("the two passwords differ")
+    return first
+
+
+@user_app.command("add")
+def user_add(
+    username: str,
+    member: Annotated[
+        list[str], typer.Option("--member", "-m", help="TENANT:ROLE (repeatable); TENANT * means every agency.")
+    ],
+    password_stdin: Annotated[bool, typer.Option(help="Read the password from standard input.")] = False,
+) -> None:
+    """Add a person with one or more (tenant, role) memberships."""
+    from soc_api.services.accounts import add_user  # noqa: PLC0415
+
+    memberships = []
+    for item in member:
+        tenant, sep, role = item.partition(":")
+        if not sep or role not in ROLES:
+            raise SocError(f"bad membership {item!r}", hint=f"write TENANT:ROLE with ROLE one of {', '.join(ROLES)}")
+        memberships.append(Membership(tenant, role))
+    add_user(store(), username=username, password=_read_password(password_stdin), memberships=memberships)
+    out.print(f"user [bold]{username}[/] added")
+
+
+@user_app.command("disable")
+def user_disable(username: str) -> None:
+    """Disable a person: their sessions and API keys stop working at once."""
+    from soc_api.services.accounts import disable_user  # noqa: PLC0415
+
+    disable_user(store(), username)
+    out.print(f"user [bold]{username}[/] disabled")
+
+
+@apikey_app.command("create")
+def apikey_create(
+    name: str,
+    tenant: Annotated[str, typer.Option(help="The agency the key acts for.")],
+    role: Annotated[str, typer.Option(help=f"One of {', '.join(ROLES)}.")] = "analyst",
+    owner: Annotated[str, typer.Option(help="The person responsible for the key.")] = "admin",
+) -> None:
+    """Create an API key (shown once)."""
+    from soc_api.services.accounts import create_api_key  # noqa: PLC0415
+
+    key = create_api_key(store(), name=name, tenant=tenant, role=role, owner=owner)
+    out.print("API key (shown once, keep it secret):")
+    out.print(key, markup=False, highlight=False)
+
+
+# --- development Elasticsearch ----------------------------------------------------------------
+def _dev_node(workdir: Path, port: int) -> DevNode:
+    return DevNode(workdir=workdir, port=port)
+
+
+DevDir = Annotated[Path, typer.Option(help="Where the node keeps config, data and logs.")]
+
+
+@es_app.command("start")
+def es_start(
+    workdir: DevDir = DEV_NODE_DIR,
+    port: Annotated[int, typer.Option(help="HTTP port.")] = 9200,
+) -> None:
+    """Fetch (once, with Maven) and start a single-node Elasticsearch on loopback."""
+    node = _dev_node(workdir, port)
+    if node.running_pid():
+        out.print(f"already running at {node.url}")
+        return
+    with out.status(f"starting Elasticsearch {ES_VERSION} (first run downloads it with Maven)…"):
+        url = node.start()
+    out.print(f"Elasticsearch {ES_VERSION} ready at [bold]{url}[/]")
+    out.print(f"use it: SOC_STORE__BACKEND=elasticsearch SOC_STORE__ELASTICSEARCH__URL={url} soc up")
+
+
+@es_app.command("stop")
+def es_stop(workdir: DevDir = DEV_NODE_DIR) -> None:
+    """Stop the development node."""
+    node = _dev_node(workdir, 0)
+    if not node.running_pid():
+        out.print("not running")
+        return
+    node.stop()
+    out.print("stopped")
+
+
+@es_app.command("status")
+def es_status(workdir: DevDir = DEV_NODE_DIR) -> None:
+    """Is the development node running, and is the cluster healthy?"""
+    node = _dev_node(workdir, 0)
+    pid = node.running_pid()
+    if not pid:
+        out.print("not running")
+        raise typer.Exit(1)
+    import httpx  # noqa: PLC0415
+
+    try:
+        health = httpx.get(f"{node.url}/_cluster/health", timeout=5).json()
+    except httpx.HTTPError as exc:
+        raise SocError(f"running (pid {pid}) but not answering: {exc}", where=node.url) from exc
+    out.print(f"pid {pid} at {node.url}: cluster {health.get('status')}")
+
+
+def _register_subcommands() -> None:
+    """Sub-apps from the other packages, given a way to open the configured store."""
+    from detections.cli import build_rules_app  # noqa: PLC0415
+
+    from sensors.cli import build_sensor_app  # noqa: PLC0415
+
+    app.add_typer(build_sensor_app(store), name="sensor")
+    app.add_typer(build_rules_app(store), name="rules")
+
+
+def main() -> None:
+    if os.environ.get("SOC_LOG_JSON"):
+        os.environ.setdefault("SOC_LOG__JSON_FORMAT", "true")
+    _register_subcommands()
+    try:
+        app(standalone_mode=False)
+    except SocError as exc:
+        err.print(f"[bold red]error:[/] {exc.render()}", markup=True, highlight=False)
+        raise SystemExit(2) from None
+    except typer.Abort:
+        err.print("aborted")
+        raise SystemExit(130) from None
+    except (typer.Exit, SystemExit) as exc:
+        code = exc.exit_code if isinstance(exc, typer.Exit) else exc.code
+        raise SystemExit(code) from None
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        from click.exceptions import ClickException  # noqa: PLC0415
+
+        if isinstance(exc, ClickException):
+            exc.show()
+            raise SystemExit(exc.exit_code) from None
+        raise
+
+
+def print_json(data: object) -> None:
+    out.print_json(json.dumps(data, ensure_ascii=False))
+
+
+__all__ = ["app", "main"]

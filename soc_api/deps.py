@@ -1,0 +1,89 @@
+"""Dependencies: the store, the settings, and the policy check every request passes through."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.routing import APIRoute
+
+from soc_api.errors import ApiProblem
+from soc_api.policy import AUTHENTICATED, DOCS_ROUTES, POLICY, PUBLIC
+from soc_api.services.accounts import Principal, principal_from_token
+from soc_core.config import Settings
+from soc_core.errors import AuthError
+from soc_core.store import Store
+
+UNAUTHORIZED = ApiProblem(401, "Unauthorized", "authentication required", headers={"WWW-Authenticate": "Bearer"})
+
+
+def get_store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+StoreDep = Annotated[Store, Depends(get_store)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.headers.get("x-api-key") or None
+
+
+def enforce_policy(request: Request, store: StoreDep, settings: SettingsDep) -> None:
+    """Runs before every route: look the route up in POLICY, authenticate, check permission."""
+    route = request.scope.get("route")
+    template = route.path if isinstance(route, APIRoute) else None
+    permission = POLICY.get((request.method, template or ""))
+    if permission is None:
+        raise ApiProblem(403, "Forbidden", "this operation is not permitted")
+    if permission == PUBLIC:
+        return
+    token = _bearer(request)
+    if token is None:
+        raise UNAUTHORIZED
+    try:
+        principal = principal_from_token(store, token, idle=timedelta(minutes=settings.api.idle_minutes))
+    except AuthError as exc:
+        raise UNAUTHORIZED from exc
+    request.state.principal = principal
+    request.state.permission = permission
+    if permission != AUTHENTICATED and not principal.may(permission):
+        raise ApiProblem(403, "Forbidden", "your role does not allow this")
+
+
+def get_principal(request: Request) -> Principal:
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if principal is None:
+        raise UNAUTHORIZED
+    return principal
+
+
+def get_scope(request: Request) -> tuple[str, ...] | None:
+    """The tenants the caller may act on for this route's permission (None = all)."""
+    principal = get_principal(request)
+    return principal.tenants_for(request.state.permission)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+TenantScope = Annotated[tuple[str, ...] | None, Depends(get_scope)]
+
+__all__ = [
+    "DOCS_ROUTES",
+    "CurrentPrincipal",
+    "SettingsDep",
+    "StoreDep",
+    "TenantScope",
+    "enforce_policy",
+    "get_principal",
+]

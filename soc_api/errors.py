@@ -1,0 +1,89 @@
+"""Errors as ``application/problem+json`` (RFC 9457), with the request id in every body.
+
+Known errors keep their message; anything unexpected answers a generic 500 and the details go
+to the server log only.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from soc_core.errors import AuthError, Conflict, NotFound, SocError, StoreUnavailable
+from soc_core.query import QueryError
+
+log = logging.getLogger("canhgac.api")
+PROBLEM = "application/problem+json"
+
+
+class ApiProblem(Exception):
+    """Raised by routes and dependencies to answer with a problem document."""
+
+    def __init__(self, status: int, title: str, detail: str = "", headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail or title)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.headers = headers or {}
+
+
+def problem(request: Request, status: int, title: str, detail: str = "", **extra: Any) -> JSONResponse:
+    body = {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+        "request_id": getattr(request.state, "request_id", None),
+        **extra,
+    }
+    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiProblem)
+    async def _api_problem(request: Request, exc: ApiProblem) -> JSONResponse:
+        response = problem(request, exc.status, exc.title, exc.detail)
+        response.headers.update(exc.headers)
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": [str(p) for p in err.get("loc", ())], "msg": err.get("msg", ""), "type": err.get("type", "")}
+            for err in exc.errors()
+        ]
+        return problem(request, 422, "Invalid request", "the request does not match the schema", errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return problem(request, exc.status_code, str(exc.detail))
+
+    @app.exception_handler(SocError)
+    async def _soc(request: Request, exc: SocError) -> JSONResponse:
+        if isinstance(exc, NotFound):
+            return problem(request, 404, "Not found", "no such object")
+        if isinstance(exc, Conflict):
+            return problem(request, 409, "Conflict", exc.render())
+        if isinstance(exc, QueryError):
+            return problem(request, 400, "Bad query", exc.render())
+        if isinstance(exc, AuthError):
+            return problem(request, 401, "Unauthorized", "authentication required")
+        if isinstance(exc, StoreUnavailable):
+            log.error("store unavailable", extra={"request_id": request.state.request_id, "error": exc.render()})
+            return problem(request, 503, "Store unavailable", "the data store cannot be reached; try again")
+        log.error("request failed", extra={"request_id": request.state.request_id, "error": exc.render()})
+        return problem(request, 500, "Internal error", "the request failed; quote the request id to an admin")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error", extra={"request_id": getattr(request.state, "request_id", None)})
+        return problem(request, 500, "Internal error", "the request failed; quote the request id to an admin")
+
+
+__all__ = ["PROBLEM", "ApiProblem", "install_error_handlers", "problem"]

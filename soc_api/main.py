@@ -1,0 +1,61 @@
+"""The SOC API application factory."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+
+from fastapi import Depends, FastAPI, Request, Response
+from fastapi.routing import APIRoute
+
+from soc_api.deps import enforce_policy
+from soc_api.errors import install_error_handlers
+from soc_api.policy import POLICY
+from soc_api.routes import alerts, auth, events, health
+from soc_core import __version__
+from soc_core.config import Settings
+from soc_core.store import Store
+
+ROUTERS = (health.router, auth.router, alerts.router, events.router)
+
+
+def create_app(settings: Settings, store: Store) -> FastAPI:
+    app = FastAPI(
+        title="Canh Gác SOC API",
+        version=__version__,
+        dependencies=[Depends(enforce_policy)],
+    )
+    app.state.settings = settings
+    app.state.store = store
+    for router in ROUTERS:
+        app.include_router(router)
+    _check_policy_covers_routes(app)
+    install_error_handlers(app)
+
+    @app.middleware("http")
+    async def request_id_and_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        request.state.request_id = request.headers.get("x-request-id", "")[:64] or uuid.uuid4().hex
+        response = await call_next(request)
+        response.headers["X-Request-ID"] = request.state.request_id
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    return app
+
+
+def _check_policy_covers_routes(app: FastAPI) -> None:
+    """Refuse to start with a route the policy table does not name (it would be denied anyway)."""
+    missing = [
+        f"{method} {route.path}"
+        for route in app.routes
+        if isinstance(route, APIRoute)
+        for method in route.methods or ()
+        if (method, route.path) not in POLICY
+    ]
+    if missing:
+        raise RuntimeError(f"routes missing from soc_api.policy.POLICY: {', '.join(sorted(missing))}")
+
+
+__all__ = ["create_app"]

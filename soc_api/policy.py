@@ -1,0 +1,54 @@
+"""Who may call what: one table for every route; anything not listed is denied.
+
+Permissions are granted per membership (user, tenant, role). For a given permission the caller
+may act on exactly the tenants whose membership role grants it — rights from one agency never
+carry over to another.
+"""
+
+from __future__ import annotations
+
+from typing import Final, cast
+
+from soc_core.auth import Role
+
+PUBLIC: Final = "public"
+AUTHENTICATED: Final = "authenticated"  # any signed-in principal, no tenant data involved
+
+ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
+    "analyst": frozenset({"alerts:read", "alerts:write", "events:read", "events:ingest"}),
+    "rule_admin": frozenset({"alerts:read", "events:read", "rules:read", "rules:write"}),
+    "manager": frozenset({"alerts:read", "events:read", "reports:read"}),
+    "admin": frozenset(
+        {
+            "alerts:read",
+            "alerts:write",
+            "events:read",
+            "events:ingest",
+            "rules:read",
+            "rules:write",
+            "reports:read",
+            "users:admin",
+        }
+    ),
+}
+
+# (method, path template) -> permission
+POLICY: dict[tuple[str, str], str] = {
+    ("GET", "/api/health"): PUBLIC,
+    ("POST", "/api/auth/login"): PUBLIC,
+    ("POST", "/api/auth/logout"): AUTHENTICATED,
+    ("GET", "/api/auth/me"): AUTHENTICATED,
+    ("GET", "/api/alerts"): "alerts:read",
+    ("GET", "/api/alerts/{alert_id}"): "alerts:read",
+    ("GET", "/api/events"): "events:read",
+}
+
+# FastAPI's own documentation routes
+DOCS_ROUTES = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+
+
+def permissions_of(role: str) -> frozenset[str]:
+    return ROLE_PERMISSIONS.get(cast(Role, role), frozenset())
+
+
+__all__ = ["AUTHENTICATED", "DOCS_ROUTES", "POLICY", "PUBLIC", "ROLE_PERMISSIONS", "permissions_of"]

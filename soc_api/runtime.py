@@ -1,0 +1,185 @@
+"""``soc up``: the API, the streaming detection engine and the scheduler in one process.
+
+The engine runs in a background thread and polls the store for new events; APScheduler runs
+housekeeping (retention). On first start an ``admin`` user is created with a random password,
+printed once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import uvicorn
+from apscheduler.schedulers.background import BackgroundScheduler
+from rich.console import Console
+
+from detections.engine import DetectionEngine
+from detections.loader import load_rules, shipped_rules_dir
+from soc_api.main import create_app
+from soc_api.services import accounts
+from soc_core.auth import PROVINCE, Membership
+from soc_core.config import Settings
+from soc_core.errors import StoreUnavailable
+from soc_core.events import utcnow
+from soc_core.store import Store
+
+log = logging.getLogger("canhgac.runtime")
+RETENTION_DAYS = 90
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and any ``extra`` fields."""
+
+    _skip = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        data.update({k: v for k, v in vars(record).items() if k not in self._skip})
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        return json.dumps(data, ensure_ascii=False, default=str)
+
+
+def configure_logging(settings: Settings) -> None:
+    handler = logging.StreamHandler()
+    if settings.log.json_format:
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log.level)
+
+
+def ensure_admin(store: Store) -> str | None:
+    """Create ``admin`` (province-wide) if there are no users yet; returns its new password."""
+    if store.list_docs("users", size=1).items:
+        return None
+    password = secrets.token_urlsafe(12)
+    accounts.add_user(
+        store,
+        username="admin",
+        password=password,
+        memberships=[Membership(PROVINCE, "admin")],
+        display_name="Administrator",
+    )
+    return password
+
+
+class EngineThread(threading.Thread):
+    """Polls the store for new events and runs every enabled rule over them."""
+
+    def __init__(self, engine: DetectionEngine, *, interval: float, batch_size: int) -> None:
+        super().__init__(name="detection-engine", daemon=True)
+        self.engine = engine
+        self.interval = interval
+        self.batch_size = batch_size
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        backoff = self.interval
+        while not self.stop_event.is_set():
+            try:
+                result = self.engine.run_until_idle(limit=self.batch_size)
+            except StoreUnavailable as exc:
+                log.warning("detection paused: store unavailable", extra={"error": exc.render()})
+                backoff = min(backoff * 2, 30.0)
+                self.stop_event.wait(backoff)
+                continue
+            backoff = self.interval
+            if result.events:
+                log.info(
+                    "detection pass",
+                    extra={
+                        "events": result.events,
+                        "alerts_created": result.alerts_created,
+                        "alerts_updated": result.alerts_updated,
+                    },
+                )
+            self.stop_event.wait(self.interval)
+
+
+def build_engine(settings: Settings, store: Store) -> DetectionEngine:
+    dirs = settings.detection.rules_dirs or [shipped_rules_dir()]
+    rules = load_rules(dirs)
+    for error in rules.errors:
+        log.warning("rule not loaded", extra={"error": error.render()})
+    engine = DetectionEngine(rules, store)
+    for error in engine.errors:
+        log.warning("rule not compiled", extra={"error": error.render()})
+    return engine
+
+
+def build_scheduler(store: Store) -> BackgroundScheduler:
+    scheduler = BackgroundScheduler(timezone="Asia/Ho_Chi_Minh")
+
+    def retention() -> None:
+        removed = store.delete_events_before(utcnow() - timedelta(days=RETENTION_DAYS))
+        log.info("retention", extra={"removed": removed, "days": RETENTION_DAYS})
+
+    scheduler.add_job(retention, "cron", hour=2, minute=30, id="retention", replace_existing=True)
+    return scheduler
+
+
+def serve(
+    settings: Settings,
+    store: Store,
+    *,
+    demo: bool,
+    console: Console,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
+    configure_logging(settings)
+    password = ensure_admin(store)
+    if demo:
+        from soc_api.demo import load_demo  # noqa: PLC0415
+
+        with console.status("loading demo agencies, users and attack logs…"):
+            summary = load_demo(settings, store)
+        console.print(f"demo: {summary}")
+    engine = build_engine(settings, store)
+    threads: list[EngineThread] = []
+    if settings.detection.enabled:
+        thread = EngineThread(
+            engine, interval=settings.detection.interval_seconds, batch_size=settings.detection.batch_size
+        )
+        thread.start()
+        threads.append(thread)
+    scheduler = build_scheduler(store)
+    scheduler.start()
+    url = f"http://{settings.api.host}:{settings.api.port}"
+    console.print(f"[bold green]Canh Gác[/] is running on {store.name}: API at [bold]{url}/api[/] (docs {url}/docs)")
+    if password:
+        console.print(f"first login: user [bold]admin[/], password [bold]{password}[/] (shown once)")
+    if demo:
+        console.print("demo analysts: [bold]analyst_police[/] / [bold]analyst_health[/], password demo-password-2026")
+    if on_ready:
+        on_ready()
+    try:
+        uvicorn.run(
+            create_app(settings, store),
+            host=settings.api.host,
+            port=settings.api.port,
+            log_level=settings.log.level.lower(),
+            access_log=False,
+        )
+    finally:
+        for thread in threads:
+            thread.stop_event.set()
+            thread.join(timeout=10)
+        scheduler.shutdown(wait=False)
+        store.close()
+
+
+__all__ = ["EngineThread", "build_engine", "configure_logging", "ensure_admin", "serve"]

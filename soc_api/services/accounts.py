@@ -1,0 +1,229 @@
+"""Users, tenants, sessions and API keys, kept as store documents.
+
+Users are global documents (no ``tenant``); what they may see comes from their memberships.
+Sessions and API keys are stored under the SHA-256 digest of the secret.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from soc_api.policy import permissions_of
+from soc_core.auth import (
+    PROVINCE,
+    ROLES,
+    Membership,
+    api_key_id,
+    digest,
+    hash_password,
+    new_api_key,
+    new_token,
+    password_problem,
+    same_digest,
+    verify_password,
+)
+from soc_core.errors import AuthError, Conflict, NotFound, SocError
+from soc_core.events import check_tenant_id, format_timestamp, parse_timestamp, utcnow
+from soc_core.store import Store
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a person (session) or an integration (API key)."""
+
+    id: str
+    name: str
+    kind: str  # "user" or "apikey"
+    memberships: tuple[Membership, ...] = field(default_factory=tuple)
+    session_id: str | None = None
+
+    def tenants_for(self, permission: str) -> tuple[str, ...] | None:
+        """Tenants where this principal holds ``permission``; ``None`` means every tenant."""
+        granted = [m.tenant for m in self.memberships if permission in permissions_of(m.role)]
+        if PROVINCE in granted:
+            return None
+        return tuple(sorted(set(granted)))
+
+    def may(self, permission: str) -> bool:
+        tenants = self.tenants_for(permission)
+        return tenants is None or bool(tenants)
+
+
+def _memberships(raw: Sequence[dict[str, Any]]) -> tuple[Membership, ...]:
+    return tuple(Membership(m["tenant"], m["role"]) for m in raw)
+
+
+def add_tenant(store: Store, *, tenant_id: str, name: str) -> None:
+    check_tenant_id(tenant_id)
+    try:
+        store.create_doc("tenants", {"name": name, "created_at": format_timestamp(utcnow())}, doc_id=tenant_id)
+    except Conflict as exc:
+        raise SocError(f"tenant {tenant_id!r} exists already") from exc
+
+
+def tenant_exists(store: Store, tenant_id: str) -> bool:
+    try:
+        store.get_doc("tenants", tenant_id)
+    except NotFound:
+        return False
+    return True
+
+
+def add_user(
+    store: Store, *, username: str, password: str, memberships: Sequence[Membership], display_name: str = ""
+) -> None:
+    problem = password_problem(password)
+    if problem:
+        raise SocError(problem, where=f"user {username!r}")
+    for membership in memberships:
+        if membership.role not in ROLES:
+            raise SocError(f"unknown role {membership.role!r}", hint=f"use one of {', '.join(ROLES)}")
+        if membership.tenant != PROVINCE and not tenant_exists(store, membership.tenant):
+            raise SocError(f"unknown tenant {membership.tenant!r}", hint="create it with `soc tenant add`")
+    body = {
+        "username": username,
+        "display_name": display_name or username,
+        "password_hash": hash_password(password),
+        "disabled": False,
+        "memberships": [{"tenant": m.tenant, "role": m.role} for m in memberships],
+        "created_at": format_timestamp(utcnow()),
+    }
+    try:
+        store.create_doc("users", body, doc_id=username.lower())
+    except Conflict as exc:
+        raise SocError(f"user {username!r} exists already") from exc
+
+
+def login(store: Store, *, username: str, password: str, lifetime: timedelta) -> tuple[str, datetime]:
+    """A new session token for valid credentials; the same error for every failure."""
+    try:
+        user = store.get_doc("users", username.lower()).body
+    except NotFound:
+        user = None
+    ok = verify_password(user["password_hash"] if user else None, password)
+    if not ok or user is None or user.get("disabled"):
+        raise AuthError("invalid username or password")
+    token = new_token()
+    now = utcnow()
+    expires = now + lifetime
+    store.create_doc(
+        "sessions",
+        {
+            "user_id": username.lower(),
+            "created_at": format_timestamp(now),
+            "expires_at": format_timestamp(expires),
+            "last_seen": format_timestamp(now),
+        },
+        doc_id=digest(token),
+    )
+    return token, expires
+
+
+def logout(store: Store, session_id: str) -> None:
+    store.delete_doc("sessions", session_id)
+
+
+def _active_user(store: Store, user_id: str) -> dict[str, Any]:
+    try:
+        user = store.get_doc("users", user_id).body
+    except NotFound as exc:
+        raise AuthError("unknown user") from exc
+    if user.get("disabled"):
+        raise AuthError("user disabled")
+    return user
+
+
+def principal_from_token(store: Store, token: str, *, idle: timedelta) -> Principal:
+    key_id = api_key_id(token)
+    if key_id is not None:
+        return _principal_from_api_key(store, key_id, token)
+    session_id = digest(token)
+    try:
+        session = store.get_doc("sessions", session_id)
+    except NotFound as exc:
+        raise AuthError("unknown session") from exc
+    now = utcnow()
+    body = session.body
+    if parse_timestamp(body["expires_at"]) <= now or parse_timestamp(body["last_seen"]) + idle <= now:
+        store.delete_doc("sessions", session_id)
+        raise AuthError("session expired")
+    user = _active_user(store, body["user_id"])
+    if (now - parse_timestamp(body["last_seen"])).total_seconds() > 60:
+        try:
+            store.update_doc(
+                "sessions", session_id, {**body, "last_seen": format_timestamp(now)}, version=session.version
+            )
+        except Conflict:
+            pass  # a concurrent request refreshed it already
+    return Principal(
+        id=body["user_id"],
+        name=user.get("display_name", body["user_id"]),
+        kind="user",
+        memberships=_memberships(user.get("memberships", [])),
+        session_id=session_id,
+    )
+
+
+def create_api_key(store: Store, *, name: str, tenant: str, role: str, owner: str) -> str:
+    """A new API key bound to one tenant and role; the key itself is returned once."""
+    if role not in ROLES:
+        raise SocError(f"unknown role {role!r}", hint=f"use one of {', '.join(ROLES)}")
+    if tenant != PROVINCE and not tenant_exists(store, tenant):
+        raise SocError(f"unknown tenant {tenant!r}", hint="create it with `soc tenant add`")
+    key_id, key = new_api_key()
+    store.create_doc(
+        "apikeys",
+        {
+            "name": name,
+            "tenant": tenant,
+            "role": role,
+            "owner": owner,
+            "digest": digest(key),
+            "disabled": False,
+            "created_at": format_timestamp(utcnow()),
+        },
+        doc_id=key_id,
+    )
+    return key
+
+
+def _principal_from_api_key(store: Store, key_id: str, key: str) -> Principal:
+    try:
+        body = store.get_doc("apikeys", key_id).body
+    except NotFound as exc:
+        raise AuthError("unknown API key") from exc
+    if body.get("disabled") or not same_digest(key, body["digest"]):
+        raise AuthError("invalid API key")
+    if body.get("owner"):
+        _active_user(store, body["owner"])
+    return Principal(
+        id=f"apikey:{key_id}",
+        name=body["name"],
+        kind="apikey",
+        memberships=(Membership(body["tenant"], body["role"]),),
+    )
+
+
+def disable_user(store: Store, username: str) -> None:
+    """Disabled at once: the user's sessions and keys stop working on the next request."""
+    doc = store.get_doc("users", username.lower())
+    store.update_doc("users", doc.id, {**doc.body, "disabled": True}, version=doc.version)
+    for session in store.list_docs("sessions", filters={"user_id": doc.id}, size=10_000).items:
+        store.delete_doc("sessions", session.id)
+
+
+__all__ = [
+    "Principal",
+    "add_tenant",
+    "add_user",
+    "create_api_key",
+    "disable_user",
+    "login",
+    "logout",
+    "principal_from_token",
+    "tenant_exists",
+]

@@ -1,0 +1,101 @@
+"""Auth primitives: password hashing (argon2), session tokens and API keys.
+
+Secrets are never stored: passwords as argon2 hashes, tokens and API keys as SHA-256 digests
+(they are long random strings, so a fast hash is enough and lookups stay O(1)).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from typing import Literal
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+Role = Literal["analyst", "rule_admin", "manager", "admin"]
+ROLES: tuple[Role, ...] = ("analyst", "rule_admin", "manager", "admin")
+PROVINCE = "*"  # membership tenant meaning "every agency" (the provincial SOC)
+API_KEY_PREFIX = "cgk_"
+MIN_PASSWORD_LENGTH = 12
+
+_hasher = PasswordHasher()
+# Verified against when the user does not exist, so both paths cost the same (no enumeration).
+_DUMMY_HASH = _hasher.hash("canhgac-timing-equaliser")
+
+
+@dataclass(frozen=True)
+class Membership:
+    tenant: str
+    role: Role
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    """True if ``password`` matches; an empty or blank password never does."""
+    if not password or not password.strip():
+        _hasher_verify(_DUMMY_HASH, "x")
+        return False
+    return _hasher_verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+
+
+def _hasher_verify(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def password_problem(password: str) -> str | None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        return f"a password needs at least {MIN_PASSWORD_LENGTH} characters"
+    if password.strip() != password:
+        return "a password may not start or end with spaces"
+    return None
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_api_key() -> tuple[str, str]:
+    """(key id, full key). The full key is shown once; only its digest is stored."""
+    key_id = secrets.token_hex(6)
+    return key_id, f"{API_KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+
+
+def api_key_id(key: str) -> str | None:
+    if not key.startswith(API_KEY_PREFIX):
+        return None
+    key_id, sep, _ = key[len(API_KEY_PREFIX) :].partition("_")
+    return key_id if sep and key_id else None
+
+
+def same_digest(secret: str, stored_digest: str) -> bool:
+    return hmac.compare_digest(digest(secret), stored_digest)
+
+
+__all__ = [
+    "API_KEY_PREFIX",
+    "PROVINCE",
+    "ROLES",
+    "Membership",
+    "Role",
+    "api_key_id",
+    "digest",
+    "hash_password",
+    "new_api_key",
+    "new_token",
+    "password_problem",
+    "same_digest",
+    "verify_password",
+]
