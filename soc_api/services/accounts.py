@@ -153,12 +153,10 @@ def principal_from_token(store: Store, token: str, *, idle: timedelta) -> Princi
         raise AuthError("session expired")
     user = _active_user(store, body["user_id"])
     if (now - parse_timestamp(body["last_seen"])).total_seconds() > 60:
-        try:
+        with contextlib.suppress(Conflict):  # a concurrent request refreshed it already
             store.update_doc(
                 "sessions", session_id, {**body, "last_seen": format_timestamp(now)}, version=session.version
             )
-        except Conflict:
-            pass  # a concurrent request refreshed it already
     return Principal(
         id=body["user_id"],
         name=user.get("display_name", body["user_id"]),
