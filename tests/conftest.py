@@ -65,7 +65,7 @@ def es_store(elasticsearch_url: str) -> Iterator[ElasticsearchStore]:
     # destructive actions need concrete index names (action.destructive_requires_name)
     for name in store.client.indices.get(index=f"{store.prefix}-*", allow_no_indices=True):
         store.client.indices.delete(index=name)
-    for template in ("events", "docs"):
+    for template in ("events", "docs", "docs-checkpoints"):
         store.client.indices.delete_index_template(name=f"{store.prefix}-{template}")
     store.close()
 

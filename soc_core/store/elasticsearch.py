@@ -136,35 +136,45 @@ def events_template(replicas: int, prefix: str = PREFIX) -> dict[str, Any]:
     }
 
 
+# Parts of workflow documents that hold free-form data (engine state, audit before/after,
+# playbook inputs): stored, never indexed, so their shapes cannot clash with a mapping.
+OPAQUE_OBJECTS = ["correlation", "state", "before", "after", "details", "params", "output", "inputs"]
+OPAQUE_KINDS = ("checkpoints",)
+
+
 def docs_template(replicas: int, prefix: str = PREFIX) -> dict[str, Any]:
     return {
         "index_patterns": [f"{prefix}-docs-*"],
         "priority": 200,
         "template": {
-            "settings": {
-                "number_of_shards": 1,
-                "number_of_replicas": replicas,
-                "refresh_interval": "1s",
-            },
+            "settings": {"number_of_shards": 1, "number_of_replicas": replicas, "refresh_interval": "1s"},
             "mappings": {
                 "date_detection": False,
                 "numeric_detection": False,
                 "dynamic_templates": [
                     {
-                        "free_form": {
-                            "path_match": "*.details.*",
+                        "opaque_objects": {
+                            "match_mapping_type": "object",
+                            "match": OPAQUE_OBJECTS,
                             "mapping": {"type": "object", "enabled": False},
                         }
                     },
-                    {
-                        "strings_as_keywords": {
-                            "match_mapping_type": "string",
-                            "mapping": {"type": "keyword"},
-                        }
-                    },
+                    {"strings_as_keywords": {"match_mapping_type": "string", "mapping": {"type": "keyword"}}},
                 ],
                 "properties": {DOC_ID_FIELD: {"type": "keyword"}, "tenant": {"type": "keyword"}},
             },
+        },
+    }
+
+
+def opaque_docs_template(kind: str, replicas: int, prefix: str = PREFIX) -> dict[str, Any]:
+    """Kinds read only by id: nothing but the id is indexed."""
+    return {
+        "index_patterns": [f"{prefix}-docs-{kind}"],
+        "priority": 300,
+        "template": {
+            "settings": {"number_of_shards": 1, "number_of_replicas": replicas, "refresh_interval": "1s"},
+            "mappings": {"dynamic": False, "properties": {DOC_ID_FIELD: {"type": "keyword"}}},
         },
     }
 
@@ -293,6 +303,13 @@ class ElasticsearchStore(Store):
             name=f"{self.prefix}-docs",
             **docs_template(self.replicas, self.prefix),
         )
+        for kind in OPAQUE_KINDS:
+            self._call(
+                f"create the {kind} index template",
+                self.client.indices.put_index_template,
+                name=f"{self.prefix}-docs-{kind}",
+                **opaque_docs_template(kind, self.replicas, self.prefix),
+            )
 
     def ping(self) -> None:
         self._call("check cluster health", self.client.cluster.health, timeout="5s")
