@@ -20,7 +20,7 @@ from rich.console import Console
 from soc_core import __version__
 from soc_core.auth import ROLES, Membership
 from soc_core.config import Settings, load_settings
-from soc_core.devnode import DEV_NODE_DIR, ES_VERSION, DevNode
+from soc_core.devnode import DEV_NODE_DIR, ES_VERSION, DevNode, distribution_home
 from soc_core.errors import SocError
 from soc_core.store import Store, open_store
 
@@ -178,6 +178,14 @@ def _dev_node(workdir: Path, port: int) -> DevNode:
 
 
 DevDir = Annotated[Path, typer.Option(help="Where the node keeps config, data and logs.")]
+
+
+@es_app.command("fetch")
+def es_fetch() -> None:
+    """Download (with Maven) and unpack the Elasticsearch distribution into the cache."""
+    with out.status(f"fetching Elasticsearch {ES_VERSION} from Maven Central…"):
+        home = distribution_home()
+    out.print(f"Elasticsearch {ES_VERSION} at {home}")
 
 
 @es_app.command("start")

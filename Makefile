@@ -1,0 +1,41 @@
+# Two commands for a fresh machine:
+#   make demo   install and run Canh Gác on the embedded SQLite store with demo data
+#   make test   install what the tests need (incl. the Elasticsearch zip) and run the full suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PORT   ?= 8000
+
+.PHONY: demo test install install-dev system-deps lint typecheck elasticsearch clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip==25.3
+
+install: $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+
+install-dev: $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[dev]"
+
+demo: install
+	$(BIN)/soc up --demo --port $(PORT)
+
+system-deps:
+	scripts/install-system-deps
+
+elasticsearch: install
+	$(BIN)/soc dev elasticsearch fetch
+
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install-dev
+	$(BIN)/mypy
+
+test: system-deps install-dev elasticsearch lint typecheck
+	$(BIN)/pytest -p no:cacheprovider
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
