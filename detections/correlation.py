@@ -102,8 +102,7 @@ class CorrelationSpec:
                 value_field = condition.fieldref
         rule_ids = tuple(rule_key(ref.rule) for ref in rule.referenced_rules)
         aliases = {
-            alias.alias: {rule_key(ref.rule): name for ref, name in alias.mapping.items()}
-            for alias in rule.aliases
+            alias.alias: {rule_key(ref.rule): name for ref, name in alias.mapping.items()} for alias in rule.aliases
         }
         op = _operator_name(condition.op)
         return cls(
@@ -160,9 +159,7 @@ class _KeyState:
 class CorrelationEngine:
     """Sliding-window state for every correlation rule; pure apart from its own memory."""
 
-    def __init__(
-        self, specs: Iterable[CorrelationSpec], *, max_keys: int = 100_000, max_items: int = 1_000
-    ) -> None:
+    def __init__(self, specs: Iterable[CorrelationSpec], *, max_keys: int = 100_000, max_items: int = 1_000) -> None:
         self.specs: dict[str, CorrelationSpec] = {spec.rule_id: spec for spec in specs}
         self.by_base_rule: dict[str, list[CorrelationSpec]] = {}
         for spec in self.specs.values():
@@ -256,9 +253,7 @@ class CorrelationEngine:
             measure=measure,
         )
 
-    def _best_window(
-        self, spec: CorrelationSpec, items: list[_Item], moment: float
-    ) -> list[_Item] | None:
+    def _best_window(self, spec: CorrelationSpec, items: list[_Item], moment: float) -> list[_Item] | None:
         """A window of ``timespan`` containing the new event that satisfies the condition."""
         compare = _OPERATORS[spec.op]
         span = spec.timespan
@@ -334,12 +329,9 @@ class CorrelationEngine:
             if entry["rule"] not in self.specs:
                 continue
             items: list[_Item] = [
-                (float(ts), str(eid), int(idx), tuple(values))
-                for ts, eid, idx, values in entry["items"]
+                (float(ts), str(eid), int(idx), tuple(values)) for ts, eid, idx, values in entry["items"]
             ]
-            self.keys[entry["key"]] = _KeyState(
-                entry["rule"], entry["tenant"], dict(entry["group"]), sorted(items)
-            )
+            self.keys[entry["key"]] = _KeyState(entry["rule"], entry["tenant"], dict(entry["group"]), sorted(items))
 
 
 def _measure(spec: CorrelationSpec, window: list[_Item]) -> int:

@@ -218,9 +218,7 @@ def _load_documents(path: Path, text: str, ruleset: RuleSet) -> None:
         return
     for doc in documents:
         if not isinstance(doc.data, dict):
-            ruleset.errors.append(
-                RuleError("a Sigma rule must be a YAML mapping", where=f"{path}:{doc.line}")
-            )
+            ruleset.errors.append(RuleError("a Sigma rule must be a YAML mapping", where=f"{path}:{doc.line}"))
             return
     if any(_COLLECTION_ACTION in doc.data for doc in documents):
         units = [(documents[0].line, text, [doc.data for doc in documents])]
@@ -283,9 +281,7 @@ def _resolve_correlations(ruleset: RuleSet) -> None:
     for loaded in ruleset.rules.values():
         if loaded.rule.name is not None:
             by_name[loaded.rule.name] = loaded
-    collection = SigmaCollection(
-        [loaded.rule for loaded in ruleset.rules.values()], resolve_references=False
-    )
+    collection = SigmaCollection([loaded.rule for loaded in ruleset.rules.values()], resolve_references=False)
     broken: list[str] = []
     for loaded in ruleset.correlation_rules():
         rule = loaded.rule

@@ -207,7 +207,7 @@ class _Compiler:
         return match
 
     # one scalar event value ----------------------------------------------------------------
-    def value_test(self, value: object) -> ValueTest:  # noqa: PLR0911 - one branch per type
+    def value_test(self, value: object) -> ValueTest:
         if isinstance(value, SigmaString):
             return self.string_test(value)
         if isinstance(value, SigmaTimestampPart):
@@ -228,9 +228,7 @@ class _Compiler:
         parts = list(value.iter_parts())
         for part in parts:
             if isinstance(part, Placeholder):
-                raise self.unsupported(
-                    f"unresolved placeholder %{part.name}% (|expand) — no pipeline defines it"
-                )
+                raise self.unsupported(f"unresolved placeholder %{part.name}% (|expand) — no pipeline defines it")
         cased = isinstance(value, SigmaCasedString)
         return _string_test(tuple(parts), cased)
 
@@ -291,7 +289,7 @@ def _values(found: Any) -> list[Any]:
 
 
 def _is_empty(found: Any) -> bool:
-    return found is None or found == "" or found == []
+    return found is None or found in ("", [])
 
 
 def _as_contains(value: SigmaString) -> SigmaString:
@@ -323,8 +321,7 @@ def _string_test(parts: tuple[Any, ...], cased: bool) -> ValueTest:
         if trail:
             return _wrap(lambda text: fold(text).startswith(needle))
     pattern = "".join(
-        ".*" if part == star else "." if part == SpecialChars.WILDCARD_SINGLE else re.escape(part)
-        for part in parts
+        ".*" if part == star else "." if part == SpecialChars.WILDCARD_SINGLE else re.escape(part) for part in parts
     )
     flags = "(?s)" if cased else "(?is)"
     compiled = re2.compile(f"{flags}^(?:{pattern})$", options=_RE2_OPTIONS)

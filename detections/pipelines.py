@@ -36,7 +36,7 @@ from sigma.processing.transformations import FieldFunctionTransformation, FieldM
 
 from soc_core.errors import ConfigError
 
-LINUX_FIELDS: dict[str, str | list[str]] = {
+LINUX_FIELDS: dict[str | None, str | list[str]] = {
     # sshd / sudo / su / generic auth
     "User": "user.name",
     "user": "user.name",
@@ -72,7 +72,7 @@ LINUX_FIELDS: dict[str, str | list[str]] = {
     "Initiated": "network.direction",
 }
 
-WEB_FIELDS: dict[str, str | list[str]] = {
+WEB_FIELDS: dict[str | None, str | list[str]] = {
     # SigmaHQ rules put path and query into cs-uri-query and match substrings of it, so it
     # maps to the whole request target.
     "cs-uri-query": "url.original",
@@ -100,7 +100,7 @@ WEB_FIELDS: dict[str, str | list[str]] = {
     "cs-cookie": "http.request.cookie",
 }
 
-NETWORK_FIELDS: dict[str, str | list[str]] = {
+NETWORK_FIELDS: dict[str | None, str | list[str]] = {
     # dns
     "query": "dns.question.name",
     "QueryName": "dns.question.name",
@@ -215,9 +215,7 @@ def build_pipeline(name: str) -> ProcessingPipeline:
     try:
         factory = PIPELINES[name]
     except KeyError:
-        raise ConfigError(
-            f"unknown processing pipeline {name!r}", hint=f"use one of {sorted(PIPELINES)}"
-        ) from None
+        raise ConfigError(f"unknown processing pipeline {name!r}", hint=f"use one of {sorted(PIPELINES)}") from None
     return factory()
 
 

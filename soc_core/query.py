@@ -29,11 +29,23 @@ from luqum.exceptions import ParseError as LuqumParseError
 from luqum.parser import parser as luqum_parser
 
 from soc_core.errors import SocError
-from soc_core.store.base import EventQuery
 
 MAX_QUERY_LENGTH = 2000
 MAX_CLAUSES = 64
 MAX_PAGE_SIZE = 500
+
+
+@dataclass(frozen=True)
+class EventQuery:
+    """A tenant-scoped event search. Build it with :func:`event_query`."""
+
+    tenants: tuple[str, ...] | None
+    query: str = ""
+    start: datetime | None = None
+    end: datetime | None = None
+    size: int = 100
+    cursor: str | None = None
+    ascending: bool = False
 
 
 class QueryError(SocError):
@@ -240,6 +252,7 @@ def event_query(
 __all__ = [
     "MAX_PAGE_SIZE",
     "And",
+    "EventQuery",
     "FieldEquals",
     "FieldExists",
     "FieldRange",

@@ -210,8 +210,14 @@ def disable_user(store: Store, username: str) -> None:
     """Disabled at once: the user's sessions and keys stop working on the next request."""
     doc = store.get_doc("users", username.lower())
     store.update_doc("users", doc.id, {**doc.body, "disabled": True}, version=doc.version)
-    for session in store.list_docs("sessions", filters={"user_id": doc.id}, size=10_000).items:
-        store.delete_doc("sessions", session.id)
+    cursor = None
+    while True:
+        page = store.list_docs("sessions", filters={"user_id": doc.id}, cursor=cursor)
+        for session in page.items:
+            store.delete_doc("sessions", session.id)
+        cursor = page.next_cursor
+        if cursor is None:
+            break
 
 
 __all__ = [

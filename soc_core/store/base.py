@@ -25,6 +25,7 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from soc_core.errors import StoreError
 from soc_core.events import Event
+from soc_core.query import EventQuery
 
 T = TypeVar("T")
 
@@ -64,19 +65,6 @@ class BulkResult:
         return self.count("duplicate")
 
 
-@dataclass(frozen=True)
-class EventQuery:
-    """A tenant-scoped event search. Build it with :func:`soc_core.query.event_query`."""
-
-    tenants: tuple[str, ...] | None
-    query: str = ""
-    start: datetime | None = None
-    end: datetime | None = None
-    size: int = 100
-    cursor: str | None = None
-    ascending: bool = False
-
-
 @dataclass
 class Page(Generic[T]):
     items: list[T]
@@ -95,6 +83,8 @@ class Doc:
     version: str
     body: dict[str, Any]
 
+
+MAX_LIST_SIZE = 1000  # documents per page; callers page with the cursor beyond that
 
 DOC_KINDS = frozenset(
     {
@@ -230,11 +220,12 @@ class Store(abc.ABC):
     ) -> Page[Doc]:
         """Documents whose top-level ``tenant`` is one of ``tenants`` (all if ``None``) and whose
         top-level fields equal ``filters`` (a list value means any of), sorted by a top-level
-        field, then id."""
+        field, then id. At most :data:`MAX_LIST_SIZE` per page."""
 
 
 __all__ = [
     "DOC_KINDS",
+    "MAX_LIST_SIZE",
     "Bucket",
     "BulkResult",
     "Doc",

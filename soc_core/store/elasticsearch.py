@@ -50,6 +50,7 @@ from soc_core.query import (
     parse_query,
 )
 from soc_core.store.base import (
+    MAX_LIST_SIZE,
     Bucket,
     BulkResult,
     Doc,
@@ -604,6 +605,7 @@ class ElasticsearchStore(Store):
         size: int = 100,
         cursor: str | None = None,
     ) -> Page[Doc]:
+        size = max(1, min(size, MAX_LIST_SIZE))
         clauses: list[dict[str, Any]] = []
         if tenants is not None:
             clauses.append({"terms": {"tenant": list(tenants)}})

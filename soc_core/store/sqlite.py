@@ -36,6 +36,7 @@ from soc_core.query import (
     parse_query,
 )
 from soc_core.store.base import (
+    MAX_LIST_SIZE,
     Bucket,
     BulkResult,
     Doc,
@@ -450,6 +451,7 @@ class SqliteStore(Store):
         size: int = 100,
         cursor: str | None = None,
     ) -> Page[Doc]:
+        size = max(1, min(size, MAX_LIST_SIZE))
         check_kind(kind)
         clauses = ["kind = ?"]
         params: list[Any] = [kind]

@@ -4,10 +4,12 @@ import base64
 
 import pytest
 
+from detections.engine import process_rule
 from detections.matcher import UnsupportedConstruct, compile_regex
+from detections.prefilter import Prefilter, rule_literals
 from soc_core.errors import RuleError
 
-from .helpers import event, matcher
+from .helpers import event, load_one, matcher, rule_yaml
 
 
 def test_plain_value_is_whole_and_case_insensitive() -> None:
@@ -297,3 +299,19 @@ def test_own_ecs_rules_pass_through_every_pipeline_unchanged() -> None:
 def test_linux_pipeline_maps_user() -> None:
     m = matcher("selection:\n  User: bob\ncondition: selection")
     assert m(event(user__name="bob"))
+
+
+def test_prefilter_literals() -> None:
+    def literals(detection: str) -> object:
+        return rule_literals(process_rule(load_one(rule_yaml(detection))))
+
+    assert literals("s:\n  message|contains: 'Failed password'\ncondition: s") == {"failed password"}
+    assert literals("s:\n  a: xyz*abcdef\n  b|re: 'x'\ncondition: s") == {"abcdef"}
+    assert literals("s:\n  a|re: 'x'\ncondition: s") is None
+    assert literals("s:\n  a: ab\ncondition: s") is None
+    assert literals("s:\n  a: abc\nt:\n  b: defg\ncondition: s or t") == {"abc", "defg"}
+    assert literals("s:\n  a: abc\nt:\n  b|re: x\ncondition: s or t") is None
+    assert literals("s:\n  a: abc\ncondition: not s") is None
+    prefilter = Prefilter([frozenset({"abc"}), None])
+    assert prefilter.literals_in({"x": ["zzABCzz"], "n": 5}) == {"abc"}
+    assert prefilter.literals_in({"x": "ab", "y": "c"}) == set()
