@@ -10,6 +10,7 @@ from fastapi.routing import APIRoute
 
 from soc_api.errors import ApiProblem
 from soc_api.policy import AUTHENTICATED, DOCS_ROUTES, POLICY, PUBLIC
+from soc_api.services import audit
 from soc_api.services.accounts import Principal, principal_from_token
 from soc_core.config import Settings
 from soc_core.errors import AuthError
@@ -59,6 +60,15 @@ def enforce_policy(request: Request, store: StoreDep, settings: SettingsDep) -> 
     request.state.principal = principal
     request.state.permission = permission
     if permission != AUTHENTICATED and not principal.may(permission):
+        audit.record(
+            store,
+            actor=principal.id,
+            action="authz.denied",
+            outcome="failure",
+            target=f"{request.method} {template}",
+            request_id=getattr(request.state, "request_id", None),
+            source_ip=request.client.host if request.client else None,
+        )
         raise ApiProblem(403, "Forbidden", "your role does not allow this")
 
 

@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from soc_api.services.alerts import WorkflowError
 from soc_core.errors import AuthError, Conflict, NotFound, SocError, StoreUnavailable
 from soc_core.query import QueryError
 
@@ -72,6 +73,8 @@ def install_error_handlers(app: FastAPI) -> None:
             return problem(request, 409, "Conflict", exc.render())
         if isinstance(exc, QueryError):
             return problem(request, 400, "Bad query", exc.render())
+        if isinstance(exc, WorkflowError):
+            return problem(request, 422, "Not allowed by the workflow", exc.render())
         if isinstance(exc, AuthError):
             return problem(request, 401, "Unauthorized", "authentication required")
         if isinstance(exc, StoreUnavailable):

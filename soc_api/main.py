@@ -10,12 +10,13 @@ from fastapi import Depends, FastAPI, Request, Response
 from soc_api.deps import enforce_policy
 from soc_api.errors import install_error_handlers
 from soc_api.policy import POLICY
-from soc_api.routes import alerts, auth, events, health
+from soc_api.routes import alerts, audit, auth, cases, events, health
+from soc_api.services.throttle import LoginThrottle
 from soc_core import __version__
 from soc_core.config import Settings
 from soc_core.store import Store
 
-ROUTERS = (health.router, auth.router, alerts.router, events.router)
+ROUTERS = (health.router, auth.router, alerts.router, cases.router, events.router, audit.router)
 
 
 def create_app(settings: Settings, store: Store) -> FastAPI:
@@ -26,6 +27,7 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
     )
     app.state.settings = settings
     app.state.store = store
+    app.state.login_throttle = LoginThrottle()
     for router in ROUTERS:
         app.include_router(router)
     _check_policy_covers_routes(app)

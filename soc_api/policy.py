@@ -15,13 +15,16 @@ PUBLIC: Final = "public"
 AUTHENTICATED: Final = "authenticated"  # any signed-in principal, no tenant data involved
 
 ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
-    "analyst": frozenset({"alerts:read", "alerts:write", "events:read", "events:ingest"}),
+    "analyst": frozenset({"alerts:read", "alerts:write", "cases:read", "cases:write", "events:read", "events:ingest"}),
     "rule_admin": frozenset({"alerts:read", "events:read", "rules:read", "rules:write"}),
-    "manager": frozenset({"alerts:read", "events:read", "reports:read"}),
+    "manager": frozenset({"alerts:read", "cases:read", "events:read", "reports:read"}),
     "admin": frozenset(
         {
             "alerts:read",
             "alerts:write",
+            "audit:read",
+            "cases:read",
+            "cases:write",
             "events:read",
             "events:ingest",
             "rules:read",
@@ -40,7 +43,15 @@ POLICY: dict[tuple[str, str], str] = {
     ("GET", "/api/auth/me"): AUTHENTICATED,
     ("GET", "/api/alerts"): "alerts:read",
     ("GET", "/api/alerts/{alert_id}"): "alerts:read",
+    ("PATCH", "/api/alerts/{alert_id}"): "alerts:write",
+    ("POST", "/api/alerts/{alert_id}/comments"): "alerts:write",
+    ("POST", "/api/alerts/bulk"): "alerts:write",
     ("GET", "/api/events"): "events:read",
+    ("POST", "/api/cases"): "cases:write",
+    ("GET", "/api/cases"): "cases:read",
+    ("GET", "/api/cases/{case_id}"): "cases:read",
+    ("PATCH", "/api/cases/{case_id}"): "cases:write",
+    ("GET", "/api/audit"): "audit:read",
 }
 
 # FastAPI's own documentation routes

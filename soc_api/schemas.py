@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+AlertStatus = Literal["new", "acknowledged", "in_progress", "resolved", "false_positive", "benign", "duplicate"]
 
 
 class Strict(BaseModel):
@@ -34,15 +36,26 @@ class MePublic(BaseModel):
     memberships: list[MembershipPublic]
 
 
+class Comment(BaseModel):
+    at: str
+    author: str
+    text: str
+
+
 class AlertPublic(BaseModel):
     id: str
     version: str
     tenant: str
     status: str
+    assignee: str | None = None
+    acknowledged_at: str | None = None
+    resolved_at: str | None = None
+    case_id: str | None = None
     rule_id: str | None = None
     rule_name: str | None = None
     level: str | None = None
-    tags: list[str] = Field(default_factory=list)
+    attack: list[str] = Field(default_factory=list, description="ATT&CK tags of the rule")
+    tags: list[str] = Field(default_factory=list, description="analysts' tags")
     count: int = 1
     first_seen: str | None = None
     last_seen: str | None = None
@@ -53,6 +66,7 @@ class AlertPublic(BaseModel):
 
 class AlertDetail(AlertPublic):
     events: list[dict[str, Any]] = Field(default_factory=list)
+    comments: list[Comment] = Field(default_factory=list)
 
 
 class AlertPage(BaseModel):
@@ -69,3 +83,116 @@ class Health(BaseModel):
     status: str
     store: str
     version: str
+
+
+class AlertUpdate(Strict):
+    version: str = Field(min_length=1, max_length=100, description="The version you read; a stale one is a 409.")
+    status: (
+        Literal["new", "acknowledged", "in_progress", "resolved", "false_positive", "benign", "duplicate"] | None
+    ) = None
+    assignee: str | None = Field(None, min_length=1, max_length=100)
+    unassign: bool = False
+    add_tags: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(default_factory=list, max_length=20)
+    remove_tags: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(default_factory=list, max_length=20)
+
+
+class CommentCreate(Strict):
+    text: str = Field(min_length=1, max_length=10_000)
+
+
+class BulkAlertUpdate(Strict):
+    ids: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(min_length=1, max_length=200)
+    status: Literal["acknowledged", "in_progress", "resolved", "false_positive", "benign", "duplicate"] | None = None
+    assignee: str | None = Field(None, min_length=1, max_length=100)
+    add_tags: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(default_factory=list, max_length=20)
+
+
+class BulkItemResult(BaseModel):
+    id: str
+    status: Literal["updated", "not_found", "conflict", "refused"]
+    detail: str = ""
+
+
+class BulkResult(BaseModel):
+    items: list[BulkItemResult]
+
+
+Severity = Literal["low", "medium", "high", "critical"]
+
+
+class CaseCreate(Strict):
+    title: str = Field(min_length=1, max_length=300)
+    description: str = Field("", max_length=20_000)
+    severity: Severity = "medium"
+    alert_ids: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(min_length=1, max_length=500)
+
+
+class CaseUpdate(Strict):
+    version: str = Field(min_length=1, max_length=100)
+    status: Literal["open", "in_progress", "closed"] | None = None
+    assignee: str | None = Field(None, min_length=1, max_length=100)
+    classification: Literal["true_positive", "false_positive", "benign", "duplicate", "inconclusive"] | None = None
+    add_task: str | None = Field(None, min_length=1, max_length=500)
+    complete_task: str | None = Field(None, min_length=1, max_length=40)
+    comment: str | None = Field(None, min_length=1, max_length=10_000)
+
+
+class Observable(BaseModel):
+    type: str
+    value: str
+
+
+class Task(BaseModel):
+    id: str
+    title: str
+    done: bool
+
+
+class TimelineEntry(BaseModel):
+    at: str
+    actor: str
+    kind: str
+    text: str
+
+
+class CasePublic(BaseModel):
+    id: str
+    version: str
+    tenant: str
+    title: str
+    description: str = ""
+    severity: str
+    status: str
+    assignee: str | None = None
+    classification: str | None = None
+    alert_ids: list[str] = Field(default_factory=list)
+    observables: list[Observable] = Field(default_factory=list)
+    tasks: list[Task] = Field(default_factory=list)
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+    created_at: str
+    updated_at: str
+    closed_at: str | None = None
+
+
+class CasePage(BaseModel):
+    items: list[CasePublic]
+    next_cursor: str | None = None
+
+
+class AuditRecord(BaseModel):
+    seq: int
+    at: str
+    actor: str
+    action: str
+    tenant: str | None = None
+    target: str | None = None
+    outcome: str
+    before: Any = None
+    after: Any = None
+    request_id: str | None = None
+    source_ip: str | None = None
+
+
+class AuditPage(BaseModel):
+    items: list[AuditRecord]
+    next_cursor: str | None = None

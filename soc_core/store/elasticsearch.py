@@ -94,6 +94,8 @@ def _properties_from_flat(types: Mapping[str, str]) -> dict[str, Any]:
             mapping: dict[str, Any] = {"type": kind}
             if kind == "keyword":
                 mapping["ignore_above"] = 1024
+            if kind == "text":  # Sigma rules match whole values (wildcards, regexes) of text fields too
+                mapping["fields"] = {"keyword": {"type": "keyword", "ignore_above": 8191}}
             if name == "event.original":
                 mapping = {"type": "keyword", "index": False, "doc_values": False}
             node.setdefault(parts[-1], mapping)
@@ -160,7 +162,12 @@ def docs_template(replicas: int, prefix: str = PREFIX) -> dict[str, Any]:
                             "mapping": {"type": "object", "enabled": False},
                         }
                     },
-                    {"strings_as_keywords": {"match_mapping_type": "string", "mapping": {"type": "keyword"}}},
+                    {
+                        "strings_as_keywords": {
+                            "match_mapping_type": "string",
+                            "mapping": {"type": "keyword", "ignore_above": 8191},
+                        }
+                    },
                 ],
                 "properties": {DOC_ID_FIELD: {"type": "keyword"}, "tenant": {"type": "keyword"}},
             },

@@ -15,7 +15,7 @@ import ipaddress
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -190,6 +190,7 @@ class SqliteStore(Store):
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._hooks: list[Callable[[sqlite3.Connection], None]] = []
 
     # lifecycle -----------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -205,10 +206,25 @@ class SqliteStore(Store):
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable(f"cannot open SQLite store: {exc}", where=str(self.path)) from exc
         conn.create_function("cidr_contains", 2, _cidr_contains, deterministic=True)
+        for hook in self._hooks:
+            hook(conn)
         self._local.conn = conn
         with self._lock:
             self._connections.append(conn)
         return conn
+
+    def add_connection_hook(self, hook: Callable[[sqlite3.Connection], None]) -> None:
+        """Run ``hook`` on every connection, open now or later (e.g. to register SQL functions)."""
+        with self._lock:
+            if hook in self._hooks:
+                return
+            self._hooks.append(hook)
+            for conn in self._connections:
+                hook(conn)
+
+    def select(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a read-only query (compiled rule queries, backtests)."""
+        return self._query(sql, params)
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:

@@ -123,7 +123,7 @@ def test_ssh_brute_force_reaches_the_analyst(store: Store, api_url: str, tmp_pat
         assert alert["level"] == "high"
         assert alert["count"] >= 5
         assert alert["entities"]["source.ip"] == [ATTACKER]
-        assert "attack.t1110.001" in alert["tags"]
+        assert "attack.t1110.001" in alert["attack"]
 
         headers = login(client, "analyst_police")
         detail = client.get(f"/api/alerts/{alert['id']}", headers=headers).json()

@@ -1,0 +1,157 @@
+"""Alert triage: status workflow, assignment, tags, comments, bulk updates.
+
+Every change names the version it was based on; a stale version is a Conflict (HTTP 409), never
+a lost update. Timestamps for MTTA (``acknowledged_at``) and MTTR (``resolved_at``) are set by the
+first transition that earns them. Each change is written to the audit trail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from soc_api.services import audit
+from soc_api.services.accounts import Principal
+from soc_core.errors import Conflict, NotFound, SocError
+from soc_core.events import format_timestamp, utcnow
+from soc_core.store import Doc, Store
+
+OPEN = ("new", "acknowledged", "in_progress")
+CLOSED = ("resolved", "false_positive", "benign", "duplicate")
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "new": frozenset({"acknowledged", "in_progress", *CLOSED}),
+    "acknowledged": frozenset({"in_progress", *CLOSED}),
+    "in_progress": frozenset(CLOSED),
+    **{closed: frozenset({"in_progress"}) for closed in CLOSED},  # reopen
+}
+MAX_COMMENTS = 500
+MAX_TAGS = 50
+
+
+class WorkflowError(SocError):
+    """A change the alert workflow does not allow."""
+
+
+@dataclass(frozen=True)
+class Actor:
+    principal: Principal
+    request_id: str | None = None
+    source_ip: str | None = None
+
+
+def visible_alert(store: Store, alert_id: str, scope: tuple[str, ...] | None) -> Doc:
+    """The alert if the caller's tenants include its tenant; otherwise it does not exist."""
+    doc = store.get_doc("alerts", alert_id)
+    if scope is not None and doc.body.get("tenant") not in scope:
+        raise NotFound("no such alert")
+    return doc
+
+
+def apply_change(
+    body: dict[str, Any],
+    *,
+    actor: str,
+    status: str | None = None,
+    assignee: str | None = None,
+    unassign: bool = False,
+    add_tags: Sequence[str] = (),
+    remove_tags: Sequence[str] = (),
+    now: str,
+) -> dict[str, Any]:
+    """Pure: the alert body after the change (raises WorkflowError for forbidden moves)."""
+    changed = dict(body)
+    current = str(body.get("status", "new"))
+    if status is not None and status != current:
+        if status not in TRANSITIONS.get(current, frozenset()):
+            raise WorkflowError(f"an alert cannot go from {current} to {status}")
+        changed["status"] = status
+        if current == "new" and not changed.get("acknowledged_at"):
+            changed["acknowledged_at"] = now
+        if status in CLOSED:
+            changed["resolved_at"] = now
+            changed["resolved_by"] = actor
+        elif current in CLOSED:
+            changed.pop("resolved_at", None)
+            changed.pop("resolved_by", None)
+    if unassign:
+        changed.pop("assignee", None)
+    elif assignee is not None:
+        changed["assignee"] = assignee
+    if add_tags or remove_tags:
+        tags = [t for t in body.get("tags") or [] if t not in set(remove_tags)]
+        tags += [t for t in add_tags if t not in tags]
+        if len(tags) > MAX_TAGS:
+            raise WorkflowError(f"an alert carries at most {MAX_TAGS} tags")
+        changed["tags"] = tags
+    changed["updated_at"] = now
+    return changed
+
+
+def update_alert(
+    store: Store,
+    *,
+    alert_id: str,
+    version: str,
+    scope: tuple[str, ...] | None,
+    actor: Actor,
+    status: str | None = None,
+    assignee: str | None = None,
+    unassign: bool = False,
+    add_tags: Sequence[str] = (),
+    remove_tags: Sequence[str] = (),
+) -> Doc:
+    doc = visible_alert(store, alert_id, scope)
+    now = format_timestamp(utcnow())
+    body = apply_change(
+        doc.body,
+        actor=actor.principal.id,
+        status=status,
+        assignee=assignee,
+        unassign=unassign,
+        add_tags=add_tags,
+        remove_tags=remove_tags,
+        now=now,
+    )
+    updated = store.update_doc("alerts", alert_id, body, version=version)
+    audit.record(
+        store,
+        actor=actor.principal.id,
+        action="alert.update",
+        tenant=body.get("tenant"),
+        target=f"alerts/{alert_id}",
+        before={k: doc.body.get(k) for k in ("status", "assignee", "tags")},
+        after={k: body.get(k) for k in ("status", "assignee", "tags")},
+        request_id=actor.request_id,
+        source_ip=actor.source_ip,
+    )
+    return updated
+
+
+def add_comment(store: Store, *, alert_id: str, scope: tuple[str, ...] | None, actor: Actor, text: str) -> Doc:
+    """Comments do not need the caller's version: they are appended, retrying on a race."""
+    for _ in range(10):
+        doc = visible_alert(store, alert_id, scope)
+        comments = list(doc.body.get("comments") or [])
+        if len(comments) >= MAX_COMMENTS:
+            raise WorkflowError(f"an alert holds at most {MAX_COMMENTS} comments")
+        comments.append({"at": format_timestamp(utcnow()), "author": actor.principal.id, "text": text})
+        try:
+            updated = store.update_doc("alerts", alert_id, {**doc.body, "comments": comments}, version=doc.version)
+        except Conflict:
+            continue  # someone changed the alert meanwhile; append to the new version
+        audit.record(
+            store,
+            actor=actor.principal.id,
+            action="alert.comment",
+            tenant=doc.body.get("tenant"),
+            target=f"alerts/{alert_id}",
+            after={"text": text},
+            request_id=actor.request_id,
+            source_ip=actor.source_ip,
+        )
+        return updated
+    raise WorkflowError("the alert kept changing; try again")
+
+
+__all__ = ["CLOSED", "OPEN", "TRANSITIONS", "Actor", "WorkflowError", "add_comment", "apply_change", "update_alert"]
