@@ -34,10 +34,12 @@ _COLLECTION_ACTION = "action"
 
 
 def shipped_rules_dir() -> Path:
-    """Where the rules shipped with Canh Gác live (the ``rules`` package)."""
-    import rules  # noqa: PLC0415 - package data, imported only to find its directory
+    """Where the rules shipped with Canh Gác live: the ``rules`` package beside this one.
 
-    return Path(rules.__file__).resolve().parent
+    Found by path rather than ``import rules``, so a user's own ``rules/`` folder in the
+    current directory can never stand in for the shipped set.
+    """
+    return Path(__file__).resolve().parent.parent / "rules"
 
 
 @dataclass

@@ -235,10 +235,10 @@ def es_status(workdir: DevDir = DEV_NODE_DIR) -> None:
 def _register_subcommands() -> None:
     """Sub-apps from the other packages, given a way to open the configured store."""
     from detections.cli import build_rules_app  # noqa: PLC0415
+    from sensors import cli as sensor_cli  # noqa: PLC0415
 
-    from sensors.cli import build_sensor_app  # noqa: PLC0415
-
-    app.add_typer(build_sensor_app(store), name="sensor")
+    sensor_cli.set_store_factory(store)
+    app.add_typer(sensor_cli.app, name="sensor")
     app.add_typer(build_rules_app(store), name="rules")
 
 
@@ -247,7 +247,8 @@ def main() -> None:
         os.environ.setdefault("SOC_LOG__JSON_FORMAT", "true")
     _register_subcommands()
     try:
-        app(standalone_mode=False)
+        # non-standalone click returns the exit code of typer.Exit instead of raising it
+        code = app(standalone_mode=False)
     except SocError as exc:
         err.print(f"[bold red]error:[/] {exc.render()}", markup=True, highlight=False)
         raise SystemExit(2) from None
@@ -264,6 +265,7 @@ def main() -> None:
             exc.show()
             raise SystemExit(exc.exit_code) from None
         raise
+    raise SystemExit(code if isinstance(code, int) else 0)
 
 
 def print_json(data: object) -> None:
