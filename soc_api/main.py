@@ -10,13 +10,21 @@ from fastapi import Depends, FastAPI, Request, Response
 from soc_api.deps import enforce_policy
 from soc_api.errors import install_error_handlers
 from soc_api.policy import POLICY
-from soc_api.routes import alerts, audit, auth, cases, events, health
+from soc_api.routes import alerts, audit, auth, cases, events, health, sensors
 from soc_api.services.throttle import LoginThrottle
 from soc_core import __version__
 from soc_core.config import Settings
 from soc_core.store import Store
 
-ROUTERS = (health.router, auth.router, alerts.router, cases.router, events.router, audit.router)
+ROUTERS = (
+    health.router,
+    auth.router,
+    alerts.router,
+    cases.router,
+    events.router,
+    sensors.router,
+    audit.router,
+)
 
 
 def create_app(settings: Settings, store: Store) -> FastAPI:

@@ -15,9 +15,10 @@ PUBLIC: Final = "public"
 AUTHENTICATED: Final = "authenticated"  # any signed-in principal, no tenant data involved
 
 ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
-    "analyst": frozenset({"alerts:read", "alerts:write", "cases:read", "cases:write", "events:read", "events:ingest"}),
+    "analyst": frozenset({"alerts:read", "alerts:write", "cases:read", "cases:write", "events:read", "sensors:read"}),
     "rule_admin": frozenset({"alerts:read", "events:read", "rules:read", "rules:write"}),
-    "manager": frozenset({"alerts:read", "cases:read", "events:read", "reports:read"}),
+    "manager": frozenset({"alerts:read", "cases:read", "events:read", "reports:read", "sensors:read"}),
+    "sensor": frozenset({"events:ingest", "sensors:report"}),
     "admin": frozenset(
         {
             "alerts:read",
@@ -26,10 +27,11 @@ ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
             "cases:read",
             "cases:write",
             "events:read",
-            "events:ingest",
             "rules:read",
             "rules:write",
             "reports:read",
+            "sensors:read",
+            "sensors:admin",
             "users:admin",
         }
     ),
@@ -52,6 +54,11 @@ POLICY: dict[tuple[str, str], str] = {
     ("GET", "/api/cases/{case_id}"): "cases:read",
     ("PATCH", "/api/cases/{case_id}"): "cases:write",
     ("GET", "/api/audit"): "audit:read",
+    ("POST", "/api/sensors"): "sensors:admin",
+    ("GET", "/api/sensors"): "sensors:read",
+    ("GET", "/api/sensors/{sensor_id}"): "sensors:read",
+    ("POST", "/api/sensors/heartbeat"): "sensors:report",
+    ("POST", "/api/ingest"): "events:ingest",
 }
 
 # FastAPI's own documentation routes

@@ -196,3 +196,50 @@ class AuditRecord(BaseModel):
 class AuditPage(BaseModel):
     items: list[AuditRecord]
     next_cursor: str | None = None
+
+
+class SensorCreate(Strict):
+    name: str = Field(min_length=1, max_length=100)
+    tenant: str = Field(min_length=2, max_length=40)
+    kind: Literal["logs", "syslog", "evtx", "network", "other"] = "logs"
+
+
+class SensorPublic(BaseModel):
+    id: str
+    tenant: str
+    name: str
+    kind: str
+    status: str
+    last_seen: str | None = None
+    restarts: int = 0
+    health: dict[str, Any] = Field(default_factory=dict)
+
+
+class SensorCreated(SensorPublic):
+    api_key: str = Field(description="Shown once; the sensor authenticates with it.")
+
+
+class SensorPage(BaseModel):
+    items: list[SensorPublic]
+    next_cursor: str | None = None
+
+
+class Heartbeat(Strict):
+    run_id: str = Field(min_length=1, max_length=64)
+    counters: dict[Annotated[str, Field(max_length=64)], Annotated[int, Field(ge=0)]] = Field(max_length=100)
+
+
+class IngestRequest(Strict):
+    events: list[dict[str, Any]] = Field(min_length=1, max_length=5000)
+
+
+class IngestItem(BaseModel):
+    id: str
+    status: str
+    reason: str | None = None
+
+
+class IngestResult(BaseModel):
+    created: int
+    duplicates: int
+    rejected: list[IngestItem]

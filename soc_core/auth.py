@@ -15,8 +15,9 @@ from typing import Literal
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-Role = Literal["analyst", "rule_admin", "manager", "admin"]
-ROLES: tuple[Role, ...] = ("analyst", "rule_admin", "manager", "admin")
+Role = Literal["analyst", "rule_admin", "manager", "admin", "sensor"]
+ROLES: tuple[Role, ...] = ("analyst", "rule_admin", "manager", "admin")  # for people
+KEY_ROLES: tuple[Role, ...] = (*ROLES, "sensor")  # API keys may also be sensors
 PROVINCE = "*"  # membership tenant meaning "every agency" (the provincial SOC)
 API_KEY_PREFIX = "cgk_"
 MIN_PASSWORD_LENGTH = 12
@@ -86,6 +87,7 @@ def same_digest(secret: str, stored_digest: str) -> bool:
 
 __all__ = [
     "API_KEY_PREFIX",
+    "KEY_ROLES",
     "PROVINCE",
     "ROLES",
     "Membership",

@@ -14,6 +14,7 @@ from typing import Any
 
 from soc_api.policy import permissions_of
 from soc_core.auth import (
+    KEY_ROLES,
     PROVINCE,
     ROLES,
     Membership,
@@ -40,6 +41,7 @@ class Principal:
     kind: str  # "user" or "apikey"
     memberships: tuple[Membership, ...] = field(default_factory=tuple)
     session_id: str | None = None
+    sensor_id: str | None = None  # set for a sensor's API key
 
     def tenants_for(self, permission: str) -> tuple[str, ...] | None:
         """Tenants where this principal holds ``permission``; ``None`` means every tenant."""
@@ -166,10 +168,12 @@ def principal_from_token(store: Store, token: str, *, idle: timedelta) -> Princi
     )
 
 
-def create_api_key(store: Store, *, name: str, tenant: str, role: str, owner: str) -> str:
+def create_api_key(store: Store, *, name: str, tenant: str, role: str, owner: str, sensor_id: str | None = None) -> str:
     """A new API key bound to one tenant and role; the key itself is returned once."""
-    if role not in ROLES:
-        raise SocError(f"unknown role {role!r}", hint=f"use one of {', '.join(ROLES)}")
+    if role not in KEY_ROLES:
+        raise SocError(f"unknown role {role!r}", hint=f"use one of {', '.join(KEY_ROLES)}")
+    if role == "sensor" and tenant == PROVINCE:
+        raise SocError("a sensor key belongs to one agency", hint="name the agency with --tenant")
     if tenant != PROVINCE and not tenant_exists(store, tenant):
         raise SocError(f"unknown tenant {tenant!r}", hint="create it with `soc tenant add`")
     key_id, key = new_api_key()
@@ -181,6 +185,7 @@ def create_api_key(store: Store, *, name: str, tenant: str, role: str, owner: st
             "role": role,
             "owner": owner,
             "digest": digest(key),
+            "sensor_id": sensor_id,
             "disabled": False,
             "created_at": format_timestamp(utcnow()),
         },
@@ -203,6 +208,7 @@ def _principal_from_api_key(store: Store, key_id: str, key: str) -> Principal:
         name=body["name"],
         kind="apikey",
         memberships=(Membership(body["tenant"], body["role"]),),
+        sensor_id=body.get("sensor_id"),
     )
 
 

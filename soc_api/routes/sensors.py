@@ -1,0 +1,97 @@
+"""Sensors: register (issues the key), heartbeat, list with status; bulk ingest for sensors."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+
+from soc_api.deps import CurrentPrincipal, StoreDep, TenantScope
+from soc_api.errors import ApiProblem
+from soc_api.routes.alerts import actor_of
+from soc_api.schemas import (
+    Heartbeat,
+    IngestItem,
+    IngestRequest,
+    IngestResult,
+    SensorCreate,
+    SensorCreated,
+    SensorPage,
+    SensorPublic,
+)
+from soc_api.services import sensors
+from soc_api.services.accounts import Principal
+from soc_core.errors import NotFound
+from soc_core.store import Doc
+
+router = APIRouter(prefix="/api", tags=["sensors"])
+
+
+def to_public(doc: Doc) -> SensorPublic:
+    body = doc.body
+    return SensorPublic(
+        id=doc.id,
+        tenant=body["tenant"],
+        name=body["name"],
+        kind=body["kind"],
+        status=sensors.sensor_status(body),
+        last_seen=body.get("last_seen"),
+        restarts=int(body.get("restarts", 0)),
+        health=body.get("health") or {},
+    )
+
+
+def _sensor_identity(principal: Principal) -> tuple[str, str]:
+    if principal.kind != "apikey" or not principal.sensor_id or len(principal.memberships) != 1:
+        raise ApiProblem(403, "Forbidden", "only a sensor's API key may do this")
+    return principal.sensor_id, principal.memberships[0].tenant
+
+
+@router.post("/sensors", response_model=SensorCreated, status_code=201)
+def register(
+    body: SensorCreate, request: Request, store: StoreDep, scope: TenantScope, principal: CurrentPrincipal
+) -> SensorCreated:
+    if scope is not None and body.tenant not in scope:
+        raise NotFound("no such tenant")
+    doc, key = sensors.register_sensor(
+        store, name=body.name, tenant=body.tenant, kind=body.kind, actor=actor_of(request, principal)
+    )
+    return SensorCreated(**to_public(doc).model_dump(), api_key=key)
+
+
+@router.get("/sensors", response_model=SensorPage)
+def list_sensors(
+    store: StoreDep,
+    scope: TenantScope,
+    size: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, Query(max_length=2000)] = None,
+) -> SensorPage:
+    page = store.list_docs("sensors", tenants=scope, sort="created_at", size=size, cursor=cursor)
+    return SensorPage(items=[to_public(d) for d in page.items], next_cursor=page.next_cursor)
+
+
+@router.get("/sensors/{sensor_id}", response_model=SensorPublic)
+def get_sensor(sensor_id: str, store: StoreDep, scope: TenantScope) -> SensorPublic:
+    doc = store.get_doc("sensors", sensor_id)
+    if scope is not None and doc.body.get("tenant") not in scope:
+        raise NotFound("no such sensor")
+    return to_public(doc)
+
+
+@router.post("/sensors/heartbeat", response_model=SensorPublic)
+def heartbeat(body: Heartbeat, store: StoreDep, principal: CurrentPrincipal) -> SensorPublic:
+    """A sensor reports its counters (events in/out, spooled, dropped, kernel drops…)."""
+    sensor_id, tenant = _sensor_identity(principal)
+    doc = sensors.heartbeat(store, sensor_id=sensor_id, tenant=tenant, counters=body.counters, run_id=body.run_id)
+    return to_public(doc)
+
+
+@router.post("/ingest", response_model=IngestResult)
+def ingest(body: IngestRequest, request: Request, store: StoreDep, principal: CurrentPrincipal) -> IngestResult:
+    """Bulk events from a sensor that cannot reach the store itself; the tenant comes from its key."""
+    sensor_id, tenant = _sensor_identity(principal)
+    result = sensors.ingest(
+        store, events=body.events, tenant=tenant, sensor_id=sensor_id, actor=actor_of(request, principal)
+    )
+    rejected = [IngestItem(id=i.id, status=i.status, reason=i.reason) for i in result.items if not i.stored]
+    return IngestResult(created=result.created, duplicates=result.duplicates, rejected=rejected)
