@@ -148,6 +148,16 @@ def user_add(
     out.print(f"user [bold]{username}[/] added")
 
 
+@user_app.command("totp")
+def user_totp(username: str) -> None:
+    """Give a person a TOTP second factor; prints the otpauth URI to scan (shown once)."""
+    from soc_api.services.accounts import enroll_totp  # noqa: PLC0415
+
+    uri = enroll_totp(store(), username)
+    out.print("scan this URI with an authenticator app (shown once):")
+    out.print(uri, markup=False, highlight=False)
+
+
 @user_app.command("disable")
 def user_disable(username: str) -> None:
     """Disable a person: their sessions and API keys stop working at once."""

@@ -16,6 +16,7 @@ class Strict(BaseModel):
 class LoginRequest(Strict):
     username: str = Field(min_length=1, max_length=100)
     password: str = Field(max_length=1024)
+    totp: str | None = Field(None, pattern=r"^[0-9]{6}$", description="TOTP code, for users who enrolled one")
 
 
 class TokenPublic(BaseModel):

@@ -9,9 +9,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal
 
+import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
@@ -60,6 +63,33 @@ def password_problem(password: str) -> str | None:
     return None
 
 
+TOTP_ISSUER = "Canh Gac"
+
+
+def new_totp_secret() -> str:
+    return pyotp.random_base32()
+
+
+def totp_uri(secret: str, username: str) -> str:
+    return pyotp.TOTP(secret).provisioning_uri(name=username, issuer_name=TOTP_ISSUER)
+
+
+def verify_totp(secret: str, code: str, *, last_step: int | None, at: float | None = None) -> int | None:
+    """The time step the code belongs to (±1 step of drift), or None.
+
+    A code whose step is not newer than ``last_step`` is refused: a code works once.
+    """
+    if not code.isdigit() or len(code) != 6:
+        return None
+    totp = pyotp.TOTP(secret)
+    now = int(at if at is not None else time.time())
+    current = totp.timecode(datetime.fromtimestamp(now, UTC))
+    for step in (current, current - 1, current + 1):
+        if hmac.compare_digest(totp.generate_otp(step), code):
+            return step if last_step is None or step > last_step else None
+    return None
+
+
 def new_token() -> str:
     return secrets.token_urlsafe(32)
 
@@ -97,7 +127,10 @@ __all__ = [
     "hash_password",
     "new_api_key",
     "new_token",
+    "new_totp_secret",
     "password_problem",
     "same_digest",
+    "totp_uri",
     "verify_password",
+    "verify_totp",
 ]

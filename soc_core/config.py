@@ -49,6 +49,7 @@ class ApiSettings(_Section):
     port: int = Field(8000, ge=1, le=65535)
     session_minutes: int = Field(480, ge=5, le=7 * 24 * 60)
     idle_minutes: int = Field(60, ge=1, le=24 * 60)
+    require_totp: bool = False  # when true, people without a TOTP second factor cannot sign in
 
 
 class DetectionSettings(_Section):

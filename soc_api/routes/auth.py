@@ -31,11 +31,13 @@ def login(body: LoginRequest, request: Request, store: StoreDep, settings: Setti
             username=body.username,
             password=body.password,
             lifetime=timedelta(minutes=settings.api.session_minutes),
+            totp=body.totp,
+            require_totp=settings.api.require_totp,
         )
     except AuthError as exc:
         throttle.failed(body.username, source_ip)
         audit.record(store, actor=body.username[:100], action="auth.login", outcome="failure", **context)
-        raise ApiProblem(401, "Unauthorized", "invalid username or password") from exc
+        raise ApiProblem(401, "Unauthorized", "invalid username, password or code") from exc
     throttle.succeeded(body.username, source_ip)
     audit.record(store, actor=body.username.lower(), action="auth.login", **context)
     return TokenPublic(access_token=token, expires_at=format_timestamp(expires))

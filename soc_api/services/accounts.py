@@ -23,9 +23,12 @@ from soc_core.auth import (
     hash_password,
     new_api_key,
     new_token,
+    new_totp_secret,
     password_problem,
     same_digest,
+    totp_uri,
     verify_password,
+    verify_totp,
 )
 from soc_core.errors import AuthError, Conflict, NotFound, SocError
 from soc_core.events import check_tenant_id, format_timestamp, parse_timestamp, utcnow
@@ -100,15 +103,34 @@ def add_user(
         raise SocError(f"user {username!r} exists already") from exc
 
 
-def login(store: Store, *, username: str, password: str, lifetime: timedelta) -> tuple[str, datetime]:
-    """A new session token for valid credentials; the same error for every failure."""
+def login(
+    store: Store,
+    *,
+    username: str,
+    password: str,
+    lifetime: timedelta,
+    totp: str | None = None,
+    require_totp: bool = False,
+) -> tuple[str, datetime]:
+    """A new session token for valid credentials (and TOTP code); the same error for every failure."""
     try:
-        user = store.get_doc("users", username.lower()).body
+        doc = store.get_doc("users", username.lower())
     except NotFound:
-        user = None
+        doc = None
+    user = doc.body if doc else None
     ok = verify_password(user["password_hash"] if user else None, password)
-    if not ok or user is None or user.get("disabled"):
+    if not ok or doc is None or user is None or user.get("disabled"):
         raise AuthError("invalid username or password")
+    if user.get("totp_secret"):
+        step = verify_totp(user["totp_secret"], totp or "", last_step=user.get("totp_last_step"))
+        if step is None:
+            raise AuthError("invalid username or password")
+        try:  # remember the step so the same code cannot be used twice
+            store.update_doc("users", doc.id, {**user, "totp_last_step": step}, version=doc.version)
+        except Conflict as exc:
+            raise AuthError("concurrent sign-in; try again") from exc
+    elif require_totp:
+        raise AuthError("TOTP enrolment required")
     token = new_token()
     now = utcnow()
     expires = now + lifetime
@@ -123,6 +145,14 @@ def login(store: Store, *, username: str, password: str, lifetime: timedelta) ->
         doc_id=digest(token),
     )
     return token, expires
+
+
+def enroll_totp(store: Store, username: str) -> str:
+    """Give the user a new TOTP secret (replacing any old one); returns the otpauth URI."""
+    doc = store.get_doc("users", username.lower())
+    secret = new_totp_secret()
+    store.update_doc("users", doc.id, {**doc.body, "totp_secret": secret, "totp_last_step": None}, version=doc.version)
+    return totp_uri(secret, doc.body["username"])
 
 
 def logout(store: Store, session_id: str) -> None:
@@ -232,6 +262,7 @@ __all__ = [
     "add_user",
     "create_api_key",
     "disable_user",
+    "enroll_totp",
     "login",
     "logout",
     "principal_from_token",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pyotp
 import pytest
 from fastapi.testclient import TestClient
 
@@ -122,3 +123,27 @@ def test_responses_carry_security_headers(client: TestClient) -> None:
     assert response.status_code == 200
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["x-request-id"]
+
+
+def test_totp_second_factor_cannot_be_bypassed(client: TestClient, store: Store) -> None:
+    uri = accounts.enroll_totp(store, "ana")
+    secret = pyotp.parse_uri(uri).secret
+    without = client.post("/api/auth/login", json={"username": "ana", "password": PASSWORD})
+    wrong = client.post("/api/auth/login", json={"username": "ana", "password": PASSWORD, "totp": "000000"})
+    assert without.status_code == wrong.status_code == 401
+    assert without.json()["detail"] == wrong.json()["detail"]
+    code = pyotp.TOTP(secret).now()
+    good = client.post("/api/auth/login", json={"username": "ana", "password": PASSWORD, "totp": code})
+    assert good.status_code == 200
+    replay = client.post("/api/auth/login", json={"username": "ana", "password": PASSWORD, "totp": code})
+    assert replay.status_code == 401  # a code works once
+    bad_password = client.post("/api/auth/login", json={"username": "ana", "password": "x" * 20, "totp": code})
+    assert bad_password.status_code == 401
+
+
+def test_required_totp_blocks_people_without_it(store: Store) -> None:
+    accounts.add_user(store, username="newbie", password=PASSWORD, memberships=[])
+    settings = Settings()
+    settings.api.require_totp = True
+    strict = TestClient(create_app(settings, store))
+    assert strict.post("/api/auth/login", json={"username": "newbie", "password": PASSWORD}).status_code == 401
