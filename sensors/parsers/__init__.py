@@ -24,9 +24,7 @@ def get_parser(name: str) -> ParserSpec:
     try:
         return PARSERS[name]
     except KeyError:
-        raise ConfigError(
-            f"unknown parser {name!r}", where="parser", hint=f"use one of {sorted(PARSERS)}"
-        ) from None
+        raise ConfigError(f"unknown parser {name!r}", where="parser", hint=f"use one of {sorted(PARSERS)}") from None
 
 
 __all__ = ["PARSERS", "Fields", "ParseContext", "ParseFunc", "ParserSpec", "get_parser"]

@@ -21,7 +21,7 @@ _LOGIN = re.compile(
     r"(?P<result>Accepted|Failed) (?P<method>[\w/@.-]+) for (?P<invalid>invalid user )?"
     rf"(?P<user>.*?) from {_ADDRESS}(?: ssh\d?)?(?:: (?P<detail>.*))?$"
 )
-_INVALID = re.compile(rf"Invalid user (?P<user>.*?) from {_ADDRESS}\s*$")
+_INVALID = re.compile(rf"Invalid user (?P<user>.*?) from {_ADDRESS}(?:\s.*)?$")
 _DISCONNECT = re.compile(
     r"(?:Disconnected from|Connection closed by|Received disconnect from)"
     r"(?: (?:invalid|authenticating) user (?P<invalid_user>\S*)| user (?P<user>\S*))?"

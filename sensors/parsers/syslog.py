@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+
 from sensors.parsers.context import Fields, ParseContext
 from soc_core.errors import ParseError
 
@@ -47,9 +48,7 @@ _ISO_TIME = re.compile(
     r"(?P<date>\d{4}-\d{2}-\d{2})[T ](?P<time>\d{2}:\d{2}:\d{2})(?:\.(?P<frac>\d{1,9}))?"
     r"(?P<zone>Z|[+-]\d{2}:?\d{2})?(?=\s|$)"
 )
-_TAG = re.compile(
-    rf"(?P<tag>[^\s\[\]:]{{1,{MAX_TAG_LENGTH}}})(?:\[(?P<pid>[^\]\s]{{0,32}})\])?:(?:\s|$)"
-)
+_TAG = re.compile(rf"(?P<tag>[^\s\[\]:]{{1,{MAX_TAG_LENGTH}}})(?:\[(?P<pid>[^\]\s]{{0,32}})\])?:(?:\s|$)")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
@@ -177,21 +176,20 @@ def _bsd_timestamp(match: re.Match[str], ctx: ParseContext) -> datetime:
         if match.group("year"):
             year = int(match.group("year"))
             return datetime(year, month, day, hour, minute, second, micros, tzinfo=ctx.tz)
-        return _infer_year(month, day, hour, minute, second, micros, ctx)
+        return _infer_year(month, (day, hour, minute, second, micros), ctx)
     except ValueError as exc:
         raise ParseError(f"invalid syslog timestamp {match.group()!r}: {exc}") from exc
 
 
-def _infer_year(
-    month: int, day: int, hour: int, minute: int, second: int, micros: int, ctx: ParseContext
-) -> datetime:
+def _infer_year(month: int, clock: tuple[int, int, int, int, int], ctx: ParseContext) -> datetime:
+    """The latest year in which ``month``/day at that time is not more than a day ahead."""
     now = ctx.now.astimezone(ctx.tz)
     limit = now + timedelta(days=1)
     last_error: ValueError | None = None
     # Feb 29 only exists in leap years: walk back until the date exists and is not in the future.
     for year in range(now.year, now.year - 8, -1):
         try:
-            moment = datetime(year, month, day, hour, minute, second, micros, tzinfo=ctx.tz)
+            moment = datetime(year, month, *clock, tzinfo=ctx.tz)
         except ValueError as exc:
             last_error = exc
             continue
@@ -200,9 +198,7 @@ def _infer_year(
     raise last_error or ValueError("no year fits")
 
 
-def _iso_timestamp(
-    date: str, time: str, match: re.Match[str], ctx: ParseContext
-) -> datetime:
+def _iso_timestamp(date: str, time: str, match: re.Match[str], ctx: ParseContext) -> datetime:
     zone = match.group("zone")
     text = f"{date}T{time}.{_micros(match.group('frac')):06d}"
     if zone:

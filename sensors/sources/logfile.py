@@ -194,7 +194,7 @@ class FileTailer:
         for tracked in order[self._turn :] + order[: self._turn]:
             if len(records) >= max_records:
                 break
-            self._read(tracked, found, records, max_records, now, final)
+            self._read(tracked, found, records, max_records=max_records, now=now, final=final)
         for key, tracked in list(self._files.items()):
             idle = now - tracked.last_growth >= self.idle_close
             if not tracked.seen and tracked.at_eof and (final or idle or tracked.handle is None):
@@ -313,6 +313,7 @@ class FileTailer:
         tracked: _File,
         found: dict[str, str],
         records: list[LogRecord],
+        *,
         max_records: int,
         now: float,
         final: bool,
@@ -334,7 +335,7 @@ class FileTailer:
                 break
             tracked.last_growth = now
             self.stats["bytes_read"] += len(data)
-            self._split(tracked, data, records)
+            self._split(tracked, data, records, max_records)
         if final and tracked.at_eof and tracked.line_length:
             self._emit(tracked, tracked.read_position, records)
 
@@ -349,9 +350,10 @@ class FileTailer:
         tracked.buffer.clear()
         self._checkpoint(tracked, 0)
 
-    def _split(self, tracked: _File, data: bytes, records: list[LogRecord]) -> None:
+    def _split(self, tracked: _File, data: bytes, records: list[LogRecord], max_records: int) -> None:
+        """Cut ``data`` into lines; stop at ``max_records`` (the rest is read again next poll)."""
         position = 0
-        while position < len(data):
+        while position < len(data) and len(records) < max_records:
             newline = data.find(b"\n", position)
             stop = len(data) if newline < 0 else newline
             room = self.max_line_bytes - len(tracked.buffer)
@@ -382,9 +384,7 @@ class FileTailer:
         self.stats["lines_read"] += 1
         if truncated:
             self.stats["lines_truncated"] += 1
-        records.append(
-            LogRecord(raw, tracked.source, tracked.path, start, end, pending.token, truncated)
-        )
+        records.append(LogRecord(raw, tracked.source, tracked.path, start, end, pending.token, truncated))
 
     # ------------------------------------------------------------------------ checkpoints
     def ack(self, token: int) -> None:

@@ -1,0 +1,263 @@
+"""The forwarder: spool every event, deliver batches to a sink, acknowledge what is done.
+
+Delivery guarantee: at least once, in spool order, one batch in flight at a time.
+
+* ``submit`` persists the event in the spool. When the spool is full, ``when_full: block``
+  (default) refuses it — the caller pauses its source and offers it again later — and
+  ``drop_newest`` drops it, counts it and acknowledges it (dropped on purpose).
+* ``pump`` sends batches (count, bytes or age, see :class:`Batcher`). Per-item outcomes:
+  delivered and dead-lettered items are done; ``retry`` items are sent again after an
+  exponential backoff; a :class:`~soc_core.errors.StoreError` (the store is down) keeps the
+  whole batch and backs off.
+* Only when every item of a batch is done does the spool cursor move past it, and then each
+  event's ``ack`` callback runs — in submission order — so sources move their checkpoints
+  only over delivered data. Events left in the spool by an earlier run are delivered again
+  (the deterministic event ids make that harmless); they have no ack callbacks.
+
+The forwarder never changes an event; the store sets ``event.ingested``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import orjson
+
+from sensors.errors import SpoolError, SpoolFull
+from sensors.forwarder.batcher import Batch, Batcher
+from sensors.forwarder.sinks import Sink
+from sensors.forwarder.spool import Position, Spool
+from soc_core.errors import ConfigError, StoreError, StoreUnavailable
+from soc_core.events import Event
+
+log = logging.getLogger(__name__)
+
+WhenFull = Literal["block", "drop_newest"]
+WHEN_FULL: tuple[WhenFull, ...] = ("block", "drop_newest")
+Ack = Callable[[], None]
+COUNTERS = (
+    "events_in",
+    "events_out",
+    "duplicates",
+    "spooled",
+    "dropped",
+    "dead_lettered",
+    "retried",
+    "store_failures",
+    "spool_errors",
+    "spool_full",
+    "batches",
+)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with proportional jitter, capped at ``maximum`` seconds."""
+
+    initial: float = 0.2
+    maximum: float = 30.0
+    factor: float = 2.0
+    jitter: float = 0.1
+
+    def delay(self, attempt: int) -> float:
+        base = min(self.maximum, self.initial * self.factor ** max(attempt - 1, 0))
+        return base * (1 + self.jitter * random.random())  # noqa: S311 - jitter, not secrecy
+
+
+@dataclass
+class _InFlight:
+    last: Position
+    events: list[Event]
+    todo: list[int]
+    attempt: int = 0
+    next_try: float = 0.0
+
+
+@dataclass
+class _Acks:
+    """Ack callbacks by spool position, in submission (= position) order."""
+
+    queue: deque[tuple[Position, Ack]] = field(default_factory=deque)
+
+    def add(self, position: Position, ack: Ack) -> None:
+        self.queue.append((position, ack))
+
+    def release(self, upto: Position) -> None:
+        while self.queue and self.queue[0][0] <= upto:
+            self.queue.popleft()[1]()
+
+
+class Forwarder:
+    """Spool → batches → sink, with acknowledgements; see the module docstring."""
+
+    def __init__(
+        self,
+        sink: Sink,
+        spool: Spool,
+        *,
+        batcher: Batcher[tuple[Position, bytes]] | None = None,
+        when_full: WhenFull = "block",
+        backoff: Backoff | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if when_full not in WHEN_FULL:
+            raise ConfigError(f"unknown when_full {when_full!r}", hint=f"use one of {WHEN_FULL}")
+        self.sink = sink
+        self.spool = spool
+        self.batcher: Batcher[tuple[Position, bytes]] = batcher if batcher is not None else Batcher()
+        self.when_full = when_full
+        self.backoff = backoff if backoff is not None else Backoff()
+        self._clock = clock
+        self._sleep = sleep
+        self._acks = _Acks()
+        self._ready: deque[Batch[tuple[Position, bytes]]] = deque()
+        self._inflight: _InFlight | None = None
+        self._counters = dict.fromkeys(COUNTERS, 0)
+        self.last_error: str | None = None
+
+    # ------------------------------------------------------------------------- intake
+    def submit(self, event: Event, ack: Ack | None = None) -> bool:
+        """Take responsibility for ``event``; ``False`` means "not now, offer it again"."""
+        payload = orjson.dumps(event, default=str)
+        try:
+            position = self.spool.append(payload)
+        except SpoolFull:
+            self._counters["spool_full"] += 1
+            if self.when_full == "block":
+                return False
+            self._counters["dropped"] += 1
+            self._counters["events_in"] += 1
+            if ack is not None:
+                ack()
+            return True
+        except SpoolError as exc:
+            self._counters["spool_errors"] += 1
+            if self.last_error != exc.message:
+                log.error("%s", exc)
+            self.last_error = exc.message
+            return False
+        self._counters["events_in"] += 1
+        self._counters["spooled"] += 1
+        if ack is not None:
+            self._acks.add(position, ack)
+        return True
+
+    # ----------------------------------------------------------------------- delivery
+    @property
+    def drained(self) -> bool:
+        """Everything spooled has been delivered or dead-lettered."""
+        return self._inflight is None and not self._ready and not self.spool.uncommitted
+
+    @property
+    def backing_off(self) -> bool:
+        return self._inflight is not None and self._inflight.attempt > 0
+
+    def pump(self, *, flush: bool = False, max_batches: int = 8) -> int:
+        """Send what is ready (everything waiting if ``flush``); returns events completed."""
+        completed = 0
+        for _ in range(max_batches):
+            now = self._clock()
+            if self._inflight is None:
+                self._inflight = self._next_batch(now, flush)
+                if self._inflight is None:
+                    break
+            if now < self._inflight.next_try:
+                break
+            size = len(self._inflight.events)
+            if not self._attempt(self._inflight, now):
+                break
+            completed += size
+            self._inflight = None
+        return completed
+
+    def _next_batch(self, now: float, flush: bool) -> _InFlight | None:
+        while not self._ready and self.batcher.room > 0 and self.spool.unread:
+            for position, payload in self.spool.read(self.batcher.room):
+                self._ready.extend(self.batcher.add((position, payload), len(payload), now))
+        if not self._ready and (flush or self.batcher.due(now)):
+            waiting = self.batcher.flush()
+            if waiting is not None:
+                self._ready.append(waiting)
+        if not self._ready:
+            return None
+        batch = self._ready.popleft()
+        events: list[Event] = []
+        for _, payload in batch.items:
+            # The spool checked the frame's checksum, so this decodes what submit() encoded.
+            events.append(orjson.loads(payload))
+        return _InFlight(batch.items[-1][0], events, list(range(len(events))))
+
+    def _attempt(self, inflight: _InFlight, now: float) -> bool:
+        """Send the items still to do; ``True`` when the whole batch is done."""
+        try:
+            outcomes = self.sink.send([inflight.events[index] for index in inflight.todo])
+        except StoreError as exc:
+            self._counters["store_failures"] += 1
+            kind = "unavailable" if isinstance(exc, StoreUnavailable) else "failed"
+            self._later(inflight, now, f"store {kind}: {exc}")
+            return False
+        retry: list[int] = []
+        for position, index in enumerate(inflight.todo):
+            outcome = outcomes[position] if position < len(outcomes) else None
+            if outcome is None or outcome.status == "retry":
+                retry.append(index)
+            elif outcome.status == "dead_letter":
+                self._counters["dead_lettered"] += 1
+            else:
+                self._counters["events_out"] += 1
+                self._counters["duplicates"] += outcome.duplicate
+        if retry:
+            self._counters["retried"] += len(retry)
+            inflight.todo = retry
+            self._later(inflight, now, f"{len(retry)} events to retry")
+            return False
+        if inflight.attempt:
+            log.info("delivery resumed after %d failed attempts", inflight.attempt)
+        self.spool.commit(inflight.last)
+        self._acks.release(inflight.last)
+        self._counters["batches"] += 1
+        self.last_error = None
+        return True
+
+    def _later(self, inflight: _InFlight, now: float, reason: str) -> None:
+        inflight.attempt += 1
+        delay = self.backoff.delay(inflight.attempt)
+        inflight.next_try = now + delay
+        if inflight.attempt == 1 or self.last_error != reason:
+            log.warning("delivery: %s; retrying in %.1fs (attempt %d)", reason, delay, inflight.attempt)
+        self.last_error = reason
+
+    # ---------------------------------------------------------------------- lifecycle
+    def close(self, timeout: float = 10.0) -> bool:
+        """Deliver what is spooled, for at most ``timeout`` seconds; ``True`` if all went.
+
+        What is left stays in the spool (and unacknowledged at the source) for the next run.
+        """
+        deadline = self._clock() + timeout
+        while not self.drained:
+            self.pump(flush=True)
+            now = self._clock()
+            if self.drained or now >= deadline:
+                break
+            wait = self._inflight.next_try - now if self._inflight else 0.0
+            self._sleep(min(max(wait, 0.01), deadline - now))
+        drained = self.drained
+        self.spool.close()
+        return drained
+
+    def counters(self) -> dict[str, int]:
+        """Health counters: the forwarder's, the spool's, and its size on disk."""
+        counters = dict(self._counters)
+        counters.update(self.spool.stats)
+        counters["spool_bytes"] = self.spool.size
+        return counters
+
+
+__all__ = ["COUNTERS", "WHEN_FULL", "Ack", "Backoff", "Forwarder", "WhenFull"]

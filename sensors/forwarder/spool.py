@@ -1,0 +1,278 @@
+"""A bounded on-disk FIFO of records in segment files, with a durable read cursor.
+
+Layout of the spool directory::
+
+    segment-000000000001.log   records, appended; a new segment on every start and when full
+    cursor.json                {"segment": n, "offset": o}: everything before it is delivered
+
+Each record is framed as ``MAGIC (4) | length (4, big-endian) | crc32(length + payload) (4) |
+payload``. Reading never trusts the disk: a bad magic, an impossible length, a checksum
+mismatch or a torn last record is counted in ``records_corrupt`` and skipped by searching for
+the next magic; a missing segment is counted in ``segments_missing``. Nothing in a damaged
+spool stops the forwarder from starting.
+
+Guarantee: a record is either wholly written (``append`` returned) or not acknowledged at all
+(``append`` raised :class:`SpoolError` after cutting the partial frame off again). Writes go to
+the OS at once, so a killed process loses nothing; with ``fsync=True`` they also survive a power
+cut, at the cost of one fsync per ``sync()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import logging
+import os
+import re
+import struct
+import zlib
+from pathlib import Path
+from typing import BinaryIO, NamedTuple
+
+from sensors.errors import SpoolError, SpoolFull
+from soc_core.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"CGs1"
+HEADER = struct.Struct(">4sII")
+MAX_RECORD_BYTES = 64 * 1024 * 1024
+_SEGMENT = re.compile(r"segment-(\d{12})\.log$")
+
+
+class Position(NamedTuple):
+    """Where a record ends: (segment id, byte offset after it). Ordered like the spool."""
+
+    segment: int
+    offset: int
+
+
+def frame(payload: bytes) -> bytes:
+    length = struct.pack(">I", len(payload))
+    return HEADER.pack(MAGIC, len(payload), zlib.crc32(length + payload)) + payload
+
+
+class Spool:
+    """Append records, read them in order, commit what was delivered; see the module doc."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        max_bytes: int = 256 * 1024 * 1024,
+        segment_bytes: int = 8 * 1024 * 1024,
+        fsync: bool = False,
+    ) -> None:
+        if max_bytes < segment_bytes or segment_bytes < HEADER.size + 1:
+            raise ConfigError("spool max_bytes must be ≥ segment_bytes > 12")
+        self.directory = Path(directory)
+        self.max_bytes = max_bytes
+        self.segment_bytes = segment_bytes
+        self.fsync = fsync
+        self.stats = {"records_corrupt": 0, "segments_missing": 0, "appended": 0}
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._sizes: dict[int, int] = {}
+        self._read_handle: tuple[int, BinaryIO] | None = None
+        for entry in self.directory.iterdir():
+            match = _SEGMENT.match(entry.name)
+            if match:
+                self._sizes[int(match.group(1))] = entry.stat().st_size
+        self._cursor = self._load_cursor()
+        for segment in [s for s in self._sizes if s < self._cursor.segment]:
+            self._delete(segment)  # consumed already: a crash came between cursor save and delete
+        if self._cursor.segment not in self._sizes and self._cursor.offset > 0:
+            self._missing(self._cursor.segment)
+        known = sorted(self._sizes)
+        if known and known[0] > self._cursor.segment + 1:
+            self._missing(*range(self._cursor.segment + 1, known[0]))
+        for before, after in itertools.pairwise(known):
+            if after - before > 1:
+                self._missing(*range(before + 1, after))
+        self._write_segment = max([*self._sizes, self._cursor.segment]) + 1
+        self._write_fd = self._open_segment(self._write_segment)
+        if not any(size for segment, size in self._sizes.items() if segment != self._write_segment):
+            for segment in [s for s in self._sizes if s != self._write_segment]:
+                self._delete(segment)  # nothing left from the last run: start clean
+            self._cursor = Position(self._write_segment, 0)
+            self._save_cursor()
+        self._read = self._cursor
+        self._last_read = self._cursor
+
+    # -------------------------------------------------------------------------- writing
+    @property
+    def size(self) -> int:
+        """Bytes on disk in segment files."""
+        return sum(self._sizes.values())
+
+    def append(self, payload: bytes) -> Position:
+        """Persist one record; :class:`SpoolFull` at the limit, :class:`SpoolError` on I/O errors."""
+        data = frame(payload)
+        if len(data) > min(self.max_bytes, MAX_RECORD_BYTES):
+            raise SpoolError(f"a record of {len(data)} bytes can never fit in the spool")
+        if self.size + len(data) > self.max_bytes:
+            raise SpoolFull(f"spool {self.directory} is full ({self.size} of {self.max_bytes} bytes)")
+        used = self._sizes[self._write_segment]
+        if used and used + len(data) > self.segment_bytes:
+            self._roll()
+            used = 0
+        try:
+            written = os.write(self._write_fd, data)
+            if written != len(data):
+                raise OSError(f"short write: {written} of {len(data)} bytes")
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._write_fd, used)  # never leave half a record behind
+            raise SpoolError(
+                f"cannot write to spool {self.directory}: {exc}",
+                hint="free disk space; records not written were not acknowledged",
+            ) from exc
+        self._sizes[self._write_segment] = used + len(data)
+        self.stats["appended"] += 1
+        return Position(self._write_segment, used + len(data))
+
+    def sync(self) -> None:
+        if self.fsync:
+            os.fsync(self._write_fd)
+
+    def _roll(self) -> None:
+        if self.fsync:
+            os.fsync(self._write_fd)
+        os.close(self._write_fd)
+        self._write_segment += 1
+        self._write_fd = self._open_segment(self._write_segment)
+
+    def _open_segment(self, segment: int) -> int:
+        try:
+            fd = os.open(self._path(segment), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        except OSError as exc:
+            raise SpoolError(f"cannot create a spool segment in {self.directory}: {exc}") from exc
+        self._sizes[segment] = os.fstat(fd).st_size
+        return fd
+
+    # -------------------------------------------------------------------------- reading
+    @property
+    def end(self) -> Position:
+        return Position(self._write_segment, self._sizes[self._write_segment])
+
+    @property
+    def unread(self) -> bool:
+        return self._read < self.end
+
+    @property
+    def uncommitted(self) -> bool:
+        """Records may exist that were not committed (delivered) yet."""
+        return self.unread or self._last_read > self._cursor
+
+    def read(self, max_records: int) -> list[tuple[Position, bytes]]:
+        """The next records after the read position (which advances; commit separately)."""
+        out: list[tuple[Position, bytes]] = []
+        while len(out) < max_records and self._read < self.end:
+            segment, offset = self._read
+            size = self._sizes.get(segment)
+            if size is None or offset >= size:
+                self._read = self._next_segment(segment)
+                continue
+            record = self._record_at(segment, offset, size)
+            if record is None:
+                continue
+            out.append(record)
+        return out
+
+    def _next_segment(self, segment: int) -> Position:
+        later = [s for s in self._sizes if s > segment]
+        return Position(min(later), 0) if later else self.end
+
+    def _record_at(self, segment: int, offset: int, size: int) -> tuple[Position, bytes] | None:
+        """Read the record at ``offset``; on damage count it and move the read position on."""
+        handle = self._reader(segment)
+        handle.seek(offset)
+        header = handle.read(HEADER.size)
+        if len(header) == HEADER.size:
+            magic, length, checksum = HEADER.unpack(header)
+            if magic == MAGIC and length <= MAX_RECORD_BYTES and offset + HEADER.size + length <= size:
+                payload = handle.read(length)
+                if zlib.crc32(header[4:8] + payload) == checksum:
+                    end = Position(segment, offset + HEADER.size + length)
+                    self._read = self._last_read = end
+                    return end, payload
+        self.stats["records_corrupt"] += 1
+        handle.seek(offset + 1)
+        rest = handle.read(size - offset - 1)
+        found = rest.find(MAGIC)
+        log.warning("spool segment %s: damaged record at offset %d skipped", segment, offset)
+        self._read = Position(segment, offset + 1 + found) if found >= 0 else Position(segment, size)
+        return None
+
+    def _reader(self, segment: int) -> BinaryIO:
+        if self._read_handle is not None and self._read_handle[0] == segment:
+            return self._read_handle[1]
+        self._close_reader()
+        handle = open(self._path(segment), "rb")  # noqa: SIM115 - reused across reads
+        self._read_handle = (segment, handle)
+        return handle
+
+    def _close_reader(self) -> None:
+        if self._read_handle is not None:
+            self._read_handle[1].close()
+            self._read_handle = None
+
+    # ------------------------------------------------------------------------ committing
+    def commit(self, position: Position) -> None:
+        """Everything up to ``position`` is delivered: save the cursor, drop used segments."""
+        if position <= self._cursor:
+            return
+        segment, offset = position
+        if segment != self._write_segment and offset >= self._sizes.get(segment, 0):
+            position = self._next_segment(segment)  # an old segment used up: let it go
+        if position == self.end and position.offset > 0:
+            self._roll()  # drained: start a fresh segment so the used one can go
+            position = self.end
+            self._read = max(self._read, position)
+        self._cursor = position
+        self._save_cursor()
+        for segment in [s for s in self._sizes if s < position.segment]:
+            self._delete(segment)
+
+    def _delete(self, segment: int) -> None:
+        if self._read_handle is not None and self._read_handle[0] == segment:
+            self._close_reader()
+        with contextlib.suppress(FileNotFoundError):
+            self._path(segment).unlink()
+        self._sizes.pop(segment, None)
+
+    def _missing(self, *segments: int) -> None:
+        self.stats["segments_missing"] += len(segments)
+        log.warning("spool %s: segments %s are missing; their records are lost", self.directory, segments)
+
+    def _path(self, segment: int) -> Path:
+        return self.directory / f"segment-{segment:012d}.log"
+
+    def _load_cursor(self) -> Position:
+        path = self.directory / "cursor.json"
+        try:
+            body = json.loads(path.read_text(encoding="utf-8"))
+            return Position(int(body["segment"]), int(body["offset"]))
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.error("spool cursor %s is unreadable (%s); reading the spool from its start", path, exc)
+        return Position(min(self._sizes, default=0), 0)
+
+    def _save_cursor(self) -> None:
+        path = self.directory / "cursor.json"
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(dict(self._cursor._asdict())), encoding="utf-8")
+        if self.fsync:
+            with open(temporary, "rb") as handle:
+                os.fsync(handle.fileno())
+        os.replace(temporary, path)
+
+    def close(self) -> None:
+        self._close_reader()
+        with contextlib.suppress(OSError):
+            self.sync()
+            os.close(self._write_fd)
+
+
+__all__ = ["MAGIC", "Position", "Spool", "frame"]

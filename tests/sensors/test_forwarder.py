@@ -1,0 +1,219 @@
+"""Forwarder against a scripted store double: at least once, no duplicates, dead letters.
+
+The double answers like a bulk API: per-item ``created``/``duplicate``/``retry``/``rejected``,
+or :class:`StoreUnavailable` for the whole batch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from sensors.forwarder import Backoff, Batcher, DeadLetterFile, Forwarder, Spool, StoreSink
+from soc_core.errors import ConfigError, StoreUnavailable
+from soc_core.events import Event
+from soc_core.store.base import BulkResult, ItemResult
+
+
+class FlakyStore:
+    """Keeps events by id; fails on a script."""
+
+    name = "flaky"
+
+    def __init__(self) -> None:
+        self.events: dict[str, Event] = {}
+        self.down = False
+        self.retry_once: set[str] = set()
+        self.reject: set[str] = set()
+        self.calls = 0
+
+    def add_events(self, events: Sequence[Event]) -> BulkResult:
+        self.calls += 1
+        if self.down:
+            raise StoreUnavailable("store is down", where="flaky://")
+        items = []
+        for event in events:
+            key = event["event.id"]
+            if key in self.retry_once:
+                self.retry_once.discard(key)
+                items.append(ItemResult(key, "retry", "429 too many requests"))
+            elif key in self.reject:
+                items.append(ItemResult(key, "rejected", "mapping error on field x"))
+            elif key in self.events:
+                items.append(ItemResult(key, "duplicate"))
+            else:
+                self.events[key] = event
+                items.append(ItemResult(key, "created"))
+        return BulkResult(items)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def event(n: int) -> Event:
+    return {"event.id": f"id-{n:05d}", "message": f"line {n}", "organization.id": "t1"}
+
+
+def make(tmp_path: Path, store: FlakyStore, clock: Clock, **options: object) -> Forwarder:
+    spool = Spool(tmp_path / "spool", max_bytes=options.pop("max_bytes", 1 << 20), segment_bytes=4096)  # type: ignore[arg-type]
+    sink = StoreSink(store, dead_letters=DeadLetterFile(tmp_path / "dead.jsonl"))  # type: ignore[arg-type]
+    return Forwarder(
+        sink,
+        spool,
+        batcher=Batcher(max_items=10, max_bytes=1 << 20, max_age=1.0),
+        backoff=Backoff(initial=1.0, maximum=8.0, jitter=0.0),
+        clock=clock,
+        sleep=clock.sleep,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def run(forwarder: Forwarder, clock: Clock, *, limit: int = 1000) -> None:
+    for _ in range(limit):
+        forwarder.pump(flush=True)
+        if forwarder.drained:
+            return
+        clock.now += 1.0
+    raise AssertionError("forwarder never drained")
+
+
+def test_acks_run_in_order_only_after_delivery(tmp_path: Path) -> None:
+    store, clock = FlakyStore(), Clock()
+    forwarder = make(tmp_path, store, clock)
+    acked: list[int] = []
+    for n in range(25):
+        assert forwarder.submit(event(n), lambda n=n: acked.append(n))
+    forwarder.pump()  # two full batches of 10; 5 wait for age
+    assert acked == list(range(20))
+    clock.now += 1.0
+    forwarder.pump()
+    assert acked == list(range(25))
+    assert forwarder.counters()["events_out"] == 25
+    forwarder.close()
+
+
+def test_store_down_keeps_everything_and_backs_off(tmp_path: Path) -> None:
+    store, clock = FlakyStore(), Clock()
+    forwarder = make(tmp_path, store, clock)
+    acked: list[int] = []
+    store.down = True
+    for n in range(30):
+        forwarder.submit(event(n), lambda n=n: acked.append(n))
+    forwarder.pump(flush=True)
+    calls = store.calls
+    forwarder.pump(flush=True)
+    assert store.calls == calls  # backing off, not hammering
+    clock.now += 100
+    forwarder.pump(flush=True)
+    assert acked == [] and forwarder.backing_off
+    assert forwarder.last_error and "unavailable" in forwarder.last_error
+    store.down = False
+    run(forwarder, clock)
+    assert acked == list(range(30))
+    assert len(store.events) == 30
+    forwarder.close()
+
+
+def test_per_item_results_retry_only_failed_items_and_dead_letter_rejects(tmp_path: Path) -> None:
+    store, clock = FlakyStore(), Clock()
+    store.retry_once = {f"id-{n:05d}" for n in (1, 4, 7)}
+    store.reject = {f"id-{n:05d}" for n in (2, 8)}
+    store.events["id-00005"] = event(5)  # already stored: a 409 counts as success
+    forwarder = make(tmp_path, store, clock)
+    acked: list[int] = []
+    for n in range(10):
+        forwarder.submit(event(n), lambda n=n: acked.append(n))
+    run(forwarder, clock)
+    counters = forwarder.counters()
+    assert sorted(store.events) == [f"id-{n:05d}" for n in range(10) if n not in (2, 8)]
+    assert counters["retried"] == 3
+    assert counters["dead_lettered"] == 2
+    assert counters["duplicates"] == 1
+    assert counters["events_out"] + counters["dead_lettered"] == 10
+    assert acked == list(range(10))
+    letters = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    assert [(x["event"]["event.id"], x["reason"]) for x in letters] == [
+        ("id-00002", "mapping error on field x"),
+        ("id-00008", "mapping error on field x"),
+    ]
+    forwarder.close()
+
+
+def test_crash_before_delivery_redelivers_without_duplicates(tmp_path: Path) -> None:
+    store, clock = FlakyStore(), Clock()
+    forwarder = make(tmp_path, store, clock)
+    for n in range(35):
+        forwarder.submit(event(n))
+    forwarder.pump()  # 30 delivered, 5 waiting: then the process "dies"
+    forwarder.spool.close()
+    again = make(tmp_path, store, clock)
+    run(again, clock)
+    assert sorted(store.events) == [f"id-{n:05d}" for n in range(35)]
+    again.close()
+
+
+def test_block_refuses_when_full_and_drop_newest_counts(tmp_path: Path) -> None:
+    store, clock = FlakyStore(), Clock()
+    store.down = True
+    blocking = make(tmp_path / "a", store, clock, max_bytes=4096)
+    accepted = 0
+    while blocking.submit(event(accepted)):
+        accepted += 1
+    assert blocking.counters()["spool_full"] == 1 and blocking.counters()["dropped"] == 0
+    store.down = False
+    run(blocking, clock)
+    assert blocking.submit(event(accepted))  # room again after delivery
+    blocking.close(timeout=5)
+
+    store = FlakyStore()
+    store.down = True
+    dropping = make(tmp_path / "b", store, clock, max_bytes=4096, when_full="drop_newest")
+    acked: list[int] = []
+    for n in range(500):
+        assert dropping.submit(event(n), lambda n=n: acked.append(n))
+    store.down = False
+    run(dropping, clock)
+    counters = dropping.counters()
+    assert counters["dropped"] > 0
+    assert counters["dropped"] + len(store.events) == 500
+    assert sorted(acked) == list(range(500))
+    dropping.close()
+
+
+def test_close_flushes_within_the_timeout(tmp_path: Path) -> None:
+    store, clock = FlakyStore(), Clock()
+    forwarder = make(tmp_path, store, clock)
+    for n in range(3):
+        forwarder.submit(event(n))
+    assert forwarder.close(timeout=5)
+    assert len(store.events) == 3
+
+
+def test_close_gives_up_at_the_timeout_and_keeps_the_spool(tmp_path: Path) -> None:
+    store, clock = FlakyStore(), Clock()
+    store.down = True
+    forwarder = make(tmp_path, store, clock)
+    forwarder.submit(event(1))
+    assert not forwarder.close(timeout=5)
+    assert clock.now <= 6
+    store.down = False
+    again = make(tmp_path, store, clock)
+    run(again, clock)
+    assert list(store.events) == ["id-00001"]
+    again.close()
+
+
+def test_unknown_when_full_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="when_full"):
+        make(tmp_path, FlakyStore(), Clock(), when_full="drop_oldest")
