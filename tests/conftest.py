@@ -19,8 +19,7 @@ import pytest
 from soc_core.devnode import DevNode
 from soc_core.errors import SocError
 from soc_core.store import ElasticsearchStore, SqliteStore, Store
-
-IN_CI = os.environ.get("CI", "").lower() == "true"
+from tests.shared_data import IN_CI
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,18 +10,14 @@ import pytest
 from detections.engine import CompiledRuleSet, Evaluator, compile_ruleset
 from detections.loader import RuleSet, load_rules, shipped_rules_dir
 from detections.samples import read_samples
+from tests.shared_data import shared_data
 
-SIGMAHQ = Path("/work/shared/data/sigmahq/rules")
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not SIGMAHQ.is_dir(), reason=f"{SIGMAHQ} is absent"),
-]
+pytestmark = [pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def sigmahq() -> tuple[RuleSet, CompiledRuleSet]:
-    ruleset = load_rules([SIGMAHQ])
+    ruleset = load_rules([shared_data("sigmahq/rules")])
     return ruleset, compile_ruleset(ruleset)
 
 
