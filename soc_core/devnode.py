@@ -18,7 +18,7 @@ import socket
 import subprocess
 import time
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -163,6 +163,8 @@ class DevNode:
     version: str = ES_VERSION
     security: bool = False
     password: str = "changeme-dev"  # noqa: S105 - throwaway local test node
+    # kept so the child is reaped by stop() rather than left to the garbage collector
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False, compare=False)
 
     @property
     def url(self) -> str:
@@ -245,6 +247,7 @@ class DevNode:
             start_new_session=True,
         )
         log.close()
+        self.process = process
         self.pid_file.write_text(f"{process.pid} {self.port}\n")
         try:
             self.wait_ready(timeout, process)
@@ -310,6 +313,9 @@ class DevNode:
             time.sleep(0.2)
         else:
             os.killpg(pid, signal.SIGKILL)
+        if self.process is not None:
+            self.process.wait(timeout=timeout)
+            self.process = None
         self.pid_file.unlink(missing_ok=True)
 
 
