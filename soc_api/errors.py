@@ -12,10 +12,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from soc_api.services.alerts import WorkflowError
-from soc_core.errors import AuthError, Conflict, NotFound, SocError, StoreUnavailable
+from soc_core.errors import AuthError, Conflict, InvalidInput, NotFound, SocError, StoreUnavailable
 from soc_core.query import QueryError
 
 log = logging.getLogger("canhgac.api")
@@ -46,6 +47,35 @@ def problem(request: Request, status: int, title: str, detail: str = "", **extra
     return JSONResponse(body, status_code=status, media_type=PROBLEM)
 
 
+class Problem(BaseModel):
+    """An RFC 9457 problem document."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str = ""
+    instance: str | None = None
+    request_id: str | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+def _problem_response(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {PROBLEM: {"schema": Problem.model_json_schema()}}}
+
+
+# Documented on every operation, so clients (and schemathesis) know every answer we give.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _problem_response("Malformed query, cursor or field"),
+    401: _problem_response("Not authenticated"),
+    403: _problem_response("Not permitted"),
+    404: _problem_response("No such object (or not visible to you)"),
+    409: _problem_response("Changed since read, or exists already"),
+    422: _problem_response("Request does not match the schema, or the workflow forbids it"),
+    429: _problem_response("Too many attempts"),
+    503: _problem_response("Store unavailable"),
+}
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiProblem)
     async def _api_problem(request: Request, exc: ApiProblem) -> JSONResponse:
@@ -73,6 +103,8 @@ def install_error_handlers(app: FastAPI) -> None:
             return problem(request, 409, "Conflict", exc.render())
         if isinstance(exc, QueryError):
             return problem(request, 400, "Bad query", exc.render())
+        if isinstance(exc, InvalidInput):
+            return problem(request, 400, "Bad request", exc.message)
         if isinstance(exc, WorkflowError):
             return problem(request, 422, "Not allowed by the workflow", exc.render())
         if isinstance(exc, AuthError):
@@ -89,4 +121,4 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem(request, 500, "Internal error", "the request failed; quote the request id to an admin")
 
 
-__all__ = ["PROBLEM", "ApiProblem", "install_error_handlers", "problem"]
+__all__ = ["ERROR_RESPONSES", "PROBLEM", "ApiProblem", "Problem", "install_error_handlers", "problem"]

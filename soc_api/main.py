@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import Depends, FastAPI, Request, Response
 
 from soc_api.deps import enforce_policy
-from soc_api.errors import install_error_handlers
+from soc_api.errors import ERROR_RESPONSES, install_error_handlers
 from soc_api.policy import POLICY
 from soc_api.routes import alerts, audit, auth, cases, events, health, sensors
 from soc_api.services.throttle import LoginThrottle
@@ -37,7 +37,7 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
     app.state.store = store
     app.state.login_throttle = LoginThrottle()
     for router in ROUTERS:
-        app.include_router(router)
+        app.include_router(router, responses=ERROR_RESPONSES)
     _check_policy_covers_routes(app)
     install_error_handlers(app)
 

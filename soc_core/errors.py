@@ -4,6 +4,7 @@
 
     SocError
     ├── ConfigError          bad configuration file, key or value (names the key / file:line)
+    ├── InvalidInput         a caller's request that cannot be served as asked (bad cursor, field, query)
     ├── StoreError           a store failed to do what was asked
     │   ├── StoreUnavailable the store cannot be reached (names the URL); retry later
     │   ├── NotFound         no such object (or not visible to the caller's tenants)
@@ -37,6 +38,10 @@ class SocError(Exception):
 
 class ConfigError(SocError):
     """A configuration file, key or value is wrong."""
+
+
+class InvalidInput(SocError):
+    """The caller asked for something malformed (a page cursor, a field name, a query)."""
 
 
 class StoreError(SocError):
@@ -76,6 +81,7 @@ __all__ = [
     "ConfigError",
     "Conflict",
     "DevNodeError",
+    "InvalidInput",
     "NotFound",
     "ParseError",
     "RuleError",

@@ -28,7 +28,7 @@ from luqum import tree
 from luqum.exceptions import ParseError as LuqumParseError
 from luqum.parser import parser as luqum_parser
 
-from soc_core.errors import SocError
+from soc_core.errors import InvalidInput
 
 MAX_QUERY_LENGTH = 2000
 MAX_CLAUSES = 64
@@ -48,7 +48,7 @@ class EventQuery:
     ascending: bool = False
 
 
-class QueryError(SocError):
+class QueryError(InvalidInput):
     """A hunt query that cannot be run as written."""
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
-from soc_core.errors import StoreError
+from soc_core.errors import InvalidInput, StoreError
 from soc_core.events import Event
 from soc_core.query import EventQuery
 
@@ -115,13 +115,15 @@ def encode_cursor(values: Sequence[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(list(values)).encode()).decode()
 
 
-def decode_cursor(cursor: str) -> list[Any]:
+def decode_cursor(cursor: str, *, length: int = 2) -> list[Any]:
     try:
         values = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except (ValueError, TypeError) as exc:
-        raise StoreError("malformed page cursor", hint="pass back the next_cursor you were given") from exc
-    if not isinstance(values, list):
-        raise StoreError("malformed page cursor", hint="pass back the next_cursor you were given")
+    except (ValueError, TypeError, UnicodeError) as exc:
+        raise InvalidInput("malformed page cursor", hint="pass back the next_cursor you were given") from exc
+    if not isinstance(values, list) or len(values) != length:
+        raise InvalidInput("malformed page cursor", hint="pass back the next_cursor you were given")
+    if not all(isinstance(v, str | int | float) or v is None for v in values):
+        raise InvalidInput("malformed page cursor", hint="pass back the next_cursor you were given")
     return values
 
 

@@ -28,7 +28,7 @@ from elastic_transport import ConnectionError as TransportConnectionError
 from elastic_transport import ConnectionTimeout, TransportError
 from elasticsearch import ApiError, Elasticsearch
 
-from soc_core.errors import Conflict, NotFound, StoreError, StoreUnavailable
+from soc_core.errors import Conflict, InvalidInput, NotFound, StoreError, StoreUnavailable
 from soc_core.events import (
     TENANT_FIELD,
     Event,
@@ -394,13 +394,14 @@ class ElasticsearchStore(Store):
         return filters
 
     def _search(self, what: str, **kwargs: Any) -> Mapping[str, Any]:
-        response = self._call(
-            what,
-            self.client.search,
-            ignore_unavailable=True,
-            allow_no_indices=True,
-            **kwargs,
-        )
+        try:
+            response = self.client.search(ignore_unavailable=True, allow_no_indices=True, **kwargs)
+        except ApiError as exc:
+            if exc.meta.status == 400:  # the query or cursor the caller gave cannot be run
+                raise InvalidInput(f"Elasticsearch cannot {what} as asked: {exc.message}", where=self.url) from exc
+            raise self._translate(what, exc) from exc
+        except TransportError as exc:
+            raise self._translate(what, exc) from exc
         return cast(Mapping[str, Any], response.body)
 
     def get_events(self, ids: Sequence[str], *, tenants: tuple[str, ...] | None) -> list[Event]:

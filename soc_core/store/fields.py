@@ -13,7 +13,7 @@ import re
 from functools import cache
 from importlib import resources
 
-from soc_core.errors import SocError
+from soc_core.errors import InvalidInput
 
 NUMERIC_TYPES = frozenset({"long", "integer", "short", "byte", "double", "float", "half_float", "unsigned_long"})
 FIELD_NAME = re.compile(r"^@?[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}$")
@@ -33,7 +33,7 @@ def field_type(name: str) -> str:
 def check_field_name(name: str) -> str:
     """Refuse names that could not be a field (they would end up inside SQL or JSON paths)."""
     if not FIELD_NAME.match(name) or ".." in name:
-        raise SocError(f"bad field name {name!r}", hint="use dotted ECS names such as source.ip")
+        raise InvalidInput(f"bad field name {name!r}", hint="use dotted ECS names such as source.ip")
     return name
 
 
