@@ -20,7 +20,7 @@ from scapy.utils import rdpcap as read_all
 from sensors.packets.analyzer import PacketAnalyzer
 from sensors.sources.network import PcapFile
 
-ZEEK = Path("/work/shared/data/pcaps/zeek")
+ZEEK = Path(__file__).resolve().parents[2] / "shared" / "data" / "pcaps" / "zeek"
 
 
 def ours(paths: list[Path], repeat: int) -> tuple[int, float]:
@@ -65,7 +65,9 @@ def main() -> None:
     print(f"input: {len(paths)} file(s), {scapy_count} packets\n")
     print("| decoder | packets | seconds | packets/s | vs scapy |")
     print("|---|---:|---:|---:|---:|")
-    print(f"| canhgac analyzer (struct headers + flows/DNS/HTTP/TLS) | {ours_count} | {ours_time:.2f} | {ours_rate:,.0f} | {ours_rate / scapy_rate:.1f}× |")
+    ratio = ours_rate / scapy_rate
+    name = "canhgac analyzer (struct headers + flows/DNS/HTTP/TLS)"
+    print(f"| {name} | {ours_count} | {ours_time:.2f} | {ours_rate:,.0f} | {ratio:.1f}× |")
     print(f"| scapy rdpcap + dissect | {scapy_count} | {scapy_time:.2f} | {scapy_rate:,.0f} | 1.0× |")
 
 

@@ -19,7 +19,13 @@ import pytest
 from soc_core.devnode import DevNode
 from soc_core.errors import SocError
 from soc_core.store import ElasticsearchStore, SqliteStore, Store
-from tests.shared_data import IN_CI
+from tests.shared_data import IN_CI, SHARED_DATA
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """In CI the shared data sets are part of the contract: their absence fails the run."""
+    if IN_CI and not SHARED_DATA.is_dir():
+        pytest.exit(f"CI=true but the shared data sets are missing at {SHARED_DATA}", returncode=1)
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,6 @@ import ipaddress
 import json
 import zipfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -53,9 +52,10 @@ from soc_core.errors import RuleError
 from soc_core.events import flatten
 from soc_core.store import ElasticsearchStore, SqliteStore
 from soc_core.store.fields import FIELD_NAME, NUMERIC_TYPES, field_type
+from tests.shared_data import SHARED_DATA
 
-SIGMAHQ = Path("/work/shared/data/sigmahq/rules")
-OTRF = Path("/work/shared/data/otrf/datasets")
+SIGMAHQ = SHARED_DATA / "sigmahq/rules"
+OTRF = SHARED_DATA / "otrf/datasets"
 SAMPLE_FILES = 300  # SigmaHQ rule files taken, evenly spaced over the sorted list
 OTRF_EVENTS = 400
 MAX_VALUE = 4000  # well under the 8,191-character ignore_above of keyword fields

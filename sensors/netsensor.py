@@ -1,0 +1,267 @@
+"""The network sensor: packet source → :class:`PacketAnalyzer` → events → forwarder → store.
+
+The same forwarder as the log sensors (spool, batches, at-least-once) carries the events. A
+pcap import uses deterministic event ids (file path + packet index), so importing the same
+file twice stores each event once; live capture mixes a per-run id into the positions.
+
+Loss accounting, every ``interval`` seconds (and at stop): a health dict with the kernel's
+received and dropped counts (``PACKET_STATISTICS``; received includes dropped), the frames the
+sensor read, decoded, left unsupported or failed to decode, and the loss ratio. When the loss
+ratio (dropped / received) is above ``loss_threshold`` the sensor also stores a health event
+(``event.dataset: canhgac.sensor_health``, ``event.kind: metric``). A restart starts a new
+``run_id``, so a gap between runs is visible in the health reports.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sensors.config import ForwarderConfig
+from sensors.forwarder import Backoff, Batcher, DeadLetterFile, Forwarder, Spool, StoreSink
+from sensors.packets.analyzer import AnalyzerOptions, PacketAnalyzer, Record
+from sensors.sources.network import Frame, KernelStats, LiveCapture, PcapFile
+from soc_core.events import Event, check_tenant_id, make_event, utcnow
+from soc_core.store.base import Store
+
+log = logging.getLogger(__name__)
+
+HEALTH_DATASET = "canhgac.sensor_health"
+
+
+@dataclass(frozen=True)
+class NetSensorSettings:
+    tenant: str
+    sensor_id: str
+    state_dir: Path
+    interval: float = 10.0
+    loss_threshold: float = 0.10
+    analyzer: AnalyzerOptions = field(default_factory=AnalyzerOptions)
+    forwarder: ForwarderConfig = field(default_factory=ForwarderConfig)
+
+
+class NetworkSensor:
+    """Turn frames into events in ``store``; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: NetSensorSettings,
+        store: Store,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        on_health: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        check_tenant_id(settings.tenant)
+        self.settings = settings
+        self._clock = clock
+        self.on_health = on_health
+        self.run_id = uuid.uuid4().hex[:16]
+        self.analyzer = PacketAnalyzer(settings.analyzer)
+        state = settings.state_dir
+        state.mkdir(parents=True, exist_ok=True)
+        options = settings.forwarder
+        self.forwarder = Forwarder(
+            StoreSink(store, dead_letters=DeadLetterFile(state / "dead-letters.jsonl")),
+            Spool(
+                state / "spool",
+                max_bytes=options.spool_max_bytes,
+                segment_bytes=options.spool_segment_bytes,
+                fsync=options.fsync,
+            ),
+            batcher=Batcher(
+                max_items=options.batch_max_events,
+                max_bytes=options.batch_max_bytes,
+                max_age=options.batch_max_age,
+            ),
+            when_full=options.when_full,
+            backoff=Backoff(initial=options.backoff_initial, maximum=options.backoff_max),
+        )
+        self._held: deque[Event] = deque()
+        self._interval_index = 0
+        self._last_report = clock()
+        self._reported = dict.fromkeys(("packets", "decoded", "unsupported", "decode_errors"), 0)
+        self.health_reports: list[dict[str, Any]] = []
+        self.health_events = 0
+
+    # ------------------------------------------------------------------------- frames
+    def feed(self, frames: Iterable[Frame], *, source: str, first_position: int = 0) -> int:
+        """Analyse frames (positions count from ``first_position``); returns the next position."""
+        feed = self.analyzer.feed
+        position = first_position
+        for frame in frames:
+            feed(frame.timestamp, frame.data, frame.wire_len, frame.linktype, position)
+            position += 1
+        self._queue(self.analyzer.drain(), source)
+        return position
+
+    def _queue(self, records: list[Record], source: str) -> None:
+        settings = self.settings
+        prefix = "" if source.startswith("pcap:") else f"{self.run_id}:"
+        for record in records:
+            event = make_event(
+                tenant=settings.tenant,
+                dataset=record.dataset,
+                sensor_id=settings.sensor_id,
+                source=source,
+                position=prefix + record.position,
+                raw=record.raw,
+                timestamp=datetime.fromtimestamp(record.timestamp, UTC),
+                fields=record.fields,
+            )
+            event["event.module"] = "network"
+            event["observer.type"] = "sensor"
+            self._held.append(event)
+
+    def deliver(self, *, flush: bool = False) -> bool:
+        """Submit held events and pump the forwarder; ``False`` while the spool is full."""
+        while self._held:
+            if not self.forwarder.submit(self._held[0]):
+                self.forwarder.pump(flush=True)
+                return False
+            self._held.popleft()
+        self.forwarder.pump(flush=flush)
+        return True
+
+    # ---------------------------------------------------------------------- pcap files
+    def import_pcap(
+        self, path: str | Path, *, progress: Callable[[int, int], None] | None = None, chunk: int = 2048
+    ) -> dict[str, int]:
+        """Read a whole pcap/pcapng file, deliver its events; the analyzer counters after it."""
+        with PcapFile(path) as pcap:
+            source = f"pcap:{pcap.path.resolve()}"
+            position = 0
+            frames = iter(pcap)
+            while True:
+                batch = [frame for _, frame in zip(range(chunk), frames, strict=False)]
+                if not batch:
+                    break
+                position = self.feed(batch, source=source, first_position=position)
+                while not self.deliver():
+                    time.sleep(0.01)  # spool full: wait for the store to catch up
+                if progress is not None:
+                    progress(pcap.position, pcap.size)
+            self.analyzer.flush()
+            self._queue(self.analyzer.drain(), source)
+            counters = self.analyzer.stats()
+            counters["truncated_records"] = pcap.truncated
+        while not self.deliver(flush=True):
+            time.sleep(0.01)
+        return counters
+
+    # ---------------------------------------------------------------------- live capture
+    def run_live(self, capture: LiveCapture, stop: threading.Event, *, batch: int = 512) -> bool:
+        """Capture until ``stop`` is set, then drain the socket, flush flows and deliver."""
+        source = f"iface:{capture.interface}"
+        position = 0
+        self._last_report = self._clock()
+        while not stop.is_set():
+            if self._held and not self.deliver():
+                time.sleep(0.005)  # store behind: stop reading, the kernel counts what it drops
+            else:
+                frames = capture.read(batch, timeout=0.1)
+                position = self.feed(frames, source=source, first_position=position)
+                if not frames:
+                    self.analyzer.expire(time.time())
+                    self._queue(self.analyzer.drain(), source)
+                self.deliver()
+            if self._clock() - self._last_report >= self.settings.interval:
+                self.report(capture.kernel_stats())
+        while True:
+            frames = capture.read(batch, timeout=0.05)
+            if not frames:
+                break
+            position = self.feed(frames, source=source, first_position=position)
+            self.deliver()
+        self.analyzer.flush()
+        self._queue(self.analyzer.drain(), source)
+        self.report(capture.kernel_stats())
+        return self.close()
+
+    # --------------------------------------------------------------------------- health
+    def report(self, kernel: KernelStats | None = None) -> dict[str, Any]:
+        """The health dict of the interval since the last report (see the module docstring)."""
+        now = self._clock()
+        counters = self.analyzer.counters
+        delta = {name: counters[name] - self._reported[name] for name in self._reported}
+        self._reported = {name: counters[name] for name in self._reported}
+        self.analyzer.new_interval()
+        health: dict[str, Any] = {
+            "run_id": self.run_id,
+            "interval": self._interval_index,
+            "seconds": round(now - self._last_report, 3),
+            "received": delta["packets"],
+            "decoded": delta["decoded"],
+            "unsupported": delta["unsupported"],
+            "decode_errors": delta["decode_errors"],
+            "flows_active": len(self.analyzer.flows),
+            "flows_evicted": self.analyzer.flows.stats["flows_evicted"],
+        }
+        loss = 0.0
+        if kernel is not None:
+            health["kernel_received"] = kernel.received
+            health["kernel_dropped"] = kernel.dropped
+            loss = kernel.dropped / kernel.received if kernel.received else 0.0
+        health["loss_ratio"] = round(loss, 4)
+        health["degraded"] = loss > self.settings.loss_threshold
+        self._interval_index += 1
+        self._last_report = now
+        self.health_reports.append(health)
+        del self.health_reports[:-100]
+        if health["degraded"]:
+            log.warning("capture loss %.1f%% above %.1f%%: %s", loss * 100, self.settings.loss_threshold * 100, health)
+            self._health_event(health)
+        if self.on_health is not None:
+            self.on_health(health)
+        return health
+
+    def _health_event(self, health: dict[str, Any]) -> None:
+        fields: dict[str, Any] = {
+            "event.module": "canhgac",
+            "event.category": ["host"],
+            "event.type": ["info"],
+            "event.action": "capture-loss",
+            "event.reason": f"capture loss {health['loss_ratio']:.1%} above {self.settings.loss_threshold:.0%}",
+            "canhgac.sensor.status": "degraded",
+            "canhgac.sensor.type": "network",
+        }
+        fields.update({f"canhgac.sensor.{name}": value for name, value in health.items() if name != "degraded"})
+        event = make_event(
+            tenant=self.settings.tenant,
+            dataset=HEALTH_DATASET,
+            sensor_id=self.settings.sensor_id,
+            source="health",
+            position=f"{self.run_id}:{health['interval']}",
+            raw=repr(sorted(health.items())).encode(),
+            timestamp=utcnow(),
+            fields=fields,
+            kind="metric",
+        )
+        self._held.append(event)
+        self.health_events += 1
+
+    # -------------------------------------------------------------------------- lifecycle
+    def close(self) -> bool:
+        """Deliver what is held and spooled within the shutdown timeout."""
+        self.deliver(flush=True)
+        deadline = time.monotonic() + self.settings.forwarder.shutdown_timeout
+        while self._held and time.monotonic() < deadline:
+            if not self.deliver(flush=True):
+                time.sleep(0.01)
+        return self.forwarder.close(max(deadline - time.monotonic(), 0.0)) and not self._held
+
+    def counters(self) -> dict[str, int]:
+        counters = self.forwarder.counters()
+        counters.update(self.analyzer.stats())
+        counters["health_events"] = self.health_events
+        return counters
+
+
+__all__ = ["HEALTH_DATASET", "NetSensorSettings", "NetworkSensor"]
