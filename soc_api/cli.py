@@ -246,7 +246,6 @@ def _register_subcommands() -> None:
     """Sub-apps from the other packages, given a way to open the configured store."""
     from detections.cli import build_rules_app  # noqa: PLC0415
     from sensors import cli as sensor_cli  # noqa: PLC0415
-
     from sensors.net_cli import register as register_network  # noqa: PLC0415
 
     sensor_cli.set_store_factory(store)
