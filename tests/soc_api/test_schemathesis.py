@@ -54,7 +54,7 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     thread.join(timeout=10)
 
 
-def schemathesis(base_url: str, *extra: str) -> subprocess.CompletedProcess[str]:
+def schemathesis(base_url: str, workdir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     binary = shutil.which("schemathesis", path=str(Path(sys.executable).parent)) or "schemathesis"
     return subprocess.run(
         [
@@ -76,18 +76,19 @@ def schemathesis(base_url: str, *extra: str) -> subprocess.CompletedProcess[str]
         timeout=600,
         check=False,
         env={**os.environ, "SCHEMATHESIS_TELEMETRY": "false", "NO_COLOR": "1"},
+        cwd=workdir,
     )
 
 
 @pytest.mark.parametrize("role", sorted(ROLES))
-def test_every_operation_as_role(base_url: str, role: str) -> None:
+def test_every_operation_as_role(base_url: str, role: str, tmp_path: Path) -> None:
     token = httpx.post(f"{base_url}/api/auth/login", json={"username": role, "password": PASSWORD}).json()
-    done = schemathesis(base_url, "--header", f"Authorization: Bearer {token['access_token']}")
+    done = schemathesis(base_url, tmp_path, "--header", f"Authorization: Bearer {token['access_token']}")
     assert done.returncode == 0, done.stdout[-30000:] + done.stderr[-2000:]
 
 
-def test_every_operation_without_credentials_is_refused(base_url: str) -> None:
-    done = schemathesis(base_url, "--exclude-path", "/api/health", "--exclude-path", "/api/auth/login")
+def test_every_operation_without_credentials_is_refused(base_url: str, tmp_path: Path) -> None:
+    done = schemathesis(base_url, tmp_path, "--exclude-path", "/api/health", "--exclude-path", "/api/auth/login")
     assert done.returncode != 0 or "401" in done.stdout  # conformance: documented answers only
     openapi = httpx.get(f"{base_url}/openapi.json").json()
     for path, operations in openapi["paths"].items():
