@@ -87,9 +87,7 @@ def test_every_operation_as_role(base_url: str, role: str, tmp_path: Path) -> No
     assert done.returncode == 0, done.stdout[-30000:] + done.stderr[-2000:]
 
 
-def test_every_operation_without_credentials_is_refused(base_url: str, tmp_path: Path) -> None:
-    done = schemathesis(base_url, tmp_path, "--exclude-path", "/api/health", "--exclude-path", "/api/auth/login")
-    assert done.returncode != 0 or "401" in done.stdout  # conformance: documented answers only
+def test_every_operation_without_credentials_is_refused(base_url: str) -> None:
     openapi = httpx.get(f"{base_url}/openapi.json").json()
     for path, operations in openapi["paths"].items():
         if path in ("/api/health", "/api/auth/login"):
