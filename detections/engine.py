@@ -71,6 +71,7 @@ from .alerts import (
     group_detections,
 )
 from .correlation import CorrelationEngine, CorrelationHit, CorrelationSpec
+from .lifecycle import RulePolicy
 from .loader import LoadedRule, RuleSet, translate_sigma_error
 from .matcher import Matcher, compile_rule
 from .pipelines import canhgac_pipeline
@@ -440,8 +441,10 @@ class DetectionEngine:
         max_items: int = 1_000,
         clock: Callable[[], Any] = utcnow,
         pipeline_factory: Callable[[], ProcessingPipeline] = canhgac_pipeline,
+        policy: RulePolicy | None = None,
     ) -> None:
         self.store = store
+        self.policy = policy or RulePolicy()
         self.suppression = suppression
         self.clock = clock
         self.compiled = compile_ruleset(rules, pipeline_factory=pipeline_factory)
@@ -485,7 +488,7 @@ class DetectionEngine:
         events, checkpoint = self.store.read_new_events(self.checkpoint, limit=limit)
         result = RunResult(events=len(events))
         if events:
-            detections = self.evaluator.evaluate(events)
+            detections = self._admitted(self.evaluator.evaluate(events), events)
             result.detections = len(detections)
             self._write_alerts(detections, result)
         if events or checkpoint != self.checkpoint:
@@ -505,6 +508,23 @@ class DetectionEngine:
             if batch.events == 0:
                 break
         return total
+
+    def _admitted(self, detections: list[Detection], batch: Sequence[Mapping[str, Any]]) -> list[Detection]:
+        """Rule scopes and exceptions, applied before anything becomes an alert."""
+        if not self.policy.scopes and not self.policy.exceptions:
+            return detections
+        by_id = {str(event.get("event.id")): event for event in batch}
+        now = self.clock()
+        kept = []
+        for detection in detections:
+            events: list[Mapping[str, Any]] = []
+            if self.policy.needs_events(detection):
+                missing = [i for i in detection.event_ids if i not in by_id]
+                fetched = {e["event.id"]: e for e in self.store.get_events(missing, tenants=(detection.tenant,))}
+                events = [by_id.get(i) or fetched[i] for i in detection.event_ids if i in by_id or i in fetched]
+            if self.policy.admits(detection, events, now=now):
+                kept.append(detection)
+        return kept
 
     # alerts --------------------------------------------------------------------------------
     def _now(self) -> str:

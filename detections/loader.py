@@ -188,8 +188,11 @@ class _Document:
 def _split_documents(path: Path, text: str) -> list[_Document]:
     """YAML documents with the line each starts on; raises RuleError on bad YAML."""
     lines = text.splitlines(keepends=True)
-    loader = yaml.SafeLoader(text)
     documents: list[_Document] = []
+    try:
+        loader = yaml.SafeLoader(text)  # the reader already rejects unprintable characters here
+    except yaml.YAMLError as exc:
+        raise RuleError(f"invalid YAML: {exc}", where=str(path)) from exc
     try:
         while loader.check_node():
             node = loader.get_node()
@@ -242,6 +245,10 @@ def _load_unit(path: Path, line: int, text: str, datas: list[Any], ruleset: Rule
         )
     except SigmaError as exc:  # errors pySigma raises even when collecting
         ruleset.errors.append(translate_sigma_error(exc, where))
+        return
+    except (AttributeError, TypeError, ValueError, KeyError) as exc:
+        # pySigma assumes well-typed YAML (a number where a string belongs trips it)
+        ruleset.errors.append(RuleError(f"malformed rule: {type(exc).__name__}: {exc}", where=where))
         return
     ruleset.errors.extend(translate_sigma_error(error, where) for error in collection.errors)
     for sigma_filter in collection.filters:

@@ -7,10 +7,11 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import Depends, FastAPI, Request, Response
 
+from detections.loader import shipped_rules_dir
 from soc_api.deps import enforce_policy
 from soc_api.errors import ERROR_RESPONSES, install_error_handlers
 from soc_api.policy import POLICY
-from soc_api.routes import alerts, audit, auth, cases, events, health, sensors
+from soc_api.routes import alerts, audit, auth, cases, events, health, rules, sensors
 from soc_api.services.throttle import LoginThrottle
 from soc_core import __version__
 from soc_core.config import Settings
@@ -23,6 +24,7 @@ ROUTERS = (
     cases.router,
     events.router,
     sensors.router,
+    rules.router,
     audit.router,
 )
 
@@ -36,6 +38,7 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
     app.state.settings = settings
     app.state.store = store
     app.state.login_throttle = LoginThrottle()
+    app.state.rules_dirs = list(settings.detection.rules_dirs) or [shipped_rules_dir()]
     for router in ROUTERS:
         app.include_router(router, responses=ERROR_RESPONSES)
     _check_policy_covers_routes(app)

@@ -15,9 +15,11 @@ PUBLIC: Final = "public"
 AUTHENTICATED: Final = "authenticated"  # any signed-in principal, no tenant data involved
 
 ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
-    "analyst": frozenset({"alerts:read", "alerts:write", "cases:read", "cases:write", "events:read", "sensors:read"}),
+    "analyst": frozenset(
+        {"alerts:read", "alerts:write", "cases:read", "cases:write", "events:read", "rules:read", "sensors:read"}
+    ),
     "rule_admin": frozenset({"alerts:read", "events:read", "rules:read", "rules:write"}),
-    "manager": frozenset({"alerts:read", "cases:read", "events:read", "reports:read", "sensors:read"}),
+    "manager": frozenset({"alerts:read", "cases:read", "events:read", "reports:read", "rules:read", "sensors:read"}),
     "sensor": frozenset({"events:ingest", "sensors:report"}),
     "admin": frozenset(
         {
@@ -59,6 +61,16 @@ POLICY: dict[tuple[str, str], str] = {
     ("GET", "/api/sensors/{sensor_id}"): "sensors:read",
     ("POST", "/api/sensors/heartbeat"): "sensors:report",
     ("POST", "/api/ingest"): "events:ingest",
+    ("GET", "/api/rules"): "rules:read",
+    ("GET", "/api/rules/coverage"): "rules:read",
+    ("POST", "/api/rules/validate"): "rules:read",
+    ("GET", "/api/rules/{rule_id}"): "rules:read",
+    ("POST", "/api/rules"): "rules:write",
+    ("POST", "/api/rules/{rule_id}/state"): "rules:write",
+    ("POST", "/api/rules/{rule_id}/exceptions"): "rules:write",
+    ("POST", "/api/rules/{rule_id}/exceptions/{exception_id}/revoke"): "rules:write",
+    ("POST", "/api/rules/{rule_id}/test"): "rules:read",
+    ("POST", "/api/rules/{rule_id}/backtest"): "rules:read",
 }
 
 # FastAPI's own documentation routes

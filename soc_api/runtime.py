@@ -19,8 +19,9 @@ import uvicorn
 from apscheduler.schedulers.background import BackgroundScheduler
 from rich.console import Console
 
+from detections import lifecycle
 from detections.engine import DetectionEngine
-from detections.loader import load_rules, shipped_rules_dir
+from detections.loader import shipped_rules_dir
 from soc_api.main import create_app
 from soc_api.services import accounts
 from soc_core.auth import PROVINCE, Membership
@@ -78,11 +79,16 @@ def ensure_admin(store: Store) -> str | None:
 
 
 class EngineThread(threading.Thread):
-    """Polls the store for new events and runs every enabled rule over them."""
+    """Polls the store for new events and runs every enabled rule over them; rebuilds the
+    engine when a rule admin changed the rules (the checkpoint lives in the store)."""
 
-    def __init__(self, engine: DetectionEngine, *, interval: float, batch_size: int) -> None:
+    def __init__(
+        self, engine: DetectionEngine, *, interval: float, batch_size: int, rebuild: Callable[[], DetectionEngine]
+    ) -> None:
         super().__init__(name="detection-engine", daemon=True)
         self.engine = engine
+        self.rebuild = rebuild
+        self.generation = lifecycle.generation(engine.store)
         self.interval = interval
         self.batch_size = batch_size
         self.stop_event = threading.Event()
@@ -91,6 +97,11 @@ class EngineThread(threading.Thread):
         backoff = self.interval
         while not self.stop_event.is_set():
             try:
+                current = lifecycle.generation(self.engine.store)
+                if current != self.generation:
+                    self.engine = self.rebuild()
+                    self.generation = current
+                    log.info("rules reloaded", extra={"generation": current})
                 result = self.engine.run_until_idle(limit=self.batch_size)
             except StoreUnavailable as exc:
                 log.warning("detection paused: store unavailable", extra={"error": exc.render()})
@@ -111,11 +122,13 @@ class EngineThread(threading.Thread):
 
 
 def build_engine(settings: Settings, store: Store) -> DetectionEngine:
+    """The engine over the shipped rules plus stored custom rules, with enabled flags, scopes
+    and exceptions from the store."""
     dirs = settings.detection.rules_dirs or [shipped_rules_dir()]
-    rules = load_rules(dirs)
+    rules, policy = lifecycle.effective_rules(store, dirs)
     for error in rules.errors:
         log.warning("rule not loaded", extra={"error": error.render()})
-    engine = DetectionEngine(rules, store)
+    engine = DetectionEngine(rules, store, policy=policy)
     for error in engine.errors:
         log.warning("rule not compiled", extra={"error": error.render()})
     return engine
@@ -152,7 +165,10 @@ def serve(
     threads: list[EngineThread] = []
     if settings.detection.enabled:
         thread = EngineThread(
-            engine, interval=settings.detection.interval_seconds, batch_size=settings.detection.batch_size
+            engine,
+            interval=settings.detection.interval_seconds,
+            batch_size=settings.detection.batch_size,
+            rebuild=lambda: build_engine(settings, store),
         )
         thread.start()
         threads.append(thread)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -244,3 +245,108 @@ class IngestResult(BaseModel):
     created: int
     duplicates: int
     rejected: list[IngestItem]
+
+
+class RuleException(BaseModel):
+    id: str
+    conditions: dict[str, list[str]]
+    reason: str
+    author: str
+    created_at: str
+    tenant: str | None = None
+    expires_at: str | None = None
+
+
+class RulePublic(BaseModel):
+    id: str
+    title: str
+    level: str | None = None
+    attack: list[str] = Field(default_factory=list)
+    kind: Literal["detection", "correlation"]
+    source: Literal["shipped", "custom"]
+    enabled: bool
+    scope: list[str] | None = None
+    version: str
+    state_version: str | None = Field(None, description="Version of the rule's state; send it back to change it")
+    exceptions: int = 0
+
+
+class RuleHistoryEntry(BaseModel):
+    at: str
+    author: str
+    action: str
+    reason: str
+    version: str | None = None
+
+
+class RuleDetail(RulePublic):
+    yaml: str
+    where: str
+    history: list[RuleHistoryEntry] = Field(default_factory=list)
+    active_exceptions: list[RuleException] = Field(default_factory=list)
+
+
+class RulePage(BaseModel):
+    items: list[RulePublic]
+
+
+class RuleSubmit(Strict):
+    yaml: str = Field(min_length=10, max_length=100_000)
+    reason: str = Field(min_length=3, max_length=2000)
+    scope: list[Annotated[str, Field(min_length=2, max_length=40)]] | None = Field(None, max_length=200)
+    version: str | None = Field(None, max_length=100, description="Required to change an existing custom rule")
+
+
+class RuleValidate(Strict):
+    yaml: str = Field(min_length=1, max_length=100_000)
+
+
+class RuleValidation(BaseModel):
+    valid: bool
+    errors: list[str]
+
+
+class RuleStateChange(Strict):
+    enabled: bool
+    reason: str = Field(min_length=3, max_length=2000)
+    version: str | None = Field(None, max_length=100)
+
+
+class ExceptionCreate(Strict):
+    conditions: dict[
+        Annotated[str, Field(min_length=1, max_length=200)],
+        list[Annotated[str, Field(min_length=1, max_length=500)]],
+    ] = Field(min_length=1, max_length=20)
+    reason: str = Field(min_length=3, max_length=2000)
+    tenant: str | None = Field(None, min_length=2, max_length=40)
+    expires_at: datetime | None = None
+
+
+class ExceptionRevoke(Strict):
+    reason: str = Field(min_length=3, max_length=2000)
+
+
+class SampleRun(BaseModel):
+    rule_id: str
+    checked: int
+    passed: bool
+    failures: list[str]
+
+
+class BacktestRequest(Strict):
+    start: datetime | None = None
+    end: datetime | None = None
+    yaml: str | None = Field(None, max_length=100_000, description="A changed version to compare with the current one")
+
+
+class BacktestPublic(BaseModel):
+    rule_id: str
+    version: str
+    total: int
+    truncated: bool
+    per_day: dict[str, int]
+    candidate_version: str | None = None
+    candidate_total: int | None = None
+    candidate_per_day: dict[str, int] | None = None
+    added: list[str] = Field(default_factory=list)
+    removed: list[str] = Field(default_factory=list)
