@@ -5,13 +5,18 @@
 
     soc sensor logs /var/log/auth.log* --tenant police --sensor-id web01 --parser auth --once
     soc sensor logs --config sensor.yml            # many inputs, follows until SIGTERM
+    soc sensor syslog --udp 0.0.0.0:514 --tcp 0.0.0.0:514 --tenant police --sensor-id fw01
+    soc sensor evtx exported/ Security.evtx --tenant police --sensor-id dc01
+    app | soc sensor jsonl - --tenant police --sensor-id app01   # or: soc sensor logs - --parser …
 """
 
 from __future__ import annotations
 
 import glob
 import json
+import secrets
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -22,8 +27,11 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-from sensors.config import SensorConfig, load_config
-from sensors.pipeline import LogSensor
+from sensors.config import ImportConfig, SensorConfig, SyslogSensorConfig, load_config
+from sensors.parsers import PARSERS, get_parser
+from sensors.pipeline import EventImport, LogSensor, SyslogSensor
+from sensors.sources.evtx import evtx_files
+from sensors.sources.jsonl import read_lines
 from soc_core.errors import ConfigError, SocError
 from soc_core.store.base import Store
 
@@ -60,14 +68,27 @@ def logs(
     paths: Annotated[list[str] | None, typer.Argument(help="Files or glob patterns.")] = None,
     tenant: Annotated[str | None, typer.Option(help="Agency (organization.id) of the events.")] = None,
     sensor_id: Annotated[str | None, typer.Option(help="Stable id of this sensor.")] = None,
-    parser: Annotated[str, typer.Option(help="auth | sshd | sudo | accounts | syslog")] = "auth",
+    parser: Annotated[str, typer.Option(help=f"One of: {', '.join(sorted(PARSERS))}.")] = "auth",
     from_beginning: Annotated[bool, typer.Option(help="Read existing files from the start.")] = False,
     follow: Annotated[bool, typer.Option("--follow/--once", help="Keep tailing, or import and exit.")] = True,
     config: Annotated[Path | None, typer.Option(help="Sensor YAML with many inputs.")] = None,
     state_dir: Annotated[Path | None, typer.Option(help="Checkpoints, spool, dead letters.")] = None,
     timezone: Annotated[str, typer.Option(help="Zone of timestamps that have none.")] = "UTC",
 ) -> None:
-    """Tail log files into the store, at least once, with checkpoints after delivery."""
+    """Tail log files into the store, at least once, with checkpoints after delivery.
+
+    ``-`` as the only PATH reads stdin once (no checkpoints: a pipe cannot be re-read).
+    """
+    if paths == ["-"]:
+        _stdin(
+            tenant=tenant,
+            sensor_id=sensor_id,
+            state_dir=state_dir,
+            parser=parser,
+            source_id=None,
+            timezone=timezone,
+        )
+        return
     try:
         settings = _settings(
             paths=paths,
@@ -122,6 +143,182 @@ def _settings(
     return SensorConfig.from_dict(data, source="command line")
 
 
+@app.command("syslog")
+def syslog(
+    *,
+    udp: Annotated[list[str] | None, typer.Option(help="UDP host:port to listen on (repeatable).")] = None,
+    tcp: Annotated[list[str] | None, typer.Option(help="TCP host:port to listen on (repeatable).")] = None,
+    tenant: Annotated[str | None, typer.Option(help="Agency (organization.id) of the events.")] = None,
+    sensor_id: Annotated[str | None, typer.Option(help="Stable id of this sensor.")] = None,
+    parser: Annotated[str, typer.Option(help="Parser of each message (syslog, auth, firewall, ...).")] = "syslog",
+    max_message_bytes: Annotated[int, typer.Option(help="Longer messages are truncated (480..65536).")] = 8192,
+    max_connections: Annotated[int, typer.Option(help="Open TCP connections at most.")] = 1000,
+    idle_timeout: Annotated[float, typer.Option(help="Close TCP connections silent this long (s).")] = 60.0,
+    config: Annotated[Path | None, typer.Option(help="Syslog sensor YAML.")] = None,
+    state_dir: Annotated[Path | None, typer.Option(help="Spool and dead letters.")] = None,
+    timezone: Annotated[str, typer.Option(help="Zone of timestamps that have none.")] = "UTC",
+) -> None:
+    """Receive syslog (RFC 3164/5424 over UDP and TCP, RFC 6587 framing) until SIGTERM."""
+    try:
+        if config is not None:
+            if udp or tcp:
+                raise ConfigError("give either --udp/--tcp or --config, not both")
+            settings = load_config(config, SyslogSensorConfig)
+        else:
+            if not tenant or not sensor_id:
+                raise ConfigError("--tenant and --sensor-id are required without --config")
+            data = {
+                "tenant": tenant,
+                "sensor_id": sensor_id,
+                "state_dir": str(state_dir or Path("var") / "sensors" / sensor_id),
+                "udp": udp or [],
+                "tcp": tcp or [],
+                "parser": parser,
+                "timezone": timezone,
+                "max_message_bytes": max_message_bytes,
+                "max_connections": max_connections,
+                "idle_timeout": idle_timeout,
+            }
+            settings = SyslogSensorConfig.from_dict(data, source="command line")
+        store = _open_store()
+    except SocError as exc:
+        _console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    try:
+        sensor = SyslogSensor(settings, store)
+        stop = threading.Event()
+        ok = _until_signal(stop, lambda: sensor.run(stop))
+        typer.echo(json.dumps(sensor.counters(), sort_keys=True))
+    except SocError as exc:
+        _console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    finally:
+        store.close()
+    if not ok:
+        raise typer.Exit(1)
+
+
+def _import_config(tenant: str | None, sensor_id: str | None, state_dir: Path | None, timezone: str) -> ImportConfig:
+    if not tenant or not sensor_id:
+        raise ConfigError("--tenant and --sensor-id are required")
+    data = {
+        "tenant": tenant,
+        "sensor_id": sensor_id,
+        "state_dir": str(state_dir or Path("var") / "sensors" / sensor_id),
+        "timezone": timezone,
+    }
+    return ImportConfig.from_dict(data, source="command line")
+
+
+def _run_import(settings: ImportConfig, work: Callable[[EventImport], None]) -> None:
+    """Open the store, run ``work`` on an :class:`EventImport`, print its counters."""
+    try:
+        store = _open_store()
+    except SocError as exc:
+        _console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    try:
+        importer = EventImport(settings, store)
+        work(importer)
+        ok = importer.finish()
+        typer.echo(json.dumps(importer.counters(), sort_keys=True))
+    except SocError as exc:
+        _console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    finally:
+        store.close()
+    if not ok:
+        raise typer.Exit(1)
+
+
+@app.command("evtx")
+def evtx(
+    *,
+    paths: Annotated[list[Path], typer.Argument(help=".evtx files or folders of them.")],
+    tenant: Annotated[str | None, typer.Option(help="Agency (organization.id) of the events.")] = None,
+    sensor_id: Annotated[str | None, typer.Option(help="Stable id of this sensor.")] = None,
+    state_dir: Annotated[Path | None, typer.Option(help="Spool and dead letters.")] = None,
+) -> None:
+    """Import Windows .evtx files (re-importing the same records writes nothing new)."""
+    try:
+        settings = _import_config(tenant, sensor_id, state_dir, "UTC")
+    except SocError as exc:
+        _console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    files = evtx_files(paths)
+    if not files:
+        _console.print("[red]error:[/red] no .evtx files found")
+        raise typer.Exit(2)
+
+    def work(importer: EventImport) -> None:
+        total = sum(path.stat().st_size for path in files)
+        columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=_console, transient=True) as progress:
+            task = progress.add_task("importing", total=max(total, 1))
+            for path in files:
+                progress.update(task, description=f"{path.name} ({importer.stats['records']} records)")
+                importer.evtx_file(path)
+                progress.advance(task, path.stat().st_size)
+
+    _run_import(settings, work)
+
+
+@app.command("jsonl")
+def jsonl(
+    *,
+    paths: Annotated[list[str], typer.Argument(help="Files, glob patterns, or - for stdin.")],
+    tenant: Annotated[str | None, typer.Option(help="Agency (organization.id) of the events.")] = None,
+    sensor_id: Annotated[str | None, typer.Option(help="Stable id of this sensor.")] = None,
+    from_beginning: Annotated[bool, typer.Option(help="Read existing files from the start.")] = False,
+    follow: Annotated[bool, typer.Option("--follow/--once", help="Keep tailing, or import and exit.")] = True,
+    state_dir: Annotated[Path | None, typer.Option(help="Checkpoints, spool, dead letters.")] = None,
+    source_id: Annotated[str | None, typer.Option(help="Identity of stdin, for stable event ids.")] = None,
+    timezone: Annotated[str, typer.Option(help="Zone of timestamps that have none.")] = "UTC",
+) -> None:
+    """JSON lines from any application (nested objects flattened); ``-`` reads stdin."""
+    if paths == ["-"]:
+        _stdin(
+            tenant=tenant,
+            sensor_id=sensor_id,
+            state_dir=state_dir,
+            parser="jsonl",
+            source_id=source_id,
+            timezone=timezone,
+        )
+        return
+    logs(
+        paths=paths,
+        tenant=tenant,
+        sensor_id=sensor_id,
+        parser="jsonl",
+        from_beginning=from_beginning,
+        follow=follow,
+        config=None,
+        state_dir=state_dir,
+        timezone=timezone,
+    )
+
+
+def _stdin(
+    *,
+    tenant: str | None,
+    sensor_id: str | None,
+    state_dir: Path | None,
+    parser: str,
+    source_id: str | None,
+    timezone: str,
+) -> None:
+    try:
+        settings = _import_config(tenant, sensor_id, state_dir, timezone)
+        spec = get_parser(parser)
+    except SocError as exc:
+        _console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    source = f"stdin/{source_id or secrets.token_hex(8)}"
+    lines = read_lines(sys.stdin.buffer, max_line_bytes=settings.max_line_bytes)
+    _run_import(settings, lambda importer: importer.lines(lines, spec, source=source))
+
+
 def _import(sensor: LogSensor) -> bool:
     total = sum(
         path.stat().st_size for source in sensor.inputs for pattern in source.config.paths for path in _matches(pattern)
@@ -145,13 +342,18 @@ def _matches(pattern: str) -> list[Path]:
 
 def _follow(sensor: LogSensor) -> bool:
     stop = threading.Event()
+    return _until_signal(stop, lambda: sensor.run(stop))
+
+
+def _until_signal(stop: threading.Event, run: Callable[[], bool]) -> bool:
+    """``run()`` with SIGINT/SIGTERM setting ``stop``; the previous handlers restored after."""
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return sensor.run(stop)
+        return run()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

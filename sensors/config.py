@@ -14,6 +14,18 @@
       when_full: block             # or drop_newest
       spool_max_bytes: 268435456
 
+A syslog receiver (``soc sensor syslog --config``) has listeners instead of inputs::
+
+    tenant: police
+    sensor_id: fw01-syslog
+    state_dir: /var/lib/canhgac/syslog
+    udp: ["0.0.0.0:514"]
+    tcp: ["0.0.0.0:514"]
+    parser: firewall               # any registered parser; syslog by default
+    max_message_bytes: 8192        # 480..65536; longer messages are truncated and flagged
+    max_connections: 1000
+    idle_timeout: 60
+
 Every problem in the file is reported at once, each with its location.
 """
 
@@ -21,21 +33,36 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Self, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sensors.forwarder.forwarder import WhenFull
 from sensors.parsers import PARSERS
 from sensors.sources.logfile import DEFAULT_EXCLUDE
+from sensors.sources.syslog import DEFAULT_MAX_MESSAGE_BYTES, LIMIT_MAX_MESSAGE_BYTES, Listener
 from soc_core.errors import ConfigError, ParseError
 from soc_core.events import check_tenant_id
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _known_parser(value: str) -> str:
+    if value not in PARSERS:
+        raise ValueError(f"unknown parser {value!r}; use one of {sorted(PARSERS)}")
+    return value
+
+
+def _known_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown timezone {value!r}") from exc
+    return value
 
 
 class InputConfig(_Strict):
@@ -48,21 +75,8 @@ class InputConfig(_Strict):
     max_line_bytes: int = Field(default=1024 * 1024, ge=1)
     fingerprint_bytes: int = Field(default=1024, ge=16)
 
-    @field_validator("parser")
-    @classmethod
-    def _known_parser(cls, value: str) -> str:
-        if value not in PARSERS:
-            raise ValueError(f"unknown parser {value!r}; use one of {sorted(PARSERS)}")
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown timezone {value!r}") from exc
-        return value
+    _parser = field_validator("parser")(_known_parser)
+    _zone = field_validator("timezone")(_known_zone)
 
     @property
     def key(self) -> str:
@@ -85,14 +99,13 @@ class ForwarderConfig(_Strict):
     backoff_max: float = Field(default=30.0, gt=0)
 
 
-class SensorConfig(_Strict):
+class _SensorBase(_Strict):
+    """What every sensor has: its tenant (from its credentials), id, state and forwarder."""
+
     tenant: str = Field(min_length=1)
     sensor_id: str = Field(min_length=1)
     state_dir: Path
-    inputs: list[InputConfig] = Field(min_length=1)
     forwarder: ForwarderConfig = Field(default_factory=ForwarderConfig)
-    poll_interval: float = Field(default=0.25, gt=0)
-    checkpoint_interval: float = Field(default=1.0, ge=0)
 
     @field_validator("tenant")
     @classmethod
@@ -103,7 +116,7 @@ class SensorConfig(_Strict):
             raise ValueError(exc.render()) from exc
 
     @classmethod
-    def from_dict(cls, data: Any, *, source: str = "<config>") -> SensorConfig:
+    def from_dict(cls, data: Any, *, source: str = "<config>") -> Self:
         """Validate; every problem becomes one line of a single :class:`ConfigError`."""
         try:
             return cls.model_validate(data)
@@ -114,8 +127,59 @@ class SensorConfig(_Strict):
             raise ConfigError("invalid sensor configuration:\n  " + "\n  ".join(problems), where=source) from exc
 
 
-def load_config(path: Path) -> SensorConfig:
-    """Read a sensor YAML file (safe loader only)."""
+class SensorConfig(_SensorBase):
+    inputs: list[InputConfig] = Field(min_length=1)
+    poll_interval: float = Field(default=0.25, gt=0)
+    checkpoint_interval: float = Field(default=1.0, ge=0)
+
+
+class ImportConfig(_SensorBase):
+    """A one-shot import (EVTX files, stdin): no inputs to follow, only where events go."""
+
+    timezone: str = "UTC"
+    max_line_bytes: int = Field(default=1024 * 1024, ge=1)
+
+    _zone = field_validator("timezone")(_known_zone)
+
+
+class SyslogSensorConfig(_SensorBase):
+    """A syslog receiver: ``udp``/``tcp`` are lists of ``host:port`` to listen on."""
+
+    udp: list[str] = Field(default_factory=list)
+    tcp: list[str] = Field(default_factory=list)
+    parser: str = "syslog"
+    timezone: str = "UTC"
+    max_message_bytes: int = Field(default=DEFAULT_MAX_MESSAGE_BYTES, ge=480, le=LIMIT_MAX_MESSAGE_BYTES)
+    max_connections: int = Field(default=1000, ge=1, le=100_000)
+    idle_timeout: float = Field(default=60.0, gt=0)
+    queue_size: int = Field(default=20_000, ge=1)
+    udp_receive_buffer: int | None = Field(default=None, ge=4096)
+    keep_original: bool = True  # the network cannot be re-read: keep the raw message
+
+    _parser = field_validator("parser")(_known_parser)
+    _zone = field_validator("timezone")(_known_zone)
+
+    @model_validator(mode="after")
+    def _listens_somewhere(self) -> SyslogSensorConfig:
+        if not self.udp and not self.tcp:
+            raise ValueError("listen on at least one udp or tcp address")
+        for protocol, addresses in (("udp", self.udp), ("tcp", self.tcp)):
+            for address in addresses:
+                try:
+                    Listener.parse(protocol, address)  # type: ignore[arg-type]
+                except ConfigError as exc:
+                    raise ValueError(exc.message) from exc
+        return self
+
+    def listeners(self) -> list[Listener]:
+        return [Listener.parse("udp", a) for a in self.udp] + [Listener.parse("tcp", a) for a in self.tcp]
+
+
+ConfigT = TypeVar("ConfigT", bound=_SensorBase)
+
+
+def load_config(path: Path, model: type[ConfigT] = SensorConfig) -> ConfigT:  # type: ignore[assignment]
+    """Read a sensor YAML file (safe loader only) as ``model``."""
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
@@ -124,7 +188,7 @@ def load_config(path: Path) -> SensorConfig:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         raise ConfigError(f"not valid YAML: {exc}", where=where) from exc
-    return SensorConfig.from_dict(data, source=str(path))
+    return model.from_dict(data, source=str(path))
 
 
-__all__ = ["ForwarderConfig", "InputConfig", "SensorConfig", "load_config"]
+__all__ = ["ForwarderConfig", "ImportConfig", "InputConfig", "SensorConfig", "SyslogSensorConfig", "load_config"]

@@ -6,16 +6,21 @@ pipeline then keeps the line as a ``parse_failure`` event of the parser's datase
 
 from __future__ import annotations
 
-from sensors.parsers import accounts, auth, sshd, sudo, syslog
+from sensors.parsers import accounts, apache, auth, firewall, jsonl, nginx, sshd, sudo, syslog, windows
 from sensors.parsers.context import Fields, ParseContext, ParseFunc, ParserSpec
 from soc_core.errors import ConfigError
 
 PARSERS: dict[str, ParserSpec] = {
     "accounts": ParserSpec("accounts", accounts.parse, accounts.DATASET),
+    "apache": ParserSpec("apache", apache.parse, apache.DATASET),
     "auth": ParserSpec("auth", auth.parse, auth.DATASET),
+    "firewall": ParserSpec("firewall", firewall.parse, firewall.DATASET),
+    "jsonl": ParserSpec("jsonl", jsonl.parse, jsonl.DATASET),
+    "nginx": ParserSpec("nginx", nginx.parse, nginx.DATASET),
     "sshd": ParserSpec("sshd", sshd.parse, sshd.DATASET),
     "sudo": ParserSpec("sudo", sudo.parse, sudo.DATASET),
     "syslog": ParserSpec("syslog", syslog.parse, syslog.DATASET),
+    "windows": ParserSpec("windows", windows.parse, windows.DATASET),
 }
 
 

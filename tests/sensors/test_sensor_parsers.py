@@ -38,8 +38,8 @@ def test_every_parser_module_is_registered() -> None:
 
 
 def test_unknown_parser_is_a_config_error_naming_the_choices() -> None:
-    with pytest.raises(ConfigError, match=r"unknown parser 'nginx'.*sshd"):
-        get_parser("nginx")
+    with pytest.raises(ConfigError, match=r"unknown parser 'iis'.*sshd"):
+        get_parser("iis")
 
 
 def test_ssh_accepted_publickey() -> None:

@@ -1,0 +1,270 @@
+"""Events/s into a real Elasticsearch node: files, syslog over loopback, EVTX — next to the ceiling.
+
+    SOC_ELASTICSEARCH_URL=http://127.0.0.1:9299 .venv/bin/python bench/bench_ingest.py [--lines N]
+
+In one run, against one node:
+
+(a) file → ``LogSensor`` (tailer, nginx parser, spool, forwarder, ``ElasticsearchStore``);
+(b) syslog over TCP on 127.0.0.1 → ``SyslogSensor`` → the same path (a separate process sends);
+(c) the ceiling: the same documents, serialised beforehand, sent with plain ``_bulk`` requests
+    of the forwarder's batch size — what the node takes when the sensor costs nothing;
+(d) ``EventImport`` of every .evtx file of the shared evtx-attack-samples set.
+
+Each run writes under its own index prefix and deletes those indices (by concrete name) after.
+Peak RSS is this process's ``ru_maxrss`` after each phase. Results go to BENCHMARKS.md by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sensors.config import ImportConfig, SensorConfig, SyslogSensorConfig  # noqa: E402
+from sensors.pipeline import EventImport, LogSensor, SyslogSensor  # noqa: E402
+from sensors.sources.evtx import evtx_files  # noqa: E402
+from soc_core.events import utcnow  # noqa: E402
+from soc_core.store.elasticsearch import ElasticsearchStore, event_index  # noqa: E402
+
+SHARED = Path(os.environ.get("CANHGAC_SHARED_DATA", ROOT.parent / "shared" / "data"))
+BATCH = 500
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def access_lines(count: int) -> list[str]:
+    agents = ["Mozilla/5.0 (Windows NT 10.0; Win64; x64)", "curl/8.5.0", "sqlmap/1.7#stable"]
+    return [
+        f"10.{n % 250}.{(n // 250) % 250}.{n % 7 + 1} - - [05/Feb/2024:10:{(n // 60) % 60:02d}:{n % 60:02d} +0700] "
+        f'"GET /portal/item.php?id={n}&q=test HTTP/1.1" {200 if n % 11 else 404} {1000 + n % 5000} '
+        f'"https://dichvucong.example.gov.vn/" "{agents[n % 3]}"'
+        for n in range(count)
+    ]
+
+
+def forwarder_options() -> dict[str, Any]:
+    return {"batch_max_events": BATCH, "batch_max_age": 0.2}
+
+
+def run_files(url: str, prefix: str, lines: list[str], work: Path) -> tuple[float, int]:
+    log = work / "access.log"
+    log.write_text("".join(line + "\n" for line in lines))
+    config = SensorConfig.from_dict(
+        {
+            "tenant": "bench_files",
+            "sensor_id": "bench-files",
+            "state_dir": str(work / "state-files"),
+            "inputs": [{"paths": [str(log)], "parser": "nginx", "from_beginning": True}],
+            "forwarder": forwarder_options(),
+        }
+    )
+    store = ElasticsearchStore(url, prefix=prefix, request_timeout=60)
+    sensor = LogSensor(config, store, max_records=BATCH * 4)
+    start = time.perf_counter()
+    counters = sensor.run_until_idle(timeout=600)
+    elapsed = time.perf_counter() - start
+    sensor.close()
+    store.close()
+    return elapsed, counters["events_out"]
+
+
+SENDER = """
+import socket, sys
+port, path = int(sys.argv[1]), sys.argv[2]
+data = open(path, "rb").read()
+with socket.create_connection(("127.0.0.1", port)) as conn:
+    conn.sendall(data)
+"""
+
+
+def run_syslog(url: str, prefix: str, lines: list[str], work: Path) -> tuple[float, int]:
+    payload = work / "syslog.txt"
+    payload.write_bytes(b"".join(f"<134>Feb  5 10:00:00 web01 nginx: {line}\n".encode() for line in lines))
+    config = SyslogSensorConfig.from_dict(
+        {
+            "tenant": "bench_syslog",
+            "sensor_id": "bench-syslog",
+            "state_dir": str(work / "state-syslog"),
+            "tcp": ["127.0.0.1:0"],
+            "forwarder": forwarder_options(),
+        }
+    )
+    store = ElasticsearchStore(url, prefix=prefix, request_timeout=60)
+    sensor = SyslogSensor(config, store)
+    sensor.start()
+    start = time.perf_counter()
+    sender = subprocess.Popen([sys.executable, "-c", SENDER, str(sensor.receiver.port("tcp")), str(payload)])
+    deadline = time.monotonic() + 600
+    while sensor.forwarder.counters()["events_out"] < len(lines) and time.monotonic() < deadline:
+        sensor.step(timeout=0.05, max_records=BATCH * 4)
+    elapsed = time.perf_counter() - start
+    sender.wait(30)
+    out = sensor.forwarder.counters()["events_out"]
+    sensor.close()
+    store.close()
+    return elapsed, out
+
+
+def run_ceiling(url: str, prefix: str, lines: list[str]) -> tuple[float, int]:
+    """The nginx events of (a), built and serialised before the clock starts; plain _bulk."""
+    from sensors.parsers import PARSERS, ParseContext  # noqa: PLC0415
+    from soc_core.events import make_event  # noqa: PLC0415
+
+    context = ParseContext(now=datetime.now(UTC))
+    now = utcnow().strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    bodies: list[bytes] = []
+    chunk: list[bytes] = []
+    for offset, line in enumerate(lines):
+        fields = PARSERS["nginx"].parse(line, context)
+        stamp = fields.pop("@timestamp")
+        dataset = fields.pop("event.dataset")
+        event = make_event(
+            tenant="bench_ceiling",
+            dataset=dataset,
+            sensor_id="bench-ceiling",
+            source="ceiling",
+            position=offset,
+            raw=line.encode(),
+            timestamp=stamp,
+            fields=fields,
+        )
+        event["event.ingested"] = now
+        action = {"create": {"_index": event_index(event, prefix), "_id": event["event.id"]}}
+        chunk.append(orjson.dumps(action) + b"\n" + orjson.dumps(event) + b"\n")
+        if len(chunk) == BATCH:
+            bodies.append(b"".join(chunk))
+            chunk = []
+    if chunk:
+        bodies.append(b"".join(chunk))
+    created = 0
+    with httpx.Client(base_url=url, timeout=120) as client:
+        start = time.perf_counter()
+        for body in bodies:
+            response = client.post("/_bulk", content=body, headers={"content-type": "application/x-ndjson"})
+            response.raise_for_status()
+            created += sum(1 for item in response.json()["items"] if item["create"]["status"] in (200, 201))
+        elapsed = time.perf_counter() - start
+    return elapsed, created
+
+
+def run_evtx(url: str, prefix: str, work: Path) -> tuple[float, int, int]:
+    files = evtx_files([SHARED / "evtx-attack-samples"])
+    config = ImportConfig.from_dict(
+        {
+            "tenant": "bench_evtx",
+            "sensor_id": "bench-evtx",
+            "state_dir": str(work / "state-evtx"),
+            "forwarder": forwarder_options(),
+        }
+    )
+    store = ElasticsearchStore(url, prefix=prefix, request_timeout=60)
+    job = EventImport(config, store)
+    start = time.perf_counter()
+    for path in files:
+        job.evtx_file(path)
+    job.finish()
+    elapsed = time.perf_counter() - start
+    store.close()
+    counters = job.counters()
+    return elapsed, counters["events_out"], counters["read_failures"]
+
+
+def run_evtx_no_store() -> tuple[float, int, int]:
+    """Read + normalise every record (no store): the sensor's own EVTX cost; and the index count."""
+    import json  # noqa: PLC0415
+
+    from sensors.parsers import windows  # noqa: PLC0415
+    from sensors.sources.evtx import EvtxRecord, read_evtx  # noqa: PLC0415
+
+    days: set[tuple[str, str]] = set()
+    count = 0
+    start = time.perf_counter()
+    for path in evtx_files([SHARED / "evtx-attack-samples"]):
+        for item in read_evtx(path):
+            if isinstance(item, EvtxRecord):
+                fields = windows.from_evtx(json.loads(item.data))
+                stamp = fields.get("@timestamp")
+                days.add((fields["event.dataset"], stamp.strftime("%Y.%m.%d") if stamp else ""))
+                count += 1
+    return time.perf_counter() - start, count, len(days)
+
+
+def cleanup(url: str, prefix: str) -> None:
+    with httpx.Client(base_url=url, timeout=60) as client:
+        names = client.get(f"/_cat/indices/{prefix}-*", params={"h": "index", "format": "json"}).json()
+        for entry in names:
+            client.delete(f"/{entry['index']}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lines", type=int, default=100_000)
+    parser.add_argument("--url", default=os.environ.get("SOC_ELASTICSEARCH_URL", "http://127.0.0.1:9299"))
+    args = parser.parse_args()
+    prefix = f"bench{secrets.token_hex(3)}"
+    setup = ElasticsearchStore(args.url, prefix=prefix)
+    setup.setup()
+    setup.close()
+    nodes = httpx.get(f"{args.url}/_nodes/_local", params={"filter_path": "nodes.*.version"}).json()
+    version = ",".join(node["version"] for node in nodes.get("nodes", {}).values()) or "?"
+    lines = access_lines(args.lines)
+    rows: list[tuple[str, int, float, str]] = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            ceiling_s, ceiling_n = run_ceiling(args.url, prefix, lines)
+            ceiling = ceiling_n / ceiling_s
+            rows.append(("ceiling: pre-serialised _bulk (500/request)", ceiling_n, ceiling_s, "1.00"))
+            files_s, files_n = run_files(args.url, prefix, lines, work)
+            rows.append(("file → LogSensor (nginx) → ES", files_n, files_s, f"{files_n / files_s / ceiling:.2f}"))
+            rss_files = peak_rss_mib()
+            syslog_s, syslog_n = run_syslog(args.url, prefix, lines, work)
+            rows.append(
+                ("syslog TCP loopback → SyslogSensor → ES", syslog_n, syslog_s, f"{syslog_n / syslog_s / ceiling:.2f}")
+            )
+            rss_syslog = peak_rss_mib()
+            evtx_s, evtx_n, evtx_failed = run_evtx(args.url, prefix, work)
+            rows.append(("EVTX import (evtx-attack-samples) → ES", evtx_n, evtx_s, f"{evtx_n / evtx_s / ceiling:.2f}"))
+            rss_evtx = peak_rss_mib()
+            parse_s, parse_n, indices = run_evtx_no_store()
+            rows.append(("EVTX read + normalise only (no store)", parse_n, parse_s, "-"))
+    finally:
+        cleanup(args.url, prefix)
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores (shared), Python {platform.python_version()}, ES {version}")
+    print(f"command: .venv/bin/python bench/bench_ingest.py --lines {args.lines}")
+    print()
+    print("| path | events | seconds | events/s | ratio to ceiling |")
+    print("|---|---:|---:|---:|---:|")
+    for name, count, seconds, ratio in rows:
+        print(f"| {name} | {count:,} | {seconds:.1f} | {count / seconds:,.0f} | {ratio} |")
+    print()
+    print(f"peak RSS (MiB): after files {rss_files:.0f}, after syslog {rss_syslog:.0f}, after EVTX {rss_evtx:.0f}")
+    print(f"EVTX damaged records/chunks counted: {evtx_failed}; daily indices the EVTX set spreads over: {indices}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""Web server logs: nginx and Apache access (combined and common) and error logs.
+
+The access formats of both servers are the same (NCSA common, plus referrer and user agent in
+"combined"), so the server is chosen by the registered parser (:mod:`.nginx`, :mod:`.apache`),
+which calls :func:`parse_line` with its name. Error logs differ and are recognised by shape::
+
+    nginx   2024/02/05 10:00:00 [error] 1234#5678: *9 open() "/x" failed (2: …), client: 1.2.3.4, …
+    apache  [Mon Feb 05 10:00:00.123456 2024] [core:error] [pid 12:tid 34] [client 1.2.3.4:5] AH00126: …
+            [Mon Feb 05 10:00:00 2024] [error] [client 1.2.3.4] File does not exist: …   (2.2)
+
+Access lines give ``<server>.access`` events with ``source.ip``, ``user.name``,
+``http.request.method``, ``url.original``/``path``/``query``, ``http.version``,
+``http.response.status_code``, ``http.response.body.bytes``, ``http.request.referrer`` and
+``user_agent.original``; error lines give ``<server>.error`` events with ``log.level`` and
+``message``. Control characters are escaped as in syslog lines.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from sensors.parsers.context import Fields, ParseContext
+from sensors.parsers.syslog import MONTHS, escape_control
+from soc_core.errors import ParseError
+
+_ACCESS = re.compile(
+    r"(?P<ip>\S+) (?P<ident>\S+) (?P<user>\S+) \[(?P<time>[^\]]{1,64})\] "
+    r'"(?P<request>(?:[^"\\]|\\.){0,65536})" (?P<status>\d{3}|-) (?P<bytes>\d+|-)'
+    r'(?: "(?P<referrer>(?:[^"\\]|\\.)*)" "(?P<agent>(?:[^"\\]|\\.)*)")?(?P<rest>.*)$',
+    re.DOTALL,
+)
+_CLF_TIME = re.compile(r"(\d{2})/([A-Za-z]{3})/(\d{4}):(\d{2}):(\d{2}):(\d{2}) ([+-]\d{4})$")
+_REQUEST = re.compile(r"(?P<method>[A-Za-z_-]{1,32}) (?P<target>\S+)(?: HTTP/(?P<version>[\d.]{1,5}))?$")
+_NGINX_ERROR = re.compile(
+    r"(?P<time>\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}) \[(?P<level>\w+)\] (?P<pid>\d+)#(?P<tid>\d+): "
+    r"(?:\*(?P<cid>\d+) )?(?P<message>.*)$",
+    re.DOTALL,
+)
+_APACHE_ERROR = re.compile(
+    r"\[(?P<time>[A-Za-z]{3} [A-Za-z]{3} [ \d]\d \d{2}:\d{2}:\d{2}(?:\.\d{1,6})? \d{4})\] "
+    r"\[(?:(?P<module>[\w.-]+):)?(?P<level>\w+)\](?: \[pid (?P<pid>\d+)(?::tid (?P<tid>\d+))?\])?"
+    r"(?: \[client (?P<client>[^\]]+)\])?\s?(?P<message>.*)$",
+    re.DOTALL,
+)
+_NGINX_CLIENT = re.compile(r", client: (?P<ip>[0-9A-Fa-f:.]+)")
+
+
+def parse_line(line: str, ctx: ParseContext, server: str) -> Fields:
+    """An access or error line of ``server`` (``nginx`` or ``apache``)."""
+    line = line.rstrip("\r\n")
+    if match := _ACCESS.match(line):
+        return _access(match, server)
+    if (match := _NGINX_ERROR.match(line)) or (match := _APACHE_ERROR.match(line)):
+        return _error(match, ctx, server)
+    raise ParseError(f"not a {server} access or error log line")
+
+
+def _access(match: re.Match[str], server: str) -> Fields:
+    fields: Fields = {
+        "@timestamp": _clf_time(match.group("time")),
+        "event.dataset": f"{server}.access",
+        "event.module": server,
+        "event.category": ["web"],
+        "event.type": ["access"],
+        "source.ip": match.group("ip"),
+    }
+    if match.group("user") != "-":
+        fields["user.name"] = escape_control(match.group("user"))
+    request = escape_control(match.group("request"))
+    fields["http.request.original"] = request
+    if parsed := _REQUEST.match(request):
+        fields["http.request.method"] = parsed.group("method").upper()
+        target = parsed.group("target")
+        fields["url.original"] = target
+        path, sep, query = target.partition("?")
+        fields["url.path"] = path
+        if sep:
+            fields["url.query"] = query
+        if parsed.group("version"):
+            fields["http.version"] = parsed.group("version")
+    if match.group("status") != "-":
+        status = int(match.group("status"))
+        fields["http.response.status_code"] = status
+        fields["event.outcome"] = "failure" if status >= 400 else "success"
+    if match.group("bytes") != "-":
+        fields["http.response.body.bytes"] = int(match.group("bytes"))
+    referrer = match.group("referrer")
+    if referrer and referrer != "-":
+        fields["http.request.referrer"] = escape_control(referrer)
+    agent = match.group("agent")
+    if agent and agent != "-":
+        fields["user_agent.original"] = escape_control(agent)
+    return fields
+
+
+def _clf_time(text: str) -> datetime:
+    found = _CLF_TIME.match(text)
+    month = MONTHS.get(found.group(2).lower()) if found else None
+    if not found or month is None:
+        raise ParseError(f"bad access log time [{text}] (expected dd/Mmm/yyyy:hh:mm:ss +zzzz)")
+    day, _, year, hour, minute, second, zone = found.groups()
+    try:
+        return datetime.strptime(f"{year}-{month:02d}-{day}T{hour}:{minute}:{second}{zone}", "%Y-%m-%dT%H:%M:%S%z")
+    except ValueError as exc:
+        raise ParseError(f"bad access log time [{text}]: {exc}") from exc
+
+
+def _error(match: re.Match[str], ctx: ParseContext, server: str) -> Fields:
+    text = match.group("time")
+    try:
+        if "/" in text:
+            moment = datetime.strptime(text, "%Y/%m/%d %H:%M:%S")
+        else:
+            moment = datetime.strptime(text, "%a %b %d %H:%M:%S.%f %Y" if "." in text else "%a %b %d %H:%M:%S %Y")
+    except ValueError as exc:
+        raise ParseError(f"bad error log time {text!r}: {exc}") from exc
+    message = escape_control(match.group("message"))
+    fields: Fields = {
+        "@timestamp": moment.replace(tzinfo=ctx.tz),
+        "event.dataset": f"{server}.error",
+        "event.module": server,
+        "event.category": ["web"],
+        "event.type": ["error"],
+        "log.level": match.group("level").lower(),
+        "message": message,
+    }
+    if match.group("pid"):
+        fields["process.pid"] = int(match.group("pid"))
+    if match.group("tid"):
+        fields["process.thread.id"] = int(match.group("tid"))
+    groups = match.groupdict()
+    if groups.get("module"):
+        fields["log.logger"] = groups["module"]
+    client = groups.get("client")
+    if client:
+        ip, _, port = client.rpartition(":") if client.count(":") == 1 else (client, "", "")
+        fields["source.ip"] = ip
+        if port.isdigit():
+            fields["source.port"] = int(port)
+    elif nginx_client := _NGINX_CLIENT.search(message):
+        fields["source.ip"] = nginx_client.group("ip")
+    return fields
+
+
+__all__ = ["parse_line"]
