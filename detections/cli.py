@@ -1,4 +1,4 @@
-"""``soc rules``: check, list and test Sigma rules.
+"""``soc rules``: check, list, test, import and backtest Sigma rules.
 
 Exit codes: 0 all good, 1 some rule is broken or failed its samples (each reported with its
 file and line), 2 the command itself could not run.
@@ -6,17 +6,24 @@ file and line), 2 the command itself could not run.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 
+from detections import lifecycle
+from detections.backtest import backtest
 from detections.engine import compile_ruleset
-from detections.loader import load_paths_or_shipped
+from detections.loader import load_paths_or_shipped, load_rules, shipped_rules_dir
 from detections.samples import check_samples, samples_error
+from soc_core.errors import NotFound, RuleError
+from soc_core.events import utcnow
 from soc_core.store import Store
 
 Paths = Annotated[
@@ -25,9 +32,8 @@ Paths = Annotated[
 
 
 def build_rules_app(open_store: Callable[[], Store]) -> typer.Typer:
-    """The ``rules`` sub-app. ``open_store`` is unused today but keeps the CLI wiring uniform."""
-    del open_store
-    app = typer.Typer(help="Sigma rules: check, list, test.", no_args_is_help=True)
+    """The ``rules`` sub-app; ``open_store`` opens the configured store for import/backtest."""
+    app = typer.Typer(help="Sigma rules: check, list, test, import, backtest.", no_args_is_help=True)
     out = Console()
 
     @app.command("check")
@@ -75,6 +81,62 @@ def build_rules_app(open_store: Callable[[], Store]) -> typer.Typer:
         out.print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
         if failed or ruleset.errors:
             raise typer.Exit(1)
+
+    @app.command("import")
+    def import_(
+        folder: Annotated[Path, typer.Argument(help="A folder of Sigma rules, e.g. a SigmaHQ checkout's rules/.")],
+        disabled: Annotated[bool, typer.Option(help="Import switched off; enable rules one by one.")] = False,
+        reason: Annotated[str, typer.Option(help="Recorded in every rule's history.")] = "imported",
+    ) -> None:
+        """Store a folder of rules as province-wide custom rules; report what cannot compile and why."""
+        with out.status(f"loading and compiling rules from {folder}…"):
+            ruleset = load_rules([folder])
+            compiled = compile_ruleset(ruleset, only_enabled=False)
+        broken = {error.where.rsplit(":", 1)[0] if error.where else "?" for error in compiled.errors}
+        good = type(ruleset)(rules={k: v for k, v in ruleset.rules.items() if v.where.rsplit(":", 1)[0] not in broken})
+        store = open_store()
+        with Progress(console=out, transient=True) as progress:
+            progress.add_task("storing rules", total=None)
+            new, unchanged = lifecycle.import_rules(
+                store,
+                good,
+                author="cli",
+                reason=f"{reason} from {folder}",
+                enabled=not disabled,
+                shipped=load_rules([shipped_rules_dir()]),
+            )
+        reasons = Counter(error.message.split(":")[0] for error in [*ruleset.errors, *compiled.errors])
+        for why, count in reasons.most_common():
+            out.print(f"[yellow]{count:5d}[/] not imported: {why}", highlight=False)
+        out.print(
+            f"{new} rules imported, {unchanged} unchanged, "
+            f"{len(ruleset.errors) + len(compiled.errors)} could not be compiled"
+        )
+
+    @app.command("backtest")
+    def backtest_(
+        rule_id: str,
+        days: Annotated[int, typer.Option(min=1, max=365, help="How far back to look.")] = 7,
+        tenant: Annotated[list[str] | None, typer.Option(help="Only these agencies (default: all).")] = None,
+    ) -> None:
+        """Hits per day of one detection rule over stored events."""
+        store = open_store()
+        ruleset, _ = lifecycle.effective_rules(store, [shipped_rules_dir()])
+        loaded = ruleset.rules.get(rule_id)
+        if loaded is None:
+            raise NotFound(f"no rule {rule_id!r}", hint="see `soc rules list`")
+        if loaded.is_correlation:
+            raise RuleError("backtests run detection rules", where=loaded.where, hint="test correlations with samples")
+        end = utcnow()
+        result = backtest(
+            store, loaded, tenants=tuple(tenant) if tenant else None, start=end - timedelta(days=days), end=end
+        )
+        table = Table("day", "hits")
+        for day, hits in result.per_day.items():
+            table.add_row(day, str(hits))
+        out.print(f"{loaded.title} (version {result.version}), last {days} days")
+        out.print(table)
+        out.print(f"{result.total} hits{' (truncated)' if result.truncated else ''}")
 
     return app
 

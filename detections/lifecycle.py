@@ -280,6 +280,39 @@ def save_custom_rule(
     return _save(store, loaded.id, current, body, version=version)
 
 
+def import_rules(
+    store: Store, ruleset: RuleSet, *, author: str, reason: str, enabled: bool, shipped: RuleSet
+) -> tuple[int, int]:
+    """Store every rule of ``ruleset`` as a province-wide custom rule; returns (new, unchanged).
+
+    Rules already stored with the same version are left alone; shipped ids are refused by the
+    caller's ruleset check. The generation is bumped once, at the end.
+    """
+    new = unchanged = 0
+    for loaded in ruleset:
+        if loaded.id in shipped.rules:
+            continue
+        try:
+            current: Doc | None = store.get_doc("rules", loaded.id)
+        except NotFound:
+            current = None
+        if current is not None and current.body.get("yaml") == loaded.text:
+            unchanged += 1
+            continue
+        body = dict(current.body) if current else _fresh_state(loaded.id, source="custom")
+        body.update(yaml=loaded.text, scope=None, tenant=None, enabled=enabled if current is None else body["enabled"])
+        body["history"] = [*body["history"], _entry(author, "imported", reason, version=loaded.version)]
+        body["updated_at"] = _now()
+        if current is None:
+            store.create_doc("rules", body, doc_id=loaded.id)
+        else:
+            store.update_doc("rules", loaded.id, body, version=current.version)
+        new += 1
+    if new:
+        bump_generation(store)
+    return new, unchanged
+
+
 def set_enabled(
     store: Store, *, rule_id: str, enabled: bool, author: str, reason: str, shipped: RuleSet, version: str | None
 ) -> Doc:
@@ -370,6 +403,7 @@ __all__ = [
     "check_scope",
     "effective_rules",
     "generation",
+    "import_rules",
     "revoke_exception",
     "rule_states",
     "save_custom_rule",

@@ -120,3 +120,46 @@ def test_sensor_logs_imports_a_file_into_the_embedded_store(tmp_path: Path) -> N
     )
     assert again.returncode == 0
     assert store.count_events(event_query(tenants=["police"]))[0].count == 30
+
+
+def test_rules_import_and_backtest(tmp_path: Path) -> None:
+    rules = tmp_path / "incoming"
+    rules.mkdir()
+    (rules / "good.yml").write_text(
+        "title: Root Login Failure\nid: 6f7a1d2e-9b3c-4d5e-8f01-23456789abcd\n"
+        "logsource: {product: linux, service: sshd}\n"
+        "detection:\n  sel: {event.outcome: failure, user.name: root}\n  condition: sel\nlevel: medium\n"
+    )
+    (rules / "bad.yml").write_text(
+        "title: Bad Modifier\nid: 7f7a1d2e-9b3c-4d5e-8f01-23456789abcd\nlogsource: {product: linux}\n"
+        "detection:\n  sel: {user.name|nosuchmodifier: x}\n  condition: sel\n"
+    )
+    imported = soc("rules", "import", str(rules), cwd=tmp_path)
+    assert imported.returncode == 0, imported.stderr
+    assert "1 rules imported" in imported.stdout and "could not be compiled" in imported.stdout
+    assert "1 rules imported" not in soc("rules", "import", str(rules), cwd=tmp_path).stdout
+    log = tmp_path / "auth.log"
+    log.write_text(
+        "".join(
+            f"Nov 25 10:00:{i:02d} web01 sshd[{100 + i}]: Failed password for root from 203.0.113.7 port 22 ssh2\n"
+            for i in range(4)
+        )
+    )
+    assert (
+        soc(
+            "sensor",
+            "logs",
+            str(log),
+            "--tenant",
+            "police",
+            "--sensor-id",
+            "w",
+            "--from-beginning",
+            "--once",
+            cwd=tmp_path,
+        ).returncode
+        == 0
+    )
+    days = soc("rules", "backtest", "6f7a1d2e-9b3c-4d5e-8f01-23456789abcd", "--days", "365", cwd=tmp_path)
+    assert days.returncode == 0, days.stderr
+    assert "4 hits" in days.stdout
