@@ -55,7 +55,7 @@ class ApiSettings(_Section):
 class DetectionSettings(_Section):
     enabled: bool = True
     rules_dirs: list[Path] = Field(default_factory=list)
-    interval_seconds: float = Field(1.0, gt=0, le=3600)
+    interval_seconds: float = Field(0.5, gt=0, le=3600)
     batch_size: int = Field(5000, ge=1, le=100_000)
 
 

@@ -67,6 +67,7 @@ from soc_core.store.fields import NUMERIC_TYPES, check_field_name, ecs_types, fi
 PREFIX = "canhgac"
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 DOC_ID_FIELD = "_canhgac_id"
+SEEN_PERSISTED = 20_000  # ids of the overlap window kept in a saved checkpoint
 
 
 def _index_safe(value: str) -> str:
@@ -187,6 +188,16 @@ def opaque_docs_template(kind: str, replicas: int, prefix: str = PREFIX) -> dict
     }
 
 
+def _root_cause(exc: ApiError) -> str:
+    """The first root-cause reason of an Elasticsearch error, else its type."""
+    body = exc.body if isinstance(exc.body, dict) else {}
+    error = body.get("error")
+    causes = (error.get("root_cause") if isinstance(error, dict) else None) or []
+    if causes and isinstance(causes[0], dict):
+        return f"{causes[0].get('type', '')}: {causes[0].get('reason', '')}"[:500]
+    return str(exc.message)
+
+
 class _DslBuilder:
     """Compiles a parsed hunt query into Elasticsearch query DSL, matching the SQLite semantics."""
 
@@ -251,13 +262,17 @@ class ElasticsearchStore(Store):
         replicas: int = 0,
         request_timeout: float = 10.0,
         settle_seconds: float = 1.5,
-        overlap_seconds: float = 30.0,
+        overlap_seconds: float = 15.0,
         prefix: str = PREFIX,
     ) -> None:
         if not re.match(r"^[a-z][a-z0-9_]{0,30}$", prefix):
             raise StoreError(f"bad index prefix {prefix!r}", hint="lowercase letters, digits and _")
         self.prefix = prefix
         self.url = url
+        # read_new_events keeps the full set of ids returned from the overlap window here
+        self._last_checkpoint: str | None = None
+        self._last_t: str | None = None
+        self._seen: dict[str, str] = {}
         self.replicas = replicas
         self.settle = timedelta(seconds=settle_seconds)
         self.overlap = timedelta(seconds=overlap_seconds)
@@ -398,7 +413,7 @@ class ElasticsearchStore(Store):
             response = self.client.search(ignore_unavailable=True, allow_no_indices=True, **kwargs)
         except ApiError as exc:
             if exc.meta.status == 400:  # the query or cursor the caller gave cannot be run
-                raise InvalidInput(f"Elasticsearch cannot {what} as asked: {exc.message}", where=self.url) from exc
+                raise InvalidInput(f"Elasticsearch cannot {what} as asked: {_root_cause(exc)}", where=self.url) from exc
             raise self._translate(what, exc) from exc
         except TransportError as exc:
             raise self._translate(what, exc) from exc
@@ -428,7 +443,10 @@ class ElasticsearchStore(Store):
             "search events",
             index=self._indices(query.tenants),
             query={"bool": {"filter": self._filters(query)}},
-            sort=[{"@timestamp": {"order": order}}, {"event.id": {"order": order}}],
+            sort=[
+                {"@timestamp": {"order": order, "unmapped_type": "date"}},
+                {"event.id": {"order": order, "unmapped_type": "keyword"}},
+            ],
             size=query.size + 1,
             track_total_hits=False,
             **kwargs,
@@ -483,21 +501,61 @@ class ElasticsearchStore(Store):
         ]
 
     def read_new_events(self, checkpoint: str | None, *, limit: int) -> tuple[list[Event], str]:
-        state = json.loads(checkpoint) if checkpoint else {"t": None, "seen": {}}
-        seen: dict[str, str] = state["seen"]
+        """New events by ``event.ingested``, each once.
+
+        Two reads: events newer than the newest returned so far (the common, cheap case), and —
+        only when a count shows the overlap window holds more events than we have returned from
+        it — a scan of that window for late arrivals. The ids returned from the window are kept
+        in memory; the checkpoint persists at most ``SEEN_PERSISTED`` of the newest, so after a
+        restart at high rates a few window events may be evaluated again (never missed).
+        """
+        state: dict[str, Any]
+        if checkpoint and checkpoint == self._last_checkpoint:
+            state = {"t": self._last_t, "seen": self._seen}
+        else:
+            state = json.loads(checkpoint) if checkpoint else {"t": None, "seen": {}}
+        seen: dict[str, str] = dict(state["seen"])
+        newest: str | None = state["t"]
         horizon = format_timestamp(utcnow() - self.settle)
-        span: dict[str, str] = {"lte": horizon}
-        if state["t"]:
-            span["gte"] = format_timestamp(parse_timestamp(state["t"]) - self.overlap)
         fresh: list[Event] = []
+        if newest:
+            floor = format_timestamp(parse_timestamp(newest) - self.overlap)
+            window = {"gte": floor, "lte": newest}
+            visible = self._search(
+                "count recent events",
+                index=self.events_pattern,
+                query={"range": {"event.ingested": window}},
+                size=0,
+                track_total_hits=True,
+            )["hits"]["total"]["value"]
+            if visible > sum(1 for stamp in seen.values() if stamp >= floor):
+                fresh.extend(self._scan(window, seen, limit))
+        if len(fresh) < limit:
+            span = {"lte": horizon, **({"gt": newest} if newest else {})}
+            fresh.extend(self._scan(span, seen, limit - len(fresh)))
+        newest = max([newest or "", *(e["event.ingested"] for e in fresh)]) or None
+        if newest:
+            floor = format_timestamp(parse_timestamp(newest) - self.overlap)
+            seen = {i: t for i, t in seen.items() if t >= floor}
+        self._last_t, self._seen = newest, seen
+        persisted = dict(sorted(seen.items(), key=lambda item: item[1])[-SEEN_PERSISTED:])
+        self._last_checkpoint = json.dumps({"t": newest, "seen": persisted})
+        return fresh, self._last_checkpoint
+
+    def _scan(self, span: Mapping[str, str], seen: dict[str, str], limit: int) -> list[Event]:
+        """Unseen events with ``event.ingested`` in ``span``, oldest first, at most ``limit``."""
+        found: list[Event] = []
         search_after: list[Any] | None = None
-        while len(fresh) < limit:
+        while len(found) < limit:
             kwargs: dict[str, Any] = {"search_after": search_after} if search_after else {}
             body = self._search(
                 "read new events",
                 index=self.events_pattern,
-                query={"range": {"event.ingested": span}},
-                sort=[{"event.ingested": "asc"}, {"event.id": "asc"}],
+                query={"range": {"event.ingested": dict(span)}},
+                sort=[
+                    {"event.ingested": {"order": "asc", "unmapped_type": "date"}},
+                    {"event.id": {"order": "asc", "unmapped_type": "keyword"}},
+                ],
                 size=min(max(limit, 100), 5000),
                 track_total_hits=False,
                 **kwargs,
@@ -507,18 +565,14 @@ class ElasticsearchStore(Store):
                 event = hit["_source"]
                 if event["event.id"] in seen:
                     continue
-                fresh.append(event)
+                found.append(event)
                 seen[event["event.id"]] = event["event.ingested"]
-                if len(fresh) >= limit:
+                if len(found) >= limit:
                     break
-            if len(hits) == 0 or len(fresh) >= limit:
+            if not hits:
                 break
             search_after = hits[-1]["sort"]
-        newest = max([state["t"] or "", *(e["event.ingested"] for e in fresh)])
-        if newest:
-            floor = format_timestamp(parse_timestamp(newest) - self.overlap)
-            seen = {i: t for i, t in seen.items() if t >= floor}
-        return fresh, json.dumps({"t": newest or None, "seen": seen})
+        return found
 
     def delete_events_before(self, before: datetime) -> int:
         """Delete whole daily indices whose day ended before ``before`` (by concrete name)."""
