@@ -1,0 +1,104 @@
+"""A1 — the BOLA matrix: every route that takes an object id × every role in one agency ×
+the real ids of another agency's objects. Nothing is read or changed: the answer is 404 (or
+403 where the role lacks the permission altogether), and the objects are left as they were."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+
+from detections import lifecycle
+from detections.loader import load_rules, shipped_rules_dir
+from soc_api.main import create_app
+from soc_api.policy import POLICY, permissions_of
+from soc_api.services import accounts
+from soc_core.auth import ROLES, Membership
+from soc_core.config import Settings
+from soc_core.store import Store
+
+PASSWORD = "a-very-long-password"
+SUDO_SHELL = "b66c7128-d024-4352-a4e4-6ef7676daa16"
+HEALTH_RULE = """title: Health Only
+id: 0d5e3c1a-7f4b-4c2d-9e8f-112233445566
+logsource: {product: linux, service: sshd}
+detection:
+  sel: {user.name: nurse}
+  condition: sel
+level: low
+"""
+
+BODIES = {
+    ("PATCH", "/api/alerts/{alert_id}"): {"version": "1", "status": "acknowledged"},
+    ("POST", "/api/alerts/{alert_id}/comments"): {"text": "mine now"},
+    ("PATCH", "/api/cases/{case_id}"): {"version": "1", "comment": "mine now"},
+    ("POST", "/api/rules/{rule_id}/state"): {"enabled": False, "reason": "take it over"},
+    ("POST", "/api/rules/{rule_id}/exceptions"): {"conditions": {"user.name": ["x"]}, "reason": "take it over"},
+    ("POST", "/api/rules/{rule_id}/exceptions/{exception_id}/revoke"): {"reason": "take it over"},
+    ("POST", "/api/rules/{rule_id}/backtest"): {},
+}
+ID_ROUTES = sorted(key for key in POLICY if "{" in key[1])
+
+
+@pytest.fixture
+def world(store: Store) -> tuple[TestClient, dict[str, str]]:
+    for tenant in ("police", "health"):
+        accounts.add_tenant(store, tenant_id=tenant, name=tenant)
+    for role in ROLES:
+        accounts.add_user(store, username=role, password=PASSWORD, memberships=[Membership("police", role)])
+    accounts.add_user(store, username="health_ra", password=PASSWORD, memberships=[Membership("health", "rule_admin")])
+    alert = store.create_doc("alerts", {"tenant": "health", "status": "new", "last_seen": "2026-11-20T00:00:00.000Z"})
+    case = store.create_doc(
+        "cases",
+        {"tenant": "health", "title": "t", "status": "open", "severity": "low", "created_at": "x", "updated_at": "x"},
+    )
+    sensor = store.create_doc("sensors", {"tenant": "health", "name": "s", "kind": "logs", "created_at": "x"})
+    shipped = load_rules([shipped_rules_dir()])
+    rule = lifecycle.save_custom_rule(
+        store, text=HEALTH_RULE, author="health_ra", reason="own rule", scope=None, allowed=("health",), shipped=shipped
+    )
+    exception = lifecycle.add_exception(
+        store,
+        rule_id=SUDO_SHELL,
+        conditions={"user.name": ["nurse"]},
+        reason="theirs",
+        author="health_ra",
+        tenant="health",
+        expires_at=None,
+        shipped=shipped,
+    )
+    ids = {
+        "alert_id": alert.id,
+        "case_id": case.id,
+        "sensor_id": sensor.id,
+        "rule_id": rule.id,
+        "exception_id": exception.body["exceptions"][0]["id"],
+    }
+    return TestClient(create_app(Settings(), store)), ids
+
+
+def snapshot(store: Store) -> dict[str, object]:
+    return {
+        kind: sorted((d.id, d.version) for d in store.list_docs(kind, size=1000).items)
+        for kind in ("alerts", "cases", "sensors", "rules")
+    }
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_no_route_reaches_another_agencys_objects(
+    world: tuple[TestClient, dict[str, str]], store: Store, role: str
+) -> None:
+    client, ids = world
+    token = client.post("/api/auth/login", json={"username": role, "password": PASSWORD}).json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    before = snapshot(store)
+    for method, template in ID_ROUTES:
+        path = re.sub(r"\{(\w+)\}", lambda m: ids[m.group(1)], template)
+        if template.startswith("/api/rules/{rule_id}") and "exception_id" in template:
+            path = path.replace(ids["rule_id"], SUDO_SHELL)  # a shared rule, another agency's exception
+        response = client.request(method, path, headers=headers, json=BODIES.get((method, template)))
+        allowed = POLICY[(method, template)] in permissions_of(role)
+        expected = 404 if allowed else 403
+        assert response.status_code == expected, (role, method, template, response.status_code, response.text)
+    assert snapshot(store) == before
