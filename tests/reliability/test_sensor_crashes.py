@@ -1,0 +1,165 @@
+"""D3 and D15 (RELIABILITY.md): the sensor process itself dies (SIGKILL) or is asked to stop
+(SIGTERM) while it ingests a growing file into the SQLite store.
+
+The SQLite store, not Elasticsearch: the sensor side (spool, acks, checkpoints) is what is
+under test here, and SQLite keeps each restart cheap. D3 kills at 10 points (RELIABILITY.md
+says 20) of 20,000 lines, chosen by a seeded random generator.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from soc_core.store import SqliteStore
+from tests.reliability.sensor_process import (
+    LogFile,
+    SensorProcess,
+    checkpoint_offset,
+    seq_of,
+    sqlite_env,
+    write_sensor_config,
+)
+
+pytestmark = pytest.mark.slow
+
+SEED = 20261125
+
+
+def stored_lines(database: Path) -> tuple[list[int], set[str]]:
+    """Seqs of the stored lines in ingest order (duplicates kept) and the event ids."""
+    store = SqliteStore(database)
+    try:
+        events, _ = store.read_new_events(None, limit=10_000_000)
+    finally:
+        store.close()
+    return [seq_of(str(event["message"])) for event in events], {str(event["event.id"]) for event in events}
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``condition``; the timeout only stops a hung test, it is not the criterion."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def delivered_more_than(database: Path, count: int) -> bool:
+    return database.exists() and len(stored_lines(database)[0]) > count
+
+
+def assert_checkpoint_covered(config: Path, log: LogFile, database: Path) -> None:
+    """Every line before the saved checkpoint is in the store."""
+    covered = log.lines_before(checkpoint_offset(config))
+    seqs, _ = stored_lines(database)
+    missing = set(range(covered)) - set(seqs)
+    assert not missing, f"checkpoint passed {len(missing)} undelivered lines, e.g. {sorted(missing)[:5]}"
+
+
+def test_d3_sensor_killed_at_random_points_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    lines, kills = 20_000, 10
+    rng = random.Random(SEED)
+    database = tmp_path / "canhgac.db"
+    log = LogFile(tmp_path / "app.log")
+    log.append(0, 500)
+    config = write_sensor_config(
+        tmp_path / "sensor", tenant="d3", paths=[str(log.path)], input_id="app", batch_max_events=200
+    )
+    sensor = SensorProcess(config, sqlite_env(database), tmp_path / "sensor.log")
+
+    def write_the_rest() -> None:  # ~1,000 lines/s, so that the kills land while it grows
+        for start in range(500, lines, 100):
+            log.append(start, min(start + 100, lines))
+            time.sleep(0.1)
+
+    writer = threading.Thread(target=write_the_rest, daemon=True)
+    writer.start()
+    stored_at_kill: list[int] = []
+    try:
+        for _ in range(kills):
+            before = len(stored_lines(database)[0]) if database.exists() else 0
+            sensor.start()
+            # no crash loop: every run makes progress of its own before it is killed
+            wait_for(partial(delivered_more_than, database, before), 60, "the restarted sensor to deliver")
+            time.sleep(rng.uniform(0.0, 0.8))
+            assert sensor.alive(), sensor.log_text()[-2000:]
+            sensor.kill()
+            stored_at_kill.append(len(stored_lines(database)[0]))
+            assert_checkpoint_covered(config, log, database)
+        writer.join(timeout=60)
+        assert log.lines == lines
+        sensor.start()
+        wait_for(lambda: sensor.is_following(log.path), 60, "the last run to follow the file")
+        wait_for(lambda: checkpoint_offset(config) == log.size, 120, "the last run to deliver everything")
+        sensor.signal(signal.SIGTERM)
+        assert sensor.wait(timeout=60) == 0, sensor.log_text()[-2000:]
+    finally:
+        sensor.kill()
+    seqs, ids = stored_lines(database)
+    assert len(seqs) == lines, f"{len(seqs)} stored for {lines} lines"
+    assert sorted(seqs) == list(range(lines))
+    assert len(ids) == lines
+    counters = sensor.counters()
+    assert counters["dead_lettered"] == 0
+    assert counters["spool_bytes"] == 0 or counters["records_corrupt"] == 0
+    assert stored_at_kill == sorted(stored_at_kill) and stored_at_kill[0] > 0
+    print(f"stored at each kill: {stored_at_kill}; last run's counters: {counters}")
+
+
+def test_d15_sigterm_flushes_and_saves_the_last_acknowledged_offset(tmp_path: Path) -> None:
+    lines = 5_000
+    database = tmp_path / "canhgac.db"
+    log = LogFile(tmp_path / "app.log")
+    log.append(0, lines)
+    # Batches leave only by the flush: nothing would be delivered before 60 s otherwise.
+    config = write_sensor_config(
+        tmp_path / "sensor",
+        tenant="d15",
+        paths=[str(log.path)],
+        input_id="app",
+        batch_max_events=100_000,
+        batch_max_bytes=64 * 1024 * 1024,
+        batch_max_age=60.0,
+        shutdown_timeout=10.0,
+    )
+    spool = tmp_path / "sensor" / "state" / "spool"
+    sensor = SensorProcess(config, sqlite_env(database), tmp_path / "sensor.log")
+    sensor.start()
+    try:
+        wait_for(
+            lambda: spool.exists() and sum(p.stat().st_size for p in spool.glob("segment-*.log")) > 0,
+            60,
+            "the sensor to spool lines",
+        )
+        time.sleep(0.3)
+        assert database.exists() and stored_lines(database)[0] == [], "delivered before the flush"
+        assert checkpoint_offset(config) == 0
+        asked = time.monotonic()
+        sensor.signal(signal.SIGTERM)
+        code = sensor.wait(timeout=60)
+        took = time.monotonic() - asked
+    finally:
+        sensor.kill()
+    assert code == 0, sensor.log_text()[-2000:]  # 0 = the forwarder drained within the timeout
+    seqs, ids = stored_lines(database)
+    delivered = len(seqs)
+    assert delivered > 0
+    assert seqs == list(range(delivered)), "the flush delivered something else than a prefix, in order"
+    assert len(ids) == delivered
+    assert checkpoint_offset(config) == log.ends[delivered - 1], "saved offset ≠ end of the last acknowledged line"
+    print(f"SIGTERM → exit in {took:.2f}s (shutdown timeout 10 s); {delivered} lines flushed")
+
+    # the next run starts exactly there
+    sensor.start(follow=False)
+    assert sensor.wait(timeout=120) == 0
+    seqs, ids = stored_lines(database)
+    assert sorted(seqs) == list(range(lines)) and len(ids) == lines
+    assert sensor.counters()["duplicates"] == 0
