@@ -178,9 +178,8 @@ def main() -> None:
     print(f"markers: {len(written)}, alerts seen: {len(latencies)}, missing: {missing}")
     print("| p50 s | p95 s | p99 s | max s | mean s |")
     print("|---:|---:|---:|---:|---:|")
-    print(
-        f"| {pct(0.5):.2f} | {pct(0.95):.2f} | {pct(0.99):.2f} | {latencies[-1]:.2f} | {statistics.mean(latencies):.2f} |"
-    )
+    figures = [pct(0.5), pct(0.95), pct(0.99), latencies[-1], statistics.mean(latencies)]
+    print("| " + " | ".join(f"{value:.2f}" for value in figures) + " |")
 
 
 if __name__ == "__main__":

@@ -41,6 +41,12 @@ every event                                     (canhgac, —, <event.dataset>)
 
 Our own rules may use ``product: canhgac`` with ``service: <event.dataset>`` for data no Sigma
 log source names (``network.arp``, ``network.tls``).
+
+Within its log sources an event only meets rules whose *gate* holds: the fields every match
+needs are present, and the rule's tests on ``event.code``, ``winlog.channel`` and
+``event.dataset`` pass (:func:`~detections.matcher.compile_gate`). Both depend only on the set
+of fields present and those values, so the :class:`Router` caches one :class:`Route` per such
+kind of event, with an Aho-Corasick prefilter over its own rules' literals.
 """
 
 from __future__ import annotations
@@ -73,7 +79,7 @@ from .alerts import (
 from .correlation import CorrelationEngine, CorrelationHit, CorrelationSpec
 from .lifecycle import RulePolicy
 from .loader import LoadedRule, RuleSet, translate_sigma_error
-from .matcher import Matcher, compile_rule
+from .matcher import Matcher, compile_gate, compile_rule, needed_fields
 from .pipelines import canhgac_pipeline
 from .prefilter import Literals, Prefilter, rule_literals
 
@@ -168,13 +174,20 @@ def event_logsources(event: Mapping[str, Any]) -> list[LogSource]:
     return sources
 
 
-def _routing_signature(event: Mapping[str, Any]) -> tuple[Any, ...]:
-    return (
-        event.get("event.dataset"),
-        event.get("process.name"),
-        event.get("winlog.channel"),
-        event.get("event.code") or event.get("winlog.event_id"),
-    )
+# Fields whose values the routing gates test (see :func:`detections.matcher.compile_gate`); the
+# route cache is keyed by their values, the log-source fields and the set of fields present.
+ROUTING_VALUE_FIELDS = frozenset({"event.dataset", "winlog.channel", "event.code"})
+_ROUTE_KEY_FIELDS = ("event.dataset", "process.name", "winlog.channel", "event.code", "winlog.event_id")
+
+
+def _route_key(event: Mapping[str, Any]) -> tuple[Any, ...]:
+    values = tuple([event.get(name) for name in _ROUTE_KEY_FIELDS])
+    if None in event.values():
+        present = frozenset([name for name, value in event.items() if value is not None])
+    else:
+        present = frozenset(event)
+    # the types too: True == 1 == 1.0 hash alike but do not match alike
+    return values, tuple(map(type, values)), present
 
 
 @dataclass
@@ -185,6 +198,8 @@ class CompiledRule:
     logsource: LogSource
     alerts: bool
     literals: Literals = None
+    gate: Matcher | None = None
+    needs: frozenset[str] = frozenset()  # fields every event the rule matches has
 
 
 @dataclass
@@ -223,6 +238,8 @@ def compile_detection_rule(
         logsource=(source.product, source.category, source.service),
         alerts=loaded.generates_alerts,
         literals=rule_literals(rule),
+        gate=compile_gate(rule, value_fields=ROUTING_VALUE_FIELDS, where=loaded.where),
+        needs=needed_fields(rule),
     )
 
 
@@ -274,33 +291,96 @@ def compile_ruleset(
     return compiled
 
 
+@dataclass(frozen=True)
+class Route:
+    """The rules one kind of event is tested against, split for the prefilter."""
+
+    rules: tuple[CompiledRule, ...]
+    always: tuple[CompiledRule, ...]  # rules with no required literals: run on every such event
+    gated: tuple[CompiledRule, ...]  # rules the prefilter may skip
+    prefilter: Prefilter  # over the literals of ``gated`` only, so it finds few irrelevant ones
+
+
 class Router:
-    """Rules by log source, with a per-signature cache of the candidate list."""
+    """Rules by log source and routing gate, cached per kind of event.
+
+    Two events get the same :class:`Route` when they agree on the log-source fields, the
+    routing value fields and the set of fields present; the route keeps the rules of a matching
+    log source whose gate holds, which is exact because a gate only looks at those.
+    """
 
     def __init__(self, rules: Iterable[CompiledRule], *, cache_size: int = 4096) -> None:
+        self.rules = list(rules)
+        self.position = {id(rule): n for n, rule in enumerate(self.rules)}
         self.index: dict[LogSource, list[CompiledRule]] = {}
-        for rule in rules:
+        for rule in self.rules:
             self.index.setdefault(rule.logsource, []).append(rule)
-        self.cache: dict[tuple[Any, ...], tuple[CompiledRule, ...]] = {}
+        self.cache: dict[tuple[Any, ...], Route] = {}
         self.cache_size = cache_size
+        # routes that differ only in optional fields mostly keep the same rules: share the
+        # log-source lists and the prefilter automata between them
+        self._by_source: dict[tuple[Any, ...], tuple[CompiledRule, ...]] = {}
+        self._prefilters: dict[tuple[int, ...], Prefilter] = {}
+
+    def route(self, event: Mapping[str, Any]) -> Route:
+        key = _route_key(event)
+        found = self.cache.get(key)
+        if found is None:
+            found = self._build(event, key[2])
+            if len(self.cache) >= self.cache_size:
+                self.cache.clear()
+            self.cache[key] = found
+        return found
 
     def candidates(self, event: Mapping[str, Any]) -> tuple[CompiledRule, ...]:
-        signature = _routing_signature(event)
-        found = self.cache.get(signature)
+        return self.route(event).rules
+
+    def _build(self, event: Mapping[str, Any], present: frozenset[str]) -> Route:
+        rules = tuple(
+            rule
+            for rule in self._sourced(event)
+            if rule.needs <= present and (rule.gate is None or _gate_holds(rule, event))
+        )
+        gated = tuple(rule for rule in rules if rule.literals is not None)
+        positions = tuple(self.position[id(rule)] for rule in gated)
+        prefilter = self._prefilters.get(positions)
+        if prefilter is None:
+            if len(self._prefilters) >= self.cache_size:
+                self._prefilters.clear()
+            prefilter = self._prefilters[positions] = Prefilter(rule.literals for rule in gated)
+        return Route(
+            rules=rules,
+            always=tuple(rule for rule in rules if rule.literals is None),
+            gated=gated,
+            prefilter=prefilter,
+        )
+
+    def _sourced(self, event: Mapping[str, Any]) -> tuple[CompiledRule, ...]:
+        """The rules of every log source the event satisfies, in rule-set order."""
+        sources = tuple(event_logsources(event))
+        found = self._by_source.get(sources)
         if found is not None:
             return found
         seen: dict[int, CompiledRule] = {}
-        for product, category, service in event_logsources(event):
+        for product, category, service in sources:
             for p in (None, product) if product else (None,):
                 for c in (None, category) if category else (None,):
                     for s in (None, service) if service else (None,):
                         for rule in self.index.get((p, c, s), ()):
-                            seen.setdefault(id(rule), rule)
-        found = tuple(seen.values())
-        if len(self.cache) >= self.cache_size:
-            self.cache.clear()
-        self.cache[signature] = found
+                            seen.setdefault(self.position[id(rule)], rule)
+        found = tuple(rule for _, rule in sorted(seen.items()))
+        if len(self._by_source) >= self.cache_size:
+            self._by_source.clear()
+        self._by_source[sources] = found
         return found
+
+
+def _gate_holds(rule: CompiledRule, event: Mapping[str, Any]) -> bool:
+    assert rule.gate is not None
+    try:
+        return bool(rule.gate(event))
+    except (TypeError, ValueError, AttributeError):
+        return True  # let the matcher itself run, fail and be counted
 
 
 @dataclass
@@ -328,37 +408,19 @@ class Evaluator:
         self.correlation = CorrelationEngine(compiled.correlations, max_keys=max_keys, max_items=max_items)
         self.stats = EvaluatorStats()
         self.use_prefilter = use_prefilter
-        self.prefilter = Prefilter(rule.literals for rule in compiled.rules)
-        self._by_literal: dict[str, list[CompiledRule]] = {}
-        for rule in compiled.rules:
-            for literal in rule.literals or ():
-                self._by_literal.setdefault(literal, []).append(rule)
-        self._split: dict[tuple[Any, ...], tuple[tuple[CompiledRule, ...], set[int]]] = {}
 
     def candidates(self, event: Mapping[str, Any]) -> Iterable[CompiledRule]:
         """Rules routed to the event, minus those whose required literals it lacks."""
-        routed = self.router.candidates(event)
+        route = self.router.route(event)
         if not self.use_prefilter:
-            return routed
-        signature = _routing_signature(event)
-        split = self._split.get(signature)
-        if split is None:
-            always = tuple(rule for rule in routed if rule.literals is None)
-            gated = {id(rule) for rule in routed if rule.literals is not None}
-            split = (always, gated)
-            if len(self._split) >= self.router.cache_size:
-                self._split.clear()
-            self._split[signature] = split
-        always, gated = split
-        found = self.prefilter.literals_in(event)
+            return route.rules
+        if not route.gated:
+            return route.always
+        found = route.prefilter.which(event)
         if not found:
-            return always
-        triggered: dict[int, CompiledRule] = {}
-        for literal in found:
-            for rule in self._by_literal.get(literal, ()):
-                if id(rule) in gated:
-                    triggered[id(rule)] = rule
-        return [*always, *triggered.values()]
+            return route.always
+        gated = route.gated
+        return [*route.always, *(gated[position] for position in sorted(found))]
 
     def matching_rules(self, event: Mapping[str, Any]) -> list[CompiledRule]:
         matched = []
@@ -373,15 +435,27 @@ class Evaluator:
         return matched
 
     def evaluate(self, events: Iterable[Mapping[str, Any]]) -> list[Detection]:
+        return self.emit((event, self.stream_match(event)) for event in events)
+
+    def stream_match(self, event: Mapping[str, Any]) -> list[CompiledRule]:
+        """The rules an event of the stream matches (none for an event without a tenant), counted."""
+        self.stats.events += 1
+        tenant = event.get(TENANT_FIELD)
+        if not isinstance(tenant, str) or not tenant:
+            self.stats.skipped_events += 1
+            return []
+        return self.matching_rules(event)
+
+    def emit(self, matches: Iterable[tuple[Mapping[str, Any], Sequence[CompiledRule]]]) -> list[Detection]:
+        """Detections and correlation hits for (event, matched rules) pairs in stream order.
+
+        The stateful half of :meth:`evaluate`: :mod:`detections.workers` matches in several
+        processes and feeds the results here, in stream order, so correlations see what a
+        single process would.
+        """
         detections: list[Detection] = []
         by_id: dict[str, Mapping[str, Any]] = {}
-        for event in events:
-            self.stats.events += 1
-            tenant = event.get(TENANT_FIELD)
-            if not isinstance(tenant, str) or not tenant:
-                self.stats.skipped_events += 1
-                continue
-            matched = self.matching_rules(event)
+        for event, matched in matches:
             if not matched:
                 continue
             self.stats.matches += len(matched)
@@ -607,6 +681,7 @@ __all__ = [
     "DetectionEngine",
     "Evaluator",
     "LogSource",
+    "Route",
     "Router",
     "RunResult",
     "compile_detection_rule",

@@ -77,15 +77,17 @@ class UnsupportedConstruct(RuleError):
     """The rule uses something the in-process matcher cannot evaluate."""
 
 
-def compile_rule(rule: SigmaRule, *, where: str | None = None) -> Matcher:
+def compile_rule(rule: SigmaRule, *, where: str | None = None, merge_or: bool = True) -> Matcher:
     """A predicate that is true for events the rule's condition matches.
 
-    ``rule`` should already be processed by the pipeline for its schema. Raises
+    ``rule`` should already be processed by the pipeline for its schema. ``merge_or=False``
+    compiles every OR branch on its own (no merged string tests): the reference the tests hold
+    the merged form to. Raises
     :class:`RuleError` (``where`` = the rule file) for conditions that cannot be parsed and
     :class:`UnsupportedConstruct` for constructs the matcher does not evaluate.
     """
     location = where or _rule_where(rule)
-    compiler = _Compiler(location)
+    compiler = _Compiler(location, merge_or=merge_or)
     matchers: list[Matcher] = []
     for condition in rule.detection.parsed_condition:
         try:
@@ -98,6 +100,59 @@ def compile_rule(rule: SigmaRule, *, where: str | None = None) -> Matcher:
     return _any_of(matchers)
 
 
+def compile_gate(rule: SigmaRule, *, value_fields: frozenset[str], where: str | None = None) -> Matcher | None:
+    """A cheap necessary condition of the rule for routing, or None when there is none.
+
+    The gate relaxes the condition tree: a leaf on one of ``value_fields`` keeps its real test,
+    any other leaf that needs a value only asks that its field is present (not None), and NOT,
+    ``null`` and ``|exists: false`` give "true". So the gate's answer depends only on which
+    fields an event has and on the values of ``value_fields``, and whenever it is false the
+    rule cannot match: a router can evaluate it once per distinct (field set, routing values)
+    and cache the outcome.
+    """
+    compiler = _Compiler(where or _rule_where(rule))
+    gates: list[Matcher] = []
+    for condition in rule.detection.parsed_condition:
+        try:
+            gate = compiler.gate(condition.parse(), value_fields)
+        except SigmaError as exc:
+            raise RuleError(f"condition {condition.condition!r}: {exc}", where=compiler.where) from exc
+        if gate is None:
+            return None
+        gates.append(gate)
+    if not gates:
+        return None
+    return gates[0] if len(gates) == 1 else _any_of(gates)
+
+
+def needed_fields(rule: SigmaRule) -> frozenset[str]:
+    """Fields every event the processed rule matches has (not None): a cheaper, coarser gate.
+
+    AND needs what any branch needs, OR what every branch needs; NOT, ``null``,
+    ``|exists: false`` and keywords need nothing.
+    """
+    found: frozenset[str] | None = None
+    for condition in rule.detection.parsed_condition:  # several conditions are ORed
+        needs = _needed(condition.parse())
+        found = needs if found is None else found & needs
+    return found or frozenset()
+
+
+def _needed(node: object) -> frozenset[str]:
+    if isinstance(node, ConditionAND):
+        return frozenset().union(*(_needed(arg) for arg in node.args))
+    if isinstance(node, ConditionOR):
+        return frozenset.intersection(*(_needed(arg) for arg in node.args)) if node.args else frozenset()
+    if isinstance(node, ConditionFieldEqualsValueExpression):
+        value = node.value
+        if isinstance(value, SigmaNull) or (isinstance(value, SigmaExists) and not value.exists):
+            return frozenset()
+        if isinstance(value, SigmaFieldReference):
+            return frozenset({node.field, value.field})
+        return frozenset({node.field})
+    return frozenset()  # NOT, keywords (message or event.original), anything else
+
+
 def _rule_where(rule: SigmaRule) -> str:
     source = rule.source
     if source is None:
@@ -106,22 +161,54 @@ def _rule_where(rule: SigmaRule) -> str:
 
 
 def _any_of(matchers: list[Matcher]) -> Matcher:
+    if len(matchers) == 1:
+        return matchers[0]
+    if len(matchers) == 2:
+        first, second = matchers
+        return lambda event: first(event) or second(event)
+    options = tuple(matchers)
+
     def match(event: Event) -> bool:
-        return any(m(event) for m in matchers)
+        for option in options:  # noqa: SIM110 - a plain loop: any() over a generator costs more here
+            if option(event):
+                return True
+        return False
 
     return match
 
 
 def _all_of(matchers: list[Matcher]) -> Matcher:
+    if len(matchers) == 1:
+        return matchers[0]
+    if len(matchers) == 2:
+        first, second = matchers
+        return lambda event: first(event) and second(event)
+    parts = tuple(matchers)
+
     def match(event: Event) -> bool:
-        return all(m(event) for m in matchers)
+        for part in parts:  # noqa: SIM110 - a plain loop: all() over a generator costs more here
+            if not part(event):
+                return False
+        return True
 
     return match
 
 
+def _present(names: list[str]) -> Matcher:
+    if len(names) == 1:
+        name = names[0]
+        return lambda event: event.get(name) is not None
+    return lambda event: all(event.get(name) is not None for name in names)
+
+
+def _present_any(names: tuple[str, ...]) -> Matcher:
+    return lambda event: any(event.get(name) is not None for name in names)
+
+
 class _Compiler:
-    def __init__(self, where: str) -> None:
+    def __init__(self, where: str, *, merge_or: bool = True) -> None:
         self.where = where
+        self.merge_or = merge_or
 
     def unsupported(self, construct: str) -> UnsupportedConstruct:
         return UnsupportedConstruct(
@@ -135,7 +222,7 @@ class _Compiler:
         if isinstance(node, ConditionAND):
             return _all_of([self.node(arg) for arg in node.args])
         if isinstance(node, ConditionOR):
-            return _any_of([self.node(arg) for arg in node.args])
+            return self.any_node(node.args)
         if isinstance(node, ConditionNOT):
             inner = self.node(node.args[0])
             return lambda event: not inner(event)
@@ -146,6 +233,54 @@ class _Compiler:
         if node is None:
             raise self.unsupported("empty detection (every item dropped by the pipeline)")
         raise self.unsupported(f"condition node {type(node).__name__}")
+
+    def gate(self, node: object, value_fields: frozenset[str]) -> Matcher | None:
+        """The relaxation described in :func:`compile_gate`; None stands for "always true"."""
+        if isinstance(node, ConditionAND):
+            parts = [g for g in (self.gate(arg, value_fields) for arg in node.args) if g is not None]
+            if not parts:
+                return None
+            return parts[0] if len(parts) == 1 else _all_of(parts)
+        if isinstance(node, ConditionOR):
+            options: list[Matcher] = []
+            for arg in node.args:
+                found = self.gate(arg, value_fields)
+                if found is None:
+                    return None
+                options.append(found)
+            return options[0] if len(options) == 1 else _any_of(options)
+        if isinstance(node, ConditionFieldEqualsValueExpression):
+            name, value = node.field, node.value
+            if isinstance(value, SigmaNull) or (isinstance(value, SigmaExists) and not value.exists):
+                return None
+            if name in value_fields:
+                return self.field(name, value)
+            names = [name, value.field] if isinstance(value, SigmaFieldReference) else [name]
+            return _present(names)
+        if isinstance(node, ConditionValueExpression):
+            return _present_any(KEYWORD_FIELDS)
+        return None  # NOT, and anything the matcher compiler would reject anyway
+
+    def any_node(self, args: list[Any]) -> Matcher:
+        """OR, with the plain case-insensitive string tests on one field merged into one test.
+
+        SigmaHQ rules often list dozens of values for one field (``Image|endswith: [...]``):
+        merged, the field is read and lower-cased once, and the comparisons run in C
+        (``str.endswith`` with a tuple, a set lookup, one RE2 alternation for many substrings).
+        """
+        if not self.merge_or:
+            return _any_of([self.node(arg) for arg in args])
+        shapes: dict[str, dict[str, list[str]]] = {}
+        rest: list[Matcher] = []
+        for arg in args:
+            shape = _plain_shape(arg)
+            if shape is None:
+                rest.append(self.node(arg))
+            else:
+                kind, needle = shape
+                shapes.setdefault(arg.field, {}).setdefault(kind, []).append(needle)
+        merged = [_field_matcher(name, _folded_test(kinds)) for name, kinds in shapes.items()]
+        return _any_of(merged + rest)
 
     # field = value -------------------------------------------------------------------------
     def field(self, name: str, value: object) -> Matcher:
@@ -159,17 +294,7 @@ class _Compiler:
             return self.fieldref(name, value)
         if isinstance(value, SigmaExpansion):
             return _any_of([self.field(name, inner) for inner in value.values])
-        test = self.value_test(value)
-
-        def match(event: Event) -> bool:
-            found = event.get(name)
-            if found is None:
-                return False
-            if isinstance(found, list):
-                return any(item is not None and test(item) for item in found)
-            return test(found)
-
-        return match
+        return _field_matcher(name, self.value_test(value))
 
     def keyword(self, value: object) -> Matcher:
         if isinstance(value, SigmaExpansion):
@@ -260,6 +385,92 @@ class _Compiler:
 
 
 # value tests -------------------------------------------------------------------------------
+def _field_matcher(name: str, test: ValueTest) -> Matcher:
+    def match(event: Event) -> bool:
+        found = event.get(name)
+        if found is None:
+            return False
+        if isinstance(found, list):
+            return any(item is not None and test(item) for item in found)
+        return test(found)
+
+    return match
+
+
+_CONTAINS_REGEX_FROM = 8  # with this many substrings one RE2 alternation beats a loop of `in`
+
+
+def _plain_shape(node: object) -> tuple[str, str] | None:
+    """(kind, lower-cased needle) of a case-insensitive field test :func:`_folded_test` can merge."""
+    if not isinstance(node, ConditionFieldEqualsValueExpression):
+        return None
+    value = node.value
+    if not isinstance(value, SigmaString) or isinstance(value, SigmaCasedString):
+        return None
+    return _string_shape(tuple(value.iter_parts()))
+
+
+def _string_shape(parts: tuple[Any, ...]) -> tuple[str, str] | None:
+    """ "equals"/"prefix"/"suffix"/"contains" and the needle, for wildcard shapes that need no regex."""
+    star = SpecialChars.WILDCARD_MULTI
+    if all(isinstance(part, str) for part in parts):
+        return "equals", "".join(parts).lower()
+    lead = bool(parts) and parts[0] == star
+    trail = len(parts) > 1 and parts[-1] == star
+    core = parts[int(lead) : len(parts) - int(trail)]
+    if not all(isinstance(part, str) for part in core):
+        return None
+    needle = "".join(core).lower()
+    if lead and trail:
+        return "contains", needle
+    return ("suffix" if lead else "prefix"), needle
+
+
+def _folded_test(kinds: Mapping[str, list[str]]) -> ValueTest:
+    equals = frozenset(kinds.get("equals", ()))
+    prefixes = tuple(kinds.get("prefix", ()))
+    suffixes = tuple(kinds.get("suffix", ()))
+    contains = tuple(dict.fromkeys(kinds.get("contains", ())))
+    checks: list[Callable[[str], bool]] = []
+    if equals:
+        checks.append(equals.__contains__)
+    if prefixes:
+        checks.append(lambda text: text.startswith(prefixes))
+    if suffixes:
+        checks.append(lambda text: text.endswith(suffixes))
+    if len(contains) >= _CONTAINS_REGEX_FROM:
+        alternation = re2.compile("|".join(re.escape(needle) for needle in contains), options=_RE2_OPTIONS)
+
+        def search(text: str) -> bool:
+            try:
+                return alternation.search(text) is not None
+            except UnicodeEncodeError:  # lone surrogates: RE2 only takes valid UTF-8
+                return any(needle in text for needle in contains)
+
+        checks.append(search)
+    elif len(contains) == 1:
+        (needle,) = contains
+        checks.append(lambda text: needle in text)
+    elif contains:
+        checks.append(lambda text: any(needle in text for needle in contains))
+    if len(checks) == 1:
+        (check,) = checks
+    else:
+        options = tuple(checks)
+
+        def check(text: str) -> bool:
+            for option in options:  # noqa: SIM110 - as in _any_of
+                if option(text):
+                    return True
+            return False
+
+    def test(found: Any) -> bool:
+        text = found if found.__class__ is str else _text(found)
+        return text is not None and check(text.lower())
+
+    return test
+
+
 def compile_regex(pattern: str) -> Callable[[str], bool]:
     """An unanchored search with RE2; Python ``re`` only if RE2 rejects the pattern."""
     try:
@@ -303,8 +514,12 @@ def _as_contains(value: SigmaString) -> SigmaString:
 @lru_cache(maxsize=65536)
 def _string_test(parts: tuple[Any, ...], cased: bool) -> ValueTest:
     """Fast paths for plain / prefix / suffix / substring; a regex for anything else."""
-    fold: Callable[[str], str] = (lambda s: s) if cased else str.lower
     star = SpecialChars.WILDCARD_MULTI
+    if not cased:
+        shape = _string_shape(parts)
+        if shape is not None:
+            return _folded_test({shape[0]: [shape[1]]})
+    fold: Callable[[str], str] = lambda s: s  # noqa: E731
     if all(isinstance(part, str) for part in parts):
         needle = fold("".join(parts))
         return _wrap(lambda text: fold(text) == needle)
@@ -451,8 +666,10 @@ __all__ = [
     "KEYWORD_FIELDS",
     "Matcher",
     "UnsupportedConstruct",
+    "compile_gate",
     "compile_regex",
     "compile_rule",
     "match_any",
+    "needed_fields",
     "required_fields",
 ]

@@ -78,22 +78,44 @@ def _value(value: object) -> Literals:
 
 
 class Prefilter:
-    """One automaton over the literals of every rule; maps an event to the literals it holds."""
+    """One automaton over the literals of some rules; maps an event to the rules it may match.
+
+    ``literal_sets[n]`` belongs to rule ``n``; :meth:`which` answers the positions of the sets
+    with a literal in the event, :meth:`literals_in` the literals themselves.
+    """
 
     def __init__(self, literal_sets: Iterable[Literals]) -> None:
-        literals = sorted({lit for found in literal_sets if found for lit in found})
+        owners: dict[str, list[int]] = {}
+        for position, found in enumerate(literal_sets):
+            for literal in found or ():
+                owners.setdefault(literal, []).append(position)
         self.automaton: Any = ahocorasick.Automaton()
-        for literal in literals:
-            self.automaton.add_word(literal, literal)
-        self.empty = not literals
+        for literal in sorted(owners):
+            self.automaton.add_word(literal, (literal, tuple(owners[literal])))
+        self.empty = not owners
         if not self.empty:
             self.automaton.make_automaton()
 
     def literals_in(self, event: Mapping[str, Any]) -> set[str]:
         if self.empty:
             return set()
-        haystack = "\x00".join(_texts(event.values())).lower()
-        return {literal for _, literal in self.automaton.iter(haystack)}
+        return {literal for _, (literal, _owners) in self.automaton.iter(event_text(event))}
+
+    def which(self, event: Mapping[str, Any]) -> set[int]:
+        if self.empty:
+            return set()
+        found: set[int] = set()
+        for _, (_literal, owners) in self.automaton.iter(event_text(event)):
+            found.update(owners)
+        return found
+
+
+def event_text(event: Mapping[str, Any]) -> str:
+    """Every value of the event (lists flattened) as text, lower-cased, NUL-separated."""
+    values = list(event.values())
+    if all(value.__class__ is str for value in values):  # the usual case: skip the flattening
+        return "\x00".join(values).lower()
+    return "\x00".join(_texts(values)).lower()
 
 
 def _texts(values: Iterable[Any]) -> Iterable[str]:
@@ -108,4 +130,4 @@ def _texts(values: Iterable[Any]) -> Iterable[str]:
             yield from _texts(value)
 
 
-__all__ = ["MIN_LITERAL", "Literals", "Prefilter", "rule_literals"]
+__all__ = ["MIN_LITERAL", "Literals", "Prefilter", "event_text", "rule_literals"]
