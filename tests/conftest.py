@@ -81,3 +81,19 @@ def store(request: pytest.FixtureRequest) -> Store:
     name = "sqlite_store" if request.param == "sqlite" else "es_store"
     result: Store = request.getfixturevalue(name)
     return result
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say plainly how the tests against the real Elasticsearch node went."""
+    counts = {}
+    for outcome in ("passed", "failed", "skipped", "error"):
+        counts[outcome] = sum(
+            1
+            for report in terminalreporter.stats.get(outcome, [])
+            if getattr(report, "when", "call") in ("call", "setup")
+            and "elasticsearch" in getattr(report, "keywords", {})
+        )
+    terminalreporter.write_line(
+        "Elasticsearch tests (real node): "
+        + ", ".join(f"{counts[name]} {name}" for name in ("passed", "failed", "skipped", "error"))
+    )
