@@ -9,14 +9,23 @@ from fastapi import Depends, Request
 from fastapi.routing import APIRoute
 
 from soc_api.errors import ApiProblem
-from soc_api.policy import AUTHENTICATED, DOCS_ROUTES, POLICY, PUBLIC
+from soc_api.policy import AUTHENTICATED, DOCS_ROUTES, POLICY, PUBLIC, UI_POLICY
 from soc_api.services import audit
 from soc_api.services.accounts import Principal, principal_from_token
+from soc_api.ui.session import CSRF_HEADER, SESSION_COOKIE, csrf_token_for, is_ui_path, same_token
 from soc_core.config import Settings
 from soc_core.errors import AuthError
 from soc_core.store import Store
 
 UNAUTHORIZED = ApiProblem(401, "Unauthorized", "authentication required", headers={"WWW-Authenticate": "Bearer"})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class LoginRequired(ApiProblem):
+    """A UI request without a valid session cookie; the UI answers with the sign-in page."""
+
+    def __init__(self) -> None:
+        super().__init__(401, "Unauthorized", "sign in first")
 
 
 def get_store(request: Request) -> Store:
@@ -42,21 +51,33 @@ def _bearer(request: Request) -> str | None:
 
 
 def enforce_policy(request: Request, store: StoreDep, settings: SettingsDep) -> None:
-    """Runs before every route: look the route up in POLICY, authenticate, check permission."""
+    """Runs before every route: look the route up in POLICY (UI_POLICY for /ui), authenticate,
+    check permission. The API takes bearer tokens only; the UI takes the session cookie only and
+    wants the session's CSRF token on every state-changing request."""
     route = request.scope.get("route")
-    template = route.path if isinstance(route, APIRoute) else None
-    permission = POLICY.get((request.method, template or ""))
+    template = route.path if isinstance(route, APIRoute) else ""
+    ui = is_ui_path(template)
+    permission = (UI_POLICY if ui else POLICY).get((request.method, template))
     if permission is None:
         raise ApiProblem(403, "Forbidden", "this operation is not permitted")
     if permission == PUBLIC:
         return
-    token = _bearer(request)
-    if token is None:
-        raise UNAUTHORIZED
+    refused = LoginRequired() if ui else UNAUTHORIZED
+    token = request.cookies.get(SESSION_COOKIE) if ui else _bearer(request)
+    if not token:
+        raise refused
     try:
         principal = principal_from_token(store, token, idle=timedelta(minutes=settings.api.idle_minutes))
     except AuthError as exc:
-        raise UNAUTHORIZED from exc
+        raise refused from exc
+    if ui:
+        if principal.kind != "user":  # API keys are for integrations, not browsers
+            raise refused
+        request.state.csrf_token = csrf_token_for(token)
+        if request.method not in SAFE_METHODS and not same_token(
+            request.headers.get(CSRF_HEADER), request.state.csrf_token
+        ):
+            raise ApiProblem(403, "Forbidden", "missing or wrong CSRF token; reload the page")
     request.state.principal = principal
     request.state.permission = permission
     if permission != AUTHENTICATED and not principal.may(permission):
@@ -91,6 +112,7 @@ TenantScope = Annotated[tuple[str, ...] | None, Depends(get_scope)]
 __all__ = [
     "DOCS_ROUTES",
     "CurrentPrincipal",
+    "LoginRequired",
     "SettingsDep",
     "StoreDep",
     "TenantScope",

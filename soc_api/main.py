@@ -10,9 +10,11 @@ from fastapi import Depends, FastAPI, Request, Response
 from detections.loader import shipped_rules_dir
 from soc_api.deps import enforce_policy
 from soc_api.errors import ERROR_RESPONSES, install_error_handlers
-from soc_api.policy import POLICY
+from soc_api.policy import POLICY, UI_POLICY
 from soc_api.routes import alerts, audit, auth, cases, events, health, rules, sensors
 from soc_api.services.throttle import LoginThrottle
+from soc_api.ui.mount import SECURITY_HEADERS, install_ui, ui_route_inventory
+from soc_api.ui.session import is_ui_path
 from soc_core import __version__
 from soc_core.config import Settings
 from soc_core.store import Store
@@ -41,8 +43,9 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
     app.state.rules_dirs = list(settings.detection.rules_dirs) or [shipped_rules_dir()]
     for router in ROUTERS:
         app.include_router(router, responses=ERROR_RESPONSES)
-    _check_policy_covers_routes(app)
     install_error_handlers(app)
+    install_ui(app)
+    _check_policy_covers_routes(app)
 
     @app.middleware("http")
     async def request_id_and_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -52,6 +55,8 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "no-referrer"
         response.headers["Cache-Control"] = "no-store"
+        if is_ui_path(request.url.path):
+            response.headers.update(SECURITY_HEADERS)
         return response
 
     return app
@@ -70,8 +75,9 @@ def route_inventory(app: FastAPI) -> set[tuple[str, str]]:
 def _check_policy_covers_routes(app: FastAPI) -> None:
     """Refuse to start with a route the policy table does not name (it would be denied anyway)."""
     missing = sorted(f"{method} {path}" for method, path in route_inventory(app) - set(POLICY))
+    missing += sorted(f"{method} {path}" for method, path in ui_route_inventory() - set(UI_POLICY))
     if missing:
-        raise RuntimeError(f"routes missing from soc_api.policy.POLICY: {', '.join(missing)}")
+        raise RuntimeError(f"routes missing from soc_api.policy: {', '.join(missing)}")
 
 
 __all__ = ["create_app", "route_inventory"]

@@ -73,6 +73,26 @@ POLICY: dict[tuple[str, str], str] = {
     ("POST", "/api/rules/{rule_id}/backtest"): "rules:read",
 }
 
+# The analysts' web UI (soc_api.ui): same permissions, but people sign in with a session cookie
+# there, never a bearer token; kept apart from POLICY, which is the API's inventory.
+UI_POLICY: dict[tuple[str, str], str] = {
+    ("GET", "/ui"): PUBLIC,
+    ("GET", "/ui/static/{name}"): PUBLIC,
+    ("GET", "/ui/lang"): PUBLIC,
+    ("GET", "/ui/login"): PUBLIC,
+    ("POST", "/ui/login"): PUBLIC,
+    ("POST", "/ui/logout"): AUTHENTICATED,
+    ("GET", "/ui/alerts"): "alerts:read",
+    ("GET", "/ui/alerts/{alert_id}"): "alerts:read",
+    ("POST", "/ui/alerts/{alert_id}"): "alerts:write",
+    ("POST", "/ui/alerts/{alert_id}/comments"): "alerts:write",
+    ("GET", "/ui/cases"): "cases:read",
+    ("POST", "/ui/cases"): "cases:write",
+    ("GET", "/ui/cases/{case_id}"): "cases:read",
+    ("POST", "/ui/cases/{case_id}"): "cases:write",
+    ("GET", "/ui/hunt"): "events:read",
+}
+
 # FastAPI's own documentation routes
 DOCS_ROUTES = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 
@@ -81,4 +101,4 @@ def permissions_of(role: str) -> frozenset[str]:
     return ROLE_PERMISSIONS.get(cast(Role, role), frozenset())
 
 
-__all__ = ["AUTHENTICATED", "DOCS_ROUTES", "POLICY", "PUBLIC", "ROLE_PERMISSIONS", "permissions_of"]
+__all__ = ["AUTHENTICATED", "DOCS_ROUTES", "POLICY", "PUBLIC", "ROLE_PERMISSIONS", "UI_POLICY", "permissions_of"]

@@ -175,7 +175,9 @@ def serve(
     scheduler = build_scheduler(store)
     scheduler.start()
     url = f"http://{settings.api.host}:{settings.api.port}"
-    console.print(f"[bold green]Canh Gác[/] is running on {store.name}: API at [bold]{url}/api[/] (docs {url}/docs)")
+    console.print(f"[bold green]Canh Gác[/] is running on {store.name}")
+    console.print(f"  analysts' web UI: [bold]{url}/ui[/]")
+    console.print(f"  API: [bold]{url}/api[/] (reference at {url}/docs)")
     if password:
         console.print(f"first login: user [bold]admin[/], password [bold]{password}[/] (shown once)")
     if demo:

@@ -1,0 +1,131 @@
+"""Put the UI on an app: its routers, HTML error pages for ``/ui`` and its security headers.
+
+Errors under ``/ui`` answer with a page (or, for htmx, a message swapped into ``#flash``);
+everything else keeps the API's problem documents. An expired or missing session sends the
+browser to the sign-in page.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import RedirectResponse, Response
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from soc_api.deps import LoginRequired
+from soc_api.errors import ApiProblem
+from soc_api.services.alerts import WorkflowError
+from soc_api.ui.render import render
+from soc_api.ui.routes import alerts, auth, cases, hunt
+from soc_api.ui.session import SESSION_COOKIE, is_ui_path, secure_cookies_default
+from soc_core.errors import AuthError, Conflict, InvalidInput, NotFound, SocError
+
+ROUTERS = (auth.router, alerts.router, cases.router, hunt.router)
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+Handler = Callable[[Request, Any], Response | Awaitable[Response]]
+
+
+def _error_page(request: Request, status: int, message_id: str, detail: str = "") -> Response:
+    if request.headers.get("hx-request"):
+        return render(
+            request,
+            "_flash.html",
+            status_code=status,
+            headers={"HX-Retarget": "#flash", "HX-Reswap": "innerHTML"},
+            message_id=message_id,
+            detail=detail,
+        )
+    return render(request, "error.html", status_code=status, message_id=message_id, detail=detail)
+
+
+def _to_login(request: Request) -> Response:
+    target = "/ui/login?next=" + quote(request.url.path, safe="/")
+    response: Response
+    if request.headers.get("hx-request"):
+        response = Response(status_code=204, headers={"HX-Redirect": target})
+    else:
+        response = RedirectResponse(target, status_code=303)
+    if SESSION_COOKIE in request.cookies:
+        response.delete_cookie(SESSION_COOKIE, path="/ui", httponly=True, samesite="strict")
+    return response
+
+
+def ui_error(request: Request, exc: Exception) -> Response | None:
+    """The UI's answer to an error raised under ``/ui``; ``None`` for anything unexpected."""
+    if isinstance(exc, LoginRequired | AuthError):
+        return _to_login(request)
+    if isinstance(exc, ApiProblem):
+        message = {403: "error.forbidden", 404: "error.not_found"}.get(exc.status, "error.request")
+        return _error_page(request, exc.status, message, exc.detail)
+    if isinstance(exc, NotFound):
+        return _error_page(request, 404, "error.not_found")
+    if isinstance(exc, Conflict):
+        return _error_page(request, 409, "error.conflict")
+    if isinstance(exc, WorkflowError):
+        return _error_page(request, 422, "error.refused", exc.message)
+    if isinstance(exc, InvalidInput):
+        return _error_page(request, 400, "error.request", exc.render())
+    if isinstance(exc, RequestValidationError):
+        return _error_page(request, 400, "error.request")
+    if isinstance(exc, StarletteHTTPException):
+        return _error_page(request, exc.status_code, "error.not_found" if exc.status_code == 404 else "error.request")
+    return None
+
+
+async def _call(handler: Handler, request: Request, exc: Any) -> Response:
+    response = handler(request, exc)
+    return await response if inspect.isawaitable(response) else response
+
+
+def _wrap(original: Handler) -> Handler:
+    async def handler(request: Request, exc: Any) -> Response:
+        if is_ui_path(request.url.path):
+            answer = ui_error(request, exc)
+            if answer is not None:
+                return answer
+            response = await _call(original, request, exc)  # logs it; the page shows the request id
+            return _error_page(request, response.status_code, "error.internal", request.state.request_id)
+        return await _call(original, request, exc)
+
+    return handler
+
+
+def ui_route_inventory() -> set[tuple[str, str]]:
+    """(method, path template) of every UI page and action (they stay out of the OpenAPI)."""
+    return {
+        (method, route.path)
+        for router in ROUTERS
+        for route in router.routes
+        if isinstance(route, APIRoute)
+        for method in route.methods or ()
+    }
+
+
+def install_ui(app: FastAPI, *, secure_cookies: bool | None = None) -> None:
+    """Add the UI routes and error pages; call after the API's error handlers are installed."""
+    app.state.ui_secure_cookies = (
+        secure_cookies_default(app.state.settings.api.host) if secure_cookies is None else secure_cookies
+    )
+    for router in ROUTERS:
+        app.include_router(router)
+    for exc_class in (ApiProblem, RequestValidationError, StarletteHTTPException, SocError, Exception):
+        app.exception_handlers[exc_class] = _wrap(app.exception_handlers[exc_class])
+
+
+__all__ = ["ROUTERS", "SECURITY_HEADERS", "install_ui", "ui_error", "ui_route_inventory"]

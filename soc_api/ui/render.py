@@ -1,0 +1,158 @@
+"""Rendering: the Jinja2 environment (autoescape everywhere) and safe display of event content.
+
+Event fields come from the monitored systems, so an attacker writes them: they are shown as
+text only. Control characters (ANSI escapes, ``\\r``, bidi overrides) are shown as visible
+escapes, and long values are cut with an indicator so a 1 MB field cannot swamp the page.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup, escape
+
+from soc_api.services.accounts import Principal
+from soc_api.ui.i18n import Translate, pick_language, translator
+from soc_api.ui.session import LANG_COOKIE
+from soc_core.auth import PROVINCE
+from soc_core.errors import NotFound
+from soc_core.store import Store
+
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+SHORT = 160  # characters of a value in a table cell
+LONG = 4000  # characters of a value in a detail view
+# fields not worth a pivot link (unique per event, or free text)
+NO_PIVOT = frozenset({"@timestamp", "event.ingested", "event.id", "event.original", "message", "log.offset"})
+
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_CONTROL_OR_NEWLINE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape_control(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _NAMED:
+        return _NAMED[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def as_text(value: Any) -> str:
+    """A field value as one string: lists joined, mappings as JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple):
+        return ", ".join(as_text(item) for item in value)
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return str(value)
+
+
+def shown(value: Any, limit: int = SHORT, *, multiline: bool = False) -> Markup:
+    """Escaped, control characters made visible, cut at ``limit`` characters with an indicator."""
+    text = as_text(value)
+    cut = len(text) - limit if len(text) > limit else 0
+    if cut:
+        text = text[:limit]
+    pattern = _CONTROL if multiline else _CONTROL_OR_NEWLINE
+    parts = [escape(pattern.sub(_escape_control, text))]
+    if cut:
+        parts.append(Markup('<span class="cut">… [+{:,} chars]</span>').format(cut))
+    return Markup("").join(parts)
+
+
+def quote_query_value(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def pivot_query(field: str, value: Any) -> str:
+    return f"{field}:{quote_query_value(as_text(value))}"
+
+
+def with_params(path: str, **params: Any) -> str:
+    """``path?…`` with the non-empty parameters (lists repeat the name)."""
+    pairs = [
+        (name, str(item))
+        for name, value in params.items()
+        for item in (value if isinstance(value, list | tuple) else [value])
+        if item not in (None, "")
+    ]
+    return f"{path}?{urlencode(pairs)}" if pairs else path
+
+
+def short_time(value: Any) -> str:
+    """``2026-11-20T10:02:03.123Z`` → ``2026-11-20 10:02:03Z`` for tables."""
+    text = as_text(value)
+    if len(text) >= 19 and text[10] == "T":
+        return f"{text[:10]} {text[11:19]}Z"
+    return text
+
+
+ENV = Environment(
+    loader=FileSystemLoader(TEMPLATE_DIR),
+    autoescape=True,
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+ENV.filters.update(shown=shown, short_time=short_time, as_text=as_text)
+ENV.globals.update(pivot_query=pivot_query, with_params=with_params, SHORT=SHORT, LONG=LONG, NO_PIVOT=NO_PIVOT)
+
+
+def language_of(request: Request) -> str:
+    return pick_language(request.cookies.get(LANG_COOKIE))
+
+
+def agencies_of(store: Store, principal: Principal | None, t: Translate) -> list[str]:
+    """The names of the agencies the user belongs to, for the header."""
+    names = []
+    for tenant in dict.fromkeys(m.tenant for m in principal.memberships) if principal else ():
+        if tenant == PROVINCE:
+            names.append(t("agency.province"))
+            continue
+        try:
+            names.append(str(store.get_doc("tenants", tenant).body.get("name") or tenant))
+        except NotFound:
+            names.append(tenant)
+    return names
+
+
+def render(
+    request: Request, template: str, *, status_code: int = 200, headers: dict[str, str] | None = None, **context: Any
+) -> HTMLResponse:
+    """Render a page or fragment with the user, language, translator and CSRF token."""
+    lang = language_of(request)
+    t = translator(lang)
+    principal = getattr(request.state, "principal", None)
+    html = ENV.get_template(template).render(
+        request=request,
+        path=request.url.path,
+        lang=lang,
+        t=t,
+        principal=principal,
+        csrf_token=getattr(request.state, "csrf_token", ""),
+        agencies=agencies_of(request.app.state.store, principal, t) if not template.startswith("_") else [],
+        **context,
+    )
+    return HTMLResponse(html, status_code=status_code, headers=headers)
+
+
+__all__ = [
+    "ENV",
+    "LONG",
+    "NO_PIVOT",
+    "SHORT",
+    "as_text",
+    "language_of",
+    "pivot_query",
+    "render",
+    "shown",
+    "with_params",
+]

@@ -1,0 +1,1 @@
+"""UI routers, one per resource (mirroring ``soc_api.routes``)."""
