@@ -8,6 +8,11 @@
     soc sensor syslog --udp 0.0.0.0:514 --tcp 0.0.0.0:514 --tenant police --sensor-id fw01
     soc sensor evtx exported/ Security.evtx --tenant police --sensor-id dc01
     app | soc sensor jsonl - --tenant police --sensor-id app01   # or: soc sensor logs - --parser …
+    soc sensor enroll --es-url https://es:9200 --es-user admin --tenant police --sensor-id web01 \
+        --key-file /etc/canhgac/sensor-es.key     # an ES API key that can only add police events
+
+A sensor YAML with an ``elasticsearch:`` section writes there with its own credential instead
+of the product's store; one with ``health:`` sends heartbeats to the SOC API.
 """
 
 from __future__ import annotations
@@ -18,22 +23,34 @@ import secrets
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
 
 import typer
+from elasticsearch import Elasticsearch
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-from sensors.config import ImportConfig, SensorConfig, SyslogSensorConfig, load_config
+from sensors.config import (
+    ElasticsearchOutput,
+    HealthConfig,
+    ImportConfig,
+    SensorConfig,
+    SyslogSensorConfig,
+    load_config,
+)
+from sensors.enroll import enroll_sensor, read_secret, sensor_config_snippet, write_secret
+from sensors.health import HealthReporter
 from sensors.parsers import PARSERS, get_parser
 from sensors.pipeline import EventImport, LogSensor, SyslogSensor
 from sensors.sources.evtx import evtx_files
 from sensors.sources.jsonl import read_lines
 from soc_core.errors import ConfigError, SocError
 from soc_core.store.base import Store
+from soc_core.store.elasticsearch import ElasticsearchStore
 
 StoreFactory = Callable[[], Store]
 
@@ -60,6 +77,37 @@ def _open_store() -> Store:
             hint="call sensors.cli.set_store_factory() before mounting sensors.cli.app",
         )
     return _store_factory()
+
+
+def _sensor_store(output: ElasticsearchOutput | None) -> Store:
+    """The sensor's own Elasticsearch credential if its YAML has one, else the product's store.
+
+    A sensor key may only add events: no ping (cluster health) and no template setup here.
+    """
+    if output is None:
+        return _open_store()
+    if output.api_key_file is not None:
+        key = read_secret(output.api_key_file, what="Elasticsearch API key")
+        return ElasticsearchStore(output.url, api_key=key, request_timeout=output.request_timeout)
+    assert output.password_file is not None  # the model checks they come together
+    password = read_secret(output.password_file, what="Elasticsearch password")
+    return ElasticsearchStore(
+        output.url, username=output.username, password=password, request_timeout=output.request_timeout
+    )
+
+
+@contextmanager
+def _reporting(health: HealthConfig | None, counters: Callable[[], dict[str, int]]) -> Iterator[None]:
+    """Heartbeats to the SOC API while the body runs (nothing if ``health`` is not configured)."""
+    if health is None:
+        yield
+        return
+    reporter = HealthReporter(health, counters)
+    reporter.start()
+    try:
+        yield
+    finally:
+        reporter.stop()
 
 
 @app.command("logs")
@@ -100,13 +148,14 @@ def logs(
             state_dir=state_dir,
             timezone=timezone,
         )
-        store = _open_store()
+        store = _sensor_store(settings.elasticsearch)
     except SocError as exc:
         _console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
     try:
         sensor = LogSensor(settings, store)
-        ok = _follow(sensor) if follow else _import(sensor)
+        with _reporting(settings.health, sensor.counters):
+            ok = _follow(sensor) if follow else _import(sensor)
         typer.echo(json.dumps(sensor.counters(), sort_keys=True))
     except SocError as exc:
         _console.print(f"[red]error:[/red] {exc}")
@@ -180,14 +229,15 @@ def syslog(
                 "idle_timeout": idle_timeout,
             }
             settings = SyslogSensorConfig.from_dict(data, source="command line")
-        store = _open_store()
+        store = _sensor_store(settings.elasticsearch)
     except SocError as exc:
         _console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
     try:
         sensor = SyslogSensor(settings, store)
         stop = threading.Event()
-        ok = _until_signal(stop, lambda: sensor.run(stop))
+        with _reporting(settings.health, sensor.counters):
+            ok = _until_signal(stop, lambda: sensor.run(stop))
         typer.echo(json.dumps(sensor.counters(), sort_keys=True))
     except SocError as exc:
         _console.print(f"[red]error:[/red] {exc}")
@@ -196,6 +246,56 @@ def syslog(
         store.close()
     if not ok:
         raise typer.Exit(1)
+
+
+@app.command("enroll")
+def enroll(
+    *,
+    es_url: Annotated[str, typer.Option(help="Elasticsearch URL.")],
+    tenant: Annotated[str, typer.Option(help="Agency whose events the sensor may add.")],
+    sensor_id: Annotated[str, typer.Option(help="Stable id of the sensor.")],
+    es_user: Annotated[str | None, typer.Option(help="Administrator user name.")] = None,
+    es_password: Annotated[
+        str | None, typer.Option(help="Administrator password (prompted if omitted).", envvar="SOC_ES_PASSWORD")
+    ] = None,
+    es_api_key: Annotated[
+        str | None, typer.Option(help="Administrator API key (encoded), instead of a user.", envvar="SOC_ES_API_KEY")
+    ] = None,
+    key_file: Annotated[Path | None, typer.Option(help="Write the new key here (0600); else print it once.")] = None,
+    expiration: Annotated[str | None, typer.Option(help="Key lifetime such as 365d; default never.")] = None,
+) -> None:
+    """Create an Elasticsearch API key that can only add events for one tenant.
+
+    Prints the ``elasticsearch:`` part of the sensor YAML that uses it.
+    """
+    if (es_user is None) == (es_api_key is None):
+        _console.print("[red]error:[/red] give either --es-user or --es-api-key")
+        raise typer.Exit(2)
+    if es_user is not None and es_password is None:
+        es_password = typer.prompt(f"password for {es_user}", hide_input=True)
+    auth = {"api_key": es_api_key} if es_api_key else {"basic_auth": (es_user or "", es_password or "")}
+    if key_file is not None and key_file.exists():
+        _console.print(f"[red]error:[/red] {key_file}: refusing to overwrite an existing key file")
+        raise typer.Exit(2)
+    try:
+        client = Elasticsearch(es_url, request_timeout=30, max_retries=0, **auth)
+    except ValueError as exc:
+        _console.print(f"[red]error:[/red] --es-url: {exc}")
+        raise typer.Exit(2) from exc
+    try:
+        key = enroll_sensor(client, tenant=tenant, sensor_id=sensor_id, expiration=expiration, url=es_url)
+        if key_file is not None:
+            write_secret(key_file, key.encoded)
+    except SocError as exc:
+        _console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    finally:
+        client.close()
+    _console.print(f"created API key {key.id} ({key.name})")
+    if key_file is None:
+        _console.print("the key is shown once; store it in a 0600 file named by elasticsearch.api_key_file:")
+        typer.echo(key.encoded)
+    typer.echo(sensor_config_snippet(key, url=es_url.rstrip("/"), key_file=key_file), nl=False)
 
 
 def _import_config(tenant: str | None, sensor_id: str | None, state_dir: Path | None, timezone: str) -> ImportConfig:

@@ -26,6 +26,18 @@ A syslog receiver (``soc sensor syslog --config``) has listeners instead of inpu
     max_connections: 1000
     idle_timeout: 60
 
+Either kind may write straight to Elasticsearch with its own credential (``soc sensor enroll``
+makes an API key that can only add events for its tenant) instead of the product's store, and
+may report its health to the SOC API::
+
+    elasticsearch:
+      url: https://es.example.gov.vn:9200
+      api_key_file: /etc/canhgac/sensor-es.key   # 0600; or username + password_file
+    health:
+      api_url: https://soc.example.gov.vn
+      api_key_file: /etc/canhgac/sensor-api.key  # the key `POST /api/sensors` returned
+      interval: 60
+
 Every problem in the file is reported at once, each with its location.
 """
 
@@ -99,6 +111,45 @@ class ForwarderConfig(_Strict):
     backoff_max: float = Field(default=30.0, gt=0)
 
 
+def _http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError(f"not an http(s) URL: {value!r}")
+    return value.rstrip("/")
+
+
+class ElasticsearchOutput(_Strict):
+    """Where a sensor writes straight to Elasticsearch, and the credential it writes with."""
+
+    url: str
+    api_key_file: Path | None = None
+    username: str | None = None
+    password_file: Path | None = None
+    request_timeout: float = Field(default=10.0, gt=0)
+
+    _url = field_validator("url")(_http_url)
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> ElasticsearchOutput:
+        with_key = self.api_key_file is not None
+        with_user = self.username is not None or self.password_file is not None
+        if with_key == with_user:
+            raise ValueError("give either api_key_file, or username and password_file")
+        if with_user and (self.username is None or self.password_file is None):
+            raise ValueError("username and password_file go together")
+        return self
+
+
+class HealthConfig(_Strict):
+    """Heartbeats to the SOC API: ``POST {api_url}/api/sensors/heartbeat`` every ``interval`` s."""
+
+    api_url: str
+    api_key_file: Path
+    interval: float = Field(default=60.0, gt=0)
+    timeout: float = Field(default=5.0, gt=0)
+
+    _url = field_validator("api_url")(_http_url)
+
+
 class _SensorBase(_Strict):
     """What every sensor has: its tenant (from its credentials), id, state and forwarder."""
 
@@ -129,6 +180,8 @@ class _SensorBase(_Strict):
 
 class SensorConfig(_SensorBase):
     inputs: list[InputConfig] = Field(min_length=1)
+    elasticsearch: ElasticsearchOutput | None = None
+    health: HealthConfig | None = None
     poll_interval: float = Field(default=0.25, gt=0)
     checkpoint_interval: float = Field(default=1.0, ge=0)
 
@@ -155,6 +208,8 @@ class SyslogSensorConfig(_SensorBase):
     queue_size: int = Field(default=20_000, ge=1)
     udp_receive_buffer: int | None = Field(default=None, ge=4096)
     keep_original: bool = True  # the network cannot be re-read: keep the raw message
+    elasticsearch: ElasticsearchOutput | None = None
+    health: HealthConfig | None = None
 
     _parser = field_validator("parser")(_known_parser)
     _zone = field_validator("timezone")(_known_zone)
@@ -191,4 +246,13 @@ def load_config(path: Path, model: type[ConfigT] = SensorConfig) -> ConfigT:  # 
     return model.from_dict(data, source=str(path))
 
 
-__all__ = ["ForwarderConfig", "ImportConfig", "InputConfig", "SensorConfig", "SyslogSensorConfig", "load_config"]
+__all__ = [
+    "ElasticsearchOutput",
+    "ForwarderConfig",
+    "HealthConfig",
+    "ImportConfig",
+    "InputConfig",
+    "SensorConfig",
+    "SyslogSensorConfig",
+    "load_config",
+]

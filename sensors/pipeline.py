@@ -24,6 +24,8 @@ from zoneinfo import ZoneInfo
 from sensors.config import ForwarderConfig, ImportConfig, InputConfig, SensorConfig, SyslogSensorConfig
 from sensors.errors import SensorError
 from sensors.forwarder import Backoff, Batcher, DeadLetterFile, Forwarder, Spool, StoreSink
+from sensors.forwarder.forwarder import Ack
+from sensors.health import Backlog
 from sensors.parsers import Fields, ParseContext, ParserSpec, get_parser, windows
 from sensors.parsers.syslog import escape_control
 from sensors.sources.evtx import EvtxFailure, EvtxRecord, read_evtx
@@ -121,7 +123,7 @@ class _Input:
     tailer: FileTailer
     parser: ParserSpec
     context_zone: ZoneInfo
-    held: deque[tuple[Event, int]] = field(default_factory=deque)
+    held: deque[tuple[Event, Ack]] = field(default_factory=deque)
 
 
 class LogSensor:
@@ -146,6 +148,7 @@ class LogSensor:
         self.forwarder = make_forwarder(config.state_dir, config.forwarder, store)
         self.inputs = [self._input(item) for item in config.inputs]
         self.parse_failures = 0
+        self.backlog = Backlog()
         self._last_commit = 0.0
 
     def _input(self, item: InputConfig) -> _Input:
@@ -169,7 +172,13 @@ class LogSensor:
             records = source.tailer.poll(self.max_records, final=final)
             progressed += len(records)
             context = ParseContext(now=self._now(), tz=source.context_zone)
-            source.held.extend((self.build_event(source, record, context), record.token) for record in records)
+            source.held.extend(
+                (
+                    self.build_event(source, record, context),
+                    self.backlog.track(partial(source.tailer.ack, record.token)),
+                )
+                for record in records
+            )
             self._offer(source)
         progressed += self.forwarder.pump(flush=final)
         self._commit(force=final)
@@ -178,8 +187,8 @@ class LogSensor:
     def _offer(self, source: _Input) -> bool:
         """Submit held events in order; ``False`` if the forwarder cannot take more now."""
         while source.held:
-            event, token = source.held[0]
-            if not self.forwarder.submit(event, partial(source.tailer.ack, token)):
+            event, ack = source.held[0]
+            if not self.forwarder.submit(event, ack):
                 return False
             source.held.popleft()
         return True
@@ -255,6 +264,7 @@ class LogSensor:
         """Forwarder, spool and tailer counters plus parse failures, for health reports."""
         counters = self.forwarder.counters()
         counters["parse_failures"] = self.parse_failures
+        counters["lag_seconds"] = self.backlog.lag_seconds()
         for source in self.inputs:
             for name, value in source.tailer.stats.items():
                 counters[name] = counters.get(name, 0) + value
@@ -289,8 +299,9 @@ class SyslogSensor:
             queue_size=config.queue_size,
             udp_receive_buffer=config.udp_receive_buffer,
         )
-        self.held: deque[Event] = deque()
+        self.held: deque[tuple[Event, Ack]] = deque()
         self.parse_failures = 0
+        self.backlog = Backlog()
 
     def start(self) -> None:
         self.receiver.start()
@@ -302,14 +313,14 @@ class SyslogSensor:
             records = self.receiver.get(max_records, timeout)
             progressed += len(records)
             context = ParseContext(now=self._now(), tz=self.zone)
-            self.held.extend(self.build_event(record, context) for record in records)
+            self.held.extend((self.build_event(record, context), self.backlog.track()) for record in records)
             self._offer()
         progressed += self.forwarder.pump(flush=not self.held and self.receiver.queued == 0)
         return progressed
 
     def _offer(self) -> bool:
         while self.held:
-            if not self.forwarder.submit(self.held[0]):
+            if not self.forwarder.submit(*self.held[0]):
                 return False
             self.held.popleft()
         return True
@@ -361,6 +372,7 @@ class SyslogSensor:
         counters.update(self.receiver.counters())
         counters["parse_failures"] = self.parse_failures
         counters["held"] = len(self.held)
+        counters["lag_seconds"] = self.backlog.lag_seconds()
         return counters
 
 

@@ -67,6 +67,7 @@ from soc_core.store.fields import NUMERIC_TYPES, check_field_name, ecs_types, fi
 PREFIX = "canhgac"
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 DOC_ID_FIELD = "_canhgac_id"
+BULK_CHUNK = 2000  # events per bulk request
 SEEN_PERSISTED = 20_000  # ids of the overlap window kept in a saved checkpoint
 
 
@@ -366,9 +367,11 @@ class ElasticsearchStore(Store):
             operations.append({"create": {"_index": event_index(stored, self.prefix), "_id": event_id}})
             operations.append(stored)
             positions.append(position)
-        if operations:
-            response = self._call("store events", self.client.bulk, operations=operations, refresh=False)
-            for position, item in zip(positions, response["items"], strict=True):
+        # Large batches go in several requests, so no single request outlives the timeout.
+        for start in range(0, len(positions), BULK_CHUNK):
+            chunk = operations[2 * start : 2 * (start + BULK_CHUNK)]
+            response = self._call("store events", self.client.bulk, operations=chunk, refresh=False)
+            for position, item in zip(positions[start : start + BULK_CHUNK], response["items"], strict=True):
                 results[position] = self._item_result(item["create"])
         return BulkResult([r for r in results if r is not None])
 

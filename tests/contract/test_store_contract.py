@@ -238,3 +238,15 @@ def test_list_documents_filters_sorts_and_pages(store: Store) -> None:
     assert pages == [f"a{i}" for i in range(9)]
     first = page.items[0] if page.items else None
     assert first is not None and first.version
+
+
+def test_large_batches_keep_per_item_results_in_order(store: Store) -> None:
+    events = sample_events("police", 4500)
+    broken = dict(events[2345])
+    broken["event.kind"] = "bogus"
+    events[2345] = broken
+    result = store.add_events(events)
+    assert [item.id for item in result.items] == [e["event.id"] for e in events]
+    assert result.created == 4499 and result.items[2345].status == "rejected"
+    wait_visible(store)
+    assert store.count_events(event_query(tenants=["police"]))[0].count == 4499
