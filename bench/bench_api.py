@@ -100,6 +100,7 @@ def run_load(base: str, token: str, path: str, params: dict[str, Any], clients: 
 
 async def load(base: str, token: str, path: str, params: dict[str, Any], clients: int, seconds: float) -> list[float]:
     latencies: list[float] = []
+    errors: list[int] = []
     deadline = time.monotonic() + seconds
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
@@ -108,12 +109,18 @@ async def load(base: str, token: str, path: str, params: dict[str, Any], clients
         async def worker() -> None:
             while time.monotonic() < deadline:
                 started = time.perf_counter()
-                response = await client.get(path, params=params)
+                try:
+                    response = await client.get(path, params=params)
+                except httpx.TransportError:
+                    errors.append(1)
+                    continue
                 latencies.append(time.perf_counter() - started)
                 if response.status_code != 200:
                     raise SystemExit(f"{path}: HTTP {response.status_code} {response.text[:200]}")
 
         await asyncio.gather(*(worker() for _ in range(clients)))
+    if errors:
+        print(f"  {path}: {len(errors)} transport errors (connection dropped)")
     return latencies
 
 
@@ -144,7 +151,11 @@ def main() -> None:
     settings = Settings()
     port = free_port()
     app = create_app(settings, store)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="error", access_log=False, timeout_keep_alive=60, backlog=4096
+        )
+    )
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:
         time.sleep(0.05)
