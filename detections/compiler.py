@@ -546,7 +546,13 @@ class _LuceneRegex:
                 raise self.unsupported("regex with scoped inline flags (?i:…)")
             return f"({self.sequence(list(sub))})"
         if op == c.BRANCH:
-            return "(" + "|".join(self.sequence(list(alt)) for alt in arg[1]) + ")"
+            # the parser factors prefixes out (``e|ec`` → ``e(|c)``) and Lucene never matches an
+            # empty alternative, so an empty branch becomes an optional group
+            rendered = [self.sequence(list(alt)) for alt in arg[1]]
+            present = [text for text in rendered if text]
+            if len(present) == len(rendered):
+                return "(" + "|".join(rendered) + ")"
+            return "(" + "|".join(present) + ")?" if present else ""
         raise self.unsupported(f"regex construct {op} (anchors inside, look-arounds, back-references, \\b …)")
 
     @property
