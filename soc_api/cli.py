@@ -114,8 +114,23 @@ def tenant_add(tenant_id: str, name: Annotated[str, typer.Argument(help="Display
     """Register an agency, e.g. `soc tenant add so_y_te "Sở Y tế"`."""
     from soc_api.services.accounts import add_tenant  # noqa: PLC0415
 
-    add_tenant(store(), tenant_id=tenant_id, name=name)
+    add_tenant(store(), tenant_id=tenant_id, name=name, actor=cli_actor())
     out.print(f"tenant [bold]{tenant_id}[/] added")
+
+
+def cli_actor() -> str:
+    """Who the audit trail names for a change made from this command line."""
+    return f"cli:{getpass.getuser()}"
+
+
+def _memberships(items: list[str]) -> list[Membership]:
+    memberships = []
+    for item in items:
+        tenant, sep, role = item.partition(":")
+        if not sep or role not in ROLES:
+            raise SocError(f"bad membership {item!r}", hint=f"write TENANT:ROLE with ROLE one of {', '.join(ROLES)}")
+        memberships.append(Membership(tenant, role))
+    return memberships
 
 
 def _read_password(password_stdin: bool) -> str:
@@ -138,14 +153,26 @@ def user_add(
     """Add a person with one or more (tenant, role) memberships."""
     from soc_api.services.accounts import add_user  # noqa: PLC0415
 
-    memberships = []
-    for item in member:
-        tenant, sep, role = item.partition(":")
-        if not sep or role not in ROLES:
-            raise SocError(f"bad membership {item!r}", hint=f"write TENANT:ROLE with ROLE one of {', '.join(ROLES)}")
-        memberships.append(Membership(tenant, role))
-    add_user(store(), username=username, password=_read_password(password_stdin), memberships=memberships)
+    add_user(
+        store(),
+        username=username,
+        password=_read_password(password_stdin),
+        memberships=_memberships(member),
+        actor=cli_actor(),
+    )
     out.print(f"user [bold]{username}[/] added")
+
+
+@user_app.command("roles")
+def user_roles(
+    username: str,
+    member: Annotated[list[str], typer.Option("--member", "-m", help="TENANT:ROLE (repeatable); replaces all.")],
+) -> None:
+    """Replace a person's memberships; their next request already uses the new ones."""
+    from soc_api.services.accounts import set_memberships  # noqa: PLC0415
+
+    set_memberships(store(), username=username, memberships=_memberships(member), actor=cli_actor())
+    out.print(f"user [bold]{username}[/] now: {', '.join(member)}")
 
 
 @user_app.command("totp")
@@ -153,7 +180,7 @@ def user_totp(username: str) -> None:
     """Give a person a TOTP second factor; prints the otpauth URI to scan (shown once)."""
     from soc_api.services.accounts import enroll_totp  # noqa: PLC0415
 
-    uri = enroll_totp(store(), username)
+    uri = enroll_totp(store(), username, actor=cli_actor())
     out.print("scan this URI with an authenticator app (shown once):")
     out.print(uri, markup=False, highlight=False)
 
@@ -163,7 +190,7 @@ def user_disable(username: str) -> None:
     """Disable a person: their sessions and API keys stop working at once."""
     from soc_api.services.accounts import disable_user  # noqa: PLC0415
 
-    disable_user(store(), username)
+    disable_user(store(), username, actor=cli_actor())
     out.print(f"user [bold]{username}[/] disabled")
 
 
@@ -177,7 +204,7 @@ def apikey_create(
     """Create an API key (shown once)."""
     from soc_api.services.accounts import create_api_key  # noqa: PLC0415
 
-    key = create_api_key(store(), name=name, tenant=tenant, role=role, owner=owner)
+    key = create_api_key(store(), name=name, tenant=tenant, role=role, owner=owner, actor=cli_actor())
     out.print("API key (shown once, keep it secret):")
     out.print(key, markup=False, highlight=False)
 

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from soc_api.policy import permissions_of
+from soc_api.services import audit
 from soc_core.auth import (
     KEY_ROLES,
     PROVINCE,
@@ -62,12 +63,15 @@ def _memberships(raw: Sequence[dict[str, Any]]) -> tuple[Membership, ...]:
     return tuple(Membership(m["tenant"], m["role"]) for m in raw)
 
 
-def add_tenant(store: Store, *, tenant_id: str, name: str) -> None:
+def add_tenant(store: Store, *, tenant_id: str, name: str, actor: str = "system") -> None:
     check_tenant_id(tenant_id)
     try:
         store.create_doc("tenants", {"name": name, "created_at": format_timestamp(utcnow())}, doc_id=tenant_id)
     except Conflict as exc:
         raise SocError(f"tenant {tenant_id!r} exists already") from exc
+    audit.record(
+        store, actor=actor, action="tenant.add", tenant=tenant_id, target=f"tenants/{tenant_id}", after={"name": name}
+    )
 
 
 def tenant_exists(store: Store, tenant_id: str) -> bool:
@@ -79,16 +83,18 @@ def tenant_exists(store: Store, tenant_id: str) -> bool:
 
 
 def add_user(
-    store: Store, *, username: str, password: str, memberships: Sequence[Membership], display_name: str = ""
+    store: Store,
+    *,
+    username: str,
+    password: str,
+    memberships: Sequence[Membership],
+    display_name: str = "",
+    actor: str = "system",
 ) -> None:
     problem = password_problem(password)
     if problem:
         raise SocError(problem, where=f"user {username!r}")
-    for membership in memberships:
-        if membership.role not in ROLES:
-            raise SocError(f"unknown role {membership.role!r}", hint=f"use one of {', '.join(ROLES)}")
-        if membership.tenant != PROVINCE and not tenant_exists(store, membership.tenant):
-            raise SocError(f"unknown tenant {membership.tenant!r}", hint="create it with `soc tenant add`")
+    _check_memberships(store, memberships)
     body = {
         "username": username,
         "display_name": display_name or username,
@@ -101,6 +107,37 @@ def add_user(
         store.create_doc("users", body, doc_id=username.lower())
     except Conflict as exc:
         raise SocError(f"user {username!r} exists already") from exc
+    audit.record(
+        store,
+        actor=actor,
+        action="user.add",
+        target=f"users/{username.lower()}",
+        after={"memberships": body["memberships"]},
+    )
+
+
+def set_memberships(store: Store, *, username: str, memberships: Sequence[Membership], actor: str) -> None:
+    """Replace a person's (tenant, role) memberships; the next request already sees them."""
+    _check_memberships(store, memberships)
+    doc = store.get_doc("users", username.lower())
+    after = [{"tenant": m.tenant, "role": m.role} for m in memberships]
+    store.update_doc("users", doc.id, {**doc.body, "memberships": after}, version=doc.version)
+    audit.record(
+        store,
+        actor=actor,
+        action="user.memberships",
+        target=f"users/{doc.id}",
+        before={"memberships": doc.body.get("memberships")},
+        after={"memberships": after},
+    )
+
+
+def _check_memberships(store: Store, memberships: Sequence[Membership]) -> None:
+    for membership in memberships:
+        if membership.role not in ROLES:
+            raise SocError(f"unknown role {membership.role!r}", hint=f"use one of {', '.join(ROLES)}")
+        if membership.tenant != PROVINCE and not tenant_exists(store, membership.tenant):
+            raise SocError(f"unknown tenant {membership.tenant!r}", hint="create it with `soc tenant add`")
 
 
 def login(
@@ -147,11 +184,12 @@ def login(
     return token, expires
 
 
-def enroll_totp(store: Store, username: str) -> str:
+def enroll_totp(store: Store, username: str, *, actor: str = "system") -> str:
     """Give the user a new TOTP secret (replacing any old one); returns the otpauth URI."""
     doc = store.get_doc("users", username.lower())
     secret = new_totp_secret()
     store.update_doc("users", doc.id, {**doc.body, "totp_secret": secret, "totp_last_step": None}, version=doc.version)
+    audit.record(store, actor=actor, action="user.totp_enrolled", target=f"users/{doc.id}")
     return totp_uri(secret, doc.body["username"])
 
 
@@ -198,7 +236,16 @@ def principal_from_token(store: Store, token: str, *, idle: timedelta) -> Princi
     )
 
 
-def create_api_key(store: Store, *, name: str, tenant: str, role: str, owner: str, sensor_id: str | None = None) -> str:
+def create_api_key(
+    store: Store,
+    *,
+    name: str,
+    tenant: str,
+    role: str,
+    owner: str,
+    sensor_id: str | None = None,
+    actor: str = "system",
+) -> str:
     """A new API key bound to one tenant and role; the key itself is returned once."""
     if role not in KEY_ROLES:
         raise SocError(f"unknown role {role!r}", hint=f"use one of {', '.join(KEY_ROLES)}")
@@ -221,6 +268,14 @@ def create_api_key(store: Store, *, name: str, tenant: str, role: str, owner: st
         },
         doc_id=key_id,
     )
+    audit.record(
+        store,
+        actor=actor,
+        action="apikey.create",
+        tenant=None if tenant == PROVINCE else tenant,
+        target=f"apikeys/{key_id}",
+        after={"name": name, "role": role, "owner": owner},
+    )
     return key
 
 
@@ -242,10 +297,18 @@ def _principal_from_api_key(store: Store, key_id: str, key: str) -> Principal:
     )
 
 
-def disable_user(store: Store, username: str) -> None:
+def disable_user(store: Store, username: str, *, actor: str = "system") -> None:
     """Disabled at once: the user's sessions and keys stop working on the next request."""
     doc = store.get_doc("users", username.lower())
     store.update_doc("users", doc.id, {**doc.body, "disabled": True}, version=doc.version)
+    audit.record(
+        store,
+        actor=actor,
+        action="user.disable",
+        target=f"users/{doc.id}",
+        before={"disabled": False},
+        after={"disabled": True},
+    )
     cursor = None
     while True:
         page = store.list_docs("sessions", filters={"user_id": doc.id}, cursor=cursor)
@@ -266,5 +329,6 @@ __all__ = [
     "login",
     "logout",
     "principal_from_token",
+    "set_memberships",
     "tenant_exists",
 ]

@@ -12,8 +12,9 @@ from soc_api.main import create_app, route_inventory
 from soc_api.policy import POLICY
 from soc_api.services import accounts
 from soc_api.services.accounts import principal_from_token
-from soc_core.auth import PROVINCE, Membership
+from soc_core.auth import PROVINCE, Membership, digest
 from soc_core.config import Settings
+from soc_core.events import format_timestamp, utcnow
 from soc_core.store import Store
 
 PASSWORD = "a-very-long-password"
@@ -147,3 +148,51 @@ def test_required_totp_blocks_people_without_it(store: Store) -> None:
     settings.api.require_totp = True
     strict = TestClient(create_app(settings, store))
     assert strict.post("/api/auth/login", json={"username": "newbie", "password": PASSWORD}).status_code == 401
+
+
+def test_role_changes_apply_to_the_next_request(client: TestClient, store: Store) -> None:
+    ana = token(client, "ana")
+    assert client.get("/api/alerts", headers=ana).status_code == 200
+    accounts.set_memberships(store, username="ana", memberships=[Membership("police", "rule_admin")], actor="boss")
+    assert (
+        client.patch("/api/alerts/alert0", json={"version": "1", "status": "acknowledged"}, headers=ana).status_code
+        == 403
+    )
+    accounts.set_memberships(store, username="ana", memberships=[], actor="boss")
+    assert client.get("/api/alerts", headers=ana).status_code == 403
+    changes = store.list_docs("audit", filters={"action": "user.memberships"}).items
+    assert len(changes) == 2 and changes[0].body["actor"] == "boss"
+
+
+def test_sessions_end_after_idle_time_and_lifetime(client: TestClient, store: Store) -> None:
+    headers = token(client, "ana")
+    session_id = digest(headers["Authorization"].split()[1])
+    session = store.get_doc("sessions", session_id)
+    idle = format_timestamp(utcnow() - timedelta(hours=2))
+    store.update_doc("sessions", session_id, {**session.body, "last_seen": idle}, version=session.version)
+    assert client.get("/api/alerts", headers=headers).status_code == 401
+    headers = token(client, "ana")
+    session_id = digest(headers["Authorization"].split()[1])
+    session = store.get_doc("sessions", session_id)
+    expired = format_timestamp(utcnow() - timedelta(seconds=1))
+    store.update_doc("sessions", session_id, {**session.body, "expires_at": expired}, version=session.version)
+    assert client.get("/api/alerts", headers=headers).status_code == 401
+
+
+def test_canary_secrets_appear_in_no_log_and_no_document(
+    client: TestClient, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    canary_password = "canary-Pa55word-7f3a9c"
+    accounts.add_user(store, username="canary", password=canary_password, memberships=[Membership("police", "analyst")])
+    with caplog.at_level("DEBUG"):
+        response = client.post("/api/auth/login", json={"username": "canary", "password": canary_password})
+        session_token = response.json()["access_token"]
+        client.get("/api/alerts", headers={"Authorization": f"Bearer {session_token}"})
+        client.post("/api/auth/login", json={"username": "canary", "password": canary_password + "x"})
+        key = accounts.create_api_key(store, name="canary", tenant="police", role="analyst", owner="canary")
+        client.get("/api/alerts", headers={"Authorization": f"Bearer {key}"})
+    everything = caplog.text
+    for kind in ("users", "sessions", "apikeys", "audit", "alerts", "tenants"):
+        everything += "".join(str(doc.body) + doc.id for doc in store.list_docs(kind, size=1000).items)
+    for secret in (canary_password, session_token, key):
+        assert secret not in everything
