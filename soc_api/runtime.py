@@ -52,15 +52,25 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, ensure_ascii=False, default=str)
 
 
+class TextFormatter(logging.Formatter):
+    """One line per record, with the structured ``extra`` fields as key=value pairs."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        extras = {k: v for k, v in vars(record).items() if k not in JsonFormatter._skip}
+        return line + "".join(f" {key}={value}" for key, value in extras.items())
+
+
 def configure_logging(settings: Settings) -> None:
     handler = logging.StreamHandler()
-    if settings.log.json_format:
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(JsonFormatter() if settings.log.json_format else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log.level)
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))
 
 
 def ensure_admin(store: Store) -> str | None:
@@ -80,7 +90,8 @@ def ensure_admin(store: Store) -> str | None:
 
 class EngineThread(threading.Thread):
     """Polls the store for new events and runs every enabled rule over them; rebuilds the
-    engine when a rule admin changed the rules (the checkpoint lives in the store)."""
+    engine when a rule admin changed the rules (the checkpoint lives in the store). Closes each
+    engine it stops using, and the last one when it stops, so no worker process outlives it."""
 
     def __init__(
         self, engine: DetectionEngine, *, interval: float, batch_size: int, rebuild: Callable[[], DetectionEngine]
@@ -94,12 +105,19 @@ class EngineThread(threading.Thread):
         self.stop_event = threading.Event()
 
     def run(self) -> None:
+        try:
+            self._poll()
+        finally:
+            self.engine.close()
+
+    def _poll(self) -> None:
         backoff = self.interval
         while not self.stop_event.is_set():
             try:
                 current = lifecycle.generation(self.engine.store)
                 if current != self.generation:
-                    self.engine = self.rebuild()
+                    previous, self.engine = self.engine, self.rebuild()
+                    previous.close()
                     self.generation = current
                     log.info("rules reloaded", extra={"generation": current})
                 result = self.engine.run_until_idle(limit=self.batch_size)
@@ -116,6 +134,7 @@ class EngineThread(threading.Thread):
                         "events": result.events,
                         "alerts_created": result.alerts_created,
                         "alerts_updated": result.alerts_updated,
+                        "redone_in_process": result.redone_in_process,
                     },
                 )
             self.stop_event.wait(self.interval)
@@ -128,7 +147,7 @@ def build_engine(settings: Settings, store: Store) -> DetectionEngine:
     rules, policy = lifecycle.effective_rules(store, dirs)
     for error in rules.errors:
         log.warning("rule not loaded", extra={"error": error.render()})
-    engine = DetectionEngine(rules, store, policy=policy)
+    engine = DetectionEngine(rules, store, policy=policy, workers=settings.detection.workers)
     for error in engine.errors:
         log.warning("rule not compiled", extra={"error": error.render()})
     return engine
