@@ -4,6 +4,14 @@ The product CLI mounts these with :func:`register`, passing the function that op
 
     soc sensor net --iface eth1 --bpf "not port 22" --tenant police --sensor-id tap01
     soc sensor pcap capture1.pcap capture2.pcapng --tenant police --sensor-id lab
+
+Both report their health to the SOC API (heartbeats with the sensor's counters, see
+:mod:`sensors.netsensor`) when given ``--health-api-url`` and ``--health-key-file``, or
+``--config`` naming a sensor YAML whose ``health:`` section says where (other sections of that
+file are for the log sensors and are not read here)::
+
+    soc sensor net --iface eth1 --tenant police --sensor-id tap01 \
+        --health-api-url https://soc.example.gov.vn --health-key-file /etc/canhgac/sensor-api.key
 """
 
 from __future__ import annotations
@@ -11,19 +19,24 @@ from __future__ import annotations
 import json
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
 
 import typer
+import yaml
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
+from sensors.config import HealthConfig
+from sensors.health import HealthReporter
 from sensors.netsensor import NetSensorSettings, NetworkSensor
 from sensors.packets.analyzer import AnalyzerOptions
 from sensors.sources.network import LiveCapture
-from soc_core.errors import SocError
+from soc_core.errors import ConfigError, SocError
 from soc_core.store.base import Store
 
 _console = Console(stderr=True)
@@ -34,6 +47,55 @@ StateDir = Annotated[Path | None, typer.Option(help="Spool and dead letters (def
 MaxFlows = Annotated[int, typer.Option(help="Flow table bound; the least recently seen flow is evicted.")]
 IdleTimeout = Annotated[float, typer.Option(help="Seconds without packets that end a flow.")]
 ActiveTimeout = Annotated[float, typer.Option(help="Seconds after which a long flow is reported.")]
+HealthUrl = Annotated[str | None, typer.Option(help="SOC API to send heartbeats to (with --health-key-file).")]
+HealthKeyFile = Annotated[Path | None, typer.Option(help="File (0600) holding the sensor's SOC API key.")]
+HealthInterval = Annotated[float | None, typer.Option(help="Seconds between heartbeats.")]
+ConfigFile = Annotated[Path | None, typer.Option(help="Sensor YAML; its health: section is used.")]
+
+
+def health_config(
+    *, api_url: str | None, key_file: Path | None, interval: float | None, config: Path | None
+) -> HealthConfig | None:
+    """Where heartbeats go: the options, else the YAML ``health:`` section, else nowhere."""
+    where = "--health-api-url/--health-key-file"
+    section: dict[str, object] = {}
+    if config is not None:
+        try:
+            data = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read the sensor configuration: {exc}", where=str(config)) from exc
+        if not isinstance(data, dict) or not isinstance(data.get("health") or {}, dict):
+            raise ConfigError("expected a mapping with a health: mapping", where=str(config))
+        section = dict(data.get("health") or {})
+        where = f"{config}: health"
+    if api_url is not None:
+        section["api_url"] = api_url
+    if key_file is not None:
+        section["api_key_file"] = key_file
+    if not section:
+        return None
+    if interval is not None:
+        section["interval"] = interval
+    try:
+        return HealthConfig.model_validate(section)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid health settings: {problems}", where=where) from exc
+
+
+@contextmanager
+def reporting(sensor: NetworkSensor, health: HealthConfig | None) -> Iterator[HealthReporter | None]:
+    """Heartbeats with ``sensor``'s counters and run id while the body runs; a last one at the end."""
+    if health is None:
+        yield None
+        return
+    reporter = HealthReporter(health, sensor.heartbeat_counters)
+    reporter.run_id = sensor.run_id  # the id of the health reports and events: one run, one id
+    reporter.start()
+    try:
+        yield reporter
+    finally:
+        reporter.stop()
 
 
 def _settings(
@@ -74,12 +136,28 @@ def register(app: typer.Typer, open_store: Callable[[], Store]) -> None:
         max_flows: MaxFlows = 100_000,
         idle_timeout: IdleTimeout = 60.0,
         active_timeout: ActiveTimeout = 300.0,
+        health_api_url: HealthUrl = None,
+        health_key_file: HealthKeyFile = None,
+        health_interval: Annotated[
+            float | None, typer.Option(help="Seconds between heartbeats (default: --interval).")
+        ] = None,
+        config: ConfigFile = None,
     ) -> None:
         """Capture live traffic into the store until SIGINT/SIGTERM; health every interval."""
         settings = _settings(
             tenant, sensor_id, state_dir, max_flows=max_flows, idle_timeout=idle_timeout,
             active_timeout=active_timeout, interval=interval, loss_threshold=loss_threshold,
         )  # fmt: skip
+        try:
+            # One heartbeat per interval report unless told otherwise: each carries that interval.
+            health = health_config(
+                api_url=health_api_url, key_file=health_key_file, interval=health_interval, config=config
+            )
+            if health is not None and health_interval is None and config is None:
+                health = health.model_copy(update={"interval": interval})
+        except SocError as exc:
+            _console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from exc
         stop = threading.Event()
 
         def request_stop(signum: int, frame: FrameType | None) -> None:
@@ -93,8 +171,9 @@ def register(app: typer.Typer, open_store: Callable[[], Store]) -> None:
         previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             with LiveCapture(iface, bpf=bpf, promiscuous=promiscuous) as capture:
-                sensor = NetworkSensor(settings, store, on_health=lambda health: typer.echo(json.dumps(health)))
-                ok = sensor.run_live(capture, stop)
+                sensor = NetworkSensor(settings, store, on_health=lambda report: typer.echo(json.dumps(report)))
+                with reporting(sensor, health):
+                    ok = sensor.run_live(capture, stop)
                 typer.echo(json.dumps(sensor.counters(), sort_keys=True))
         except SocError as exc:
             _console.print(f"[red]error:[/red] {exc}")
@@ -116,12 +195,19 @@ def register(app: typer.Typer, open_store: Callable[[], Store]) -> None:
         max_flows: MaxFlows = 100_000,
         idle_timeout: IdleTimeout = 60.0,
         active_timeout: ActiveTimeout = 300.0,
+        health_api_url: HealthUrl = None,
+        health_key_file: HealthKeyFile = None,
+        health_interval: HealthInterval = None,
+        config: ConfigFile = None,
     ) -> None:
         """Import pcap/pcapng files into the store (re-importing a file stores nothing twice)."""
         settings = _settings(
             tenant, sensor_id, state_dir, max_flows=max_flows, idle_timeout=idle_timeout, active_timeout=active_timeout
         )
         try:
+            health = health_config(
+                api_url=health_api_url, key_file=health_key_file, interval=health_interval, config=config
+            )
             store = open_store()
         except SocError as exc:
             _console.print(f"[red]error:[/red] {exc}")
@@ -129,7 +215,7 @@ def register(app: typer.Typer, open_store: Callable[[], Store]) -> None:
         columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
         try:
             sensor = NetworkSensor(settings, store)
-            with Progress(*columns, console=_console, transient=True) as progress:
+            with reporting(sensor, health), Progress(*columns, console=_console, transient=True) as progress:
                 for path in files:
                     task = progress.add_task(path.name, total=max(path.stat().st_size, 1))
 
@@ -139,7 +225,7 @@ def register(app: typer.Typer, open_store: Callable[[], Store]) -> None:
                     counters = sensor.import_pcap(path, progress=advance)
                     progress.update(task, completed=path.stat().st_size)
                     typer.echo(json.dumps({"file": str(path), **counters}, sort_keys=True))
-            ok = sensor.close()
+                ok = sensor.close()
             typer.echo(json.dumps(sensor.counters(), sort_keys=True))
         except (SocError, OSError) as exc:
             _console.print(f"[red]error:[/red] {exc}")
@@ -150,4 +236,4 @@ def register(app: typer.Typer, open_store: Callable[[], Store]) -> None:
             raise typer.Exit(1)
 
 
-__all__ = ["register"]
+__all__ = ["health_config", "register", "reporting"]

@@ -10,6 +10,16 @@ sensor read, decoded, left unsupported or failed to decode, and the loss ratio. 
 ratio (dropped / received) is above ``loss_threshold`` the sensor also stores a health event
 (``event.dataset: canhgac.sensor_health``, ``event.kind: metric``). A restart starts a new
 ``run_id``, so a gap between runs is visible in the health reports.
+
+The same numbers reach the SOC API through :class:`~sensors.health.HealthReporter`:
+:meth:`NetworkSensor.heartbeat_counters` is its ``counters`` callable (the CLI wires it with
+``--health-api-url``/``--health-key-file`` or a YAML ``health:`` section). A heartbeat carries
+the run's totals as of the latest interval report (or pcap chunk, or stop) and, as
+``kernel_received``/``kernel_dropped``, the worst interval since the previous heartbeat — the
+API's loss ratio, hence its ``degraded`` status, follows exactly the sensor's own per-interval
+verdict. In the API's terms ``kernel_received`` excludes the dropped packets; the totals are
+``kernel_received_total`` (including drops, as the kernel counts) and ``kernel_dropped_total``.
+Heartbeats use the sensor's ``run_id``, so the API counts a restart when it changes.
 """
 
 from __future__ import annotations
@@ -90,6 +100,13 @@ class NetworkSensor:
         self._reported = dict.fromkeys(("packets", "decoded", "unsupported", "decode_errors"), 0)
         self.health_reports: list[dict[str, Any]] = []
         self.health_events = 0
+        self.kernel_totals = KernelStats(0, 0)
+        # What heartbeats read from the reporter's thread: replaced (never mutated) under the lock.
+        self._lock = threading.Lock()
+        self._published: dict[str, int] = {}
+        self._worst: KernelStats | None = None  # worst interval since the previous heartbeat
+        self._heartbeat_kernel: KernelStats | None = None
+        self._publish()
 
     # ------------------------------------------------------------------------- frames
     def feed(self, frames: Iterable[Frame], *, source: str, first_position: int = 0) -> int:
@@ -146,6 +163,7 @@ class NetworkSensor:
                 position = self.feed(batch, source=source, first_position=position)
                 while not self.deliver():
                     time.sleep(0.01)  # spool full: wait for the store to catch up
+                self._publish()
                 if progress is not None:
                     progress(pcap.position, pcap.size)
             self.analyzer.flush()
@@ -154,11 +172,12 @@ class NetworkSensor:
             counters["truncated_records"] = pcap.truncated
         while not self.deliver(flush=True):
             time.sleep(0.01)
+        self._publish()
         return counters
 
     # ---------------------------------------------------------------------- live capture
     def run_live(self, capture: LiveCapture, stop: threading.Event, *, batch: int = 512) -> bool:
-        """Capture until ``stop`` is set, then drain the socket, flush flows and deliver."""
+        """Capture until ``stop`` is set, then drain what the socket holds, flush flows and deliver."""
         source = f"iface:{capture.interface}"
         position = 0
         self._last_report = self._clock()
@@ -174,6 +193,7 @@ class NetworkSensor:
                 self.deliver()
             if self._clock() - self._last_report >= self.settings.interval:
                 self.report(capture.kernel_stats())
+        capture.close_intake()  # under traffic the queue would never empty otherwise
         while True:
             frames = capture.read(batch, timeout=0.05)
             if not frames:
@@ -208,7 +228,10 @@ class NetworkSensor:
         if kernel is not None:
             health["kernel_received"] = kernel.received
             health["kernel_dropped"] = kernel.dropped
-            loss = kernel.dropped / kernel.received if kernel.received else 0.0
+            loss = _loss(kernel)
+            self.kernel_totals = KernelStats(
+                self.kernel_totals.received + kernel.received, self.kernel_totals.dropped + kernel.dropped
+            )
         health["loss_ratio"] = round(loss, 4)
         health["degraded"] = loss > self.settings.loss_threshold
         self._interval_index += 1
@@ -218,9 +241,33 @@ class NetworkSensor:
         if health["degraded"]:
             log.warning("capture loss %.1f%% above %.1f%%: %s", loss * 100, self.settings.loss_threshold * 100, health)
             self._health_event(health)
+        self._publish(kernel)
         if self.on_health is not None:
             self.on_health(health)
         return health
+
+    def _publish(self, kernel: KernelStats | None = None) -> None:
+        """Snapshot the counters for heartbeats (taken on the sensor's thread, so consistent)."""
+        published = self.counters()
+        published["intervals"] = self._interval_index
+        published["kernel_received_total"] = self.kernel_totals.received
+        published["kernel_dropped_total"] = self.kernel_totals.dropped
+        with self._lock:
+            self._published = published
+            if kernel is not None and (self._worst is None or _loss(kernel) > _loss(self._worst)):
+                self._worst = kernel
+
+    def heartbeat_counters(self) -> dict[str, int]:
+        """The counters of the next heartbeat (see the module docstring); safe from any thread."""
+        with self._lock:
+            counters = dict(self._published)
+            if self._worst is not None:
+                self._heartbeat_kernel, self._worst = self._worst, None
+            kernel = self._heartbeat_kernel  # no interval ended since: repeat the last verdict
+        if kernel is not None:
+            counters["kernel_received"] = kernel.received - kernel.dropped
+            counters["kernel_dropped"] = kernel.dropped
+        return counters
 
     def _health_event(self, health: dict[str, Any]) -> None:
         fields: dict[str, Any] = {
@@ -255,13 +302,19 @@ class NetworkSensor:
         while self._held and time.monotonic() < deadline:
             if not self.deliver(flush=True):
                 time.sleep(0.01)
-        return self.forwarder.close(max(deadline - time.monotonic(), 0.0)) and not self._held
+        closed = self.forwarder.close(max(deadline - time.monotonic(), 0.0)) and not self._held
+        self._publish()
+        return closed
 
     def counters(self) -> dict[str, int]:
         counters = self.forwarder.counters()
         counters.update(self.analyzer.stats())
         counters["health_events"] = self.health_events
         return counters
+
+
+def _loss(kernel: KernelStats) -> float:
+    return kernel.dropped / kernel.received if kernel.received else 0.0
 
 
 __all__ = ["HEALTH_DATASET", "NetSensorSettings", "NetworkSensor"]

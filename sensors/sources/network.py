@@ -262,6 +262,15 @@ class LiveCapture:
         fprog = struct.pack("HL", len(program), ctypes.addressof(buffer))
         self.sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
+    def close_intake(self) -> None:
+        """Let no new packet in; those already queued can still be read, and stats stay exact.
+
+        A filter that rejects everything replaces the BPF filter: the kernel neither queues nor
+        counts the packets that arrive after this, so draining the queue ends even under
+        traffic, and received = read + dropped still holds for the whole run.
+        """
+        self._attach([(0x06, 0, 0, 0)])  # BPF_RET | BPF_K, accept 0 bytes
+
     def read(self, max_frames: int = 256, timeout: float = 0.2) -> list[Frame]:
         """Frames waiting now (up to ``max_frames``), after waiting up to ``timeout`` for one."""
         ready, _, _ = select.select([self.sock], [], [], timeout)
