@@ -55,7 +55,8 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 from sigma.correlations import SigmaCorrelationRule
 from sigma.exceptions import SigmaError
@@ -63,7 +64,7 @@ from sigma.pipelines.common import windows_logsource_mapping
 from sigma.processing.pipeline import ProcessingPipeline
 from sigma.rule import SigmaRule
 
-from soc_core.errors import Conflict, NotFound, RuleError
+from soc_core.errors import ConfigError, Conflict, NotFound, RuleError
 from soc_core.events import TENANT_FIELD, format_timestamp, utcnow
 from soc_core.store.base import Store
 
@@ -82,6 +83,9 @@ from .loader import LoadedRule, RuleSet, translate_sigma_error
 from .matcher import Matcher, compile_gate, compile_rule, needed_fields
 from .pipelines import canhgac_pipeline
 from .prefilter import Literals, Prefilter, rule_literals
+
+if TYPE_CHECKING:
+    from .workers import WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -495,6 +499,7 @@ class RunResult:
     detections: int = 0
     alerts_created: int = 0
     alerts_updated: int = 0
+    redone_in_process: int = 0  # batches the worker processes failed and this process evaluated
 
 
 class DetectionEngine:
@@ -503,6 +508,13 @@ class DetectionEngine:
     Delivery: the checkpoint and correlation state are saved in one document after the alerts
     of a batch are written. A crash in between re-evaluates that batch on restart; alert ids
     are deterministic and merged event ids de-duplicated, so the replay updates the same alerts.
+
+    With ``workers`` > 1 each batch is matched by that many forked processes
+    (:class:`~detections.workers.WorkerPool`, started at the first batch) and the matches are
+    emitted here in stream order, so alerts and correlations are those of ``workers=1``. A batch
+    the workers fail is evaluated again in this process (counted in
+    :attr:`RunResult.redone_in_process`) — never lost nor doubled, since nothing of it was
+    emitted. :meth:`close` stops the workers.
     """
 
     def __init__(
@@ -516,7 +528,10 @@ class DetectionEngine:
         clock: Callable[[], Any] = utcnow,
         pipeline_factory: Callable[[], ProcessingPipeline] = canhgac_pipeline,
         policy: RulePolicy | None = None,
+        workers: int = 1,
     ) -> None:
+        if workers < 1:
+            raise ConfigError(f"detection workers: need at least 1, not {workers}")
         self.store = store
         self.policy = policy or RulePolicy()
         self.suppression = suppression
@@ -527,6 +542,8 @@ class DetectionEngine:
         self.checkpoint: str | None = None
         self._state_loaded = False
         self._open: dict[str, tuple[dict[str, Any], str]] = {}
+        self.workers = workers
+        self._pool: WorkerPool | None = None
 
     def load_state(self) -> None:
         """Read the checkpoint and correlation windows saved by the previous run."""
@@ -562,7 +579,7 @@ class DetectionEngine:
         events, checkpoint = self.store.read_new_events(self.checkpoint, limit=limit)
         result = RunResult(events=len(events))
         if events:
-            detections = self._admitted(self.evaluator.evaluate(events), events)
+            detections = self._admitted(self._evaluate(events, result), events)
             result.detections = len(detections)
             self._write_alerts(detections, result)
         if events or checkpoint != self.checkpoint:
@@ -579,9 +596,38 @@ class DetectionEngine:
             total.detections += batch.detections
             total.alerts_created += batch.alerts_created
             total.alerts_updated += batch.alerts_updated
+            total.redone_in_process += batch.redone_in_process
             if batch.events == 0:
                 break
         return total
+
+    def close(self) -> None:
+        """Stop the worker processes, if any (idempotent; a later batch starts them again)."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def __enter__(self) -> DetectionEngine:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _evaluate(self, events: Sequence[Mapping[str, Any]], result: RunResult) -> list[Detection]:
+        if self.workers == 1:
+            return self.evaluator.evaluate(events)
+        from .workers import WorkerError, WorkerPool  # noqa: PLC0415 - detections.workers imports this module
+
+        try:
+            if self._pool is None:
+                self._pool = WorkerPool(self.evaluator, workers=self.workers)
+            return self._pool.evaluate(events)
+        except WorkerError as exc:
+            log.warning("detection workers failed; batch evaluated in-process", extra={"error": exc.render()})
+            result.redone_in_process += 1
+            return self.evaluator.evaluate(events)
 
     def _admitted(self, detections: list[Detection], batch: Sequence[Mapping[str, Any]]) -> list[Detection]:
         """Rule scopes and exceptions, applied before anything becomes an alert."""

@@ -57,6 +57,8 @@ class DetectionSettings(_Section):
     rules_dirs: list[Path] = Field(default_factory=list)
     interval_seconds: float = Field(0.5, gt=0, le=3600)
     batch_size: int = Field(5000, ge=1, le=100_000)
+    # processes matching each batch (forked; 1 = in the engine's own process)
+    workers: int = Field(1, ge=1, le=16)
 
 
 class LogSettings(_Section):

@@ -1,0 +1,260 @@
+"""DetectionEngine with worker processes: the alerts of one process, batches never lost or doubled."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from detections import lifecycle, workers
+from detections.engine import CHECKPOINT_ID, CHECKPOINT_KIND, DetectionEngine, Evaluator
+from detections.loader import RuleSet, load_rules, shipped_rules_dir
+from soc_api.runtime import EngineThread, build_engine
+from soc_core.config import Settings, load_settings
+from soc_core.errors import ConfigError
+from soc_core.store.sqlite import SqliteStore
+from tests.detections.test_differential import finish, otrf_events, shipped_sample_events
+from tests.shared_data import shared_data
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+POISON = "poison-event"
+SIGMAHQ_STEP = 2  # every second SigmaHQ rule file: ~1,500 rules
+
+
+def clock() -> datetime:
+    return NOW
+
+
+def stats_of(engine: DetectionEngine) -> tuple[Any, ...]:
+    stats = engine.evaluator.stats
+    return stats.events, stats.skipped_events, stats.matches, stats.correlation_hits, stats.rule_failures
+
+
+def stored(tmp_path: Path, name: str, events: list[dict[str, Any]]) -> SqliteStore:
+    store = SqliteStore(tmp_path / f"{name}.db")
+    store.setup()
+    result = store.add_events(events)
+    assert all(item.stored for item in result.items)
+    return store
+
+
+def outcome(store: SqliteStore) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Every alert document (id included) and the saved checkpoint with correlation state."""
+    alerts = sorted(
+        (dict(doc.body, id=doc.id) for doc in store.list_docs("alerts", size=10_000).items), key=lambda a: a["id"]
+    )
+    return alerts, store.get_doc(CHECKPOINT_KIND, CHECKPOINT_ID).body
+
+
+def run(rules: RuleSet, store: SqliteStore, *, workers: int, limit: int) -> tuple[Any, ...]:
+    with DetectionEngine(rules, store, workers=workers, clock=clock) as engine:
+        result = engine.run_until_idle(limit=limit)
+        return result, stats_of(engine), outcome(store)
+
+
+def worker_pids(engine: DetectionEngine) -> list[int | None]:
+    assert engine._pool is not None
+    return [proc.pid if proc is not None else None for proc in engine._pool.processes]
+
+
+def assert_no_workers_left() -> None:
+    assert [proc.name for proc in multiprocessing.active_children()] == []
+
+
+@pytest.fixture(scope="module")
+def shipped() -> RuleSet:
+    rules = load_rules([shipped_rules_dir()])
+    assert not rules.errors
+    return rules
+
+
+@pytest.fixture
+def sample_events() -> list[dict[str, Any]]:
+    return [finish(event) for event in shipped_sample_events()]
+
+
+@pytest.fixture
+def reference(
+    tmp_path: Path, shipped: RuleSet, sample_events: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], tuple[Any, ...], tuple[Any, ...]]:
+    """The events and what one process makes of them, 40 events a batch."""
+    _, stats, found = run(shipped, stored(tmp_path, "reference", sample_events), workers=1, limit=40)
+    assert found[0] and stats[3] > 0  # alerts, and correlations among them
+    return sample_events, stats, found
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_shipped_rules_workers_write_the_alerts_of_one_process(
+    tmp_path: Path, shipped: RuleSet, reference: tuple[Any, ...], count: int
+) -> None:
+    events, stats, found = reference
+    result, got_stats, got = run(shipped, stored(tmp_path, "workers", events), workers=count, limit=40)
+    assert result.redone_in_process == 0
+    assert got == found
+    assert got_stats == stats
+    assert_no_workers_left()
+
+
+def test_sigmahq_subset_over_otrf_workers_write_the_alerts_of_one_process(tmp_path: Path) -> None:
+    files = sorted(shared_data("sigmahq/rules").rglob("*.yml"))[::SIGMAHQ_STEP]
+    shared_data("otrf/datasets")
+    rules = load_rules([shipped_rules_dir(), *files])
+    events = [finish(event) for event in otrf_events(3000)] + [finish(event) for event in shipped_sample_events()]
+    assert len(rules.rules) > 1500 and len(events) > 3000
+    one = run(rules, stored(tmp_path, "one", events), workers=1, limit=700)
+    two = run(rules, stored(tmp_path, "two", events), workers=2, limit=700)
+    assert len(one[2][0]) > 50  # plenty of alerts to compare
+    assert two[0].redone_in_process == 0
+    assert two == one
+    assert_no_workers_left()
+
+
+def test_workers_start_once_and_close_cleanly(tmp_path: Path, shipped: RuleSet, sample_events: list[Any]) -> None:
+    engine = DetectionEngine(shipped, stored(tmp_path, "s", sample_events), workers=2, clock=clock)
+    assert engine._pool is None  # nothing forked until there is something to match
+    engine.run_once(limit=30)
+    pids = worker_pids(engine)
+    procs = list(engine._pool.processes) if engine._pool else []
+    while engine.run_once(limit=30):
+        assert worker_pids(engine) == pids
+    assert engine._pool is not None and engine._pool.restarts == 0
+    engine.close()
+    engine.close()
+    assert engine._pool is None
+    assert all(proc is not None and proc.exitcode == 0 for proc in procs)  # they exited when asked
+    assert_no_workers_left()
+
+
+def dying_in(monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """Make pool workers forked from now on die (or fail) on the batch holding POISON."""
+    real = workers.match_shard
+
+    def match_shard(evaluator: Evaluator, events: Iterable[tuple[int, Any]]) -> workers.ShardResult:
+        events = list(events)
+        if any(event.get("event.id") == POISON for _, event in events):
+            if how == "dies":
+                os._exit(3)
+            raise RuntimeError("matcher crashed")
+        return real(evaluator, events)
+
+    monkeypatch.setattr(workers, "match_shard", match_shard)
+
+
+@pytest.mark.parametrize("how", ["dies", "raises"])
+def test_a_failed_batch_is_redone_in_process_neither_lost_nor_doubled(
+    tmp_path: Path,
+    shipped: RuleSet,
+    sample_events: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    how: str,
+) -> None:
+    events = [*sample_events, finish({"event.id": POISON, "event.dataset": "system.auth", "message": "x"})]
+    events[60:60] = [events.pop()]  # in the second batch of 40
+    _, stats, found = run(shipped, stored(tmp_path, "one", events), workers=1, limit=40)
+    dying_in(monkeypatch, how)
+    store = stored(tmp_path, "two", events)
+    with DetectionEngine(shipped, store, workers=2, clock=clock) as engine:
+        assert engine.run_batch(limit=40).redone_in_process == 0
+        pids = worker_pids(engine)
+        assert engine.run_batch(limit=40).redone_in_process == 1
+        engine.run_until_idle(limit=40)
+        restarted = [old != new for old, new in zip(pids, worker_pids(engine), strict=True)]
+        assert engine._pool is not None
+        assert engine._pool.restarts == (1 if how == "dies" else 0)
+        assert restarted == ([False, True] if how == "dies" else [False, False])  # the second half died
+        assert (stats_of(engine), outcome(store)) == (stats, found)
+    assert_no_workers_left()
+
+
+def test_a_worker_killed_between_batches_is_started_again(
+    tmp_path: Path, shipped: RuleSet, reference: tuple[Any, ...]
+) -> None:
+    events, stats, found = reference
+    store = stored(tmp_path, "s", events)
+    with DetectionEngine(shipped, store, workers=2, clock=clock) as engine:
+        engine.run_once(limit=40)
+        pids = worker_pids(engine)
+        assert pids[0] is not None
+        os.kill(pids[0], signal.SIGKILL)
+        assert engine._pool is not None and engine._pool.processes[0] is not None
+        engine._pool.processes[0].join()
+        assert engine.run_until_idle(limit=40).redone_in_process == 0
+        assert engine._pool.restarts == 1 and worker_pids(engine)[1] == pids[1]
+        assert (stats_of(engine), outcome(store)) == (stats, found)
+
+
+def test_a_worker_that_stops_answering_is_stopped_and_its_batch_redone(
+    tmp_path: Path, shipped: RuleSet, reference: tuple[Any, ...]
+) -> None:
+    events, stats, found = reference
+    store = stored(tmp_path, "s", events)
+    with DetectionEngine(shipped, store, workers=2, clock=clock) as engine:
+        engine.run_once(limit=40)
+        assert engine._pool is not None
+        engine._pool.reply_timeout = 0.5
+        stuck = worker_pids(engine)[1]
+        assert stuck is not None
+        os.kill(stuck, signal.SIGSTOP)
+        assert engine.run_batch(limit=40).redone_in_process == 1
+        with pytest.raises(ProcessLookupError):  # killed, and reaped
+            os.kill(stuck, 0)
+        engine.run_until_idle(limit=40)
+        assert engine._pool.restarts == 1
+        assert (stats_of(engine), outcome(store)) == (stats, found)
+
+
+@pytest.fixture
+def thread_store(tmp_path: Path, sample_events: list[dict[str, Any]]) -> Iterator[SqliteStore]:
+    store = stored(tmp_path, "thread", sample_events)
+    yield store
+    store.close()
+
+
+def test_engine_thread_closes_the_engines_it_drops_and_stops(thread_store: SqliteStore) -> None:
+    settings = Settings(detection={"workers": 2})
+    built: list[DetectionEngine] = []
+
+    def rebuild() -> DetectionEngine:
+        built.append(build_engine(settings, thread_store))
+        return built[-1]
+
+    thread = EngineThread(rebuild(), interval=0.05, batch_size=50, rebuild=rebuild)
+    assert built[0].workers == 2
+    thread.start()
+    deadline = time.monotonic() + 60
+    while built[0].checkpoint is None or built[0]._pool is None:
+        assert time.monotonic() < deadline and thread.is_alive()
+        time.sleep(0.05)
+    first = [proc for proc in built[0]._pool.processes if proc is not None]
+    lifecycle.bump_generation(thread_store)
+    while len(built) < 2:
+        assert time.monotonic() < deadline and thread.is_alive()
+        time.sleep(0.05)
+    thread.stop_event.set()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert first and all(not proc.is_alive() for proc in first)
+    assert all(engine._pool is None for engine in built)
+    assert_no_workers_left()
+
+
+def test_workers_setting(tmp_path: Path) -> None:
+    assert Settings().detection.workers == 1
+    assert Settings(detection={"workers": 4}).detection.workers == 4
+    for bad in (0, 17):
+        path = tmp_path / f"{bad}.yml"
+        path.write_text(f"detection:\n  workers: {bad}\n")
+        with pytest.raises(ConfigError, match=r"detection\.workers"):
+            load_settings(path)
+
+
+def test_at_least_one_worker(shipped: RuleSet, sqlite_store: SqliteStore) -> None:
+    with pytest.raises(ConfigError):
+        DetectionEngine(shipped, sqlite_store, workers=0)
