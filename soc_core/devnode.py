@@ -163,6 +163,8 @@ class DevNode:
     version: str = ES_VERSION
     security: bool = False
     password: str = "changeme-dev"  # noqa: S105 - throwaway local test node
+    # more elasticsearch.yml settings, appended as ``key: value`` lines (e.g. thread pools)
+    extra_settings: dict[str, str] = field(default_factory=dict)
     # kept so the child is reaped by stop() rather than left to the garbage collector
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False, compare=False)
 
@@ -197,6 +199,7 @@ class DevNode:
         ]
         if not _mmap_allowed():
             lines.append("node.store.allow_mmap: false")
+        lines.extend(f"{key}: {value}" for key, value in self.extra_settings.items())
         (conf / "elasticsearch.yml").write_text("\n".join(lines) + "\n")
         options = conf / "jvm.options.d"
         options.mkdir(exist_ok=True)
