@@ -8,18 +8,14 @@ cannot start fails the run; elsewhere the Elasticsearch tests are skipped with t
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from soc_core.devnode import DevNode
-from soc_core.errors import SocError
 from soc_core.store import ElasticsearchStore, SqliteStore, Store
-from tests.shared_data import IN_CI, SHARED_DATA
+from tests.shared_data import IN_CI, SHARED_DATA, dev_node
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -33,21 +29,8 @@ def elasticsearch_url() -> Iterator[str]:
     if os.environ.get("SOC_ELASTICSEARCH_URL"):
         yield os.environ["SOC_ELASTICSEARCH_URL"].rstrip("/")
         return
-    workdir = Path(tempfile.mkdtemp(prefix="canhgac-es-"))
-    node = DevNode(workdir)
-    try:
-        url = node.start()
-    except (SocError, OSError) as exc:
-        shutil.rmtree(workdir, ignore_errors=True)
-        message = f"cannot start the Elasticsearch test node: {exc}"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    try:
-        yield url
-    finally:
-        node.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+    with dev_node("test") as node:
+        yield node.url
 
 
 def unique_prefix() -> str:

@@ -19,7 +19,7 @@ from detections.loader import load_rules, shipped_rules_dir
 from sensors.config import ImportConfig
 from sensors.pipeline import EventImport
 from soc_core.store.sqlite import SqliteStore
-from tests.shared_data import shared_data
+from tests.shared_data import shared_data, unavailable
 
 TENANT = "police"
 
@@ -66,7 +66,7 @@ def sample(name: str) -> Path:
     root = shared_data("evtx-attack-samples")
     found = sorted(root.rglob(name))
     if not found:
-        pytest.skip(f"{name} not in {root}")
+        unavailable(f"{name} not in {root}")
     return found[0]
 
 

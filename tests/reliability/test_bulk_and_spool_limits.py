@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -24,14 +22,13 @@ from elasticsearch import Elasticsearch
 
 from sensors.forwarder import Backoff, Batcher, DeadLetterFile, Forwarder, Spool, StoreSink
 from soc_core.devnode import DevNode, free_port
-from soc_core.errors import SocError
 from soc_core.events import Event, make_event
 from soc_core.store.base import BulkResult
 from soc_core.store.elasticsearch import ElasticsearchStore
 from tests.reliability.sensor_process import (
     SensorProcess,
 )
-from tests.shared_data import IN_CI
+from tests.shared_data import dev_node
 
 pytestmark = [pytest.mark.elasticsearch, pytest.mark.slow]
 
@@ -41,23 +38,11 @@ FAST = Backoff(initial=0.02, maximum=0.2, jitter=0.0)
 
 @pytest.fixture(scope="module")
 def node() -> Iterator[DevNode]:
-    workdir = Path(tempfile.mkdtemp(prefix="canhgac-es-tinypool-"))
-    dev = DevNode(workdir, heap_mb=512, extra_settings=dict(TINY_WRITE_POOL))
-    try:
-        dev.start(timeout=180)
-    except (SocError, OSError) as exc:
-        shutil.rmtree(workdir, ignore_errors=True)
-        if IN_CI:
-            pytest.fail(f"cannot start a dedicated Elasticsearch node: {exc}")
-        pytest.skip(f"cannot start a dedicated Elasticsearch node: {exc}")
-    try:
+    with dev_node("tinypool", heap_mb=512, extra_settings=dict(TINY_WRITE_POOL)) as dev:
         store = ElasticsearchStore(dev.url, request_timeout=30)
         store.setup()
         store.close()
         yield dev
-    finally:
-        dev.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture

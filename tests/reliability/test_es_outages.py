@@ -9,9 +9,7 @@ same and exact: every line once, the checkpoint never ahead of what the node has
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +21,6 @@ from elastic_transport import TransportError
 from elasticsearch import ApiError, Elasticsearch, helpers
 
 from soc_core.devnode import DevNode
-from soc_core.errors import SocError
 from tests.reliability.sensor_process import (
     LogFile,
     SensorProcess,
@@ -33,7 +30,7 @@ from tests.reliability.sensor_process import (
     tcp_connections_to,
     write_sensor_config,
 )
-from tests.shared_data import IN_CI
+from tests.shared_data import dev_node
 
 pytestmark = [pytest.mark.elasticsearch, pytest.mark.slow]
 
@@ -71,25 +68,15 @@ class KillableNode:
 
 @pytest.fixture(scope="module")
 def killable_node() -> Iterator[KillableNode]:
-    workdir = Path(tempfile.mkdtemp(prefix="canhgac-es-killable-"))
-    node = DevNode(workdir, heap_mb=512)
-    try:
-        node.start(timeout=180)
-    except (SocError, OSError) as exc:
-        shutil.rmtree(workdir, ignore_errors=True)
-        if IN_CI:
-            pytest.fail(f"cannot start a dedicated Elasticsearch node: {exc}")
-        pytest.skip(f"cannot start a dedicated Elasticsearch node: {exc}")
-    client = Elasticsearch(node.url, request_timeout=30)
-    killable = KillableNode(node, client)
-    try:
-        yield killable
-    finally:
-        client.close()
-        if node.process is not None and node.process.poll() is None:
-            killable.thaw()  # a failed D2 may leave it stopped; SIGTERM cannot act on it then
-        node.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+    with dev_node("killable", heap_mb=512) as node:
+        client = Elasticsearch(node.url, request_timeout=30)
+        killable = KillableNode(node, client)
+        try:
+            yield killable
+        finally:
+            client.close()
+            if node.process is not None and node.process.poll() is None:
+                killable.thaw()  # a failed D2 may leave it stopped; SIGTERM cannot act on it then
 
 
 def stored_seqs(client: Elasticsearch, tenant: str) -> tuple[list[int], set[str]]:

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,10 +31,9 @@ from typer.testing import CliRunner
 from sensors import cli
 from sensors.enroll import sensor_role_descriptor
 from soc_core.devnode import DevNode, distribution_home, find_jdk
-from soc_core.errors import SocError
 from soc_core.events import make_event
 from soc_core.store import ElasticsearchStore
-from tests.shared_data import IN_CI
+from tests.shared_data import dev_node
 
 pytestmark = pytest.mark.elasticsearch
 
@@ -61,24 +58,11 @@ class SecureNode:
 
 @pytest.fixture(scope="module")
 def secure_node() -> Iterator[SecureNode]:
-    workdir = Path(tempfile.mkdtemp(prefix="canhgac-es-secure-"))
-    node = DevNode(workdir, security=True)
-    try:
-        url = node.start()
-    except (SocError, OSError) as exc:
-        shutil.rmtree(workdir, ignore_errors=True)
-        message = f"cannot start the secured Elasticsearch test node: {exc}"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    try:
-        admin = ElasticsearchStore(url, username="elastic", password=node.password)
+    with dev_node("secured", security=True) as node:
+        admin = ElasticsearchStore(node.url, username="elastic", password=node.password)
         admin.setup()  # index templates: the sensor's credential cannot create them
         admin.close()
-        yield SecureNode(url, node)
-    finally:
-        node.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        yield SecureNode(node.url, node)
 
 
 def add_file_realm_user(secure: SecureNode, username: str, password: str, role: dict[str, Any]) -> None:

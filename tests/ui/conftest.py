@@ -26,7 +26,7 @@ from soc_api.runtime import build_engine
 from soc_core.config import Settings
 from soc_core.events import make_event, utcnow
 from soc_core.store import SqliteStore
-from tests.shared_data import IN_CI
+from tests.shared_data import unavailable
 
 CHROMIUM = Path(os.environ.get("SOC_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -148,9 +148,7 @@ def browser() -> Iterator[Any]:
     if not reason and not (CHROMIUM.exists() or shutil.which("chromium")):
         reason = f"no Chromium at {CHROMIUM} (apt-get install chromium)"
     if reason:
-        if IN_CI:
-            pytest.fail(reason)
-        pytest.skip(reason)
+        unavailable(reason)
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         try:
