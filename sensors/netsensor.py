@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from sensors.config import ForwarderConfig
-from sensors.forwarder import Backoff, Batcher, DeadLetterFile, Forwarder, Spool, StoreSink
 from sensors.packets.analyzer import AnalyzerOptions, PacketAnalyzer, Record
+from sensors.pipeline import make_forwarder
 from sensors.sources.network import Frame, KernelStats, LiveCapture, PcapFile
 from soc_core.events import Event, check_tenant_id, make_event, utcnow
 from soc_core.store.base import Store
@@ -75,25 +75,7 @@ class NetworkSensor:
         self.on_health = on_health
         self.run_id = uuid.uuid4().hex[:16]
         self.analyzer = PacketAnalyzer(settings.analyzer)
-        state = settings.state_dir
-        state.mkdir(parents=True, exist_ok=True)
-        options = settings.forwarder
-        self.forwarder = Forwarder(
-            StoreSink(store, dead_letters=DeadLetterFile(state / "dead-letters.jsonl")),
-            Spool(
-                state / "spool",
-                max_bytes=options.spool_max_bytes,
-                segment_bytes=options.spool_segment_bytes,
-                fsync=options.fsync,
-            ),
-            batcher=Batcher(
-                max_items=options.batch_max_events,
-                max_bytes=options.batch_max_bytes,
-                max_age=options.batch_max_age,
-            ),
-            when_full=options.when_full,
-            backoff=Backoff(initial=options.backoff_initial, maximum=options.backoff_max),
-        )
+        self.forwarder = make_forwarder(settings.state_dir, settings.forwarder, store)
         self._held: deque[Event] = deque()
         self._interval_index = 0
         self._last_report = clock()
