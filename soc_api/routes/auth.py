@@ -9,51 +9,41 @@ from fastapi import APIRouter, Request
 from soc_api.deps import CurrentPrincipal, SettingsDep, StoreDep
 from soc_api.errors import ApiProblem
 from soc_api.schemas import LoginRequest, MembershipPublic, MePublic, TokenPublic
-from soc_api.services import accounts, audit
-from soc_api.services.throttle import LoginThrottle
+from soc_api.services import accounts
 from soc_core.errors import AuthError
 from soc_core.events import format_timestamp
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
 
+def client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
 @router.post("/login", response_model=TokenPublic)
 def login(body: LoginRequest, request: Request, store: StoreDep, settings: SettingsDep) -> TokenPublic:
-    source_ip = request.client.host if request.client else None
-    throttle: LoginThrottle = request.app.state.login_throttle
-    context = {"request_id": request.state.request_id, "source_ip": source_ip}
-    if throttle.blocked(body.username, source_ip):
-        audit.record(store, actor=body.username[:100], action="auth.login", outcome="throttled", **context)
-        raise ApiProblem(429, "Too many attempts", "too many failed sign-ins; wait and try again")
     try:
-        token, expires = accounts.login(
+        token, expires = accounts.sign_in(
             store,
+            request.app.state.login_throttle,
             username=body.username,
             password=body.password,
-            lifetime=timedelta(minutes=settings.api.session_minutes),
             totp=body.totp,
+            lifetime=timedelta(minutes=settings.api.session_minutes),
             require_totp=settings.api.require_totp,
+            request_id=request.state.request_id,
+            source_ip=client_ip(request),
         )
+    except accounts.Throttled as exc:
+        raise ApiProblem(429, "Too many attempts", "too many failed sign-ins; wait and try again") from exc
     except AuthError as exc:
-        throttle.failed(body.username, source_ip)
-        audit.record(store, actor=body.username[:100], action="auth.login", outcome="failure", **context)
         raise ApiProblem(401, "Unauthorized", "invalid username, password or code") from exc
-    throttle.succeeded(body.username, source_ip)
-    audit.record(store, actor=body.username.lower(), action="auth.login", **context)
     return TokenPublic(access_token=token, expires_at=format_timestamp(expires))
 
 
 @router.post("/logout", status_code=204)
 def logout(principal: CurrentPrincipal, request: Request, store: StoreDep) -> None:
-    if principal.session_id:
-        accounts.logout(store, principal.session_id)
-    audit.record(
-        store,
-        actor=principal.id,
-        action="auth.logout",
-        request_id=request.state.request_id,
-        source_ip=request.client.host if request.client else None,
-    )
+    accounts.sign_out(store, principal, request_id=request.state.request_id, source_ip=client_ip(request))
 
 
 @router.get("/me", response_model=MePublic)

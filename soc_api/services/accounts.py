@@ -14,6 +14,7 @@ from typing import Any
 
 from soc_api.policy import permissions_of
 from soc_api.services import audit
+from soc_api.services.throttle import LoginThrottle
 from soc_core.auth import (
     KEY_ROLES,
     PROVINCE,
@@ -184,6 +185,48 @@ def login(
     return token, expires
 
 
+class Throttled(AuthError):
+    """Too many failed sign-ins for this name or from this address; wait."""
+
+
+def sign_in(
+    store: Store,
+    throttle: LoginThrottle,
+    *,
+    username: str,
+    password: str,
+    totp: str | None,
+    lifetime: timedelta,
+    require_totp: bool,
+    request_id: str | None,
+    source_ip: str | None,
+) -> tuple[str, datetime]:
+    """A person signing in (API or web UI): throttling, the checks of :func:`login`, and the
+    audit record of every outcome. Raises :class:`Throttled` or :class:`AuthError`."""
+    context: dict[str, Any] = {"request_id": request_id, "source_ip": source_ip}
+    actor = username[:100]
+    if throttle.blocked(username, source_ip):
+        audit.record(store, actor=actor, action="auth.login", outcome="throttled", **context)
+        raise Throttled("too many failed sign-ins")
+    try:
+        token, expires = login(
+            store, username=username, password=password, lifetime=lifetime, totp=totp, require_totp=require_totp
+        )
+    except AuthError:
+        throttle.failed(username, source_ip)
+        audit.record(store, actor=actor, action="auth.login", outcome="failure", **context)
+        raise
+    throttle.succeeded(username, source_ip)
+    audit.record(store, actor=actor.lower(), action="auth.login", **context)
+    return token, expires
+
+
+def sign_out(store: Store, principal: Principal, *, request_id: str | None, source_ip: str | None) -> None:
+    if principal.session_id:
+        logout(store, principal.session_id)
+    audit.record(store, actor=principal.id, action="auth.logout", request_id=request_id, source_ip=source_ip)
+
+
 def enroll_totp(store: Store, username: str, *, actor: str = "system") -> str:
     """Give the user a new TOTP secret (replacing any old one); returns the otpauth URI."""
     doc = store.get_doc("users", username.lower())
@@ -330,5 +373,7 @@ __all__ = [
     "logout",
     "principal_from_token",
     "set_memberships",
+    "sign_in",
+    "sign_out",
     "tenant_exists",
 ]

@@ -10,8 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from soc_api.deps import CurrentPrincipal, SettingsDep, StoreDep
-from soc_api.services import accounts, audit
-from soc_api.services.throttle import LoginThrottle
+from soc_api.services import accounts
 from soc_api.ui.forms import FormDep
 from soc_api.ui.i18n import LANGUAGES
 from soc_api.ui.render import render
@@ -99,28 +98,22 @@ def login(request: Request, form: FormDep, store: StoreDep, settings: SettingsDe
     next_url = safe_next(form.get("next"))
     if not same_token(form.get(CSRF_FIELD), request.cookies.get(LOGIN_CSRF_COOKIE) or "\0"):
         return _login_page(request, next_url=next_url, error="login.expired", status=403)
-    username = form.get("username")[:100]
-    source_ip = request.client.host if request.client else None
-    context = {"request_id": request.state.request_id, "source_ip": source_ip}
-    throttle: LoginThrottle = request.app.state.login_throttle
-    if throttle.blocked(username, source_ip):
-        audit.record(store, actor=username, action="auth.login", outcome="throttled", **context)
-        return _login_page(request, next_url=next_url, error="login.throttled", status=429)
     try:
-        token, _expires = accounts.login(
+        token, _expires = accounts.sign_in(
             store,
-            username=username,
+            request.app.state.login_throttle,
+            username=form.get("username")[:100],
             password=form.get("password")[:1024],
-            lifetime=timedelta(minutes=settings.api.session_minutes),
             totp=form.get("totp")[:16] or None,
+            lifetime=timedelta(minutes=settings.api.session_minutes),
             require_totp=settings.api.require_totp,
+            request_id=request.state.request_id,
+            source_ip=request.client.host if request.client else None,
         )
+    except accounts.Throttled:
+        return _login_page(request, next_url=next_url, error="login.throttled", status=429)
     except AuthError:
-        throttle.failed(username, source_ip)
-        audit.record(store, actor=username, action="auth.login", outcome="failure", **context)
         return _login_page(request, next_url=next_url, error="login.failed", status=401)
-    throttle.succeeded(username, source_ip)
-    audit.record(store, actor=username.lower(), action="auth.login", **context)
     response = RedirectResponse(next_url, status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
@@ -137,12 +130,9 @@ def login(request: Request, form: FormDep, store: StoreDep, settings: SettingsDe
 
 @router.post("/logout", response_model=None)
 def logout(request: Request, principal: CurrentPrincipal, store: StoreDep) -> Response:
-    if principal.session_id:
-        accounts.logout(store, principal.session_id)
-    audit.record(
+    accounts.sign_out(
         store,
-        actor=principal.id,
-        action="auth.logout",
+        principal,
         request_id=request.state.request_id,
         source_ip=request.client.host if request.client else None,
     )
