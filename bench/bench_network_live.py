@@ -42,36 +42,7 @@ sys.path.insert(0, str(ROOT))
 FILTER = "udp and dst host 10.213.9.99"
 SOL_PACKET = 263
 PACKET_STATISTICS = 6
-SENDER = r"""
-import socket, struct, sys, time
-iface, dst_mac = sys.argv[1], bytes.fromhex(sys.argv[2].replace(":", ""))
-count, rate = int(sys.argv[3]), float(sys.argv[4])
-sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-sock.bind((iface, 0))
-def checksum(header):
-    total = sum(struct.unpack("!10H", header))
-    total = (total >> 16) + (total & 0xFFFF)
-    return ~(total + (total >> 16)) & 0xFFFF
-def frame(i):
-    payload = struct.pack("!I", i) * 4
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + 8 + len(payload), i & 0xFFFF, 0, 64, 17, 0,
-                     socket.inet_aton("10.213.9.1"), socket.inet_aton("10.213.9.99"))
-    ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
-    udp = struct.pack("!HHHH", 40000 + i % 1000, 9999, 8 + len(payload), 0)
-    return dst_mac + b"\x02\x00\x00\x00\x00\x01" + b"\x08\x00" + ip + udp + payload
-frames = [frame(i) for i in range(count)]
-start = time.perf_counter()
-for i, data in enumerate(frames):
-    target = start + i / rate
-    while True:
-        now = time.perf_counter()
-        if now >= target:
-            break
-        if target - now > 0.002:
-            time.sleep(target - now - 0.001)
-    sock.send(data)
-print(count, time.perf_counter() - start)
-"""
+SENDER = str(ROOT / "tests" / "sensors" / "network" / "paced_sender.py")
 
 
 def ip(*args: str) -> str:
@@ -189,7 +160,7 @@ def one_step(pair: Pair, name: str, rate: int, seconds: float, drain: float) -> 
         if line.strip() != "ready":
             raise RuntimeError(f"{name} worker did not start: {line!r}")
         count = int(rate * seconds)
-        sender = ["ip", "netns", "exec", ns_a, sys.executable, "-c", SENDER, veth_a, mac_b, str(count), str(rate)]
+        sender = ["ip", "netns", "exec", ns_a, sys.executable, SENDER, veth_a, mac_b, str(count), str(rate), "10.213.9"]
         sent, elapsed = subprocess.run(sender, check=True, capture_output=True, text=True).stdout.split()
         worker.stdin.write("done\n")
         worker.stdin.flush()

@@ -127,7 +127,7 @@ def test_restart_under_traffic_starts_a_new_run(
     pair: Pair, api: Api, tmp_path: Path, store: SqliteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     offered, rate = 15_000, 5_000  # three seconds of traffic; the sensor restarts in the middle
-    command = ["ip", "netns", "exec", pair.ns_a, sys.executable, "-c", SENDER, pair.veth_a, pair.mac_b]
+    command = ["ip", "netns", "exec", pair.ns_a, sys.executable, SENDER, pair.veth_a, pair.mac_b]
     runs: list[NetworkSensor] = []
     sent: list[tuple[str, dict[str, int]]] = []
     sender = subprocess.Popen([*command, str(offered), str(rate)], stdout=subprocess.DEVNULL)

@@ -35,36 +35,7 @@ pytestmark = [
 
 RULES = Path(__file__).resolve().parents[3] / "rules" / "network"
 CLONE_NEWNET = 0x40000000
-SENDER = r"""
-import socket, struct, sys, time
-iface, dst_mac = sys.argv[1], bytes.fromhex(sys.argv[2].replace(":", ""))
-count, rate = int(sys.argv[3]), float(sys.argv[4])
-sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-sock.bind((iface, 0))
-def checksum(header):
-    total = sum(struct.unpack("!10H", header))
-    total = (total >> 16) + (total & 0xFFFF)
-    return ~(total + (total >> 16)) & 0xFFFF
-def frame(i):
-    payload = struct.pack("!I", i) * 4
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + 8 + len(payload), i & 0xFFFF, 0, 64, 17, 0,
-                     socket.inet_aton("10.213.7.1"), socket.inet_aton("10.213.7.99"))
-    ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
-    udp = struct.pack("!HHHH", 40000 + i % 1000, 9999, 8 + len(payload), 0)
-    return dst_mac + b"\x02\x00\x00\x00\x00\x01" + b"\x08\x00" + ip + udp + payload
-frames = [frame(i) for i in range(count)]
-start = time.perf_counter()
-for i, data in enumerate(frames):
-    target = start + i / rate
-    while True:
-        now = time.perf_counter()
-        if now >= target:
-            break
-        if target - now > 0.002:
-            time.sleep(target - now - 0.001)
-    sock.send(data)
-print(count)
-"""
+SENDER = str(Path(__file__).with_name("paced_sender.py"))
 
 
 @dataclass
@@ -127,7 +98,7 @@ def open_capture(pair: Pair, **options: object) -> LiveCapture:
 
 
 def send(pair: Pair, count: int, rate: float) -> None:
-    command = ["ip", "netns", "exec", pair.ns_a, sys.executable, "-c", SENDER, pair.veth_a, pair.mac_b]
+    command = ["ip", "netns", "exec", pair.ns_a, sys.executable, SENDER, pair.veth_a, pair.mac_b]
     subprocess.run([*command, str(count), str(rate)], check=True, capture_output=True, timeout=120)
 
 
