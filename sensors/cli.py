@@ -137,7 +137,7 @@ def logs(
             timezone=timezone,
         )
         return
-    try:
+    with exit_on_error(2):
         settings = _settings(
             paths=paths,
             tenant=tenant,
@@ -149,17 +149,12 @@ def logs(
             timezone=timezone,
         )
         store = _sensor_store(settings.elasticsearch)
-    except SocError as exc:
-        _console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
     try:
-        sensor = LogSensor(settings, store)
-        with _reporting(settings.health, sensor.counters):
-            ok = _follow(sensor) if follow else _import(sensor)
-        typer.echo(json.dumps(sensor.counters(), sort_keys=True))
-    except SocError as exc:
-        _console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from exc
+        with exit_on_error(1):
+            sensor = LogSensor(settings, store)
+            with _reporting(settings.health, sensor.counters):
+                ok = _follow(sensor) if follow else _import(sensor)
+            typer.echo(json.dumps(sensor.counters(), sort_keys=True))
     finally:
         store.close()
     if not ok:
@@ -208,7 +203,7 @@ def syslog(
     timezone: Annotated[str, typer.Option(help="Zone of timestamps that have none.")] = "UTC",
 ) -> None:
     """Receive syslog (RFC 3164/5424 over UDP and TCP, RFC 6587 framing) until SIGTERM."""
-    try:
+    with exit_on_error(2):
         if config is not None:
             if udp or tcp:
                 raise ConfigError("give either --udp/--tcp or --config, not both")
@@ -230,18 +225,13 @@ def syslog(
             }
             settings = SyslogSensorConfig.from_dict(data, source="command line")
         store = _sensor_store(settings.elasticsearch)
-    except SocError as exc:
-        _console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
     try:
-        sensor = SyslogSensor(settings, store)
-        stop = threading.Event()
-        with _reporting(settings.health, sensor.counters):
-            ok = _until_signal(stop, lambda: sensor.run(stop))
-        typer.echo(json.dumps(sensor.counters(), sort_keys=True))
-    except SocError as exc:
-        _console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from exc
+        with exit_on_error(1):
+            sensor = SyslogSensor(settings, store)
+            stop = threading.Event()
+            with _reporting(settings.health, sensor.counters):
+                ok = until_signal(stop, lambda: sensor.run(stop))
+            typer.echo(json.dumps(sensor.counters(), sort_keys=True))
     finally:
         store.close()
     if not ok:
@@ -283,12 +273,10 @@ def enroll(
         _console.print(f"[red]error:[/red] --es-url: {exc}")
         raise typer.Exit(2) from exc
     try:
-        key = enroll_sensor(client, tenant=tenant, sensor_id=sensor_id, expiration=expiration, url=es_url)
-        if key_file is not None:
-            write_secret(key_file, key.encoded)
-    except SocError as exc:
-        _console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from exc
+        with exit_on_error(1):
+            key = enroll_sensor(client, tenant=tenant, sensor_id=sensor_id, expiration=expiration, url=es_url)
+            if key_file is not None:
+                write_secret(key_file, key.encoded)
     finally:
         client.close()
     _console.print(f"created API key {key.id} ({key.name})")
@@ -312,19 +300,14 @@ def _import_config(tenant: str | None, sensor_id: str | None, state_dir: Path | 
 
 def _run_import(settings: ImportConfig, work: Callable[[EventImport], None]) -> None:
     """Open the store, run ``work`` on an :class:`EventImport`, print its counters."""
-    try:
+    with exit_on_error(2):
         store = _open_store()
-    except SocError as exc:
-        _console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
     try:
-        importer = EventImport(settings, store)
-        work(importer)
-        ok = importer.finish()
-        typer.echo(json.dumps(importer.counters(), sort_keys=True))
-    except SocError as exc:
-        _console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from exc
+        with exit_on_error(1):
+            importer = EventImport(settings, store)
+            work(importer)
+            ok = importer.finish()
+            typer.echo(json.dumps(importer.counters(), sort_keys=True))
     finally:
         store.close()
     if not ok:
@@ -340,11 +323,8 @@ def evtx(
     state_dir: Annotated[Path | None, typer.Option(help="Spool and dead letters.")] = None,
 ) -> None:
     """Import Windows .evtx files (re-importing the same records writes nothing new)."""
-    try:
+    with exit_on_error(2):
         settings = _import_config(tenant, sensor_id, state_dir, "UTC")
-    except SocError as exc:
-        _console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
     files = evtx_files(paths)
     if not files:
         _console.print("[red]error:[/red] no .evtx files found")
@@ -408,12 +388,9 @@ def _stdin(
     source_id: str | None,
     timezone: str,
 ) -> None:
-    try:
+    with exit_on_error(2):
         settings = _import_config(tenant, sensor_id, state_dir, timezone)
         spec = get_parser(parser)
-    except SocError as exc:
-        _console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
     source = f"stdin/{source_id or secrets.token_hex(8)}"
     lines = read_lines(sys.stdin.buffer, max_line_bytes=settings.max_line_bytes)
     _run_import(settings, lambda importer: importer.lines(lines, spec, source=source))
@@ -442,10 +419,20 @@ def _matches(pattern: str) -> list[Path]:
 
 def _follow(sensor: LogSensor) -> bool:
     stop = threading.Event()
-    return _until_signal(stop, lambda: sensor.run(stop))
+    return until_signal(stop, lambda: sensor.run(stop))
 
 
-def _until_signal(stop: threading.Event, run: Callable[[], bool]) -> bool:
+@contextmanager
+def exit_on_error(code: int) -> Iterator[None]:
+    """A SocError becomes one error line and exit ``code`` (2: could not start; 1: failed)."""
+    try:
+        yield
+    except SocError as exc:
+        _console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(code) from exc
+
+
+def until_signal(stop: threading.Event, run: Callable[[], bool]) -> bool:
     """``run()`` with SIGINT/SIGTERM setting ``stop``; the previous handlers restored after."""
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
@@ -459,4 +446,4 @@ def _until_signal(stop: threading.Event, run: Callable[[], bool]) -> bool:
             signal.signal(sig, handler)
 
 
-__all__ = ["StoreFactory", "app", "set_store_factory"]
+__all__ = ["StoreFactory", "app", "exit_on_error", "set_store_factory", "until_signal"]

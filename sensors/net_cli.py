@@ -17,12 +17,10 @@ file are for the log sensors and are not read here)::
 from __future__ import annotations
 
 import json
-import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
 from typing import Annotated
 
 import typer
@@ -31,6 +29,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
+from sensors.cli import exit_on_error, until_signal
 from sensors.config import HealthConfig
 from sensors.health import HealthReporter
 from sensors.netsensor import NetSensorSettings, NetworkSensor
@@ -148,39 +147,29 @@ def register(app: typer.Typer, open_store: Callable[[], Store]) -> None:
             tenant, sensor_id, state_dir, max_flows=max_flows, idle_timeout=idle_timeout,
             active_timeout=active_timeout, interval=interval, loss_threshold=loss_threshold,
         )  # fmt: skip
-        try:
+        with exit_on_error(2):
             # One heartbeat per interval report unless told otherwise: each carries that interval.
             health = health_config(
                 api_url=health_api_url, key_file=health_key_file, interval=health_interval, config=config
             )
             if health is not None and health_interval is None and config is None:
                 health = health.model_copy(update={"interval": interval})
-        except SocError as exc:
-            _console.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(2) from exc
         stop = threading.Event()
-
-        def request_stop(signum: int, frame: FrameType | None) -> None:
-            stop.set()
-
-        try:
+        with exit_on_error(2):
             store = open_store()
-        except SocError as exc:
-            _console.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(2) from exc
-        previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            with LiveCapture(iface, bpf=bpf, promiscuous=promiscuous) as capture:
+
+        def capture() -> bool:
+            with LiveCapture(iface, bpf=bpf, promiscuous=promiscuous) as live:
                 sensor = NetworkSensor(settings, store, on_health=lambda report: typer.echo(json.dumps(report)))
                 with reporting(sensor, health):
-                    ok = sensor.run_live(capture, stop)
+                    done = sensor.run_live(live, stop)
                 typer.echo(json.dumps(sensor.counters(), sort_keys=True))
-        except SocError as exc:
-            _console.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(1) from exc
+                return done
+
+        try:
+            with exit_on_error(1):
+                ok = until_signal(stop, capture)
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
             store.close()
         if not ok:
             raise typer.Exit(1)
@@ -204,14 +193,11 @@ def register(app: typer.Typer, open_store: Callable[[], Store]) -> None:
         settings = _settings(
             tenant, sensor_id, state_dir, max_flows=max_flows, idle_timeout=idle_timeout, active_timeout=active_timeout
         )
-        try:
+        with exit_on_error(2):
             health = health_config(
                 api_url=health_api_url, key_file=health_key_file, interval=health_interval, config=config
             )
             store = open_store()
-        except SocError as exc:
-            _console.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(2) from exc
         columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
         try:
             sensor = NetworkSensor(settings, store)
