@@ -60,6 +60,7 @@ def make_forwarder(state_dir: Path, options: ForwarderConfig, store: Store) -> F
         ),
         when_full=options.when_full,
         backoff=Backoff(initial=options.backoff_initial, maximum=options.backoff_max),
+        background=True,
     )
 
 
@@ -169,6 +170,8 @@ class LogSensor:
         for source in self.inputs:
             if not self._offer(source):
                 continue  # spool full or failing: leave the file where it is
+            if self.forwarder.saturated:
+                break  # the store is behind: the files wait where they are
             records = source.tailer.poll(self.max_records, final=final)
             progressed += len(records)
             context = ParseContext(now=self._now(), tz=source.context_zone)
@@ -181,7 +184,7 @@ class LogSensor:
             )
             self._offer(source)
         progressed += self.forwarder.pump(flush=final)
-        self._commit(force=final)
+        self._commit(force=False)
         return progressed
 
     def _offer(self, source: _Input) -> bool:
@@ -209,7 +212,10 @@ class LogSensor:
         """Follow the inputs until ``stop`` is set; then flush. ``True`` if all was delivered."""
         while not stop.is_set():
             if self.step() == 0:
-                stop.wait(self.config.poll_interval)
+                if self.forwarder.sending:
+                    self.forwarder.wait(self.config.poll_interval)
+                else:
+                    stop.wait(self.config.poll_interval)
         return self.close()
 
     def run_until_idle(self, *, timeout: float | None = None) -> dict[str, int]:
@@ -222,8 +228,9 @@ class LogSensor:
         while True:
             if self.step(final=True) == 0:
                 if self.idle:
+                    self._commit(force=True)
                     break
-                time.sleep(0.02)  # backing off from a failing store
+                self.forwarder.idle_wait(0.02)  # the store answering, or backing off from a failing one
             if deadline is not None and time.monotonic() > deadline:
                 self._commit(force=True)
                 raise SensorError(
@@ -361,7 +368,7 @@ class SyslogSensor:
         deadline = time.monotonic() + self.config.forwarder.shutdown_timeout
         while (self.held or self.receiver.queued) and time.monotonic() < deadline:
             if self.step() == 0:
-                time.sleep(0.02)
+                self.forwarder.idle_wait(0.02)
         left = len(self.held) + self.receiver.queued
         if left:
             log.error("shutdown: %d received syslog messages could not be spooled and are lost", left)
@@ -399,8 +406,11 @@ class EventImport:
         self.stats["parse_failures"] += "parse_failure" in (event.get("tags") or ())
         while not self.forwarder.submit(event):
             if self.forwarder.pump(flush=True) == 0:
-                time.sleep(0.02)  # spool full and the store failing: the forwarder backs off
+                self.forwarder.idle_wait(0.02)  # spool full: the store answering, or backing off
         self.forwarder.pump()
+        while self.forwarder.saturated:  # read no further ahead than the store can take
+            self.forwarder.wait(1.0)
+            self.forwarder.pump()
 
     def lines(self, lines: Iterable[StreamLine], parser: ParserSpec, *, source: str) -> None:
         """Parse and submit every line of a stream (stdin)."""

@@ -13,6 +13,14 @@ Delivery guarantee: at least once, in spool order, one batch in flight at a time
   event's ``ack`` callback runs — in submission order — so sources move their checkpoints
   only over delivered data. Events left in the spool by an earlier run are delivered again
   (the deterministic event ids make that harmless); they have no ack callbacks.
+* With ``background=True`` the sink's ``send`` runs in one sender thread, so the source keeps
+  reading, parsing and spooling while a batch is on the wire (the store's answer is waited
+  for without holding the GIL). Everything else — outcomes, spool commits, acks — still
+  happens in the caller's thread, inside :meth:`pump`, so sources need no locking. Still one
+  batch in flight, still in spool order.
+* Events submitted in this run are kept (up to :data:`DECODED_CACHE` of them) as the objects
+  given, so a batch does not decode what it just encoded; the spool still holds every byte.
+  Sinks serialise them the way the spool does (orjson, unknown types as ``str``).
 
 The forwarder never changes an event; the store sets ``event.ingested``.
 """
@@ -24,6 +32,8 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -31,7 +41,7 @@ import orjson
 
 from sensors.errors import SpoolError, SpoolFull
 from sensors.forwarder.batcher import Batch, Batcher
-from sensors.forwarder.sinks import Sink
+from sensors.forwarder.sinks import Outcome, Sink
 from sensors.forwarder.spool import Position, Spool
 from soc_core.errors import ConfigError, StoreError, StoreUnavailable
 from soc_core.events import Event
@@ -54,6 +64,7 @@ COUNTERS = (
     "spool_full",
     "batches",
 )
+DECODED_CACHE = 8192  # submitted events kept as objects, bounded so a long outage cannot grow memory
 
 
 @dataclass(frozen=True)
@@ -106,6 +117,7 @@ class Forwarder:
         backoff: Backoff | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        background: bool = False,
     ) -> None:
         if when_full not in WHEN_FULL:
             raise ConfigError(f"unknown when_full {when_full!r}", hint=f"use one of {WHEN_FULL}")
@@ -119,6 +131,9 @@ class Forwarder:
         self._acks = _Acks()
         self._ready: deque[Batch[tuple[Position, bytes]]] = deque()
         self._inflight: _InFlight | None = None
+        self._decoded: deque[tuple[Position, Event]] = deque()
+        self._sender = ThreadPoolExecutor(1, thread_name_prefix="forwarder-send") if background else None
+        self._sending: Future[list[Outcome]] | None = None
         self._counters = dict.fromkeys(COUNTERS, 0)
         self.last_error: str | None = None
 
@@ -145,6 +160,8 @@ class Forwarder:
             return False
         self._counters["events_in"] += 1
         self._counters["spooled"] += 1
+        if len(self._decoded) < DECODED_CACHE:
+            self._decoded.append((position, event))
         if ack is not None:
             self._acks.add(position, ack)
         return True
@@ -159,16 +176,68 @@ class Forwarder:
     def backing_off(self) -> bool:
         return self._inflight is not None and self._inflight.attempt > 0
 
+    @property
+    def sending(self) -> bool:
+        """A batch is on the wire in the sender thread."""
+        return self._sending is not None and not self._sending.done()
+
+    def wait(self, timeout: float) -> None:
+        """Block until the batch on the wire is answered, for at most ``timeout`` seconds."""
+        if self._sending is not None:
+            wait_for([self._sending], timeout=timeout)
+
+    def idle_wait(self, timeout: float) -> None:
+        """Nothing to do for the caller: wait for the store's answer, or ``timeout`` seconds."""
+        if self.sending:
+            self.wait(timeout)
+        else:
+            self._sleep(timeout)
+
+    @property
+    def backlog(self) -> int:
+        """Events submitted in this run and not yet delivered or dead-lettered."""
+        done = self._counters["events_out"] + self._counters["dead_lettered"]
+        return max(0, self._counters["spooled"] - done)
+
+    @property
+    def saturated(self) -> bool:
+        """The store is up but behind: a source that can be re-read should pause reading.
+
+        Four batches are already waiting; reading further ahead gains nothing while the store
+        answers (and would outrun the decoded cache). During an outage (backing off) this stays
+        ``False``, so sources keep filling the spool — a rotated file is then still safe.
+        """
+        return not self.backing_off and self.backlog >= 4 * self.batcher.max_items
+
     def pump(self, *, flush: bool = False, max_batches: int = 8) -> int:
-        """Send what is ready (everything waiting if ``flush``); returns events completed."""
+        """Send what is ready (everything waiting if ``flush``); returns events completed.
+
+        In background mode a batch is handed to the sender thread and its answer is taken by a
+        later call, so this returns without waiting for the store.
+        """
         completed = 0
         for _ in range(max_batches):
             now = self._clock()
+            if self._sending is not None:
+                if not self._sending.done():
+                    break
+                assert self._inflight is not None
+                sending, self._sending = self._sending, None
+                size = len(self._inflight.events)
+                if not self._settle(self._inflight, now, sending):
+                    break
+                completed += size
+                self._inflight = None
+                continue
             if self._inflight is None:
                 self._inflight = self._next_batch(now, flush)
                 if self._inflight is None:
                     break
             if now < self._inflight.next_try:
+                break
+            if self._sender is not None:
+                todo = [self._inflight.events[index] for index in self._inflight.todo]
+                self._sending = self._sender.submit(self.sink.send, todo)
                 break
             size = len(self._inflight.events)
             if not self._attempt(self._inflight, now):
@@ -189,15 +258,34 @@ class Forwarder:
             return None
         batch = self._ready.popleft()
         events: list[Event] = []
-        for _, payload in batch.items:
-            # The spool checked the frame's checksum, so this decodes what submit() encoded.
-            events.append(orjson.loads(payload))
+        decoded = self._decoded
+        for position, payload in batch.items:
+            while decoded and decoded[0][0] < position:
+                decoded.popleft()  # not read back (a damaged record, say): never needed again
+            if decoded and decoded[0][0] == position:
+                events.append(decoded.popleft()[1])
+            else:
+                # The spool checked the frame's checksum, so this decodes what submit() encoded.
+                events.append(orjson.loads(payload))
         return _InFlight(batch.items[-1][0], events, list(range(len(events))))
 
     def _attempt(self, inflight: _InFlight, now: float) -> bool:
         """Send the items still to do; ``True`` when the whole batch is done."""
+        future: Future[list[Outcome]] = Future()
         try:
-            outcomes = self.sink.send([inflight.events[index] for index in inflight.todo])
+            future.set_result(self.sink.send([inflight.events[index] for index in inflight.todo]))
+        except StoreError as exc:
+            future.set_exception(exc)
+        return self._settle(inflight, now, future)
+
+    def _settle(self, inflight: _InFlight, now: float, answer: Future[list[Outcome]]) -> bool:
+        """Take the sink's answer for ``inflight``; ``True`` when the whole batch is done.
+
+        A :class:`StoreError` keeps the batch and backs off; any other exception is a bug and
+        propagates (to the caller's thread, in background mode too).
+        """
+        try:
+            outcomes = answer.result()
         except StoreError as exc:
             self._counters["store_failures"] += 1
             kind = "unavailable" if isinstance(exc, StoreUnavailable) else "failed"
@@ -246,8 +334,15 @@ class Forwarder:
             now = self._clock()
             if self.drained or now >= deadline:
                 break
+            if self.sending:
+                self.wait(deadline - now)
+                continue
             wait = self._inflight.next_try - now if self._inflight else 0.0
             self._sleep(min(max(wait, 0.01), deadline - now))
+        if self._sender is not None:
+            # A send still on the wire past the deadline is abandoned: its events stay in the
+            # spool, unacknowledged, and go again next run (same ids, so stored once).
+            self._sender.shutdown(wait=False, cancel_futures=True)
         drained = self.drained
         self.spool.close()
         return drained

@@ -17,8 +17,9 @@ Access lines give ``<server>.access`` events with ``source.ip``, ``user.name``,
 
 from __future__ import annotations
 
+import functools
 import re
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 from sensors.parsers.context import Fields, ParseContext
 from sensors.parsers.syslog import MONTHS, escape_control
@@ -101,9 +102,19 @@ def _clf_time(text: str) -> datetime:
         raise ParseError(f"bad access log time [{text}] (expected dd/Mmm/yyyy:hh:mm:ss +zzzz)")
     day, _, year, hour, minute, second, zone = found.groups()
     try:
-        return datetime.strptime(f"{year}-{month:02d}-{day}T{hour}:{minute}:{second}{zone}", "%Y-%m-%dT%H:%M:%S%z")
+        return datetime(int(year), month, int(day), int(hour), int(minute), int(second), tzinfo=_zone(zone))
     except ValueError as exc:
         raise ParseError(f"bad access log time [{text}]: {exc}") from exc
+
+
+@functools.lru_cache(maxsize=64)
+def _zone(text: str) -> timezone:
+    """``+0700`` → a fixed offset (a handful of zones per log, so cached)."""
+    hours, minutes = int(text[1:3]), int(text[3:5])
+    if minutes > 59:
+        raise ValueError(f"bad UTC offset {text}")
+    offset = timedelta(hours=hours, minutes=minutes)
+    return timezone(-offset if text[0] == "-" else offset)
 
 
 def _error(match: re.Match[str], ctx: ParseContext, server: str) -> Fields:

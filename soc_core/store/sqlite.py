@@ -21,6 +21,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+import orjson
+
 from soc_core.errors import Conflict, NotFound, StoreError, StoreUnavailable
 from soc_core.events import TENANT_FIELD, Event, format_timestamp, utcnow, validate_event
 from soc_core.query import (
@@ -285,7 +287,8 @@ class SqliteStore(Store):
         stored["event.ingested"] = ingested
         message = stored.get("message")
         try:
-            doc = json.dumps(stored, ensure_ascii=False, separators=(",", ":"))
+            # as the sensors' spool does: values JSON has no type for are written as text
+            doc = orjson.dumps(stored, default=str).decode()
         except (TypeError, ValueError) as exc:
             return ItemResult(event_id, "rejected", f"not JSON-serialisable: {exc}")
         cursor = conn.execute(

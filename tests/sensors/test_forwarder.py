@@ -7,6 +7,7 @@ or :class:`StoreUnavailable` for the whole batch.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,6 +30,9 @@ class FlakyStore:
         self.retry_once: set[str] = set()
         self.reject: set[str] = set()
         self.calls = 0
+
+    def setup(self) -> None:
+        """Nothing to create (StoreSink calls it before the first write)."""
 
     def add_events(self, events: Sequence[Event]) -> BulkResult:
         self.calls += 1
@@ -217,3 +221,71 @@ def test_close_gives_up_at_the_timeout_and_keeps_the_spool(tmp_path: Path) -> No
 def test_unknown_when_full_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="when_full"):
         make(tmp_path, FlakyStore(), Clock(), when_full="drop_oldest")
+
+
+# ------------------------------------------------------------------------- background sender
+class GatedStore(FlakyStore):
+    """Answers only when the test opens the gate, and records which thread sent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.threads: set[str] = set()
+        self.crash_with: Exception | None = None
+
+    def add_events(self, events: Sequence[Event]) -> BulkResult:
+        self.threads.add(threading.current_thread().name)
+        assert self.gate.wait(10)
+        if self.crash_with is not None:
+            raise self.crash_with
+        return super().add_events(events)
+
+
+def test_background_send_lets_the_source_go_on_and_acks_in_the_callers_thread(tmp_path: Path) -> None:
+    store, clock = GatedStore(), Clock()
+    forwarder = make(tmp_path, store, clock, background=True)
+    acked: list[tuple[int, str]] = []
+    for n in range(25):
+        assert forwarder.submit(event(n), lambda n=n: acked.append((n, threading.current_thread().name)))
+    assert forwarder.pump() == 0  # first batch handed over; pump does not wait for the store
+    assert forwarder.sending and not forwarder.drained
+    for n in range(25, 40):  # the source keeps spooling while the batch is on the wire
+        assert forwarder.submit(event(n), lambda n=n: acked.append((n, threading.current_thread().name)))
+    assert forwarder.backlog == 40 and acked == []
+    store.gate.set()
+    forwarder.wait(5)
+    done = 0
+    while not forwarder.drained:
+        done += forwarder.pump(flush=True)
+        forwarder.wait(5)
+    assert done == 40 and sorted(store.events) == [event(n)["event.id"] for n in range(40)]
+    assert [n for n, _ in acked] == list(range(40))  # in submission order
+    assert {name for _, name in acked} == {threading.current_thread().name}
+    assert store.threads and all(name.startswith("forwarder-send") for name in store.threads)
+    assert forwarder.close(timeout=5)
+
+
+def test_background_outage_backs_off_and_a_bug_surfaces_in_the_callers_thread(tmp_path: Path) -> None:
+    store, clock = GatedStore(), Clock()
+    store.gate.set()
+    forwarder = make(tmp_path, store, clock, background=True)
+    for n in range(10):
+        forwarder.submit(event(n))
+    store.down = True
+    forwarder.pump()
+    forwarder.wait(5)
+    assert forwarder.pump() == 0 and forwarder.backing_off and not forwarder.saturated
+    assert forwarder.counters()["store_failures"] == 1 and "store is down" in (forwarder.last_error or "")
+    store.down = False
+    clock.sleep(2.0)  # past the backoff
+    forwarder.pump()
+    forwarder.wait(5)
+    assert forwarder.pump() == 10 and forwarder.drained
+    store.crash_with = RuntimeError("a bug in the sink")
+    forwarder.submit(event(99))
+    forwarder.pump(flush=True)
+    forwarder.wait(5)
+    with pytest.raises(RuntimeError, match="a bug in the sink"):
+        forwarder.pump(flush=True)
+    store.crash_with = None  # the batch was kept: it goes again
+    assert forwarder.close(timeout=5) and "id-00099" in store.events

@@ -94,6 +94,7 @@ def test_import_with_restart_and_rotation_stores_each_line_once(tmp_path: Path, 
     first = LogSensor(config(tmp_path, str(logs / "auth.log*")), store, max_records=150)
     for _ in range(3):
         first.step()
+        first.forwarder.wait(5)  # the batch handed to the sender thread is answered
     assert 0 < len(stored(store)) < 700
     crash(first)
 
