@@ -28,11 +28,13 @@ The forwarder never changes an event; the store sets ``event.ingested``.
 from __future__ import annotations
 
 import logging
+import queue
 import random
+import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
 from typing import Literal
@@ -104,6 +106,38 @@ class _Acks:
             self.queue.popleft()[1]()
 
 
+class _Sender:
+    """One daemon thread running ``sink.send`` calls in order, answering through futures.
+
+    A daemon, unlike a ``ThreadPoolExecutor`` worker, so a process whose shutdown timeout has
+    passed exits even while a request to a frozen store is still waiting for its own timeout.
+    """
+
+    def __init__(self, sink: Sink) -> None:
+        self._sink = sink
+        self._jobs: queue.SimpleQueue[tuple[Future[list[Outcome]], Sequence[Event]] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="forwarder-send", daemon=True)
+        self._thread.start()
+
+    def submit(self, events: Sequence[Event]) -> Future[list[Outcome]]:
+        future: Future[list[Outcome]] = Future()
+        self._jobs.put((future, events))
+        return future
+
+    def stop(self) -> None:
+        self._jobs.put(None)
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            future, events = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(self._sink.send(events))
+            except BaseException as exc:  # handed to the caller's thread, which raises it
+                future.set_exception(exc)
+
+
 class Forwarder:
     """Spool → batches → sink, with acknowledgements; see the module docstring."""
 
@@ -132,7 +166,7 @@ class Forwarder:
         self._ready: deque[Batch[tuple[Position, bytes]]] = deque()
         self._inflight: _InFlight | None = None
         self._decoded: deque[tuple[Position, Event]] = deque()
-        self._sender = ThreadPoolExecutor(1, thread_name_prefix="forwarder-send") if background else None
+        self._sender = _Sender(sink) if background else None
         self._sending: Future[list[Outcome]] | None = None
         self._counters = dict.fromkeys(COUNTERS, 0)
         self.last_error: str | None = None
@@ -237,7 +271,7 @@ class Forwarder:
                 break
             if self._sender is not None:
                 todo = [self._inflight.events[index] for index in self._inflight.todo]
-                self._sending = self._sender.submit(self.sink.send, todo)
+                self._sending = self._sender.submit(todo)
                 break
             size = len(self._inflight.events)
             if not self._attempt(self._inflight, now):
@@ -342,7 +376,7 @@ class Forwarder:
         if self._sender is not None:
             # A send still on the wire past the deadline is abandoned: its events stay in the
             # spool, unacknowledged, and go again next run (same ids, so stored once).
-            self._sender.shutdown(wait=False, cancel_futures=True)
+            self._sender.stop()
         drained = self.drained
         self.spool.close()
         return drained
