@@ -8,8 +8,10 @@ lasts long enough to compare processes. Each figure is the best of ``--repeat`` 
 ``Evaluator.evaluate`` (one process, the reference) and of ``ShardedEvaluator.run`` with 1 and
 ``--workers`` workers, after one untimed warm-up run each (steady state: a long-running engine
 has warm route caches; fork happens outside the timing). The runs of the three set-ups
-alternate, so background load hits them alike. Not pinned: the
-N-worker figure needs N cores.
+alternate, so background load hits them alike. Not pinned: the N-worker figure needs N cores,
+and the parent overlaps taking in the workers' parts with their matching, so even "1 worker"
+uses a little of a second core; the one-process figure is the one-core reference. The load
+average is printed before and after: a figure taken with load > 1 on 2 cores is noise.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"machine: nproc {os.cpu_count()}, {cpu_model()}, Python {platform.python_version()}")
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
+    print(f"load average before: {os.getloadavg()[0]:.2f}")
     events = corpus(args.copies)
     started = time.perf_counter()
     compiled = compile_ruleset(load_rules([SIGMAHQ.parent]), only_enabled=False)
@@ -82,10 +85,15 @@ def main() -> None:
             best[name] = min(best[name], timed(run)[0])
     for pool in pools:
         pool.close()
-    one = len(events) / best["ShardedEvaluator, 1 worker"]
+    one_worker = len(events) / best["ShardedEvaluator, 1 worker"]
+    one_process = len(events) / best["one process (Evaluator.evaluate)"]
     for name, elapsed in best.items():
         rate = len(events) / elapsed
-        print(f"{name}: {rate:,.0f} events/s ({found[name]} detections in the warm-up); vs 1 worker {rate / one:.2f}x")
+        print(
+            f"{name}: {rate:,.0f} events/s ({found[name]} detections in the warm-up); "
+            f"vs 1 worker {rate / one_worker:.2f}x, vs one process {rate / one_process:.2f}x"
+        )
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -511,8 +511,11 @@ class DetectionEngine:
 
     With ``workers`` > 1 each batch is matched by that many forked processes
     (:class:`~detections.workers.WorkerPool`, started at the first batch) and the matches are
-    emitted here in stream order, so alerts and correlations are those of ``workers=1``. A batch
-    the workers fail is evaluated again in this process (counted in
+    emitted here in stream order, so alerts and correlations are those of ``workers=1``. The
+    batches are pipelined: while the workers match batch k this process reads batch k+1, and
+    sends it to them before emitting batch k and writing its alerts; that read-ahead batch is
+    the next one :meth:`run_batch` evaluates (read again if the checkpoint did not reach it). A
+    batch the workers fail is evaluated again in this process (counted in
     :attr:`RunResult.redone_in_process`) — never lost nor doubled, since nothing of it was
     emitted. :meth:`close` stops the workers.
     """
@@ -544,6 +547,8 @@ class DetectionEngine:
         self._open: dict[str, tuple[dict[str, Any], str]] = {}
         self.workers = workers
         self._pool: WorkerPool | None = None
+        # the next batch, read while the workers matched the last one: (read after, events, checkpoint)
+        self._ahead: tuple[str | None, Sequence[Mapping[str, Any]], str] | None = None
 
     def load_state(self) -> None:
         """Read the checkpoint and correlation windows saved by the previous run."""
@@ -576,10 +581,14 @@ class DetectionEngine:
     def run_batch(self, *, limit: int = 1000) -> RunResult:
         if not self._state_loaded:
             self.load_state()
-        events, checkpoint = self.store.read_new_events(self.checkpoint, limit=limit)
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == self.checkpoint and len(ahead[1]) <= limit:
+            _, events, checkpoint = ahead
+        else:
+            events, checkpoint = self.store.read_new_events(self.checkpoint, limit=limit)
         result = RunResult(events=len(events))
         if events:
-            detections = self._admitted(self._evaluate(events, result), events)
+            detections = self._admitted(self._evaluate(events, result, checkpoint=checkpoint, limit=limit), events)
             result.detections = len(detections)
             self._write_alerts(detections, result)
         if events or checkpoint != self.checkpoint:
@@ -615,7 +624,9 @@ class DetectionEngine:
     ) -> None:
         self.close()
 
-    def _evaluate(self, events: Sequence[Mapping[str, Any]], result: RunResult) -> list[Detection]:
+    def _evaluate(
+        self, events: Sequence[Mapping[str, Any]], result: RunResult, *, checkpoint: str, limit: int
+    ) -> list[Detection]:
         if self.workers == 1:
             return self.evaluator.evaluate(events)
         from .workers import WorkerError, WorkerPool  # noqa: PLC0415 - detections.workers imports this module
@@ -623,7 +634,18 @@ class DetectionEngine:
         try:
             if self._pool is None:
                 self._pool = WorkerPool(self.evaluator, workers=self.workers)
-            return self._pool.evaluate(events)
+            if self._pool.pending is not events:  # else it was sent ahead, with the last batch
+                self._pool.submit(events)
+            # pipelining: read the next batch while the workers match this one, and send it to
+            # them before this one is emitted and its alerts written
+            ahead, then = self.store.read_new_events(checkpoint, limit=limit)
+            if ahead:
+                self._ahead = (checkpoint, ahead, then)
+            packed = self._pool.pack(ahead) if ahead else None
+            matched = self._pool.receive()
+            if packed is not None:
+                self._pool.submit(packed)
+            return self._pool.emit(matched)
         except WorkerError as exc:
             log.warning("detection workers failed; batch evaluated in-process", extra={"error": exc.render()})
             result.redone_in_process += 1

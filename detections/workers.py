@@ -14,28 +14,36 @@ key) is not needed for correlation correctness.
 Two ways to feed the workers:
 
 - :class:`WorkerPool` (what :class:`~detections.engine.DetectionEngine` uses with
-  ``workers > 1``): the parent reads a batch, cuts it into one contiguous slice per worker and
-  pipes each slice over pickled (measured cheaper end to end than orjson for these events, and
-  exact for any value a store returns). Workers start once and serve batch after batch; one that
-  died is started again before the next batch.
+  ``workers > 1``): the parent reads a batch, deals it out to the workers (worker k of n gets
+  positions k, k+n, …, so a run of costly events is shared rather than landing on one worker)
+  and pipes each share over pickled (measured cheaper end to end than orjson for these events,
+  and exact for any value a store returns). Workers start once and serve batch after batch; one
+  that died is started again before the next batch. :meth:`WorkerPool.submit` and
+  :meth:`WorkerPool.receive` are separate so the engine can pipeline: it reads batch k+1 while
+  the workers match batch k, and sends it to them before it emits batch k and writes its alerts.
 - :class:`ShardedEvaluator`: each worker reads its *own* shard through a :data:`ShardReader`
   (round-robin over a list, one file per worker …), so events are never sent to the workers;
-  the matched events come back with the positions.
+  the matched events come back with the positions, in parts of :data:`PART_EVENTS` events, so
+  the parent takes them in while the workers go on matching.
 
-Delivery: both return a batch's detections only after every worker has matched its part; a
+Delivery: both emit a batch's detections only after every worker has matched all its part; a
 worker that fails, dies or stops answering raises :class:`WorkerError` and nothing of the batch
-is emitted, so the caller can evaluate it again (the engine does so in-process).
+is emitted, so the caller can evaluate it again (the engine does so in-process). Emitting is
+stateful (correlation windows), so it is the one step that cannot start before the whole batch
+is matched.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import multiprocessing
 import signal
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
+from multiprocessing.reduction import ForkingPickler
 from types import TracebackType
 from typing import Any
 
@@ -49,7 +57,8 @@ ShardReader = Callable[[int, int], Iterable[tuple[int, Event]]]
 """``reader(shard, shards)`` → the next batch of that shard as (stream position, event) pairs,
 in stream order. Called in the worker process, once per :meth:`ShardedEvaluator.run`."""
 
-DEFAULT_REPLY_TIMEOUT = 300.0  # seconds a pool worker may take over its slice of one batch
+DEFAULT_REPLY_TIMEOUT = 300.0  # seconds a pool worker may take over its share of one batch
+PART_EVENTS = 1024  # events a ShardedEvaluator worker matches before sending back what matched
 
 
 class WorkerError(SocError):
@@ -58,7 +67,7 @@ class WorkerError(SocError):
 
 @dataclass
 class ShardResult:
-    """What one worker reports for one batch: matched positions and counters."""
+    """What one worker reports for (part of) one batch: matched positions and counters."""
 
     matched: list[tuple[int, list[int]]] = field(default_factory=list)  # (stream position, rule positions)
     matched_events: dict[int, Event] = field(default_factory=dict)  # by stream position
@@ -113,7 +122,7 @@ def _require_fork(workers: int) -> multiprocessing.context.ForkContext:
 
 
 def _serve_batches(conn: Connection, evaluator: Evaluator, inherited: Sequence[Connection]) -> None:
-    """A pool worker: ``(offset, events)`` in, :class:`ShardResult` out, until ``None`` or EOF."""
+    """A pool worker: ``(first, step, events)`` in, :class:`ShardResult` out, until ``None`` or EOF."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the engine's to handle: it stops us
     for other in inherited:
         other.close()  # the engine's ends of the pipes: else its death would not reach us as EOF
@@ -124,9 +133,9 @@ def _serve_batches(conn: Connection, evaluator: Evaluator, inherited: Sequence[C
             return  # the engine is gone
         if message is None:
             return
-        offset, events = message
+        first, step, events = message
         try:
-            result = match_shard(evaluator, enumerate(events, start=offset))
+            result = match_shard(evaluator, zip(itertools.count(first, step), events))
         except Exception as exc:  # reported to the engine, which raises WorkerError
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
         else:
@@ -134,14 +143,40 @@ def _serve_batches(conn: Connection, evaluator: Evaluator, inherited: Sequence[C
             conn.send(("ok", result))
 
 
+@dataclass(frozen=True)
+class PackedBatch:
+    """A batch already pickled into one message per worker (see :meth:`WorkerPool.pack`)."""
+
+    events: Sequence[Event]
+    messages: list[bytes]
+
+
+@dataclass(frozen=True)
+class MatchedBatch:
+    """A batch every worker has matched, not yet emitted (see :meth:`WorkerPool.receive`)."""
+
+    events: Sequence[Event]
+    results: list[ShardResult]
+
+
+@dataclass
+class _Submitted:
+    events: Sequence[Event]
+    due: list[int]  # workers that were sent their share and owe a reply
+    problems: list[str]
+
+
 class WorkerPool:
     """``workers`` forked processes matching the batches one engine reads, for ``evaluator``.
 
     Started once; a worker found dead before a batch is started again (counted in
-    :attr:`restarts`). :meth:`evaluate` cuts a batch into one contiguous slice per worker and
-    emits the matches through ``evaluator`` in stream order, or raises :class:`WorkerError`
-    having emitted nothing. Either way every worker left running is idle afterwards: one whose
-    reply will not be read is stopped, so no stale reply can answer a later batch.
+    :attr:`restarts`). :meth:`evaluate` deals a batch out to the workers and emits the matches
+    through ``evaluator`` in stream order, or raises :class:`WorkerError` having emitted
+    nothing. It is :meth:`submit`, :meth:`receive` and :meth:`emit` in a row; a caller that
+    calls them itself can do other work while the workers match, such as emitting the previous
+    batch. One batch at a time is in the workers' hands. Whatever happens, every worker left
+    running is idle once the batch is received or dropped: one whose reply will not be read is
+    stopped, so no stale reply can answer a later batch.
     """
 
     def __init__(self, evaluator: Evaluator, *, workers: int, reply_timeout: float = DEFAULT_REPLY_TIMEOUT) -> None:
@@ -151,6 +186,7 @@ class WorkerPool:
         self.restarts = 0
         self._conns: list[Connection | None] = [None] * workers
         self.processes: list[BaseProcess | None] = [None] * workers
+        self._submitted: _Submitted | None = None
         try:
             for slot in range(workers):
                 self._start(slot)
@@ -162,28 +198,59 @@ class WorkerPool:
     def workers(self) -> int:
         return len(self.processes)
 
+    @property
+    def pending(self) -> Sequence[Event] | None:
+        """The events of the batch submitted and not yet received, if any."""
+        return self._submitted.events if self._submitted is not None else None
+
     def evaluate(self, events: Sequence[Event]) -> list[Detection]:
         """Detections for one batch, as :meth:`Evaluator.evaluate` would give them."""
+        self.submit(events)
+        return self.emit(self.receive())
+
+    def pack(self, events: Sequence[Event]) -> PackedBatch:
+        """Pickle a batch for :meth:`submit` (done ahead, while the workers are busy, it costs them nothing)."""
+        step = self.workers
+        messages = [
+            bytes(ForkingPickler.dumps((slot, step, list(events[slot::step]))))
+            for slot in range(min(step, len(events)))
+        ]
+        return PackedBatch(events, messages)
+
+    def submit(self, batch: Sequence[Event] | PackedBatch) -> None:
+        """Send a batch to the workers (worker k gets positions k, k+n, …) and return at once.
+
+        A batch submitted before and not received is dropped: its workers are stopped.
+        """
+        packed = batch if isinstance(batch, PackedBatch) else self.pack(batch)
+        self.drop()
         for slot, proc in enumerate(self.processes):
             if proc is None or not proc.is_alive():
                 self._stop(slot)
                 self._start(slot)
                 self.restarts += 1
-        size = max(1, -(-len(events) // self.workers))
-        problems: list[str] = []
+        submitted = _Submitted(packed.events, [], [])
+        for slot, message in enumerate(packed.messages):
+            conn = self._conns[slot]
+            assert conn is not None
+            try:
+                conn.send_bytes(message)
+            except Exception as exc:  # whatever it was, that share is not being matched
+                submitted.problems.append(f"worker {slot}: cannot send its share: {type(exc).__name__}: {exc}")
+                self._stop(slot)
+            else:
+                submitted.due.append(slot)
+        self._submitted = submitted
+
+    def receive(self) -> MatchedBatch:
+        """Wait for every worker's share of the submitted batch; :class:`WorkerError` if any failed."""
+        submitted, self._submitted = self._submitted, None
+        if submitted is None:
+            raise WorkerError("no batch was submitted to the detection workers", hint="call submit first")
+        problems = submitted.problems
         results: list[ShardResult] = []
-        due: list[int] = []  # workers that were sent a slice and owe a reply
+        due = submitted.due
         try:
-            for slot, start in enumerate(range(0, len(events), size)):
-                conn = self._conns[slot]
-                assert conn is not None
-                try:
-                    conn.send((start, list(events[start : start + size])))
-                except Exception as exc:  # whatever it was, that slice is not being matched
-                    problems.append(f"worker {slot}: cannot send its slice: {type(exc).__name__}: {exc}")
-                    self._stop(slot)
-                else:
-                    due.append(slot)
             while due:
                 reply = self._receive(due[0])
                 due.pop(0)
@@ -196,10 +263,22 @@ class WorkerPool:
                 self._stop(slot)
         if problems:
             raise WorkerError("; ".join(problems), hint="the engine evaluates that batch in-process")
-        return emit_in_order(self.evaluator, results, events.__getitem__)
+        return MatchedBatch(submitted.events, results)
+
+    def emit(self, matched: MatchedBatch) -> list[Detection]:
+        """Count a received batch into the evaluator and emit its matches in stream order."""
+        return emit_in_order(self.evaluator, matched.results, matched.events.__getitem__)
+
+    def drop(self) -> None:
+        """Forget the batch submitted and not received, if any: its workers are stopped."""
+        submitted, self._submitted = self._submitted, None
+        if submitted is not None:
+            for slot in submitted.due:
+                self._stop(slot)
 
     def close(self) -> None:
         """Ask every worker to exit, then stop any that has not within 5 s. Idempotent."""
+        self._submitted = None
         for conn in self._conns:
             if conn is not None:
                 with contextlib.suppress(OSError):  # that worker is gone already
@@ -266,13 +345,16 @@ class WorkerPool:
 
 
 def _serve(conn: Connection, evaluator: Evaluator, reader: ShardReader, shard: int, shards: int) -> None:
+    """A shard worker: for each request, its shard in parts of :data:`PART_EVENTS`, then ``done``."""
     while conn.recv():
         try:
-            result = match_shard(evaluator, reader(shard, shards))
+            events = iter(reader(shard, shards))
+            while (part := match_shard(evaluator, itertools.islice(events, PART_EVENTS))).events:
+                conn.send(("part", part))
         except Exception as exc:  # reported to the parent, which raises WorkerError
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
         else:
-            conn.send(("ok", result))
+            conn.send(("done", None))
     conn.close()
 
 
@@ -311,20 +393,42 @@ class ShardedEvaluator:
         return len(self._procs)
 
     def run(self) -> list[Detection]:
-        """Every worker matches its next shard batch; detections in stream order."""
-        for conn in self._conns:
-            conn.send(True)
-        results: list[ShardResult] = []
+        """Every worker matches its next shard batch; detections in stream order.
+
+        The parts the workers send are taken in as they come; emitting waits for the last one,
+        and a failed worker (after the others have finished) raises :class:`WorkerError`.
+        """
+        problems: list[str] = []
+        running: dict[Connection, int] = {}
         for shard, conn in enumerate(self._conns):
             try:
-                status, payload = conn.recv()
-            except EOFError as exc:
-                raise WorkerError(f"detection worker {shard} died (exit code {self._procs[shard].exitcode})") from exc
-            if status != "ok":
-                raise WorkerError(f"detection worker {shard} failed: {payload}")
-            results.append(payload)
-        events = {position: event for result in results for position, event in result.matched_events.items()}
-        return emit_in_order(self.evaluator, results, events.__getitem__)
+                conn.send(True)
+            except OSError as exc:
+                problems.append(f"detection worker {shard} is gone ({exc}; exit code {self._procs[shard].exitcode})")
+            else:
+                running[conn] = shard
+        parts: list[ShardResult] = []
+        events: dict[int, Event] = {}
+        while running:
+            for ready in wait(list(running)):
+                assert isinstance(ready, Connection)
+                try:
+                    status, payload = ready.recv()
+                except EOFError:
+                    shard = running.pop(ready)
+                    self._procs[shard].join(timeout=5)
+                    problems.append(f"detection worker {shard} died (exit code {self._procs[shard].exitcode})")
+                    continue
+                if status == "part":
+                    parts.append(payload)
+                    events.update(payload.matched_events)
+                    continue
+                shard = running.pop(ready)
+                if status != "done":
+                    problems.append(f"detection worker {shard} failed: {payload}")
+        if problems:
+            raise WorkerError("; ".join(problems))
+        return emit_in_order(self.evaluator, parts, events.__getitem__)
 
     def close(self) -> None:
         for conn in self._conns:
@@ -347,7 +451,7 @@ class ShardedEvaluator:
         self.close()
 
 
-def round_robin(events: list[Event]) -> ShardReader:
+def round_robin(events: Sequence[Event]) -> ShardReader:
     """A reader over an in-memory list (tests, benchmarks): shard k gets positions k, k+n, …
 
     Each call returns the whole shard once; later calls return nothing.
@@ -365,6 +469,9 @@ def round_robin(events: list[Event]) -> ShardReader:
 
 __all__ = [
     "DEFAULT_REPLY_TIMEOUT",
+    "PART_EVENTS",
+    "MatchedBatch",
+    "PackedBatch",
     "ShardReader",
     "ShardResult",
     "ShardedEvaluator",

@@ -120,6 +120,7 @@ def test_workers_start_once_and_close_cleanly(tmp_path: Path, shipped: RuleSet, 
     engine = DetectionEngine(shipped, stored(tmp_path, "s", sample_events), workers=2, clock=clock)
     assert engine._pool is None  # nothing forked until there is something to match
     engine.run_once(limit=30)
+    assert engine._pool is not None and engine._pool.pending is not None  # the next batch, sent ahead
     pids = worker_pids(engine)
     procs = list(engine._pool.processes) if engine._pool else []
     while engine.run_once(limit=30):
@@ -168,7 +169,8 @@ def test_a_failed_batch_is_redone_in_process_neither_lost_nor_doubled(
         restarted = [old != new for old, new in zip(pids, worker_pids(engine), strict=True)]
         assert engine._pool is not None
         assert engine._pool.restarts == (1 if how == "dies" else 0)
-        assert restarted == ([False, True] if how == "dies" else [False, False])  # the second half died
+        # POISON is the 21st event of its batch: worker 0 of 2 has the even positions
+        assert restarted == ([True, False] if how == "dies" else [False, False])
         assert (stats_of(engine), outcome(store)) == (stats, found)
     assert_no_workers_left()
 
@@ -177,9 +179,11 @@ def test_a_worker_killed_between_batches_is_started_again(
     tmp_path: Path, shipped: RuleSet, reference: tuple[Any, ...]
 ) -> None:
     events, stats, found = reference
-    store = stored(tmp_path, "s", events)
+    store = stored(tmp_path, "s", events[:400])  # whole batches of 40, as in the reference
     with DetectionEngine(shipped, store, workers=2, clock=clock) as engine:
-        engine.run_once(limit=40)
+        engine.run_until_idle(limit=40)  # idle: no batch was sent ahead
+        assert engine._pool is not None and engine._pool.pending is None
+        store.add_events(events[400:])
         pids = worker_pids(engine)
         assert pids[0] is not None
         os.kill(pids[0], signal.SIGKILL)
@@ -202,12 +206,42 @@ def test_a_worker_that_stops_answering_is_stopped_and_its_batch_redone(
         stuck = worker_pids(engine)[1]
         assert stuck is not None
         os.kill(stuck, signal.SIGSTOP)
-        assert engine.run_batch(limit=40).redone_in_process == 1
+        # the first batch it has not answered yet (maybe the one sent ahead) is redone
+        assert engine.run_until_idle(limit=40).redone_in_process == 1
         with pytest.raises(ProcessLookupError):  # killed, and reaped
             os.kill(stuck, 0)
-        engine.run_until_idle(limit=40)
         assert engine._pool.restarts == 1
         assert (stats_of(engine), outcome(store)) == (stats, found)
+
+
+def test_a_batch_read_ahead_is_not_used_when_the_last_batch_failed_after_matching(
+    tmp_path: Path, shipped: RuleSet, sample_events: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writing batch 2's alerts fails once: batch 3, read ahead meanwhile, must wait for batch 2."""
+    real = DetectionEngine._write_alerts
+    calls = {1: 0, 2: 0}
+
+    def write_alerts(self: DetectionEngine, detections: Any, result: Any) -> None:
+        calls[self.workers] += 1
+        if calls[self.workers] == 2:
+            raise OSError("disk full")
+        real(self, detections, result)
+
+    monkeypatch.setattr(DetectionEngine, "_write_alerts", write_alerts)
+    outcomes = []
+    for count in (1, 2):
+        store = stored(tmp_path, f"w{count}", sample_events)
+        with DetectionEngine(shipped, store, workers=count, clock=clock) as engine:
+            engine.run_batch(limit=40)
+            after_first = engine.checkpoint
+            with pytest.raises(OSError, match="disk full"):
+                engine.run_batch(limit=40)
+            assert engine.checkpoint == after_first
+            engine.run_until_idle(limit=40)
+            assert engine.evaluator.stats.events == len(sample_events) + 40  # batch 2 twice, none skipped
+            outcomes.append((stats_of(engine), outcome(store)))
+    assert outcomes[1] == outcomes[0]
+    assert_no_workers_left()
 
 
 @pytest.fixture

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from detections import workers
 from detections.alerts import Detection
 from detections.engine import Evaluator, compile_ruleset
 from detections.loader import load_rules, shipped_rules_dir
@@ -61,3 +64,37 @@ def test_a_failing_reader_raises_worker_error(corpus: tuple[Any, list[dict[str, 
 def test_at_least_one_worker(corpus: tuple[Any, list[dict[str, Any]]]) -> None:
     with pytest.raises(ConfigError):
         ShardedEvaluator(corpus[0], round_robin([]), workers=0)
+
+
+@pytest.mark.parametrize("part", [7, 1024])
+def test_parts_streamed_back_are_merged_in_stream_order(
+    corpus: tuple[Any, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch, part: int
+) -> None:
+    compiled, events = corpus
+    expected = Evaluator(compiled).evaluate(events)
+    monkeypatch.setattr(workers, "PART_EVENTS", part)  # read by the workers forked below
+    with ShardedEvaluator(compiled, round_robin(events), workers=2) as sharded:
+        assert summary(sharded.run()) == summary(expected)
+
+
+@pytest.mark.parametrize("how", ["raises", "dies"])
+def test_a_worker_failing_after_some_parts_emits_nothing(
+    corpus: tuple[Any, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    compiled, events = corpus
+    monkeypatch.setattr(workers, "PART_EVENTS", 10)
+
+    def reader(shard: int, shards: int) -> Iterator[tuple[int, dict[str, Any]]]:
+        for position in range(shard, len(events), shards):
+            if shard == 1 and position > len(events) // 2:  # parts of it were sent already
+                if how == "dies":
+                    os._exit(3)
+                raise OSError("shard 1 unreadable half-way")
+            yield position, events[position]
+
+    with ShardedEvaluator(compiled, reader, workers=2) as sharded:
+        with pytest.raises(WorkerError, match="unreadable half-way" if how == "raises" else "died"):
+            sharded.run()
+        stats = sharded.evaluator.stats
+        assert (stats.events, stats.matches, stats.correlation_hits) == (0, 0, 0)
+        assert not sharded.evaluator.correlation.keys
