@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import glob
 import json
+import logging
 import secrets
 import signal
 import sys
@@ -30,8 +31,10 @@ from types import FrameType
 from typing import Annotated
 
 import typer
-from elasticsearch import Elasticsearch
+from elastic_transport import TransportError
+from elasticsearch import ApiError, Elasticsearch
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from sensors.config import (
@@ -48,11 +51,12 @@ from sensors.parsers import PARSERS, get_parser
 from sensors.pipeline import EventImport, LogSensor, SyslogSensor
 from sensors.sources.evtx import evtx_files
 from sensors.sources.jsonl import read_lines
-from soc_core.errors import ConfigError, SocError
+from soc_core.errors import ConfigError, SocError, StoreUnavailable
 from soc_core.store.base import Store
 from soc_core.store.elasticsearch import ElasticsearchStore
 
 StoreFactory = Callable[[], Store]
+log = logging.getLogger(__name__)
 
 app = typer.Typer(help="Run Canh Gác sensors.", no_args_is_help=True)
 _console = Console(stderr=True)
@@ -65,7 +69,11 @@ def sensor() -> None:
 
 
 def set_store_factory(factory: StoreFactory) -> None:
-    """Tell the sensor commands how to open the store (the product config decides which)."""
+    """Tell the sensor commands how to open the store (the product config decides which).
+
+    The factory only opens it: no ping, no setup — the sensors check it and set it up
+    themselves, so that they start while it is down.
+    """
     global _store_factory  # noqa: PLW0603 - the one wiring point between CLI layers
     _store_factory = factory
 
@@ -76,24 +84,75 @@ def _open_store() -> Store:
             "no store is wired to the sensor commands",
             hint="call sensors.cli.set_store_factory() before mounting sensors.cli.app",
         )
-    return _store_factory()
+    try:
+        return _store_factory()
+    except ValueError as exc:  # the Elasticsearch client refusing the URL (bad port, spaces, ...)
+        raise ConfigError(f"cannot open the store: {exc}", where="store.elasticsearch.url") from exc
+
+
+class SensorCredentialStore(ElasticsearchStore):
+    """Elasticsearch through a sensor's own credential, which may only add its tenant's events.
+
+    It cannot create index templates (the SOC server's store puts them in place) nor read
+    cluster health, so ``setup`` does nothing and ``ping`` checks the credential instead.
+    """
+
+    def setup(self) -> None:
+        """Nothing: the index templates are the SOC server's to create."""
+
+    def ping(self) -> None:
+        """Ask the node who this credential is: 401 for a bad one, any valid one may ask."""
+        try:
+            self.client.security.authenticate()
+        except ApiError as exc:
+            if exc.meta.status == 400:
+                return  # a node without security has no such endpoint and no credential to check
+            raise self._translate("authenticate the sensor's credential", exc) from exc
+        except TransportError as exc:
+            raise self._translate("authenticate the sensor's credential", exc) from exc
 
 
 def _sensor_store(output: ElasticsearchOutput | None) -> Store:
-    """The sensor's own Elasticsearch credential if its YAML has one, else the product's store.
+    """The sensor's store, checked: its own Elasticsearch credential if its YAML has one, else
+    the product's store.
 
-    A sensor key may only add events: no ping (cluster health) and no template setup here.
+    Errors that waiting cannot fix (a refused credential, a bad request) stop the command here;
+    an unreachable store does not: the sensor starts, spools, and the forwarder delivers (and
+    sets the store up) once it answers.
     """
-    if output is None:
-        return _open_store()
+    store = _open_store() if output is None else _credential_store(output)
+    try:
+        store.ping()
+    except StoreUnavailable as exc:
+        log.warning("store unreachable at %s: %s; spooling until it answers", exc.where or store.name, exc.message)
+    except SocError as exc:
+        store.close()
+        cause = exc.__cause__
+        if isinstance(cause, ApiError) and cause.meta.status in (401, 403):
+            keys = "store.elasticsearch.username/password/api_key" if output is None else "elasticsearch.* in the YAML"
+            raise ConfigError(
+                f"Elasticsearch answered {cause.meta.status}: it refuses the credential — {exc.message}",
+                where=exc.where,
+                hint=f"check {keys}",
+            ) from exc
+        raise
+    return store
+
+
+def _credential_store(output: ElasticsearchOutput) -> SensorCredentialStore:
+    api_key = username = password = None
     if output.api_key_file is not None:
-        key = read_secret(output.api_key_file, what="Elasticsearch API key")
-        return ElasticsearchStore(output.url, api_key=key, request_timeout=output.request_timeout)
-    assert output.password_file is not None  # the model checks they come together
-    password = read_secret(output.password_file, what="Elasticsearch password")
-    return ElasticsearchStore(
-        output.url, username=output.username, password=password, request_timeout=output.request_timeout
-    )
+        api_key = read_secret(output.api_key_file, what="Elasticsearch API key")
+    else:
+        assert output.password_file is not None  # the model checks they come together
+        username = output.username
+        password = read_secret(output.password_file, what="Elasticsearch password")
+    try:
+        return SensorCredentialStore(
+            output.url, api_key=api_key, username=username, password=password, request_timeout=output.request_timeout
+        )
+    except ValueError as exc:  # the Elasticsearch client refusing the URL (bad port, spaces, ...)
+        raise ConfigError(f"cannot use {output.url!r}: {exc}", where="elasticsearch.url") from exc
 
 
 @contextmanager
@@ -265,12 +324,12 @@ def enroll(
         es_password = typer.prompt(f"password for {es_user}", hide_input=True)
     auth = {"api_key": es_api_key} if es_api_key else {"basic_auth": (es_user or "", es_password or "")}
     if key_file is not None and key_file.exists():
-        _console.print(f"[red]error:[/red] {key_file}: refusing to overwrite an existing key file")
+        _console.print(f"[red]error:[/red] {escape(str(key_file))}: refusing to overwrite an existing key file")
         raise typer.Exit(2)
     try:
         client = Elasticsearch(es_url, request_timeout=30, max_retries=0, **auth)
     except ValueError as exc:
-        _console.print(f"[red]error:[/red] --es-url: {exc}")
+        _console.print(f"[red]error:[/red] --es-url: {escape(str(exc))}")
         raise typer.Exit(2) from exc
     try:
         with exit_on_error(1):
@@ -301,7 +360,7 @@ def _import_config(tenant: str | None, sensor_id: str | None, state_dir: Path | 
 def _run_import(settings: ImportConfig, work: Callable[[EventImport], None]) -> None:
     """Open the store, run ``work`` on an :class:`EventImport`, print its counters."""
     with exit_on_error(2):
-        store = _open_store()
+        store = _sensor_store(None)
     try:
         with exit_on_error(1):
             importer = EventImport(settings, store)
@@ -428,7 +487,7 @@ def exit_on_error(code: int) -> Iterator[None]:
     try:
         yield
     except SocError as exc:
-        _console.print(f"[red]error:[/red] {exc}")
+        _console.print(f"[red]error:[/red] {escape(str(exc))}")  # messages quote URLs like [/_bulk]
         raise typer.Exit(code) from exc
 
 

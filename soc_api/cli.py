@@ -275,7 +275,7 @@ def _register_subcommands() -> None:
     from sensors import cli as sensor_cli  # noqa: PLC0415
     from sensors.net_cli import register as register_network  # noqa: PLC0415
 
-    sensor_cli.set_store_factory(store)
+    sensor_cli.set_store_factory(lambda: open_store(settings()))  # the sensors ping and set up themselves
     register_network(sensor_cli.app, store)
     app.add_typer(sensor_cli.app, name="sensor")
     app.add_typer(build_rules_app(store), name="rules")

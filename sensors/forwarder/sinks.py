@@ -65,13 +65,23 @@ class StoreSink:
     Guarantee: an event is ``delivered`` only when the store said created or duplicate, and
     ``dead_letter`` only once it is in the dead-letter file. The caller owns (and closes) the
     store.
+
+    The store's (idempotent) ``setup`` — tables, index templates — runs here, before the first
+    write, not when the sensor starts: a sensor must start and spool while its store is down.
+    Until it succeeds, ``send`` raises what ``setup`` raised (``StoreUnavailable`` while the
+    store is unreachable), so the forwarder keeps the batch and backs off as for a failed write.
     """
 
     def __init__(self, store: Store, *, dead_letters: DeadLetterFile) -> None:
         self.store = store
         self.dead_letters = dead_letters
+        self._store_ready = False
 
     def send(self, events: Sequence[Event]) -> list[Outcome]:
+        if not self._store_ready:
+            self.store.setup()
+            self._store_ready = True
+            log.info("store %s is set up; delivering", self.store.name)
         result = self.store.add_events(events)  # StoreUnavailable propagates: keep and back off
         items = result.items
         if len(items) != len(events):

@@ -20,6 +20,7 @@ cut, at the cost of one fsync per ``sync()``.
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import json
 import logging
@@ -70,7 +71,8 @@ class Spool:
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
         self.fsync = fsync
-        self.stats = {"records_corrupt": 0, "segments_missing": 0, "appended": 0}
+        self.stats = {"records_corrupt": 0, "segments_missing": 0, "appended": 0, "cursor_errors": 0}
+        self._cursor_saved = True
         self.directory.mkdir(parents=True, exist_ok=True)
         self._sizes: dict[int, int] = {}
         self._read_handle: tuple[int, BinaryIO] | None = None
@@ -117,15 +119,15 @@ class Spool:
             self._roll()
             used = 0
         try:
-            written = os.write(self._write_fd, data)
-            if written != len(data):
-                raise OSError(f"short write: {written} of {len(data)} bytes")
+            done = 0
+            while done < len(data):  # a short write (disk nearly full): the next one says why
+                done += os.write(self._write_fd, data[done:])
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.ftruncate(self._write_fd, used)  # never leave half a record behind
             raise SpoolError(
-                f"cannot write to spool {self.directory}: {exc}",
-                hint="free disk space; records not written were not acknowledged",
+                f"cannot append to spool segment {self._path(self._write_segment)}: {_describe(exc)}",
+                hint="free space on that disk; the record was not acknowledged and will be offered again",
             ) from exc
         self._sizes[self._write_segment] = used + len(data)
         self.stats["appended"] += 1
@@ -136,17 +138,19 @@ class Spool:
             os.fsync(self._write_fd)
 
     def _roll(self) -> None:
+        """Continue in a new segment; if it cannot be created, keep writing to the current one."""
+        fd = self._open_segment(self._write_segment + 1)
         if self.fsync:
             os.fsync(self._write_fd)
         os.close(self._write_fd)
         self._write_segment += 1
-        self._write_fd = self._open_segment(self._write_segment)
+        self._write_fd = fd
 
     def _open_segment(self, segment: int) -> int:
         try:
             fd = os.open(self._path(segment), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         except OSError as exc:
-            raise SpoolError(f"cannot create a spool segment in {self.directory}: {exc}") from exc
+            raise SpoolError(f"cannot create spool segment {self._path(segment)}: {_describe(exc)}") from exc
         self._sizes[segment] = os.fstat(fd).st_size
         return fd
 
@@ -226,11 +230,16 @@ class Spool:
         if segment != self._write_segment and offset >= self._sizes.get(segment, 0):
             position = self._next_segment(segment)  # an old segment used up: let it go
         if position == self.end and position.offset > 0:
-            self._roll()  # drained: start a fresh segment so the used one can go
-            position = self.end
-            self._read = max(self._read, position)
+            try:
+                self._roll()  # drained: start a fresh segment so the used one can go
+            except SpoolError as exc:
+                log.error("%s; the drained segment is kept for now", exc)
+            else:
+                position = self.end
+                self._read = max(self._read, position)
         self._cursor = position
-        self._save_cursor()
+        if not self._save_cursor():
+            return  # segments before the saved cursor stay until it can be saved
         for segment in [s for s in self._sizes if s < position.segment]:
             self._delete(segment)
 
@@ -259,20 +268,45 @@ class Spool:
             log.error("spool cursor %s is unreadable (%s); reading the spool from its start", path, exc)
         return Position(min(self._sizes, default=0), 0)
 
-    def _save_cursor(self) -> None:
+    def _save_cursor(self) -> bool:
+        """Write the cursor atomically; ``False`` (logged, counted) if the disk refused.
+
+        An unsaved cursor only means a restart delivers some records again (harmless with
+        deterministic ids), so it is retried at the next commit instead of stopping delivery.
+        """
         path = self.directory / "cursor.json"
         temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(dict(self._cursor._asdict())), encoding="utf-8")
-        if self.fsync:
-            with open(temporary, "rb") as handle:
-                os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        try:
+            temporary.write_text(json.dumps(dict(self._cursor._asdict())), encoding="utf-8")
+            if self.fsync:
+                with open(temporary, "rb") as handle:
+                    os.fsync(handle.fileno())
+            os.replace(temporary, path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+            self.stats["cursor_errors"] += 1
+            if self.stats["cursor_errors"] == 1 or self._cursor_saved:
+                log.error("cannot save spool cursor %s: %s; delivered records stay on disk", path, _describe(exc))
+            self._cursor_saved = False
+            return False
+        if not self._cursor_saved:
+            log.info("spool cursor %s saved again", path)
+        self._cursor_saved = True
+        return True
 
     def close(self) -> None:
         self._close_reader()
         with contextlib.suppress(OSError):
             self.sync()
             os.close(self._write_fd)
+
+
+def _describe(exc: OSError) -> str:
+    """``No space left on device (ENOSPC)``: the reason and the errno name an operator greps for."""
+    if exc.errno is None:
+        return str(exc)
+    return f"{exc.strerror or os.strerror(exc.errno)} ({errno.errorcode.get(exc.errno, exc.errno)})"
 
 
 __all__ = ["MAGIC", "Position", "Spool", "frame"]

@@ -153,6 +153,7 @@ class FileTailer:
         self._first_scan = True
         self._turn = 0
         self._dirty = False
+        self._commit_failing = False
         self._checkpoints: dict[str, dict[str, Any]] = self._load_state()
         self.stats: dict[str, int] = dict.fromkeys(
             (
@@ -425,14 +426,27 @@ class FileTailer:
         for key in [k for k, v in self._checkpoints.items() if v["updated"] < horizon]:
             if key not in self._files:  # a file gone for good: forget it
                 del self._checkpoints[key]
-        self.state_path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.state_path.with_name(self.state_path.name + ".tmp")
         body = {"version": STATE_VERSION, "patterns": self.patterns, "files": self._checkpoints}
-        with open(temporary, "w", encoding="utf-8") as handle:
-            json.dump(body, handle, indent=1, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, self.state_path)
+        try:
+            self.state_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(temporary, "w", encoding="utf-8") as handle:
+                json.dump(body, handle, indent=1, sort_keys=True)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, self.state_path)
+        except OSError as exc:
+            # The saved checkpoint stays behind the delivered data: a restart re-reads some
+            # lines (same event ids, so no duplicates). Try again at the next commit.
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+            if not self._commit_failing:
+                log.error("cannot save checkpoints to %s: %s; retrying at each commit", self.state_path, exc)
+            self._commit_failing = True
+            return False
+        if self._commit_failing:
+            log.info("checkpoints saved to %s again", self.state_path)
+        self._commit_failing = False
         self._dirty = False
         return True
 

@@ -13,6 +13,8 @@ import re
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -201,6 +203,30 @@ class SensorProcess:
         return sorted(targets)
 
 
+def read_position(pid: int, path: Path) -> int | None:
+    """The offset of process ``pid``'s open descriptor on ``path`` (``/proc/<pid>/fdinfo``)."""
+    for entry in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            if os.readlink(entry) != str(path):
+                continue
+            rows = (Path(f"/proc/{pid}/fdinfo") / entry.name).read_text().splitlines()
+        except FileNotFoundError:  # closed while we listed it
+            continue
+        for row in rows:
+            if row.startswith("pos:"):
+                return int(row.split()[1])
+    return None
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``condition``; the timeout only stops a hung test, it is not the criterion."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
 def tcp_connections_to(pid: int, port: int) -> int:
     """Established TCP connections of process ``pid`` to ``port`` (from /proc, IPv4 and IPv6)."""
     inodes = set()
@@ -230,8 +256,10 @@ __all__ = [
     "checkpoint_offsets",
     "elasticsearch_env",
     "log_line",
+    "read_position",
     "seq_of",
     "sqlite_env",
     "tcp_connections_to",
+    "wait_for",
     "write_sensor_config",
 ]

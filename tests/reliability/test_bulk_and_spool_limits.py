@@ -1,19 +1,18 @@
-"""D4/D5/D6 (RELIABILITY.md): partial bulk failures, a full spool and a spool disk without space.
+"""D4/D5 (RELIABILITY.md): partial bulk failures and a full spool.
 
 A dedicated Elasticsearch node with a write thread pool of one thread and a queue of one, so a
-bulk request that spans many daily indices gets some of its items rejected with 429. D4 runs
-the real forwarder (Forwarder + Spool + StoreSink) in-process and records every bulk item sent;
-D5 ``block`` and D6 run the real ``soc sensor logs`` process. All criteria are exact counts.
+bulk request that spans many daily indices gets some of its items rejected with 429. D4 and D5
+run the real forwarder (Forwarder + Spool + StoreSink) in-process, D4 recording every bulk item
+sent. All criteria are exact counts. D6 (the spool's disk full) is in ``test_spool_disk_full``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import orjson
@@ -25,9 +24,6 @@ from soc_core.devnode import DevNode, free_port
 from soc_core.events import Event, make_event
 from soc_core.store.base import BulkResult
 from soc_core.store.elasticsearch import ElasticsearchStore
-from tests.reliability.sensor_process import (
-    SensorProcess,
-)
 from tests.shared_data import dev_node
 
 pytestmark = [pytest.mark.elasticsearch, pytest.mark.slow]
@@ -99,7 +95,9 @@ def store_all(store: ElasticsearchStore, events: list[Event]) -> None:
 
 def stored_ids(client: Elasticsearch, tenant: str) -> list[str]:
     client.indices.refresh(index=f"canhgac-events-{tenant}-*")
-    body = client.search(index=f"canhgac-events-{tenant}-*", size=10_000, query={"match_all": {}}, source=["event.id"])
+    body = client.search(
+        index=f"canhgac-events-{tenant}-*", size=10_000, query={"match_all": {}}, source_includes=["event.id"]
+    )
     return [hit["_id"] for hit in body["hits"]["hits"]]
 
 
@@ -190,28 +188,6 @@ def spool_bytes(directory: Path) -> int:
     return sum(p.stat().st_size for p in directory.glob("segment-*.log"))
 
 
-def read_position(sensor: SensorProcess, path: Path) -> int | None:
-    """The file offset of the sensor's open descriptor on ``path`` (``/proc/<pid>/fdinfo``)."""
-    for entry in Path(f"/proc/{sensor.pid}/fd").iterdir():
-        with contextlib.suppress(FileNotFoundError):
-            if os.readlink(entry) == str(path):
-                for row in (Path(f"/proc/{sensor.pid}/fdinfo") / entry.name).read_text().splitlines():
-                    if row.startswith("pos:"):
-                        return int(row.split()[1])
-    return None
-
-
-def stable(read: Callable[[], object], seconds: float = 1.0) -> object:
-    """The value, once it has not changed for ``seconds``."""
-    value = read()
-    while True:
-        time.sleep(seconds)
-        again = read()
-        if again == value:
-            return value
-        value = again
-
-
 def test_d5_block_pauses_the_source_and_loses_nothing(node: DevNode, client: Elasticsearch, tmp_path: Path) -> None:
     tenant, count, limit = "d5b", 400, 64 * 1024
     down = ElasticsearchStore(closed_url(), request_timeout=1.0)
@@ -231,7 +207,7 @@ def test_d5_block_pauses_the_source_and_loses_nothing(node: DevNode, client: Ela
         refusals = 0
         while offset < count and refusals < 20:
             event = events[offset]
-            if forwarder.submit(event, ack=lambda e=event: acked.append(e["event.id"])):
+            if forwarder.submit(event, ack=partial(acked.append, event["event.id"])):
                 offset += 1
             else:
                 refusals += 1  # the source pauses and offers the same event again
@@ -243,7 +219,7 @@ def test_d5_block_pauses_the_source_and_loses_nothing(node: DevNode, client: Ela
         forwarder.sink = StoreSink(up, dead_letters=DeadLetterFile(tmp_path / "dead.jsonl"))
         while offset < count:
             event = events[offset]
-            if forwarder.submit(event, ack=lambda e=event: acked.append(e["event.id"])):
+            if forwarder.submit(event, ack=partial(acked.append, event["event.id"])):
                 offset += 1
             forwarder.pump()
             assert spool_bytes(tmp_path / "spool") <= limit
@@ -276,7 +252,7 @@ def test_d5_drop_newest_counts_every_drop(node: DevNode, client: Elasticsearch, 
         )
         events = [app_event(tenant, i, i % 10) for i in range(count)]
         for event in events:
-            assert forwarder.submit(event, ack=lambda e=event: acked.append(e["event.id"]))
+            assert forwarder.submit(event, ack=partial(acked.append, event["event.id"]))
             forwarder.pump()  # the store is down: nothing goes
         assert spool.size <= spool.max_bytes
         down_counters = forwarder.counters()

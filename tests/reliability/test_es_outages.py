@@ -12,7 +12,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +28,7 @@ from tests.reliability.sensor_process import (
     elasticsearch_env,
     seq_of,
     tcp_connections_to,
+    wait_for,
     write_sensor_config,
 )
 from tests.shared_data import dev_node
@@ -146,15 +147,6 @@ class CheckpointAudit:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``condition``; the timeout only stops a hung test, it is not the criterion."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def start_ingest(
