@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from soc_core.errors import ParseError
 
 Event = dict[str, Any]
@@ -118,6 +120,24 @@ def add_tag(event: Event, tag: str) -> None:
     if tag not in tags:
         tags.append(tag)
     event["tags"] = tags
+
+
+def encode_event(event: Mapping[str, Any]) -> bytes:
+    """An event as JSON bytes: orjson, with values JSON has no type for written as text."""
+    return orjson.dumps(event, default=str)
+
+
+def encode_stored(event: Mapping[str, Any], ingested: str, encoded: bytes | None = None) -> bytes:
+    """The JSON a store keeps for ``event``: the event plus ``event.ingested``.
+
+    ``encoded`` (the event's :func:`encode_event` bytes) is reused when it can be: the field is
+    put in front instead of serialising the whole event again.
+    """
+    if encoded is not None and encoded[:1] == b"{" and len(encoded) > 2 and "event.ingested" not in event:
+        return b'{"event.ingested":' + orjson.dumps(ingested) + b"," + encoded[1:]
+    stored = dict(event)
+    stored["event.ingested"] = ingested
+    return encode_event(stored)
 
 
 def validate_event(event: Mapping[str, Any]) -> list[str]:

@@ -48,7 +48,7 @@ def sqlite_store(tmp_path: Path) -> Iterator[SqliteStore]:
 @pytest.fixture
 def es_store(elasticsearch_url: str) -> Iterator[ElasticsearchStore]:
     # generous timeout: CI machines are small and the node shares them with the tests
-    store = ElasticsearchStore(elasticsearch_url, prefix=unique_prefix(), settle_seconds=0.5, request_timeout=60)
+    store = ElasticsearchStore(elasticsearch_url, prefix=unique_prefix(), request_timeout=60)
     store.setup()
     yield store
     # destructive actions need concrete index names (action.destructive_requires_name)

@@ -46,7 +46,7 @@ from sensors.forwarder.batcher import Batch, Batcher
 from sensors.forwarder.sinks import Outcome, Sink
 from sensors.forwarder.spool import Position, Spool
 from soc_core.errors import ConfigError, StoreError, StoreUnavailable
-from soc_core.events import Event
+from soc_core.events import Event, encode_event
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,7 @@ class Backoff:
 class _InFlight:
     last: Position
     events: list[Event]
+    encoded: list[bytes]  # each event as the spool holds it
     todo: list[int]
     attempt: int = 0
     next_try: float = 0.0
@@ -106,6 +107,9 @@ class _Acks:
             self.queue.popleft()[1]()
 
 
+_Job = tuple[Future[list[Outcome]], Sequence[Event], Sequence[bytes]]
+
+
 class _Sender:
     """One daemon thread running ``sink.send`` calls in order, answering through futures.
 
@@ -115,13 +119,13 @@ class _Sender:
 
     def __init__(self, sink: Sink) -> None:
         self._sink = sink
-        self._jobs: queue.SimpleQueue[tuple[Future[list[Outcome]], Sequence[Event]] | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="forwarder-send", daemon=True)
         self._thread.start()
 
-    def submit(self, events: Sequence[Event]) -> Future[list[Outcome]]:
+    def submit(self, events: Sequence[Event], encoded: Sequence[bytes]) -> Future[list[Outcome]]:
         future: Future[list[Outcome]] = Future()
-        self._jobs.put((future, events))
+        self._jobs.put((future, events, encoded))
         return future
 
     def stop(self) -> None:
@@ -129,11 +133,11 @@ class _Sender:
 
     def _run(self) -> None:
         while (job := self._jobs.get()) is not None:
-            future, events = job
+            future, events, encoded = job
             if not future.set_running_or_notify_cancel():
                 continue
             try:
-                future.set_result(self._sink.send(events))
+                future.set_result(self._sink.send(events, encoded))
             except BaseException as exc:  # handed to the caller's thread, which raises it
                 future.set_exception(exc)
 
@@ -174,7 +178,7 @@ class Forwarder:
     # ------------------------------------------------------------------------- intake
     def submit(self, event: Event, ack: Ack | None = None) -> bool:
         """Take responsibility for ``event``; ``False`` means "not now, offer it again"."""
-        payload = orjson.dumps(event, default=str)
+        payload = encode_event(event)
         try:
             position = self.spool.append(payload)
         except SpoolFull:
@@ -270,8 +274,11 @@ class Forwarder:
             if now < self._inflight.next_try:
                 break
             if self._sender is not None:
-                todo = [self._inflight.events[index] for index in self._inflight.todo]
-                self._sending = self._sender.submit(todo)
+                inflight = self._inflight
+                self._sending = self._sender.submit(
+                    [inflight.events[index] for index in inflight.todo],
+                    [inflight.encoded[index] for index in inflight.todo],
+                )
                 break
             size = len(self._inflight.events)
             if not self._attempt(self._inflight, now):
@@ -301,13 +308,19 @@ class Forwarder:
             else:
                 # The spool checked the frame's checksum, so this decodes what submit() encoded.
                 events.append(orjson.loads(payload))
-        return _InFlight(batch.items[-1][0], events, list(range(len(events))))
+        encoded = [payload for _, payload in batch.items]
+        return _InFlight(batch.items[-1][0], events, encoded, list(range(len(events))))
 
     def _attempt(self, inflight: _InFlight, now: float) -> bool:
         """Send the items still to do; ``True`` when the whole batch is done."""
         future: Future[list[Outcome]] = Future()
         try:
-            future.set_result(self.sink.send([inflight.events[index] for index in inflight.todo]))
+            future.set_result(
+                self.sink.send(
+                    [inflight.events[index] for index in inflight.todo],
+                    [inflight.encoded[index] for index in inflight.todo],
+                )
+            )
         except StoreError as exc:
             future.set_exception(exc)
         return self._settle(inflight, now, future)

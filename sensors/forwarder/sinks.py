@@ -35,7 +35,7 @@ class Outcome:
 class Sink(Protocol):
     """Delivers batches; ``send`` returns one :class:`Outcome` per event, in order."""
 
-    def send(self, events: Sequence[Event]) -> list[Outcome]: ...
+    def send(self, events: Sequence[Event], encoded: Sequence[bytes] | None = None) -> list[Outcome]: ...
 
 
 class DeadLetterFile:
@@ -77,12 +77,13 @@ class StoreSink:
         self.dead_letters = dead_letters
         self._store_ready = False
 
-    def send(self, events: Sequence[Event]) -> list[Outcome]:
+    def send(self, events: Sequence[Event], encoded: Sequence[bytes] | None = None) -> list[Outcome]:
+        """Outcomes per event; ``encoded`` (the events as the spool holds them) saves re-encoding."""
         if not self._store_ready:
             self.store.setup()
             self._store_ready = True
             log.info("store %s is set up; delivering", self.store.name)
-        result = self.store.add_events(events)  # StoreUnavailable propagates: keep and back off
+        result = self.store.add_events(events, encoded=encoded)  # StoreUnavailable propagates: back off
         items = result.items
         if len(items) != len(events):
             log.error(

@@ -149,11 +149,13 @@ class Store(abc.ABC):
 
     # events --------------------------------------------------------------------------------
     @abc.abstractmethod
-    def add_events(self, events: Sequence[Event]) -> BulkResult:
+    def add_events(self, events: Sequence[Event], *, encoded: Sequence[bytes] | None = None) -> BulkResult:
         """Store a batch; one :class:`ItemResult` per input event, in input order.
 
         Sets ``event.ingested``. A batch-wide outage raises :class:`StoreUnavailable`
-        and nothing may be assumed stored.
+        and nothing may be assumed stored. ``encoded[i]``, when given, is ``events[i]`` as
+        JSON written by :func:`soc_core.events.encode_event` (the sensors' spool holds it), so
+        the store need not serialise the event again.
         """
 
     @abc.abstractmethod

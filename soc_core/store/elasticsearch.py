@@ -8,11 +8,10 @@
   the version we hand out is ``"<seq_no>:<primary_term>"``.
 * The index templates come from ECS, with the types this minimal server supports
   (see scripts/gen_ecs_fields.py); unknown strings map to ``keyword``.
-* ``read_new_events`` reads by ``event.ingested``. A write becomes visible only after a refresh
-  and a slow bulk can land after later ones, so the reader stays ``settle`` seconds behind
-  real time and re-reads an ``overlap`` window, skipping the ids it has already returned
-  (kept in the checkpoint). An event that becomes visible more than ``overlap`` seconds after
-  its ``event.ingested`` stamp would be missed; the bulk timeout is far below that window.
+* ``read_new_events`` reads each event index (one shard each) in ``_seq_no`` order up to the
+  shard's checkpoint — the highest seq_no at or below which every operation is processed —
+  after a refresh, and keeps a per-index watermark (index uuid, seq_no) as its checkpoint. That
+  is exact: no settle delay, no re-read window, no event missed or returned twice.
 """
 
 from __future__ import annotations
@@ -21,17 +20,21 @@ import json
 import re
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal, cast
 
+import orjson
 from elastic_transport import ConnectionError as TransportConnectionError
 from elastic_transport import ConnectionTimeout, TransportError
 from elasticsearch import ApiError, Elasticsearch
+from elasticsearch.serializer import OrjsonSerializer
 
 from soc_core.errors import Conflict, InvalidInput, NotFound, StoreError, StoreUnavailable
 from soc_core.events import (
     TENANT_FIELD,
     Event,
+    encode_stored,
     format_timestamp,
     parse_timestamp,
     utcnow,
@@ -68,7 +71,12 @@ PREFIX = "canhgac"
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 DOC_ID_FIELD = "_canhgac_id"
 BULK_CHUNK = 2000  # events per bulk request
-SEEN_PERSISTED = 20_000  # ids of the overlap window kept in a saved checkpoint
+# what add_events reads of a bulk answer: Elasticsearch leaves the rest out (less to build and parse)
+BULK_ANSWER = "items.*.status,items.*._id,items.*.error.type,items.*.error.reason"
+READ_PAGE = 5000  # hits per search page of read_new_events (below index.max_result_window)
+# The re-read window of the reader by event.ingested that this one replaced: a checkpoint it
+# saved is migrated once with it (see _ReadState.parse).
+LEGACY_OVERLAP = timedelta(seconds=15)
 
 
 def _index_safe(value: str) -> str:
@@ -199,6 +207,73 @@ def _root_cause(exc: ApiError) -> str:
     return str(exc.message)
 
 
+@dataclass
+class _ReadState:
+    """Where ``read_new_events`` stands: per event index, its uuid and the last seq_no handled.
+
+    The uuid tells an index re-created under the same name (its seq_nos start again at 0).
+    ``legacy_from`` is set only while a checkpoint of the earlier reader by ``event.ingested``
+    is being migrated: events stamped before it, or listed in ``legacy_seen``, were returned
+    by that reader and are skipped.
+    """
+
+    marks: dict[str, tuple[str, int]]
+    legacy_from: str | None = None
+    legacy_seen: frozenset[str] = frozenset()
+
+    @classmethod
+    def parse(cls, checkpoint: str | None) -> _ReadState:
+        if not checkpoint:
+            return cls({})
+        try:
+            state = json.loads(checkpoint)
+            if "indices" in state:
+                legacy = state.get("legacy") or {}
+                return cls(
+                    {name: (str(uuid), int(seq)) for name, (uuid, seq) in state["indices"].items()},
+                    legacy.get("from"),
+                    frozenset(legacy.get("seen", ())),
+                )
+            # the earlier reader: {"t": newest event.ingested returned, "seen": {id: stamp}}
+            if not state.get("t"):
+                return cls({})
+            start = format_timestamp(parse_timestamp(state["t"]) - LEGACY_OVERLAP)
+            return cls({}, start, frozenset(state.get("seen") or {}))
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise StoreError(
+                f"unreadable event read checkpoint {checkpoint[:200]!r}: {exc}",
+                hint="it is written by read_new_events; delete the detection checkpoint document to start over",
+            ) from exc
+
+    def dump(self) -> str:
+        state: dict[str, Any] = {"indices": {name: list(mark) for name, mark in sorted(self.marks.items())}}
+        if self.legacy_from is not None:
+            state["legacy"] = {"from": self.legacy_from, "seen": sorted(self.legacy_seen)}
+        return json.dumps(state, separators=(",", ":"))
+
+
+def _readable_seq_no(name: str, shards: Mapping[str, Sequence[Mapping[str, Any]]]) -> int | None:
+    """The highest seq_no N of an event index such that every operation at or below N is
+    processed on every started copy of its shard (so a refresh makes them all searchable),
+    or None when no copy is started.
+
+    The primary's global checkpoint is the minimum of the in-sync copies' local checkpoints
+    and never goes back, even when a replica is promoted; the started copies' local
+    checkpoints are taken too, as a search may be served by any of them.
+    """
+    if len(shards) != 1:
+        raise StoreError(
+            f"event index {name} has {len(shards)} primary shards; reading new events needs exactly one",
+            hint="the events index template sets number_of_shards: 1; re-create the index from it",
+        )
+    copies = [copy for copy in next(iter(shards.values())) if copy["routing"]["state"] == "STARTED"]
+    primaries = [copy for copy in copies if copy["routing"]["primary"]]
+    if not primaries:
+        return None
+    checkpoints = [primaries[0]["seq_no"]["global_checkpoint"], *(c["seq_no"]["local_checkpoint"] for c in copies)]
+    return int(min(checkpoints))
+
+
 class _DslBuilder:
     """Compiles a parsed hunt query into Elasticsearch query DSL, matching the SQLite semantics."""
 
@@ -262,21 +337,13 @@ class ElasticsearchStore(Store):
         password: str | None = None,
         replicas: int = 0,
         request_timeout: float = 10.0,
-        settle_seconds: float = 1.5,
-        overlap_seconds: float = 15.0,
         prefix: str = PREFIX,
     ) -> None:
         if not re.match(r"^[a-z][a-z0-9_]{0,30}$", prefix):
             raise StoreError(f"bad index prefix {prefix!r}", hint="lowercase letters, digits and _")
         self.prefix = prefix
         self.url = url
-        # read_new_events keeps the full set of ids returned from the overlap window here
-        self._last_checkpoint: str | None = None
-        self._last_t: str | None = None
-        self._seen: dict[str, str] = {}
         self.replicas = replicas
-        self.settle = timedelta(seconds=settle_seconds)
-        self.overlap = timedelta(seconds=overlap_seconds)
         auth: dict[str, Any] = {}
         if api_key:
             auth["api_key"] = api_key
@@ -287,6 +354,7 @@ class ElasticsearchStore(Store):
             request_timeout=request_timeout,
             max_retries=0,
             retry_on_timeout=False,
+            serializer=OrjsonSerializer(),  # requests and answers: the bulk path's biggest CPU cost
             **auth,
         )
 
@@ -351,10 +419,10 @@ class ElasticsearchStore(Store):
         )
 
     # events --------------------------------------------------------------------------------
-    def add_events(self, events: Sequence[Event]) -> BulkResult:
+    def add_events(self, events: Sequence[Event], *, encoded: Sequence[bytes] | None = None) -> BulkResult:
         ingested = format_timestamp(utcnow())
         results: list[ItemResult | None] = [None] * len(events)
-        operations: list[Any] = []
+        lines: list[bytes] = []  # the NDJSON body, serialised here once (action, document, …)
         positions: list[int] = []
         for position, event in enumerate(events):
             event_id = str(event.get("event.id") or "")
@@ -362,15 +430,24 @@ class ElasticsearchStore(Store):
             if problems:
                 results[position] = ItemResult(event_id, "rejected", "; ".join(problems))
                 continue
-            stored = dict(event)
-            stored["event.ingested"] = ingested
-            operations.append({"create": {"_index": event_index(stored, self.prefix), "_id": event_id}})
-            operations.append(stored)
+            try:
+                document = encode_stored(event, ingested, encoded[position] if encoded is not None else None)
+            except (TypeError, orjson.JSONEncodeError) as exc:
+                results[position] = ItemResult(event_id, "rejected", f"not JSON-serialisable: {exc}")
+                continue
+            lines.append(orjson.dumps({"create": {"_index": event_index(event, self.prefix), "_id": event_id}}))
+            lines.append(document)
             positions.append(position)
         # Large batches go in several requests, so no single request outlives the timeout.
         for start in range(0, len(positions), BULK_CHUNK):
-            chunk = operations[2 * start : 2 * (start + BULK_CHUNK)]
-            response = self._call("store events", self.client.bulk, operations=chunk, refresh=False)
+            body = b"\n".join(lines[2 * start : 2 * (start + BULK_CHUNK)]) + b"\n"
+            response = self._call(
+                "store events",
+                self.client.bulk,
+                operations=body,
+                refresh=False,
+                filter_path=BULK_ANSWER,
+            )
             for position, item in zip(positions[start : start + BULK_CHUNK], response["items"], strict=True):
                 results[position] = self._item_result(item["create"])
         return BulkResult([r for r in results if r is not None])
@@ -504,78 +581,114 @@ class ElasticsearchStore(Store):
         ]
 
     def read_new_events(self, checkpoint: str | None, *, limit: int) -> tuple[list[Event], str]:
-        """New events by ``event.ingested``, each once.
+        """New events of every event index, each exactly once, with no settle delay.
 
-        Two reads: events newer than the newest returned so far (the common, cheap case), and —
-        only when a count shows the overlap window holds more events than we have returned from
-        it — a scan of that window for late arrivals. The ids returned from the window are kept
-        in memory; the checkpoint persists at most ``SEEN_PERSISTED`` of the newest, so after a
-        restart at high rates a few window events may be evaluated again (never missed).
+        Every event index has one shard, whose operations carry increasing ``_seq_no``s. Per
+        call: (1) one ``_stats`` call gives, per index, a seq_no N at or below which every
+        operation is processed (:func:`_readable_seq_no`); (2) a refresh, started after that,
+        makes all of them searchable; (3) one search, paged by ``search_after``, reads
+        ``watermark < _seq_no <= N`` of every index that moved, sorted by ``_seq_no``. Each
+        index's hits are thus a prefix of its range: when ``limit`` stops the read, the index's
+        watermark becomes the last seq_no returned, else N. Gaps (a 409 or a rejected create
+        takes no seq_no; a failure after one leaves a no-op) are harmless.
+
+        The checkpoint maps each index name to its uuid and watermark. A deleted index drops
+        out; a new one (a new day, tenant or dataset) starts at -1, and so does an index
+        re-created under the same name (new uuid). A closed index drops out too and is read
+        again from the start if reopened. A checkpoint of the earlier reader by
+        ``event.ingested`` is migrated: see :class:`_ReadState`.
         """
-        state: dict[str, Any]
-        if checkpoint and checkpoint == self._last_checkpoint:
-            state = {"t": self._last_t, "seen": self._seen}
-        else:
-            state = json.loads(checkpoint) if checkpoint else {"t": None, "seen": {}}
-        seen: dict[str, str] = dict(state["seen"])
-        newest: str | None = state["t"]
-        horizon = format_timestamp(utcnow() - self.settle)
-        fresh: list[Event] = []
-        if newest:
-            floor = format_timestamp(parse_timestamp(newest) - self.overlap)
-            window = {"gte": floor, "lte": newest}
-            visible = self._search(
-                "count recent events",
-                index=self.events_pattern,
-                query={"range": {"event.ingested": window}},
-                size=0,
-                track_total_hits=True,
-            )["hits"]["total"]["value"]
-            if visible > sum(1 for stamp in seen.values() if stamp >= floor):
-                fresh.extend(self._scan(window, seen, limit))
-        if len(fresh) < limit:
-            span = {"lte": horizon, **({"gt": newest} if newest else {})}
-            fresh.extend(self._scan(span, seen, limit - len(fresh)))
-        newest = max([newest or "", *(e["event.ingested"] for e in fresh)]) or None
-        if newest:
-            floor = format_timestamp(parse_timestamp(newest) - self.overlap)
-            seen = {i: t for i, t in seen.items() if t >= floor}
-        self._last_t, self._seen = newest, seen
-        persisted = dict(sorted(seen.items(), key=lambda item: item[1])[-SEEN_PERSISTED:])
-        self._last_checkpoint = json.dumps({"t": newest, "seen": persisted})
-        return fresh, self._last_checkpoint
+        state = _ReadState.parse(checkpoint)
+        marks: dict[str, tuple[str, int]] = {}
+        spans: dict[str, tuple[int, int]] = {}
+        for name, (uuid, upto) in self._readable_event_indices().items():
+            known_uuid, done = state.marks.get(name, (uuid, -1))
+            if known_uuid != uuid:
+                done = -1
+            marks[name] = (uuid, done)
+            if upto is not None and upto > done:
+                spans[name] = (done, upto)
+        events: list[Event] = []
+        exhausted = True
+        if spans:
+            self._refresh_events()
+            events, last, exhausted = self._read_spans(spans, state, limit)
+            for name, (_, upto) in spans.items():
+                if exhausted:
+                    marks[name] = (marks[name][0], upto)
+                elif name in last:
+                    marks[name] = (marks[name][0], last[name])
+        # seq_no order means nothing across indices: within a batch, take ingest order
+        events.sort(key=lambda event: str(event.get("event.ingested", "")))
+        # once every index is read up to a checkpoint taken after the migration, no event the
+        # earlier reader returned is left to skip
+        legacy_from, legacy_seen = (None, frozenset[str]()) if exhausted else (state.legacy_from, state.legacy_seen)
+        return events, _ReadState(marks, legacy_from, legacy_seen).dump()
 
-    def _scan(self, span: Mapping[str, str], seen: dict[str, str], limit: int) -> list[Event]:
-        """Unseen events with ``event.ingested`` in ``span``, oldest first, at most ``limit``."""
-        found: list[Event] = []
+    def _readable_event_indices(self) -> dict[str, tuple[str, int | None]]:
+        """Every event index: its uuid and :func:`_readable_seq_no` (one ``_stats`` call)."""
+        body = self._call(
+            "read the event indices' checkpoints",
+            self.client.indices.stats,
+            index=self.events_pattern,
+            level="shards",
+            metric="docs",
+            filter_path="indices.*.uuid,indices.*.shards.*.routing,indices.*.shards.*.seq_no",
+        )
+        return {
+            name: (str(index["uuid"]), _readable_seq_no(name, index.get("shards") or {"0": []}))
+            for name, index in (body.get("indices") or {}).items()
+        }
+
+    def _refresh_events(self) -> None:
+        self._call(
+            "refresh the event indices",
+            self.client.indices.refresh,
+            index=self.events_pattern,
+            ignore_unavailable=True,
+            allow_no_indices=True,
+        )
+
+    def _read_spans(
+        self, spans: Mapping[str, tuple[int, int]], state: _ReadState, limit: int
+    ) -> tuple[list[Event], dict[str, int], bool]:
+        """Events with ``done < _seq_no <= upto`` per index, by ``_seq_no``, at most ``limit``.
+
+        Returns the events, the last seq_no taken per index, and whether every span was read
+        to its end.
+        """
+        clauses = [
+            {"bool": {"filter": [{"term": {"_index": name}}, {"range": {"_seq_no": {"gt": done, "lte": upto}}}]}}
+            for name, (done, upto) in spans.items()
+        ]
+        filters: list[dict[str, Any]] = [{"bool": {"should": clauses, "minimum_should_match": 1}}]
+        if state.legacy_from is not None:
+            filters.append({"range": {"event.ingested": {"gte": state.legacy_from}}})
+        events: list[Event] = []
+        last: dict[str, int] = {}
         search_after: list[Any] | None = None
-        while len(found) < limit:
-            kwargs: dict[str, Any] = {"search_after": search_after} if search_after else {}
+        while len(events) < limit:
+            size = min(limit - len(events), READ_PAGE)
             body = self._search(
                 "read new events",
                 index=self.events_pattern,
-                query={"range": {"event.ingested": dict(span)}},
-                sort=[
-                    {"event.ingested": {"order": "asc", "unmapped_type": "date"}},
-                    {"event.id": {"order": "asc", "unmapped_type": "keyword"}},
-                ],
-                size=min(max(limit, 100), 5000),
+                query={"bool": {"filter": filters}},
+                sort=[{"_seq_no": "asc"}, {"_index": "asc"}],
+                size=size,
                 track_total_hits=False,
-                **kwargs,
+                **({"search_after": search_after} if search_after else {}),
             )
             hits = body["hits"]["hits"]
             for hit in hits:
-                event = hit["_source"]
-                if event["event.id"] in seen:
-                    continue
-                found.append(event)
-                seen[event["event.id"]] = event["event.ingested"]
-                if len(found) >= limit:
-                    break
-            if not hits:
-                break
+                last[hit["_index"]] = int(hit["sort"][0])
+                if hit["_id"] not in state.legacy_seen:
+                    events.append(hit["_source"])
+                    if len(events) == limit:
+                        return events, last, False
+            if len(hits) < size:
+                return events, last, True
             search_after = hits[-1]["sort"]
-        return found
+        return events, last, False
 
     def delete_events_before(self, before: datetime) -> int:
         """Delete whole daily indices whose day ended before ``before`` (by concrete name)."""

@@ -21,10 +21,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-import orjson
-
 from soc_core.errors import Conflict, NotFound, StoreError, StoreUnavailable
-from soc_core.events import TENANT_FIELD, Event, format_timestamp, utcnow, validate_event
+from soc_core.events import TENANT_FIELD, Event, encode_stored, format_timestamp, utcnow, validate_event
 from soc_core.query import (
     And,
     FieldEquals,
@@ -267,37 +265,37 @@ class SqliteStore(Store):
         self._local = threading.local()
 
     # events --------------------------------------------------------------------------------
-    def add_events(self, events: Sequence[Event]) -> BulkResult:
+    def add_events(self, events: Sequence[Event], *, encoded: Sequence[bytes] | None = None) -> BulkResult:
         result = BulkResult()
         ingested = format_timestamp(utcnow())
         try:
             with self._tx() as conn:
-                for event in events:
-                    result.items.append(self._insert_event(conn, event, ingested))
+                for position, event in enumerate(events):
+                    json_bytes = encoded[position] if encoded is not None else None
+                    result.items.append(self._insert_event(conn, event, ingested, json_bytes))
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"SQLite write failed: {exc}", where=str(self.path)) from exc
         return result
 
-    def _insert_event(self, conn: sqlite3.Connection, event: Event, ingested: str) -> ItemResult:
+    def _insert_event(
+        self, conn: sqlite3.Connection, event: Event, ingested: str, encoded: bytes | None = None
+    ) -> ItemResult:
         event_id = str(event.get("event.id") or "")
         problems = validate_event(event)
         if problems:
             return ItemResult(event_id, "rejected", "; ".join(problems))
-        stored = dict(event)
-        stored["event.ingested"] = ingested
-        message = stored.get("message")
+        message = event.get("message")
         try:
-            # as the sensors' spool does: values JSON has no type for are written as text
-            doc = orjson.dumps(stored, default=str).decode()
+            doc = encode_stored(event, ingested, encoded).decode()
         except (TypeError, ValueError) as exc:
             return ItemResult(event_id, "rejected", f"not JSON-serialisable: {exc}")
         cursor = conn.execute(
             "INSERT OR IGNORE INTO events (id, tenant, ts, dataset, message, doc) VALUES (?, ?, ?, ?, ?, ?)",
             (
                 event_id,
-                str(stored[TENANT_FIELD]),
-                str(stored["@timestamp"]),
-                str(stored["event.dataset"]),
+                str(event[TENANT_FIELD]),
+                str(event["@timestamp"]),
+                str(event["event.dataset"]),
                 message if isinstance(message, str) else None,
                 doc,
             ),

@@ -1,5 +1,6 @@
 from datetime import UTC, datetime, timedelta, timezone
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -86,3 +87,18 @@ def test_flatten_nested_beats_documents() -> None:
 @given(st.text(), st.binary())
 def test_event_id_never_fails(source: str, raw: bytes) -> None:
     assert len(event_id("s", source, 0, raw)) == 32
+
+
+def test_encode_stored_reuses_the_spool_bytes_and_equals_a_fresh_encoding() -> None:
+    from soc_core.events import encode_event, encode_stored  # noqa: PLC0415
+
+    event = make_event(tenant="police", dataset="app.log", sensor_id="s1", source="f", position=3, raw=b"x")
+    event["labels.when"] = datetime(2024, 2, 5, tzinfo=UTC)  # no JSON type: written as text, both ways
+    event["tags"] = ("a", "b")
+    spliced = orjson.loads(encode_stored(event, "2024-02-05T00:00:00.000Z", encode_event(event)))
+    fresh = orjson.loads(encode_stored(event, "2024-02-05T00:00:00.000Z"))
+    assert spliced == fresh and fresh["event.ingested"] == "2024-02-05T00:00:00.000Z"
+    assert fresh["labels.when"] == "2024-02-05T00:00:00+00:00" and fresh["tags"] == ["a", "b"]
+    event["event.ingested"] = "earlier"  # never two keys of the same name: the store's value wins
+    again = encode_stored(event, "now", encode_event(event))
+    assert again.count(b'"event.ingested"') == 1 and orjson.loads(again)["event.ingested"] == "now"

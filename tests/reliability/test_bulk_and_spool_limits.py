@@ -56,8 +56,8 @@ class RecordingStore:
         self.calls: list[list[tuple[str, str]]] = []
         original = store.add_events
 
-        def add_events(events: Sequence[Event]) -> BulkResult:
-            result = original(events)
+        def add_events(events: Sequence[Event], *, encoded: Sequence[bytes] | None = None) -> BulkResult:
+            result = original(events, encoded=encoded)
             self.calls.append([(item.id, item.status) for item in result.items])
             assert [item.id for item in result.items] == [e["event.id"] for e in events]
             return result

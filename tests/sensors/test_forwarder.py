@@ -34,7 +34,7 @@ class FlakyStore:
     def setup(self) -> None:
         """Nothing to create (StoreSink calls it before the first write)."""
 
-    def add_events(self, events: Sequence[Event]) -> BulkResult:
+    def add_events(self, events: Sequence[Event], *, encoded: Sequence[bytes] | None = None) -> BulkResult:
         self.calls += 1
         if self.down:
             raise StoreUnavailable("store is down", where="flaky://")
@@ -233,12 +233,12 @@ class GatedStore(FlakyStore):
         self.threads: set[str] = set()
         self.crash_with: Exception | None = None
 
-    def add_events(self, events: Sequence[Event]) -> BulkResult:
+    def add_events(self, events: Sequence[Event], *, encoded: Sequence[bytes] | None = None) -> BulkResult:
         self.threads.add(threading.current_thread().name)
         assert self.gate.wait(10)
         if self.crash_with is not None:
             raise self.crash_with
-        return super().add_events(events)
+        return super().add_events(events, encoded=encoded)
 
 
 def test_background_send_lets_the_source_go_on_and_acks_in_the_callers_thread(tmp_path: Path) -> None:

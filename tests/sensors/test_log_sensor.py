@@ -30,10 +30,10 @@ class OutageStore(SqliteStore):
 
     down = False
 
-    def add_events(self, events: Sequence[Event]) -> BulkResult:
+    def add_events(self, events: Sequence[Event], *, encoded: Sequence[bytes] | None = None) -> BulkResult:
         if self.down:
             raise StoreUnavailable("simulated outage", where=str(self.path))
-        return super().add_events(events)
+        return super().add_events(events, encoded=encoded)
 
 
 def sshd_lines(start: int, stop: int, host: str = "web01") -> bytes:
@@ -128,9 +128,11 @@ def test_store_outage_midway_loses_and_duplicates_nothing(tmp_path: Path, store:
     sensor = LogSensor(config(tmp_path, str(logs / "auth.log")), store, max_records=100)
     for _ in range(3):
         sensor.step()
+        sensor.forwarder.wait(5)  # the batch handed to the sender thread is answered
     store.down = True
     for _ in range(5):
         sensor.step()
+        sensor.forwarder.wait(5)
     checkpoint_during_outage = sensor.bytes_acknowledged()
     delivered_before = len(stored(store))
     assert checkpoint_during_outage <= sum(len(line) + 1 for line in sshd_lines(0, delivered_before).splitlines())
@@ -215,7 +217,7 @@ def test_bad_configuration_reports_every_problem() -> None:
 class _NoStore:
     name = "none"
 
-    def add_events(self, events: Sequence[Event]) -> BulkResult:
+    def add_events(self, events: Sequence[Event], *, encoded: Sequence[bytes] | None = None) -> BulkResult:
         raise AssertionError("not used")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -77,7 +76,6 @@ def ssh_event(tenant: str, i: int, *, ip: str, outcome: str, when: datetime) -> 
 
 
 def run_engine(store: Store) -> list[dict[str, object]]:
-    time.sleep(0.6)  # past the Elasticsearch settle window
     store.refresh()
     ruleset, policy = lifecycle.effective_rules(store, [shipped_rules_dir()])
     DetectionEngine(ruleset, store, policy=policy).run_until_idle()
