@@ -13,7 +13,9 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -34,6 +36,7 @@ from soc_core.store import ElasticsearchStore, SqliteStore, Store
 
 SUDO_SHELL = "b66c7128-d024-4352-a4e4-6ef7676daa16"
 PASSWORD = "benchmark-password-1"
+DRAIN_SECONDS = 10.0  # after the writer stops, how long the poller waits for the last alerts
 
 
 def background(i: int) -> dict[str, object]:
@@ -80,6 +83,18 @@ def marker(n: int) -> dict[str, object]:
     )
 
 
+def fmt_load(load: tuple[float, float, float]) -> str:
+    return " ".join(f"{value:.2f}" for value in load)
+
+
+def drop_bench_indices(store: ElasticsearchStore) -> None:
+    """Delete this run's indices and templates, by concrete name (destructive_requires_name)."""
+    for name in store.client.indices.get(index=f"{store.prefix}-*", allow_no_indices=True):
+        store.client.indices.delete(index=name)
+    for template in ("events", "docs", "docs-checkpoints"):
+        store.client.indices.delete_index_template(name=f"{store.prefix}-{template}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=30.0)
@@ -119,7 +134,8 @@ def main() -> None:
     written: dict[str, float] = {}
     seen: dict[str, float] = {}
     stop = threading.Event()
-    counts = {"background": 0}
+    written_all = threading.Event()
+    counts = {"background": 0, "poll_errors": 0}
 
     def writer() -> None:
         batch_every = 0.1
@@ -139,8 +155,17 @@ def main() -> None:
             time.sleep(max(0.0, batch_every - (time.monotonic() - started)))
 
     def poller() -> None:
-        while not stop.is_set():
-            response = client.get("/api/alerts", params={"rule_id": SUDO_SHELL, "size": 200})
+        # runs until every marker is seen or DRAIN_SECONDS after the writer stopped; an unseen
+        # marker is reported missing, never given a made-up latency
+        while not (written_all.is_set() and (len(seen) == len(written) or time.monotonic() > drain_until)):
+            try:
+                response = client.get("/api/alerts", params={"rule_id": SUDO_SHELL, "size": 200})
+                response.raise_for_status()
+            except httpx.HTTPError as exc:
+                counts["poll_errors"] += 1
+                print(f"poll failed: {exc!r}", file=sys.stderr)
+                time.sleep(0.2)
+                continue
             now = time.monotonic()
             for alert in response.json()["items"]:
                 for host in alert["entities"].get("host.name", []):
@@ -148,22 +173,23 @@ def main() -> None:
                         seen[host] = now
             time.sleep(0.02)
 
-    threads = [threading.Thread(target=writer), threading.Thread(target=poller)]
+    writer_thread, poller_thread = threading.Thread(target=writer), threading.Thread(target=poller)
+    load_before = os.getloadavg()
     begun = time.monotonic()
-    for thread in threads:
-        thread.start()
+    drain_until = begun + args.seconds + DRAIN_SECONDS
+    writer_thread.start()
+    poller_thread.start()
     time.sleep(args.seconds)
     stop.set()
-    for thread in threads:
-        thread.join()
+    writer_thread.join()
+    written_all.set()
     elapsed = time.monotonic() - begun
-    time.sleep(3)  # let the last markers arrive
-    response = client.get("/api/alerts", params={"rule_id": SUDO_SHELL, "size": 200})
-    for alert in response.json()["items"]:
-        for host in alert["entities"].get("host.name", []):
-            seen.setdefault(host, time.monotonic())
+    load_after = os.getloadavg()
+    poller_thread.join()
     engine_thread.stop_event.set()
     server.should_exit = True
+    if isinstance(store, ElasticsearchStore):
+        drop_bench_indices(store)
 
     latencies = sorted(seen[h] - written[h] for h in seen if h in written)
     missing = len(written) - len(latencies)
@@ -174,8 +200,14 @@ def main() -> None:
         return latencies[min(len(latencies) - 1, int(p * len(latencies)))]
 
     print(f"store: {store.name}; engine interval {args.engine_interval}s; {elapsed:.1f}s run")
+    print(f"load average 1/5/15 min: before {fmt_load(load_before)}, after {fmt_load(load_after)}")
     print(f"background events written: {counts['background']:,} ({counts['background'] / elapsed:,.0f}/s)")
-    print(f"markers: {len(written)}, alerts seen: {len(latencies)}, missing: {missing}")
+    print(
+        f"markers: {len(written)}, alerts seen: {len(latencies)}, missing: {missing};"
+        f" poll errors: {counts['poll_errors']}"
+    )
+    slowest = sorted(((seen[h] - written[h], h) for h in seen if h in written), reverse=True)[:3]
+    print("slowest: " + ", ".join(f"{host} {value:.2f}s" for value, host in slowest))
     print("| p50 s | p95 s | p99 s | max s | mean s |")
     print("|---:|---:|---:|---:|---:|")
     figures = [pct(0.5), pct(0.95), pct(0.99), latencies[-1], statistics.mean(latencies)]
