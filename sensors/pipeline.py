@@ -27,6 +27,7 @@ from sensors.forwarder import Backoff, Batcher, DeadLetterFile, Forwarder, Spool
 from sensors.forwarder.forwarder import Ack
 from sensors.health import Backlog
 from sensors.parsers import Fields, ParseContext, ParserSpec, get_parser, windows
+from sensors.parsers.context import PARSE_STATUS
 from sensors.parsers.syslog import escape_control
 from sensors.sources.evtx import EvtxFailure, EvtxRecord, read_evtx
 from sensors.sources.evtx import fingerprint as evtx_fingerprint
@@ -77,6 +78,9 @@ def build_line_event(
 ) -> tuple[Event, bool]:
     """Exactly one event for one line, parsed or not; and whether parsing failed.
 
+    ``log.parse_status`` is ``ok``, ``partial`` (the parser's word; the raw line is kept in
+    ``event.original``) or ``failed`` (tag ``parse_failure``, reason in ``error.message``).
+
     ``extra`` (where the line came from) overrides what the parser found.
     """
     text = raw.decode("utf-8", errors="backslashreplace")
@@ -104,6 +108,9 @@ def build_line_event(
     if failure is not None:
         event.setdefault("message", escape_control(text))
         mark_parse_failure(event, text, failure)
+        event[PARSE_STATUS] = "failed"
+    elif event.setdefault(PARSE_STATUS, "ok") == "partial":
+        event.setdefault("event.original", text)  # defaults stand in for part of it: keep what came
     if truncated:
         add_tag(event, TRUNCATED_TAG)
         event["log.flags"] = [TRUNCATED_TAG]

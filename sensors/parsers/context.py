@@ -12,6 +12,10 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 Fields = dict[str, Any]
+# ``ok``, ``partial`` (defaults stand in for part of the input; ``error.message`` says which) or
+# ``failed`` (nothing understood; the ``parse_failure`` tag). Set on every event built from a line.
+PARSE_STATUS = "log.parse_status"
+PARSE_STATUSES = ("ok", "partial", "failed")
 
 
 @dataclass(frozen=True)
@@ -34,4 +38,4 @@ class ParserSpec:
     dataset: str
 
 
-__all__ = ["Fields", "ParseContext", "ParseFunc", "ParserSpec"]
+__all__ = ["PARSE_STATUS", "PARSE_STATUSES", "Fields", "ParseContext", "ParseFunc", "ParserSpec"]

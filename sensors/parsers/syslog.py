@@ -11,6 +11,17 @@ A BSD timestamp has no year: the current year is assumed, and the previous one w
 would put the line more than a day in the future (December lines read in January). Timestamps
 without a zone are in the input's configured zone. Like rsyslog, control characters in the
 message are escaped as ``#ooo`` (octal) so they cannot forge lines or terminal escapes.
+
+Parse status (``log.parse_status``, see :data:`PARSE_STATUS`):
+
+* ``ok`` — the header was read as it is (a missing ``<PRI>`` is normal in files);
+* ``partial`` — the line is syslog but part of its header was unusable, so a default stands in
+  and ``error.message`` says what: a priority out of 0-191 (left out), a missing timestamp after
+  a valid ``<PRI>`` (RFC 3164 4.3.2: the receive time, the rest is the message), an impossible
+  date, an RFC 5424 ``-`` or non-ISO timestamp (the receive time), broken RFC 5424 structured
+  data (left out, the rest is the message);
+* ``failed`` — no syslog header at all (no valid ``<PRI>`` and no timestamp): :class:`ParseError`,
+  and the pipeline keeps the line as a ``parse_failure`` event.
 """
 
 from __future__ import annotations
@@ -19,7 +30,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sensors.parsers.context import Fields, ParseContext
+from sensors.parsers.context import PARSE_STATUS, Fields, ParseContext
 from soc_core.errors import ParseError
 
 DATASET = "system.syslog"
@@ -65,10 +76,14 @@ class SyslogMessage:
     version: int | None = None
     msgid: str | None = None
     structured_data: dict[str, dict[str, str]] = field(default_factory=dict)
+    issues: list[str] = field(default_factory=list)  # header parts replaced by defaults (partial)
 
     def fields(self, dataset: str = DATASET) -> Fields:
         out: Fields = {"@timestamp": self.timestamp, "event.dataset": dataset}
         out["message"] = self.message
+        out[PARSE_STATUS] = "partial" if self.issues else "ok"
+        if self.issues:
+            out["error.message"] = "; ".join(self.issues)
         if self.hostname:
             out["host.name"] = self.hostname
             out["log.syslog.hostname"] = self.hostname
@@ -111,25 +126,43 @@ def parse_message(line: str, ctx: ParseContext) -> SyslogMessage:
 
 def escape_control(text: str) -> str:
     """``#ooo`` for control characters other than tab, as rsyslog writes them."""
+    if text.isprintable():  # the usual case, checked in C: no control characters at all
+        return text
     return _CONTROL.sub(lambda m: f"#{ord(m.group()):03o}", text)
 
 
-def _priority(text: str) -> int:
+def _priority(text: str, issues: list[str]) -> int | None:
     value = int(text)
     if value > 191:
-        raise ParseError(f"syslog priority <{value}> is out of range 0-191")
+        issues.append(f"syslog priority <{value}> is out of range 0-191; left out")
+        return None
     return value
 
 
 def _parse_3164(line: str, ctx: ParseContext) -> SyslogMessage:
     rest = line
     priority = None
+    issues: list[str] = []
     pri = _PRI.match(rest)
     if pri:
-        priority = _priority(pri.group(1))
+        priority = _priority(pri.group(1), issues)
         rest = rest[pri.end() :]
-    timestamp, rest = _leading_timestamp(rest, ctx)
-    rest = rest.lstrip(" ")
+    stamp = _BSD_TIME.match(rest)
+    if stamp is not None and stamp.group("mon").lower() not in MONTHS:
+        stamp = None  # "Foo  5 10:00:00" is not a timestamp at all
+    stamp = stamp or _ISO_TIME.match(rest)
+    if stamp is None:
+        if priority is None:
+            raise ParseError("no syslog timestamp ('Mmm dd hh:mm:ss' or ISO 8601) and no valid <PRI>")
+        # RFC 3164 4.3.2: a valid PRI without a TIMESTAMP: the receive time; the rest is the message
+        issues.append("no syslog timestamp; the receive time was used")
+        return SyslogMessage(timestamp=ctx.now, message=escape_control(rest), priority=priority, issues=issues)
+    try:
+        timestamp = _timestamp(stamp, ctx)
+    except ParseError as exc:
+        timestamp = ctx.now
+        issues.append(f"{exc.message}; the receive time was used")
+    rest = rest[stamp.end() :].lstrip(" ")
     hostname = None
     tag = _TAG.match(rest)
     if not tag:
@@ -151,23 +184,19 @@ def _parse_3164(line: str, ctx: ParseContext) -> SyslogMessage:
         appname=appname,
         procid=procid,
         priority=priority,
+        issues=issues,
     )
 
 
-def _leading_timestamp(text: str, ctx: ParseContext) -> tuple[datetime, str]:
-    bsd = _BSD_TIME.match(text)
-    if bsd:
-        return _bsd_timestamp(bsd, ctx), text[bsd.end() :]
-    iso = _ISO_TIME.match(text)
-    if iso:
-        return _iso_timestamp(iso.group("date"), iso.group("time"), iso, ctx), text[iso.end() :]
-    raise ParseError("no syslog timestamp (expected 'Mmm dd hh:mm:ss' or ISO 8601)")
+def _timestamp(match: re.Match[str], ctx: ParseContext) -> datetime:
+    """The moment a BSD or ISO timestamp match names; :class:`ParseError` if it cannot exist."""
+    if match.re is _BSD_TIME:
+        return _bsd_timestamp(match, ctx)
+    return _iso_timestamp(match.group("date"), match.group("time"), match, ctx)
 
 
 def _bsd_timestamp(match: re.Match[str], ctx: ParseContext) -> datetime:
-    month = MONTHS.get(match.group("mon").lower())
-    if month is None:
-        raise ParseError(f"unknown month {match.group('mon')!r} in syslog timestamp")
+    month = MONTHS[match.group("mon").lower()]  # the caller checked it
     micros = _micros(match.group("frac"))
     parts = (int(match.group("day")), int(match.group("h")), int(match.group("m")))
     day, hour, minute = parts
@@ -224,14 +253,24 @@ def _parse_5424(line: str, ctx: ParseContext) -> SyslogMessage:
     match = _RFC5424.match(line)
     assert match is not None  # checked by the caller
     pri, version, stamp, host, app, procid, msgid, rest = match.groups()
+    issues: list[str] = []
+    priority = _priority(pri, issues)
+    timestamp = ctx.now
+    iso = _ISO_TIME.fullmatch(stamp)
     if stamp == "-":
-        timestamp = ctx.now
+        issues.append("RFC 5424 timestamp is '-'; the receive time was used")
+    elif not iso:
+        issues.append(f"RFC 5424 timestamp {stamp!r} is not ISO 8601; the receive time was used")
     else:
-        iso = _ISO_TIME.fullmatch(stamp)
-        if not iso:
-            raise ParseError(f"RFC 5424 timestamp {stamp!r} is not ISO 8601")
-        timestamp = _iso_timestamp(iso.group("date"), iso.group("time"), iso, ctx)
-    structured, message = _structured_data(rest or "")
+        try:
+            timestamp = _iso_timestamp(iso.group("date"), iso.group("time"), iso, ctx)
+        except ParseError as exc:
+            issues.append(f"{exc.message}; the receive time was used")
+    try:
+        structured, message = _structured_data(rest or "")
+    except ParseError as exc:
+        structured, message = {}, rest or ""
+        issues.append(f"{exc.message}; left out, the rest is the message")
     if message.startswith("\ufeff"):
         message = message[1:]
     return SyslogMessage(
@@ -240,10 +279,11 @@ def _parse_5424(line: str, ctx: ParseContext) -> SyslogMessage:
         hostname=_nil(host),
         appname=_nil(app),
         procid=_nil(procid),
-        priority=_priority(pri),
+        priority=priority,
         version=int(version),
         msgid=_nil(msgid),
         structured_data=structured,
+        issues=issues,
     )
 
 

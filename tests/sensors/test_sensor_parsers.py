@@ -224,21 +224,47 @@ def test_control_characters_are_escaped() -> None:
 
 @pytest.mark.parametrize(
     "line",
-    [
-        "",
-        "just some text",
-        "<999>Feb  5 10:00:00 h app: bad pri",
-        "Feb 31 10:00:00 h app: no such day",
-        "Feb  5 25:00:00 h app: no such hour",
-        "Foo  5 10:00:00 h app: no such month",
-        "<13>1 yesterday h app - - - msg",
-        '<13>1 2024-02-05T10:00:00Z h app - - [broken sd="x msg',
-    ],
+    ["", "just some text", "Foo  5 10:00:00 h app: no such month", "<999>no header after a bad pri"],
 )
 def test_malformed_lines_raise_parse_error(line: str) -> None:
     for spec in PARSERS.values():
         with pytest.raises(ParseError):
             spec.parse(line, CTX)
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("<999>Feb  5 10:00:00 h app: bad pri", "priority <999> is out of range 0-191; left out"),
+        ("Feb 31 10:00:00 h app: no such day", "invalid syslog timestamp"),
+        ("Feb  5 25:00:00 h app: no such hour", "invalid syslog timestamp"),
+        ("<13>no timestamp after a valid pri", "no syslog timestamp; the receive time was used"),
+        ("<13>1 yesterday h app - - - msg", "'yesterday' is not ISO 8601"),
+        ("<13>1 - h app - - - msg", "timestamp is '-'"),
+        ('<13>1 2024-02-05T10:00:00Z h app - - [broken sd="x msg', "structured data"),
+    ],
+)
+def test_a_syslog_header_part_replaced_by_a_default_is_partial_with_the_reason(line: str, reason: str) -> None:
+    fields = PARSERS["syslog"].parse(line, CTX)
+    assert fields["log.parse_status"] == "partial"
+    assert reason in fields["error.message"], fields["error.message"]
+    assert "message" in fields
+    for spec in PARSERS.values():  # parsers built on the syslog header never call it "ok"
+        try:
+            parsed = spec.parse(line, CTX)
+        except ParseError:
+            continue
+        assert parsed.get("log.parse_status", "partial") == "partial", spec.name
+
+
+def test_a_whole_syslog_header_is_ok() -> None:
+    for line in (
+        "Feb  5 10:00:00 h app[1]: fine",
+        "<13>Feb  5 10:00:00 h app: fine",
+        "<13>1 2024-02-05T10:00:00Z h a - - - m",
+    ):
+        fields = PARSERS["syslog"].parse(line, CTX)
+        assert fields["log.parse_status"] == "ok" and "error.message" not in fields, fields
 
 
 lines = st.one_of(

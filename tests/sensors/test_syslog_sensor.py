@@ -20,6 +20,7 @@ from sensors.pipeline import SyslogSensor
 from soc_core.errors import ConfigError
 from soc_core.events import Event, validate_event
 from soc_core.store.sqlite import SqliteStore
+from tests.shared_data import unavailable
 
 LOCAL = "127.0.0.1"
 TENANT = "police"
@@ -89,44 +90,51 @@ def test_s1_end_to_end_original_bytes_and_truncation_flags(tmp_path: Path, store
     assert len({e["event.id"] for e in events}) == 6
 
 
-CORPUS: list[bytes] = [
-    b"no PRI at all, just words",
-    b"<999>Feb  5 10:00:00 host app: priority out of range",
-    b"<13>no timestamp here",
-    b"<13>Feb  5 10:00:00 host app[12]: a valid line",
-    b"Feb  5 10:00:00 host app: no PRI but a header",
-    b"<13>Dec 31 23:59:59 host app: year rollover",
-    b"<13>Feb 30 10:00:00 host app: impossible date",
-    b"<13>Feb  5 10:00:00 h\xc3\xb4st-\xff_.weird app: odd hostname",
-    b"<13>Feb  5 10:00:00 host " + b"t" * 400 + b": long tag",
-    b"<13>Feb  5 10:00:00 host app: invalid utf-8 \xff\xfe\xc3",
-    b"<13>Feb  5 10:00:00 host app: NUL\x00 ESC\x1b[31m CR\r LF\n inside",
-    b"<13>1 2024-02-05T10:00:00Z host app - - [bad sd",
-    b'<13>1 2024-02-05T10:00:00Z host app - - [id a="b"] \xef\xbb\xbfwith BOM',
-    b"<13>",
-    b"\x00\x01\x02",
-    b" ",
+CORPUS: list[tuple[bytes, str]] = [  # each input and the parse status it must get
+    (b"no PRI at all, just words", "failed"),
+    (b"<999>Feb  5 10:00:00 host app: priority out of range", "partial"),
+    (b"<13>no timestamp here", "partial"),
+    (b"<13>Feb  5 10:00:00 host app[12]: a valid line", "ok"),
+    (b"Feb  5 10:00:00 host app: no PRI but a header", "ok"),
+    (b"<13>Dec 31 23:59:59 host app: year rollover", "ok"),
+    (b"<13>Feb 30 10:00:00 host app: impossible date", "partial"),
+    (b"<13>Feb  5 10:00:00 h\xc3\xb4st-\xff_.weird app: odd hostname", "ok"),
+    (b"<13>Feb  5 10:00:00 host " + b"t" * 400 + b": long tag", "ok"),
+    (b"<13>Feb  5 10:00:00 host app: invalid utf-8 \xff\xfe\xc3", "ok"),
+    (b"<13>Feb  5 10:00:00 host app: NUL\x00 ESC\x1b[31m CR\r LF\n inside", "ok"),
+    (b"<13>1 2024-02-05T10:00:00Z host app - - [bad sd", "partial"),
+    (b'<13>1 2024-02-05T10:00:00Z host app - - [id a="b"] \xef\xbb\xbfwith BOM', "ok"),
+    (b"<13>1 - host app - - - no timestamp", "partial"),
+    (b"<13>", "partial"),
+    (b"<999>", "failed"),
+    (b"\x00\x01\x02", "failed"),
+    (b" ", "failed"),
 ]
 
 
 def test_s2_malformed_corpus_gives_exactly_one_event_per_input_raw_kept(tmp_path: Path, store: SqliteStore) -> None:
     sensor = make_sensor(tmp_path, store)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-        for message in CORPUS:
+        for message, _ in CORPUS:
             udp.sendto(message, (LOCAL, sensor.receiver.port("udp")))
             time.sleep(0.002)  # keep the order, for the comparison below
     events = deliver(sensor, store, len(CORPUS))
     assert len(events) == len(CORPUS)
-    for message, event in zip(CORPUS, events, strict=True):
+    for (message, status), event in zip(CORPUS, events, strict=True):
         assert validate_event(event) == []
         assert event["event.original"] == message.decode("utf-8", errors="backslashreplace")
-        failed = "parse_failure" in event.get("tags", [])
-        assert failed == ("error.message" in event)
-        for text in (event.get("message", ""),):
-            assert "\x1b" not in text and "\x00" not in text and "\n" not in text  # escaped
-    failures = sum("parse_failure" in e.get("tags", []) for e in events)
-    assert 0 < failures < len(CORPUS)
+        assert event["log.parse_status"] == status, (message, event)
+        assert ("parse_failure" in event.get("tags", [])) == (status == "failed")
+        assert ("error.message" in event) == (status != "ok"), event  # the reason, for partial too
+        text = event.get("message", "")
+        assert "\x1b" not in text and "\x00" not in text and "\n" not in text and "\r" not in text  # escaped
+    failures = sum(status == "failed" for _, status in CORPUS)
     assert sensor.counters()["parse_failures"] == failures
+    by_input = {message: event for (message, _), event in zip(CORPUS, events, strict=True)}
+    assert by_input[b"<13>no timestamp here"]["message"] == "no timestamp here"
+    assert "priority <999>" in by_input[b"<999>Feb  5 10:00:00 host app: priority out of range"]["error.message"]
+    assert by_input[b"<999>Feb  5 10:00:00 host app: priority out of range"]["host.name"] == "host"
+    assert "#033[31m" in by_input[b"<13>Feb  5 10:00:00 host app: NUL\x00 ESC\x1b[31m CR\r LF\n inside"]["message"]
 
 
 def test_event_ids_are_stable_for_spool_replays_but_new_per_receipt(tmp_path: Path, store: SqliteStore) -> None:
@@ -154,10 +162,11 @@ def test_config_requires_a_listener_and_a_sane_size_limit(tmp_path: Path) -> Non
 LOGGER = shutil.which("logger")
 
 
-@pytest.mark.skipif(LOGGER is None, reason="logger not installed (Debian package bsdutils / util-linux)")
 @pytest.mark.parametrize("transport", ["--udp", "--tcp"])
 @pytest.mark.parametrize("template", ["--rfc3164", "--rfc5424"])
 def test_s8_util_linux_logger_is_parsed(tmp_path: Path, store: SqliteStore, transport: str, template: str) -> None:
+    if LOGGER is None:
+        unavailable("logger not installed (Debian package bsdutils / util-linux)")
     sensor = make_sensor(tmp_path, store)
     port = sensor.receiver.port("udp" if transport == "--udp" else "tcp")
     text = f"canary {transport} {template} ünïcode"
@@ -165,6 +174,7 @@ def test_s8_util_linux_logger_is_parsed(tmp_path: Path, store: SqliteStore, tran
     subprocess.run([*argv, text], check=True, timeout=10)
     (event,) = deliver(sensor, store, 1)
     assert "parse_failure" not in event.get("tags", []), event
+    assert event["log.parse_status"] == "ok", event
     assert event["message"] == text
     assert event["log.syslog.appname"] == "canhgac"
     assert event["log.syslog.facility.name"] == "auth"
@@ -178,9 +188,10 @@ def test_s8_util_linux_logger_is_parsed(tmp_path: Path, store: SqliteStore, tran
 RSYSLOGD = shutil.which("rsyslogd") or (os.path.exists("/usr/sbin/rsyslogd") and "/usr/sbin/rsyslogd") or None
 
 
-@pytest.mark.skipif(not RSYSLOGD, reason="rsyslogd not installed (Debian package rsyslog)")
 @pytest.mark.parametrize("template", ["RSYSLOG_SyslogProtocol23Format", "RSYSLOG_ForwardFormat"])
 def test_s8_rsyslog_forwarding_is_parsed(tmp_path: Path, store: SqliteStore, template: str) -> None:
+    if not RSYSLOGD:
+        unavailable("rsyslogd not installed (Debian package rsyslog)")
     sensor = make_sensor(tmp_path, store)
     port = sensor.receiver.port("tcp")
     work = tmp_path / "rsyslog"
@@ -210,6 +221,7 @@ def test_s8_rsyslog_forwarding_is_parsed(tmp_path: Path, store: SqliteStore, tem
     assert events, output
     event = events[0]
     assert "parse_failure" not in event.get("tags", []), event
+    assert event["log.parse_status"] == "ok", event
     assert event["message"] == "rsyslog canary line"
     assert event["log.syslog.facility.name"] == "local3"
 
