@@ -39,6 +39,9 @@ def test_every_query_is_scoped(tenants: list[str], text: str) -> None:
 
 @given(queries)
 def test_a_query_naming_another_tenant_stays_inside_the_callers(text: str) -> None:
-    query = event_query(tenants=["police"], query=f"organization.id:health {text}".strip())
+    try:
+        query = event_query(tenants=["police"], query=f"organization.id:health {text}".strip())
+    except QueryError:  # a bare AND/OR/NOT drawn as a value: not a query, nothing to scope
+        return
     where, params = SqliteStore(":memory:")._where(query)
     assert "events.tenant IN (?)" in where and "police" in params
