@@ -112,7 +112,7 @@ class SensorCredentialStore(ElasticsearchStore):
             raise self._translate("authenticate the sensor's credential", exc) from exc
 
 
-def _sensor_store(output: ElasticsearchOutput | None) -> Store:
+def sensor_store(output: ElasticsearchOutput | None) -> Store:
     """The sensor's store, checked: its own Elasticsearch credential if its YAML has one, else
     the product's store.
 
@@ -207,7 +207,7 @@ def logs(
             state_dir=state_dir,
             timezone=timezone,
         )
-        store = _sensor_store(settings.elasticsearch)
+        store = sensor_store(settings.elasticsearch)
     try:
         with exit_on_error(1):
             sensor = LogSensor(settings, store)
@@ -283,7 +283,7 @@ def syslog(
                 "idle_timeout": idle_timeout,
             }
             settings = SyslogSensorConfig.from_dict(data, source="command line")
-        store = _sensor_store(settings.elasticsearch)
+        store = sensor_store(settings.elasticsearch)
     try:
         with exit_on_error(1):
             sensor = SyslogSensor(settings, store)
@@ -360,7 +360,7 @@ def _import_config(tenant: str | None, sensor_id: str | None, state_dir: Path | 
 def _run_import(settings: ImportConfig, work: Callable[[EventImport], None]) -> None:
     """Open the store, run ``work`` on an :class:`EventImport`, print its counters."""
     with exit_on_error(2):
-        store = _sensor_store(None)
+        store = sensor_store(None)
     try:
         with exit_on_error(1):
             importer = EventImport(settings, store)
@@ -505,4 +505,4 @@ def until_signal(stop: threading.Event, run: Callable[[], bool]) -> bool:
             signal.signal(sig, handler)
 
 
-__all__ = ["StoreFactory", "app", "exit_on_error", "set_store_factory", "until_signal"]
+__all__ = ["StoreFactory", "app", "exit_on_error", "sensor_store", "set_store_factory", "until_signal"]

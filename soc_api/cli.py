@@ -276,7 +276,8 @@ def _register_subcommands() -> None:
     from sensors.net_cli import register as register_network  # noqa: PLC0415
 
     sensor_cli.set_store_factory(lambda: open_store(settings()))  # the sensors ping and set up themselves
-    register_network(sensor_cli.app, store)
+    # the network sensor too starts while the store is down (it spools, and sets the store up later)
+    register_network(sensor_cli.app, lambda: sensor_cli.sensor_store(None))
     app.add_typer(sensor_cli.app, name="sensor")
     app.add_typer(build_rules_app(store), name="rules")
 
