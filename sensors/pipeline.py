@@ -321,15 +321,24 @@ class SyslogSensor:
         self.receiver.start()
 
     def step(self, timeout: float = 0.0, max_records: int = 1000) -> int:
-        """Take received messages, spool their events, deliver; returns messages + events done."""
+        """Take received messages, spool their events, deliver; returns messages + events done.
+
+        Waits at most ``timeout`` for something to do: messages to arrive or, while a batch is
+        with the sender thread, the store's answer — so spooled batches go out back to back.
+        """
         progressed = 0
-        if self._offer():
-            records = self.receiver.get(max_records, timeout)
+        # While the store keeps up but is behind, messages wait in the receiver's bounded queue
+        # (as they would behind a synchronous send) rather than run far ahead into the spool.
+        if self._offer() and not self.forwarder.saturated:
+            waiting_for_store = self.forwarder.handed_off
+            records = self.receiver.get(max_records, 0.0 if waiting_for_store else timeout)
             progressed += len(records)
             context = ParseContext(now=self._now(), tz=self.zone)
             self.held.extend((self.build_event(record, context), self.backlog.track()) for record in records)
             self._offer()
         progressed += self.forwarder.pump(flush=not self.held and self.receiver.queued == 0)
+        if progressed == 0 and self.forwarder.sending:
+            self.forwarder.wait(timeout)
         return progressed
 
     def _offer(self) -> bool:

@@ -219,6 +219,11 @@ class Forwarder:
         """A batch is on the wire in the sender thread."""
         return self._sending is not None and not self._sending.done()
 
+    @property
+    def handed_off(self) -> bool:
+        """A batch was given to the sender thread and its answer not yet taken by :meth:`pump`."""
+        return self._sending is not None
+
     def wait(self, timeout: float) -> None:
         """Block until the batch on the wire is answered, for at most ``timeout`` seconds."""
         if self._sending is not None:
