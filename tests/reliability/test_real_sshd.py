@@ -223,6 +223,7 @@ def logins(database: Path) -> list[dict[str, object]]:
         return []
     store = SqliteStore(database)
     try:
+        store.setup()  # the sensor creates its tables only at its first write
         events, _ = store.read_new_events(None, limit=10_000)
     finally:
         store.close()

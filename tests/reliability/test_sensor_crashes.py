@@ -37,6 +37,7 @@ def stored_lines(database: Path) -> tuple[list[int], set[str]]:
     """Seqs of the stored lines in ingest order (duplicates kept) and the event ids."""
     store = SqliteStore(database)
     try:
+        store.setup()  # the sensor creates its tables only at its first write
         events, _ = store.read_new_events(None, limit=10_000_000)
     finally:
         store.close()
