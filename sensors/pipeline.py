@@ -41,6 +41,9 @@ from soc_core.store.base import Store
 log = logging.getLogger(__name__)
 
 TRUNCATED_TAG = "truncated"
+# Events built between two looks at the forwarder: a batch the store has answered is followed by
+# the next one at once, not after a whole poll's worth of parsing.
+PUMP_EVERY = 128
 
 
 def make_forwarder(state_dir: Path, options: ForwarderConfig, store: Store) -> Forwarder:
@@ -182,14 +185,16 @@ class LogSensor:
             records = source.tailer.poll(self.max_records, final=final)
             progressed += len(records)
             context = ParseContext(now=self._now(), tz=source.context_zone)
-            source.held.extend(
-                (
-                    self.build_event(source, record, context),
-                    self.backlog.track(partial(source.tailer.ack, record.token)),
+            for start in range(0, len(records), PUMP_EVERY):
+                source.held.extend(
+                    (
+                        self.build_event(source, record, context),
+                        self.backlog.track(partial(source.tailer.ack, record.token)),
+                    )
+                    for record in records[start : start + PUMP_EVERY]
                 )
-                for record in records
-            )
-            self._offer(source)
+                self._offer(source)
+                progressed += self.forwarder.pump()
         progressed += self.forwarder.pump(flush=final)
         self._commit(force=False)
         return progressed
@@ -334,8 +339,11 @@ class SyslogSensor:
             records = self.receiver.get(max_records, 0.0 if waiting_for_store else timeout)
             progressed += len(records)
             context = ParseContext(now=self._now(), tz=self.zone)
-            self.held.extend((self.build_event(record, context), self.backlog.track()) for record in records)
-            self._offer()
+            for start in range(0, len(records), PUMP_EVERY):
+                chunk = records[start : start + PUMP_EVERY]
+                self.held.extend((self.build_event(record, context), self.backlog.track()) for record in chunk)
+                self._offer()
+                progressed += self.forwarder.pump()
         progressed += self.forwarder.pump(flush=not self.held and self.receiver.queued == 0)
         if progressed == 0 and self.forwarder.sending:
             self.forwarder.wait(timeout)

@@ -169,7 +169,10 @@ class Forwarder:
         self._acks = _Acks()
         self._ready: deque[Batch[tuple[Position, bytes]]] = deque()
         self._inflight: _InFlight | None = None
-        self._decoded: deque[tuple[Position, Event]] = deque()
+        # submitted in this run and still in memory: not read back yet (in spool order), and read
+        # back (moved here by the read or the skip, taken when the batch is built)
+        self._unread: deque[tuple[Position, bytes, Event]] = deque()
+        self._read: dict[Position, Event] = {}
         self._sender = _Sender(sink) if background else None
         self._sending: Future[list[Outcome]] | None = None
         self._counters = dict.fromkeys(COUNTERS, 0)
@@ -198,8 +201,8 @@ class Forwarder:
             return False
         self._counters["events_in"] += 1
         self._counters["spooled"] += 1
-        if len(self._decoded) < DECODED_CACHE:
-            self._decoded.append((position, event))
+        if len(self._unread) + len(self._read) < DECODED_CACHE:
+            self._unread.append((position, payload, event))
         if ack is not None:
             self._acks.add(position, ack)
         return True
@@ -293,8 +296,19 @@ class Forwarder:
         return completed
 
     def _next_batch(self, now: float, flush: bool) -> _InFlight | None:
+        unread = self._unread
         while not self._ready and self.batcher.room > 0 and self.spool.unread:
-            for position, payload in self.spool.read(self.batcher.room):
+            if unread and self.spool.skip(unread[0][0], len(unread[0][1])):
+                # the next record is still in memory: no need to read it back from disk
+                position, payload, event = unread.popleft()
+                self._read[position] = event
+                self._ready.extend(self.batcher.add((position, payload), len(payload), now))
+                continue
+            for position, payload in self.spool.read(1):
+                while unread and unread[0][0] < position:
+                    unread.popleft()  # never read back (a damaged record, say): never needed
+                if unread and unread[0][0] == position:
+                    self._read[position] = unread.popleft()[2]
                 self._ready.extend(self.batcher.add((position, payload), len(payload), now))
         if not self._ready and (flush or self.batcher.due(now)):
             waiting = self.batcher.flush()
@@ -304,14 +318,10 @@ class Forwarder:
             return None
         batch = self._ready.popleft()
         events: list[Event] = []
-        decoded = self._decoded
         for position, payload in batch.items:
-            while decoded and decoded[0][0] < position:
-                decoded.popleft()  # not read back (a damaged record, say): never needed again
-            if decoded and decoded[0][0] == position:
-                events.append(decoded.popleft()[1])
-            else:
-                # The spool checked the frame's checksum, so this decodes what submit() encoded.
+            if position in self._read:
+                events.append(self._read.pop(position))
+            else:  # the spool checked the frame's checksum, so this decodes what submit() encoded
                 events.append(orjson.loads(payload))
         encoded = [payload for _, payload in batch.items]
         return _InFlight(batch.items[-1][0], events, encoded, list(range(len(events))))

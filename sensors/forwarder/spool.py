@@ -183,6 +183,24 @@ class Spool:
             out.append(record)
         return out
 
+    def skip(self, end: Position, length: int) -> bool:
+        """Move past the next record without reading it, when the caller holds it in memory.
+
+        ``end`` is where :meth:`append` said the record ends and ``length`` its payload size.
+        Nothing moves, and ``False`` comes back, unless that record is the next one to read.
+        """
+        start = end.offset - HEADER.size - length
+        segment, offset = self._read
+        if (segment, offset) != (end.segment, start):
+            size = self._sizes.get(segment)
+            at_segment_end = size is not None and offset >= size
+            if not (at_segment_end and start == 0 and self._next_segment(segment).segment == end.segment):
+                return False
+        if end > self.end:
+            return False
+        self._read = self._last_read = end
+        return True
+
     def _next_segment(self, segment: int) -> Position:
         later = [s for s in self._sizes if s > segment]
         return Position(min(later), 0) if later else self.end

@@ -192,3 +192,22 @@ def test_batcher_by_age() -> None:
     batch = batcher.flush()
     assert batch is not None and batch.items == [1]
     assert batcher.flush() is None
+
+
+def test_skip_passes_a_record_held_in_memory_only_when_it_is_the_next_one(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool", max_bytes=1 << 20, segment_bytes=64)  # 3 records a segment
+    payloads = [f"record {n}".encode() for n in range(8)]
+    ends = [spool.append(payload) for payload in payloads]
+    assert len({end.segment for end in ends}) == 3  # the records span segment rolls
+    assert not spool.skip(ends[1], len(payloads[1]))  # not the next one: nothing moves
+    assert not spool.skip(ends[0], len(payloads[0]) + 1)  # a wrong size is not that record
+    assert spool.skip(ends[0], len(payloads[0]))
+    assert spool.read(1) == [(ends[1], payloads[1])]
+    for n in range(2, 7):  # on across the segment boundaries
+        assert spool.skip(ends[n], len(payloads[n])), n
+    assert spool.read(5) == [(ends[7], payloads[7])] and not spool.unread
+    spool.commit(ends[7])
+    spool.close()
+    again = Spool(tmp_path / "spool", max_bytes=1 << 20, segment_bytes=64)
+    assert not again.unread  # skipped records count as read and, once committed, as delivered
+    again.close()
