@@ -33,7 +33,7 @@ from bench_detection import cpu_model  # noqa: E402  (bench/ is on sys.path when
 from detections.alerts import Detection  # noqa: E402
 from detections.engine import Evaluator, compile_ruleset  # noqa: E402
 from detections.loader import load_rules  # noqa: E402
-from detections.workers import ShardedEvaluator, ShardReader  # noqa: E402
+from detections.workers import ShardedEvaluator, ShardReader, dealt  # noqa: E402
 from tests.detections.test_differential import SIGMAHQ, finish, otrf_events, shipped_sample_events  # noqa: E402
 
 Event = Mapping[str, Any]
@@ -46,7 +46,7 @@ def corpus(copies: int) -> list[Event]:
 
 def shards(events: list[Event]) -> ShardReader:
     """Every call reads the whole shard again, so one pool serves the warm-up and the timed runs."""
-    return lambda shard, count: ((position, events[position]) for position in range(shard, len(events), count))
+    return lambda shard, count: ((position, events[position]) for position in dealt(len(events), count, shard))
 
 
 def timed(run: Callable[[], list[Detection]]) -> tuple[float, int]:

@@ -39,7 +39,7 @@ import contextlib
 import itertools
 import multiprocessing
 import signal
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
@@ -59,6 +59,22 @@ in stream order. Called in the worker process, once per :meth:`ShardedEvaluator.
 
 DEFAULT_REPLY_TIMEOUT = 300.0  # seconds a pool worker may take over its share of one batch
 PART_EVENTS = 1024  # events a ShardedEvaluator worker matches before sending back what matched
+# Workers are dealt blocks of consecutive positions in turn. One position at a time leaves them
+# unequal wherever heavy and light events alternate (a Sysmon event, then its Security twin);
+# halves, wherever they cluster. Measured on the benchmark corpus: 1.72× with single positions,
+# 1.91× with blocks of 64 (two processes matching, against one).
+DEAL_BLOCK = 64
+
+
+def dealt(count: int, shards: int, shard: int) -> Iterator[int]:
+    """The positions of ``shard`` among ``count``: blocks dealt round-robin, in stream order.
+
+    Blocks are :data:`DEAL_BLOCK` long, shorter for small batches so that every worker gets
+    several (a batch of fewer than 8 × ``shards`` events is dealt one position at a time).
+    """
+    block = max(1, min(DEAL_BLOCK, count // (8 * shards)))
+    for start in range(shard * block, count, shards * block):
+        yield from range(start, min(start + block, count))
 
 
 class WorkerError(SocError):
@@ -122,7 +138,7 @@ def _require_fork(workers: int) -> multiprocessing.context.ForkContext:
 
 
 def _serve_batches(conn: Connection, evaluator: Evaluator, inherited: Sequence[Connection]) -> None:
-    """A pool worker: ``(first, step, events)`` in, :class:`ShardResult` out, until ``None`` or EOF."""
+    """A pool worker: ``(positions, events)`` in, :class:`ShardResult` out, until ``None`` or EOF."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the engine's to handle: it stops us
     for other in inherited:
         other.close()  # the engine's ends of the pipes: else its death would not reach us as EOF
@@ -133,9 +149,9 @@ def _serve_batches(conn: Connection, evaluator: Evaluator, inherited: Sequence[C
             return  # the engine is gone
         if message is None:
             return
-        first, step, events = message
+        positions, events = message
         try:
-            result = match_shard(evaluator, zip(itertools.count(first, step), events))
+            result = match_shard(evaluator, zip(positions, events, strict=True))
         except Exception as exc:  # reported to the engine, which raises WorkerError
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
         else:
@@ -210,15 +226,14 @@ class WorkerPool:
 
     def pack(self, events: Sequence[Event]) -> PackedBatch:
         """Pickle a batch for :meth:`submit` (done ahead, while the workers are busy, it costs them nothing)."""
-        step = self.workers
-        messages = [
-            bytes(ForkingPickler.dumps((slot, step, list(events[slot::step]))))
-            for slot in range(min(step, len(events)))
-        ]
+        messages = []
+        for slot in range(min(self.workers, len(events))):
+            positions = list(dealt(len(events), self.workers, slot))
+            messages.append(bytes(ForkingPickler.dumps((positions, [events[p] for p in positions]))))
         return PackedBatch(events, messages)
 
     def submit(self, batch: Sequence[Event] | PackedBatch) -> None:
-        """Send a batch to the workers (worker k gets positions k, k+n, …) and return at once.
+        """Send a batch to the workers (dealt in blocks, see :func:`dealt`) and return at once.
 
         A batch submitted before and not received is dropped: its workers are stopped.
         """
@@ -452,7 +467,7 @@ class ShardedEvaluator:
 
 
 def round_robin(events: Sequence[Event]) -> ShardReader:
-    """A reader over an in-memory list (tests, benchmarks): shard k gets positions k, k+n, …
+    """A reader over an in-memory list (tests, benchmarks): blocks dealt in turn, see :func:`dealt`.
 
     Each call returns the whole shard once; later calls return nothing.
     """
@@ -462,7 +477,7 @@ def round_robin(events: Sequence[Event]) -> ShardReader:
         if shard in consumed:
             return []
         consumed.add(shard)
-        return ((position, events[position]) for position in range(shard, len(events), shards))
+        return ((position, events[position]) for position in dealt(len(events), shards, shard))
 
     return read
 
@@ -477,6 +492,7 @@ __all__ = [
     "ShardedEvaluator",
     "WorkerError",
     "WorkerPool",
+    "dealt",
     "emit_in_order",
     "match_shard",
     "round_robin",

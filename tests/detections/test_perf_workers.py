@@ -98,3 +98,16 @@ def test_a_worker_failing_after_some_parts_emits_nothing(
         stats = sharded.evaluator.stats
         assert (stats.events, stats.matches, stats.correlation_hits) == (0, 0, 0)
         assert not sharded.evaluator.correlation.keys
+
+
+def test_dealt_blocks_cover_every_position_once_in_stream_order() -> None:
+    from detections.workers import DEAL_BLOCK, dealt  # noqa: PLC0415
+
+    for count, shards in [(0, 2), (5, 3), (10, 2), (1000, 2), (24_784, 2), (1001, 3)]:
+        parts = [list(dealt(count, shards, shard)) for shard in range(shards)]
+        assert sorted(p for part in parts for p in part) == list(range(count))
+        assert all(part == sorted(part) for part in parts)
+        if count >= 8 * shards * DEAL_BLOCK:  # large batches: whole blocks, sizes within one block
+            assert parts[0][:DEAL_BLOCK] == list(range(DEAL_BLOCK))
+            assert max(map(len, parts)) - min(map(len, parts)) <= DEAL_BLOCK
+    assert list(dealt(10, 2, 1)) == [1, 3, 5, 7, 9]  # small batches: one position at a time
