@@ -253,8 +253,10 @@ class LiveCapture:
             raise CaptureError(f"cannot capture on {interface}: {exc.strerror}") from exc
         self.sock.setblocking(False)
         self._buffer = bytearray(snaplen)
+        # A new socket's counters start at zero. No reset here: packets queued since bind()
+        # are read and decoded in this run, so they must stay counted (a reset lost them:
+        # decoded came out one above received under traffic).
         self.stats_total = KernelStats(0, 0)
-        self.kernel_stats()  # the counters reset on read: start from zero
 
     def _attach(self, program: list[tuple[int, int, int, int]]) -> None:
         code = b"".join(struct.pack("HBBI", *instruction) for instruction in program)
