@@ -51,7 +51,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from elastic_transport import TransportError
 from elasticsearch import ApiError
@@ -100,6 +100,7 @@ _sre_c: Any = importlib.import_module("re._constants")
 
 DslQuery = dict[str, Any]
 FieldTypes = Callable[[str], str]
+Q = TypeVar("Q")  # what a compiler target builds: an SQL fragment, an Elasticsearch query
 
 MATCH_NONE: DslQuery = {"match_none": {}}
 ROUTING_FIELDS = ("event.dataset", "process.name", "winlog.channel", "event.code", "winlog.event_id")
@@ -172,7 +173,9 @@ def _field_name(name: str, unsupported: Callable[[str], UnsupportedConstruct]) -
         raise unsupported(f"field name {name!r} (not a dotted field name a store can query)") from None
 
 
-class _Target:
+class _Target(Generic[Q]):
+    """Walks a rule's condition tree once for every target; a target builds its own ``Q``."""
+
     def __init__(self, where: str, target: str) -> None:
         self.where = where
         self.target = target
@@ -183,6 +186,42 @@ class _Target:
             where=self.where,
             hint="rewrite the rule without it, or add support in detections/compiler.py",
         )
+
+    def node(self, node: object) -> Q:
+        if isinstance(node, ConditionAND):
+            return self.all_of([self.node(arg) for arg in node.args])
+        if isinstance(node, ConditionOR):
+            return self.any_of([self.node(arg) for arg in node.args])
+        if isinstance(node, ConditionNOT):
+            return self.negate(self.node(node.args[0]))
+        if isinstance(node, ConditionFieldEqualsValueExpression):
+            return self.field(node.field, node.value)
+        if isinstance(node, ConditionValueExpression):
+            return self.keyword(node.value)
+        if node is None:
+            raise self.unsupported("empty detection (every item dropped by the pipeline)")
+        raise self.unsupported(f"condition node {type(node).__name__}")
+
+    def keyword(self, value: object) -> Q:
+        if isinstance(value, SigmaExpansion):
+            return self.any_of([self.keyword(inner) for inner in value.values])
+        return self.keyword_value(_keyword_value(value, self.unsupported))
+
+    def all_of(self, clauses: list[Q]) -> Q:
+        raise NotImplementedError
+
+    def any_of(self, clauses: list[Q]) -> Q:
+        raise NotImplementedError
+
+    def negate(self, clause: Q) -> Q:
+        raise NotImplementedError
+
+    def field(self, name: str, value: object) -> Q:
+        raise NotImplementedError
+
+    def keyword_value(self, value: object) -> Q:
+        """A keyword (a value without a field name), already checked by ``_keyword_value``."""
+        raise NotImplementedError
 
 
 # SQLite ------------------------------------------------------------------------------------
@@ -325,30 +364,21 @@ def _sql_join(operator: str, clauses: list[str]) -> str:
     return f"({_sql_join(operator, clauses[:middle])} {operator} {_sql_join(operator, clauses[middle:])})"
 
 
-class _SqlCompiler(_Target):
+class _SqlCompiler(_Target[str]):
     def __init__(self, where: str) -> None:
         super().__init__(where, "SQLite")
         self.params: list[Any] = []
 
-    def node(self, node: object) -> str:
-        if isinstance(node, ConditionAND):
-            return _sql_join("AND", [self.node(arg) for arg in node.args])
-        if isinstance(node, ConditionOR):
-            return _sql_join("OR", [self.node(arg) for arg in node.args])
-        if isinstance(node, ConditionNOT):
-            return f"(NOT {self.node(node.args[0])})"
-        if isinstance(node, ConditionFieldEqualsValueExpression):
-            return self.field(node.field, node.value)
-        if isinstance(node, ConditionValueExpression):
-            return self.keyword(node.value)
-        if node is None:
-            raise self.unsupported("empty detection (every item dropped by the pipeline)")
-        raise self.unsupported(f"condition node {type(node).__name__}")
+    def all_of(self, clauses: list[str]) -> str:
+        return _sql_join("AND", clauses)
 
-    def keyword(self, value: object) -> str:
-        if isinstance(value, SigmaExpansion):
-            return _sql_join("OR", [self.keyword(inner) for inner in value.values])
-        value = _keyword_value(value, self.unsupported)
+    def any_of(self, clauses: list[str]) -> str:
+        return _sql_join("OR", clauses)
+
+    def negate(self, clause: str) -> str:
+        return f"(NOT {clause})"
+
+    def keyword_value(self, value: object) -> str:
         return _sql_join("OR", [self.field(name, value) for name in KEYWORD_FIELDS])
 
     def _path(self, name: str) -> str:
@@ -652,30 +682,22 @@ def _number_texts(number: float) -> list[str]:
     return [str(float(number))]
 
 
-class _EsCompiler(_Target):
+class _EsCompiler(_Target[DslQuery]):
     def __init__(self, where: str, field_types: FieldTypes) -> None:
         super().__init__(where, "Elasticsearch")
         self.field_types = field_types
 
-    def node(self, node: object) -> DslQuery:
-        if isinstance(node, ConditionAND):
-            return _all_of([self.node(arg) for arg in node.args])
-        if isinstance(node, ConditionOR):
-            return _any_of([self.node(arg) for arg in node.args])
-        if isinstance(node, ConditionNOT):
-            return _not(self.node(node.args[0]))
-        if isinstance(node, ConditionFieldEqualsValueExpression):
-            return self.field(node.field, node.value)
-        if isinstance(node, ConditionValueExpression):
-            return self.keyword(node.value)
-        if node is None:
-            raise self.unsupported("empty detection (every item dropped by the pipeline)")
-        raise self.unsupported(f"condition node {type(node).__name__}")
+    def all_of(self, clauses: list[DslQuery]) -> DslQuery:
+        return _all_of(clauses)
 
-    def keyword(self, value: object) -> DslQuery:
-        if isinstance(value, SigmaExpansion):
-            return _any_of([self.keyword(inner) for inner in value.values])
-        return self.field(ES_KEYWORD_FIELD, _keyword_value(value, self.unsupported))
+    def any_of(self, clauses: list[DslQuery]) -> DslQuery:
+        return _any_of(clauses)
+
+    def negate(self, clause: DslQuery) -> DslQuery:
+        return _not(clause)
+
+    def keyword_value(self, value: object) -> DslQuery:
+        return self.field(ES_KEYWORD_FIELD, value)
 
     def field(self, name: str, value: object) -> DslQuery:
         name = _field_name(name, self.unsupported)
