@@ -208,16 +208,15 @@ def logs(
             timezone=timezone,
         )
         store = sensor_store(settings.elasticsearch)
-    try:
-        with exit_on_error(1):
-            sensor = LogSensor(settings, store)
-            with _reporting(settings.health, sensor.counters):
-                ok = _follow(sensor) if follow else _import(sensor)
-            typer.echo(json.dumps(sensor.counters(), sort_keys=True))
-    finally:
-        store.close()
-    if not ok:
-        raise typer.Exit(1)
+
+    def run() -> bool:
+        sensor = LogSensor(settings, store)
+        with _reporting(settings.health, sensor.counters):
+            ok = _follow(sensor) if follow else _import(sensor)
+        typer.echo(json.dumps(sensor.counters(), sort_keys=True))
+        return ok
+
+    run_on_store(store, run)
 
 
 def _settings(
@@ -284,17 +283,16 @@ def syslog(
             }
             settings = SyslogSensorConfig.from_dict(data, source="command line")
         store = sensor_store(settings.elasticsearch)
-    try:
-        with exit_on_error(1):
-            sensor = SyslogSensor(settings, store)
-            stop = threading.Event()
-            with _reporting(settings.health, sensor.counters):
-                ok = until_signal(stop, lambda: sensor.run(stop))
-            typer.echo(json.dumps(sensor.counters(), sort_keys=True))
-    finally:
-        store.close()
-    if not ok:
-        raise typer.Exit(1)
+
+    def run() -> bool:
+        sensor = SyslogSensor(settings, store)
+        stop = threading.Event()
+        with _reporting(settings.health, sensor.counters):
+            ok = until_signal(stop, lambda: sensor.run(stop))
+        typer.echo(json.dumps(sensor.counters(), sort_keys=True))
+        return ok
+
+    run_on_store(store, run)
 
 
 @app.command("enroll")
@@ -361,16 +359,15 @@ def _run_import(settings: ImportConfig, work: Callable[[EventImport], None]) -> 
     """Open the store, run ``work`` on an :class:`EventImport`, print its counters."""
     with exit_on_error(2):
         store = sensor_store(None)
-    try:
-        with exit_on_error(1):
-            importer = EventImport(settings, store)
-            work(importer)
-            ok = importer.finish()
-            typer.echo(json.dumps(importer.counters(), sort_keys=True))
-    finally:
-        store.close()
-    if not ok:
-        raise typer.Exit(1)
+
+    def run() -> bool:
+        importer = EventImport(settings, store)
+        work(importer)
+        ok = importer.finish()
+        typer.echo(json.dumps(importer.counters(), sort_keys=True))
+        return ok
+
+    run_on_store(store, run)
 
 
 @app.command("evtx")
@@ -491,6 +488,18 @@ def exit_on_error(code: int) -> Iterator[None]:
         raise typer.Exit(code) from exc
 
 
+def run_on_store(store: Store, run: Callable[[], bool]) -> None:
+    """``run()`` a sensor on ``store``: errors exit 1 with one line, so does ``False`` (not all
+    delivered); the store is closed either way."""
+    try:
+        with exit_on_error(1):
+            ok = run()
+    finally:
+        store.close()
+    if not ok:
+        raise typer.Exit(1)
+
+
 def until_signal(stop: threading.Event, run: Callable[[], bool]) -> bool:
     """``run()`` with SIGINT/SIGTERM setting ``stop``; the previous handlers restored after."""
 
@@ -505,4 +514,12 @@ def until_signal(stop: threading.Event, run: Callable[[], bool]) -> bool:
             signal.signal(sig, handler)
 
 
-__all__ = ["StoreFactory", "app", "exit_on_error", "sensor_store", "set_store_factory", "until_signal"]
+__all__ = [
+    "StoreFactory",
+    "app",
+    "exit_on_error",
+    "run_on_store",
+    "sensor_store",
+    "set_store_factory",
+    "until_signal",
+]

@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
-from sensors.cli import exit_on_error, until_signal
+from sensors.cli import exit_on_error, run_on_store, until_signal
 from sensors.config import HealthConfig
 from sensors.health import HealthReporter
 from sensors.netsensor import NetSensorSettings, NetworkSensor
@@ -166,13 +166,7 @@ def register(app: typer.Typer, open_store: Callable[[], Store]) -> None:
                 typer.echo(json.dumps(sensor.counters(), sort_keys=True))
                 return done
 
-        try:
-            with exit_on_error(1):
-                ok = until_signal(stop, capture)
-        finally:
-            store.close()
-        if not ok:
-            raise typer.Exit(1)
+        run_on_store(store, lambda: until_signal(stop, capture))
 
     @app.command("pcap")
     def pcap(
