@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import httpx
 
@@ -33,7 +33,14 @@ MAX_NAME = 64
 
 
 class Backlog:
-    """Read times of events not yet done, oldest first; thread-safe (the reporter reads it)."""
+    """Read times of events not yet done, oldest first; thread-safe (the reporter reads it).
+
+    Events read together are tracked as one chunk with one read time (one clock per chunk, not
+    per event, keeps this off the per-line cost). A chunk is done when its last event is: the
+    forwarder acknowledges in spool order, so by then every event of the chunk is. An event
+    dropped on purpose (``drop_newest``) is acknowledged at once, out of that order; a chunk
+    whose last event was dropped stops its clock early.
+    """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
@@ -41,20 +48,23 @@ class Backlog:
         self._pending: OrderedDict[int, float] = OrderedDict()
         self._next = 0
 
-    def track(self, ack: Ack | None = None) -> Ack:
-        """Start the clock for one event; the returned ack stops it, then runs ``ack``."""
+    def track(self, acks: Sequence[Ack | None]) -> list[Ack | None]:
+        """Start the clock for a chunk of events; their acks, the last one also stopping it."""
+        if not acks:
+            return []
         with self._lock:
             token = self._next
             self._next += 1
             self._pending[token] = self._clock()
+        last = acks[-1]
 
         def done() -> None:
             with self._lock:
                 self._pending.pop(token, None)
-            if ack is not None:
-                ack()
+            if last is not None:
+                last()
 
-        return done
+        return [*acks[:-1], done]
 
     def lag_seconds(self) -> int:
         with self._lock:

@@ -134,7 +134,7 @@ class _Input:
     tailer: FileTailer
     parser: ParserSpec
     context_zone: ZoneInfo
-    held: deque[tuple[Event, Ack]] = field(default_factory=deque)
+    held: deque[tuple[Event, Ack | None]] = field(default_factory=deque)
 
 
 class LogSensor:
@@ -186,13 +186,10 @@ class LogSensor:
             progressed += len(records)
             context = ParseContext(now=self._now(), tz=source.context_zone)
             for start in range(0, len(records), PUMP_EVERY):
-                source.held.extend(
-                    (
-                        self.build_event(source, record, context),
-                        self.backlog.track(partial(source.tailer.ack, record.token)),
-                    )
-                    for record in records[start : start + PUMP_EVERY]
-                )
+                chunk = records[start : start + PUMP_EVERY]
+                acks = self.backlog.track([partial(source.tailer.ack, record.token) for record in chunk])
+                events = [self.build_event(source, record, context) for record in chunk]
+                source.held.extend(zip(events, acks, strict=True))
                 self._offer(source)
                 progressed += self.forwarder.pump()
         progressed += self.forwarder.pump(flush=final)
@@ -318,7 +315,7 @@ class SyslogSensor:
             queue_size=config.queue_size,
             udp_receive_buffer=config.udp_receive_buffer,
         )
-        self.held: deque[tuple[Event, Ack]] = deque()
+        self.held: deque[tuple[Event, Ack | None]] = deque()
         self.parse_failures = 0
         self.backlog = Backlog()
 
@@ -341,7 +338,8 @@ class SyslogSensor:
             context = ParseContext(now=self._now(), tz=self.zone)
             for start in range(0, len(records), PUMP_EVERY):
                 chunk = records[start : start + PUMP_EVERY]
-                self.held.extend((self.build_event(record, context), self.backlog.track()) for record in chunk)
+                acks = self.backlog.track([None] * len(chunk))
+                self.held.extend(zip([self.build_event(record, context) for record in chunk], acks, strict=True))
                 self._offer()
                 progressed += self.forwarder.pump()
         progressed += self.forwarder.pump(flush=not self.held and self.receiver.queued == 0)

@@ -8,6 +8,7 @@ as they are (Elasticsearch expands dotted names when it maps them).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Mapping
@@ -43,25 +44,43 @@ def event_id(sensor_id: str, source: str, position: str | int, raw: bytes) -> st
     """Deterministic id: the same input at the same place always gets the same id.
 
     Redelivery therefore writes the same id again, which the stores treat as "already stored".
+    The digest covers each of sensor id, source and position length-prefixed, then the raw bytes.
     """
-    digest = hashlib.blake2b(digest_size=16)
-    for part in (sensor_id.encode(), source.encode(), str(position).encode()):
-        digest.update(len(part).to_bytes(4, "big"))
-        digest.update(part)
-    digest.update(raw)
-    return digest.hexdigest()
+    place = str(position).encode()
+    return hashlib.blake2b(
+        _id_prefix(sensor_id, source) + len(place).to_bytes(4, "big") + place + raw, digest_size=16
+    ).hexdigest()
+
+
+@functools.lru_cache(maxsize=1024)
+def _id_prefix(sensor_id: str, source: str) -> bytes:
+    """The part of :func:`event_id`'s input every event of one source shares."""
+    parts = (sensor_id.encode(), source.encode())
+    return b"".join(len(part).to_bytes(4, "big") + part for part in parts)
 
 
 def format_timestamp(moment: datetime) -> str:
     """ISO 8601 in UTC with milliseconds and a ``Z``: the one form events carry."""
+    last = _last_formatted
+    if moment is last[0]:  # parsers return one object for a repeated time (lines of one second)
+        return last[1]
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
+        utc = moment.replace(tzinfo=UTC)
     elif moment.utcoffset():
-        moment = moment.astimezone(UTC)
-    return (
-        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T"
-        f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}.{moment.microsecond // 1000:03d}Z"
-    )
+        utc = moment.astimezone(UTC)
+    else:
+        utc = moment
+    text = utc.isoformat(timespec="milliseconds")[:23] + "Z"  # years have 4 digits, padded
+    _remember_formatted(moment, text)
+    return text
+
+
+_last_formatted: tuple[datetime | None, str] = (None, "")
+
+
+def _remember_formatted(moment: datetime, text: str) -> None:
+    global _last_formatted  # noqa: PLW0603 - one (object, text) pair, replaced whole: thread-safe
+    _last_formatted = (moment, text)
 
 
 def parse_timestamp(value: str) -> datetime:
@@ -144,26 +163,58 @@ def validate_event(event: Mapping[str, Any]) -> list[str]:
     """Problems with an event, as readable strings; an empty list means it is valid."""
     problems = [f"missing required field {name!r}" for name in REQUIRED_FIELDS if not event.get(name)]
     tenant = event.get(TENANT_FIELD)
-    if tenant and not (isinstance(tenant, str) and TENANT_ID.match(tenant)):
+    if tenant and not (isinstance(tenant, str) and _matches(TENANT_ID, tenant)):
         problems.append(f"{TENANT_FIELD} {tenant!r} is not a valid tenant id")
     dataset = event.get("event.dataset")
-    if dataset and not (isinstance(dataset, str) and DATASET.match(dataset)):
+    if dataset and not (isinstance(dataset, str) and _matches(DATASET, dataset)):
         problems.append(f"event.dataset {dataset!r} must be lowercase letters, digits, '_' or '.'")
     kind = event.get("event.kind")
     if kind and kind not in EVENT_KINDS:
         problems.append(f"event.kind {kind!r} is not an ECS event kind")
     stamp = event.get("@timestamp")
     if isinstance(stamp, str):
-        try:
-            parse_timestamp(stamp)
-        except ParseError as exc:
-            problems.append(f"@timestamp: {exc.message}")
+        problem = _timestamp_problem(stamp)
+        if problem is not None:
+            problems.append(f"@timestamp: {problem}")
     elif stamp is not None:
         problems.append("@timestamp must be an ISO 8601 string")
-    for key in event:
-        if not isinstance(key, str) or not key or key != key.strip():
-            problems.append(f"bad field name {key!r}")
+    problems.extend(f"bad field name {key!r}" for key in event if key not in _GOOD_NAMES and not _good_name(key))
     return problems
+
+
+# Validation runs on every event a store takes, and the same values recur: tenants, datasets,
+# field names, the timestamps of one second. Known-good ones are remembered (bounded).
+_GOOD_NAMES: set[str] = set()
+_GOOD_VALUES: dict[re.Pattern[str], set[str]] = {}
+_REMEMBERED = 10_000
+
+
+def _matches(pattern: re.Pattern[str], value: str) -> bool:
+    good = _GOOD_VALUES.setdefault(pattern, set())
+    if value in good:
+        return True
+    if not pattern.match(value):
+        return False
+    if len(good) < _REMEMBERED:
+        good.add(value)
+    return True
+
+
+def _good_name(key: object) -> bool:
+    if not isinstance(key, str) or not key or key != key.strip():
+        return False
+    if len(_GOOD_NAMES) < _REMEMBERED:
+        _GOOD_NAMES.add(key)
+    return True
+
+
+@functools.lru_cache(maxsize=4096)
+def _timestamp_problem(stamp: str) -> str | None:
+    try:
+        parse_timestamp(stamp)
+    except ParseError as exc:
+        return exc.message
+    return None
 
 
 def flatten(document: Mapping[str, Any], prefix: str = "") -> Event:

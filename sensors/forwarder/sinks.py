@@ -32,6 +32,10 @@ class Outcome:
     duplicate: bool = False
 
 
+DELIVERED = Outcome("delivered")
+DELIVERED_DUPLICATE = Outcome("delivered", duplicate=True)
+
+
 class Sink(Protocol):
     """Delivers batches; ``send`` returns one :class:`Outcome` per event, in order."""
 
@@ -99,7 +103,7 @@ class StoreSink:
             if item is None:
                 outcomes.append(Outcome("retry", "no result from the store"))
             elif item.stored:
-                outcomes.append(Outcome("delivered", duplicate=item.status == "duplicate"))
+                outcomes.append(DELIVERED_DUPLICATE if item.status == "duplicate" else DELIVERED)
             elif item.status == "rejected":
                 reason = item.reason or "rejected by the store"
                 rejected.append((event, reason))

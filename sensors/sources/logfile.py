@@ -356,6 +356,12 @@ class FileTailer:
         position = 0
         while position < len(data) and len(records) < max_records:
             newline = data.find(b"\n", position)
+            if 0 <= newline - position <= self.max_line_bytes and not tracked.line_length:
+                # the common case: a whole line of allowed length inside this read, nothing buffered
+                tracked.line_length = newline - position
+                self._emit(tracked, tracked.line_start + tracked.line_length + 1, records, data[position:newline])
+                position = newline + 1
+                continue
             stop = len(data) if newline < 0 else newline
             room = self.max_line_bytes - len(tracked.buffer)
             if room > 0:
@@ -366,14 +372,18 @@ class FileTailer:
             self._emit(tracked, tracked.line_start + tracked.line_length + 1, records)
             position = newline + 1
 
-    def _emit(self, tracked: _File, end: int, records: list[LogRecord]) -> None:
-        raw = bytes(tracked.buffer)
+    def _emit(self, tracked: _File, end: int, records: list[LogRecord], whole: bytes | None = None) -> None:
+        """The line ending at ``end``: ``whole`` if given (it was never buffered), else the buffer."""
+        if whole is None:
+            raw = bytes(tracked.buffer)
+            tracked.buffer.clear()
+        else:
+            raw = whole
         truncated = tracked.line_length > len(raw)
         if raw.endswith(b"\r"):
             raw = raw[:-1]
         start = tracked.line_start
         tracked.line_start, tracked.line_length = end, 0
-        tracked.buffer.clear()
         if not raw:
             if not tracked.pending:
                 self._checkpoint(tracked, end)

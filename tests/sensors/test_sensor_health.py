@@ -246,19 +246,22 @@ def test_a_key_file_others_can_read_is_refused(tmp_path: Path) -> None:
         HealthReporter(config, dict)
 
 
-def test_backlog_lag_is_the_age_of_the_oldest_event_not_yet_done() -> None:
+def test_backlog_lag_is_the_age_of_the_oldest_chunk_not_yet_done() -> None:
     now = [100.0]
     backlog = Backlog(clock=lambda: now[0])
     acked: list[int] = []
-    first = backlog.track(lambda: acked.append(1))
+    first = backlog.track([lambda: acked.append(1), lambda: acked.append(2)])
     now[0] = 103.0
-    second = backlog.track(lambda: acked.append(2))
+    second = backlog.track([None, lambda: acked.append(4)])
+    assert second[0] is None and backlog.track([]) == []
     now[0] = 110.0
     assert backlog.lag_seconds() == 10
-    second()  # done out of order (dropped on purpose, say): the first is still the oldest
-    assert backlog.lag_seconds() == 10 and acked == [2]
-    first()
-    assert backlog.lag_seconds() == 0 and acked == [2, 1]
+    first[0]()  # not the chunk's last event: its clock keeps running
+    assert backlog.lag_seconds() == 10 and acked == [1]
+    second[1]()  # done out of order (dropped on purpose, say): the first chunk is still the oldest
+    assert backlog.lag_seconds() == 10 and acked == [1, 4]
+    first[1]()
+    assert backlog.lag_seconds() == 0 and acked == [1, 4, 2]
 
 
 def test_heartbeat_counters_fit_what_the_api_accepts() -> None:
