@@ -36,6 +36,7 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from sensors.cli import tune_garbage_collector  # noqa: E402
 from sensors.config import ImportConfig, SensorConfig, SyslogSensorConfig  # noqa: E402
 from sensors.pipeline import EventImport, LogSensor, SyslogSensor  # noqa: E402
 from sensors.sources.evtx import evtx_files  # noqa: E402
@@ -239,6 +240,7 @@ def main() -> None:
     nodes = httpx.get(f"{args.url}/_nodes/_local", params={"filter_path": "nodes.*.version"}).json()
     version = ",".join(node["version"] for node in nodes.get("nodes", {}).values()) or "?"
     lines = access_lines(args.lines)
+    tune_garbage_collector()  # as every `soc sensor` command does once its sensor is set up
     rows: list[tuple[str, int, float, str]] = []
     cpu: dict[str, tuple[float, float]] = {}  # phase → (this process's CPU s, the node's CPU s)
 

@@ -17,6 +17,7 @@ of the product's store; one with ``health:`` sends heartbeats to the SOC API.
 
 from __future__ import annotations
 
+import gc
 import glob
 import json
 import logging
@@ -488,9 +489,23 @@ def exit_on_error(code: int) -> Iterator[None]:
         raise typer.Exit(code) from exc
 
 
+def tune_garbage_collector() -> None:
+    """For a sensor process, once it is set up: fewer, cheaper collections.
+
+    Every event is a few short-lived dicts and lists, so the default collector (a young-generation
+    pass every 700 allocations, full passes over everything alive) costs a sensor ~2-3 µs per
+    event. What exists once the sensor is built (modules, rules, config) is frozen out of the
+    collector's passes, and young passes come every 10,000 allocations: memory still bounded,
+    cycles still collected.
+    """
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
+
+
 def run_on_store(store: Store, run: Callable[[], bool]) -> None:
     """``run()`` a sensor on ``store``: errors exit 1 with one line, so does ``False`` (not all
     delivered); the store is closed either way."""
+    tune_garbage_collector()
     try:
         with exit_on_error(1):
             ok = run()
@@ -521,5 +536,6 @@ __all__ = [
     "run_on_store",
     "sensor_store",
     "set_store_factory",
+    "tune_garbage_collector",
     "until_signal",
 ]

@@ -112,8 +112,9 @@ class Spool:
         data = frame(payload)
         if len(data) > min(self.max_bytes, MAX_RECORD_BYTES):
             raise SpoolError(f"a record of {len(data)} bytes can never fit in the spool")
-        if self.size + len(data) > self.max_bytes:
-            raise SpoolFull(f"spool {self.directory} is full ({self.size} of {self.max_bytes} bytes)")
+        size = self.size
+        if size + len(data) > self.max_bytes:
+            raise SpoolFull(f"spool {self.directory} is full ({size} of {self.max_bytes} bytes)")
         used = self._sizes[self._write_segment]
         if used and used + len(data) > self.segment_bytes:
             self._roll()

@@ -6,6 +6,7 @@ through :class:`ParseContext` so the same line and context always give the same 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
@@ -24,6 +25,11 @@ class ParseContext:
 
     now: datetime
     tz: tzinfo = field(default=UTC)
+
+    @functools.cached_property
+    def local_now(self) -> datetime:
+        """``now`` in ``tz`` (worked out once per context, not per line)."""
+        return self.now.astimezone(self.tz)
 
 
 ParseFunc = Callable[[str, ParseContext], Fields]

@@ -210,10 +210,13 @@ def _bsd_timestamp(match: re.Match[str], ctx: ParseContext) -> datetime:
         raise ParseError(f"invalid syslog timestamp {match.group()!r}: {exc}") from exc
 
 
+_DAY = timedelta(days=1)
+
+
 def _infer_year(month: int, clock: tuple[int, int, int, int, int], ctx: ParseContext) -> datetime:
     """The latest year in which ``month``/day at that time is not more than a day ahead."""
-    now = ctx.now.astimezone(ctx.tz)
-    limit = now + timedelta(days=1)
+    now = ctx.local_now
+    limit = now + _DAY
     last_error: ValueError | None = None
     # Feb 29 only exists in leap years: walk back until the date exists and is not in the future.
     for year in range(now.year, now.year - 8, -1):
