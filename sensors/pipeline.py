@@ -8,6 +8,7 @@ the spool is full (``when_full: block``) the sensor stops reading until it has r
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import threading
@@ -66,6 +67,19 @@ def make_forwarder(state_dir: Path, options: ForwarderConfig, store: Store) -> F
         backoff=Backoff(initial=options.backoff_initial, maximum=options.backoff_max),
         background=True,
     )
+
+
+def offer(forwarder: Forwarder, held: deque[tuple[Event, Ack | None]]) -> bool:
+    """Submit ``held`` events in order, a chunk per spool write, taking out those the forwarder
+    took; ``False`` if it cannot take more now."""
+    while held:
+        chunk = list(itertools.islice(held, PUMP_EVERY))
+        taken = forwarder.submit_many(chunk)
+        for _ in range(taken):
+            held.popleft()
+        if taken < len(chunk):
+            return False
+    return True
 
 
 def build_line_event(
@@ -198,12 +212,7 @@ class LogSensor:
 
     def _offer(self, source: _Input) -> bool:
         """Submit held events in order; ``False`` if the forwarder cannot take more now."""
-        while source.held:
-            event, ack = source.held[0]
-            if not self.forwarder.submit(event, ack):
-                return False
-            source.held.popleft()
-        return True
+        return offer(self.forwarder, source.held)
 
     def _commit(self, *, force: bool) -> None:
         now = time.monotonic()
@@ -348,11 +357,7 @@ class SyslogSensor:
         return progressed
 
     def _offer(self) -> bool:
-        while self.held:
-            if not self.forwarder.submit(*self.held[0]):
-                return False
-            self.held.popleft()
-        return True
+        return offer(self.forwarder, self.held)
 
     def build_event(self, record: SyslogRecord, context: ParseContext) -> Event:
         extra: Fields = {

@@ -181,31 +181,53 @@ class Forwarder:
     # ------------------------------------------------------------------------- intake
     def submit(self, event: Event, ack: Ack | None = None) -> bool:
         """Take responsibility for ``event``; ``False`` means "not now, offer it again"."""
-        payload = encode_event(event)
+        return self.submit_many([(event, ack)]) == 1
+
+    def submit_many(self, items: Sequence[tuple[Event, Ack | None]]) -> int:
+        """Take responsibility for the first events of ``items``, spooled with one write.
+
+        Returns how many were taken (spooled, or dropped and acknowledged under
+        ``drop_newest``); the rest mean "not now, offer them again".
+        """
+        payloads = [encode_event(event) for event, _ in items]
+        done = 0
+        while done < len(items):
+            taken = self._take(items, payloads, done)
+            if not taken:
+                break
+            done += taken
+        return done
+
+    def _take(self, items: Sequence[tuple[Event, Ack | None]], payloads: list[bytes], start: int) -> int:
+        """Spool ``items[start:]`` (or a prefix); how many were taken."""
         try:
-            position = self.spool.append(payload)
+            positions = self.spool.append_many(payloads[start:] if start else payloads)
         except SpoolFull:
             self._counters["spool_full"] += 1
             if self.when_full == "block":
-                return False
-            self._counters["dropped"] += 1
+                return 0
+            self._counters["dropped"] += 1  # drop_newest: this one does not fit; the next may
             self._counters["events_in"] += 1
+            ack = items[start][1]
             if ack is not None:
                 ack()
-            return True
+            return 1
         except SpoolError as exc:
             self._counters["spool_errors"] += 1
             if self.last_error != exc.message:
                 log.error("%s", exc)
             self.last_error = exc.message
-            return False
-        self._counters["events_in"] += 1
-        self._counters["spooled"] += 1
-        if len(self._unread) + len(self._read) < DECODED_CACHE:
-            self._unread.append((position, payload, event))
-        if ack is not None:
-            self._acks.add(position, ack)
-        return True
+            return 0
+        self._counters["events_in"] += len(positions)
+        self._counters["spooled"] += len(positions)
+        room = DECODED_CACHE - len(self._unread) - len(self._read)
+        for offset, position in enumerate(positions):
+            event, ack = items[start + offset]
+            if offset < room:
+                self._unread.append((position, payloads[start + offset], event))
+            if ack is not None:
+                self._acks.add(position, ack)
+        return len(positions)
 
     # ----------------------------------------------------------------------- delivery
     @property

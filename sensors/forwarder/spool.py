@@ -12,8 +12,9 @@ the next magic; a missing segment is counted in ``segments_missing``. Nothing in
 spool stops the forwarder from starting.
 
 Guarantee: a record is either wholly written (``append`` returned) or not acknowledged at all
-(``append`` raised :class:`SpoolError` after cutting the partial frame off again). Writes go to
-the OS at once, so a killed process loses nothing; with ``fsync=True`` they also survive a power
+(``append`` raised :class:`SpoolError` after cutting the partial frame off again); the same
+holds per record for ``append_many``, which writes a run of records at once. Writes go to
+the OS before the call returns, so a killed process loses nothing; with ``fsync=True`` they also survive a power
 cut, at the cost of one fsync per ``sync()``.
 """
 
@@ -28,6 +29,7 @@ import os
 import re
 import struct
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
@@ -109,16 +111,57 @@ class Spool:
 
     def append(self, payload: bytes) -> Position:
         """Persist one record; :class:`SpoolFull` at the limit, :class:`SpoolError` on I/O errors."""
-        data = frame(payload)
-        if len(data) > min(self.max_bytes, MAX_RECORD_BYTES):
-            raise SpoolError(f"a record of {len(data)} bytes can never fit in the spool")
+        return self.append_many([payload])[0]
+
+    def append_many(self, payloads: Sequence[bytes]) -> list[Position]:
+        """Persist records in order, one write per segment they land in (not one per record).
+
+        Returns the positions of the records persisted: all of them, or a prefix where the
+        spool's limit (or an I/O error after a first write went through) stops it. Raises
+        :class:`SpoolFull` when not even the first fits and :class:`SpoolError` when an I/O error
+        comes before anything was persisted; a failed write is cut off again, so no record is
+        ever half there.
+        """
+        taken: list[Position] = []
+        frames: list[bytes] = []
+        pending: list[Position] = []
         size = self.size
-        if size + len(data) > self.max_bytes:
-            raise SpoolFull(f"spool {self.directory} is full ({size} of {self.max_bytes} bytes)")
         used = self._sizes[self._write_segment]
-        if used and used + len(data) > self.segment_bytes:
-            self._roll()
-            used = 0
+        try:
+            for payload in payloads:
+                data = frame(payload)
+                if len(data) > min(self.max_bytes, MAX_RECORD_BYTES):
+                    if taken or pending:
+                        break  # raised on its own, at the next call
+                    raise SpoolError(f"a record of {len(data)} bytes can never fit in the spool")
+                if size + len(data) > self.max_bytes:
+                    if taken or pending:
+                        break
+                    raise SpoolFull(f"spool {self.directory} is full ({size} of {self.max_bytes} bytes)")
+                if used and used + len(data) > self.segment_bytes:
+                    self._write(frames)
+                    taken += pending
+                    frames, pending = [], []
+                    self._roll()
+                    used = 0
+                used += len(data)
+                size += len(data)
+                frames.append(data)
+                pending.append(Position(self._write_segment, used))
+            self._write(frames)
+            taken += pending
+        except SpoolError:
+            if not taken:
+                raise
+            # what was written stands; the error comes again with the next call
+        return taken
+
+    def _write(self, frames: Sequence[bytes]) -> None:
+        """Append whole frames to the write segment, or nothing (:class:`SpoolError`)."""
+        if not frames:
+            return
+        data = memoryview(b"".join(frames))
+        used = self._sizes[self._write_segment]
         try:
             done = 0
             while done < len(data):  # a short write (disk nearly full): the next one says why
@@ -131,8 +174,7 @@ class Spool:
                 hint="free space on that disk; the record was not acknowledged and will be offered again",
             ) from exc
         self._sizes[self._write_segment] = used + len(data)
-        self.stats["appended"] += 1
-        return Position(self._write_segment, used + len(data))
+        self.stats["appended"] += len(frames)
 
     def sync(self) -> None:
         if self.fsync:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import pytest
@@ -76,6 +78,46 @@ def test_record_larger_than_the_spool_is_an_error(spool_dir: Path) -> None:
     spool = Spool(spool_dir, max_bytes=1024, segment_bytes=1024)
     with pytest.raises(SpoolError, match="never fit"):
         spool.append(b"x" * 2000)
+    spool.close()
+
+
+def test_append_many_writes_runs_across_segments_and_stops_at_the_limit(spool_dir: Path) -> None:
+    spool = Spool(spool_dir, max_bytes=2_000, segment_bytes=200)
+    items = payloads(300)
+    taken = spool.append_many(items)
+    assert 0 < len(taken) < len(items)  # a prefix: the limit fell inside the run
+    assert taken == sorted(taken) and len({position.segment for position in taken}) > 5
+    assert spool.size <= 2_000 and spool.stats["appended"] == len(taken)
+    with pytest.raises(SpoolFull):  # not even the first of the rest fits now
+        spool.append_many(items[len(taken) :])
+    assert read_all(spool) == items[: len(taken)]
+    assert (
+        spool.append_many(items[len(taken) : len(taken) + 3]) and read_all(spool) == items[len(taken) : len(taken) + 3]
+    )
+    spool.close()
+    restarted = Spool(spool_dir, max_bytes=2_000, segment_bytes=200)
+    assert read_all(restarted) == [] and restarted.stats["records_corrupt"] == 0
+    restarted.close()
+
+
+def test_append_many_failing_write_leaves_no_record_of_it(spool_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spool = Spool(spool_dir, max_bytes=100_000, segment_bytes=100_000)
+    spool.append_many(payloads(3))
+    real_write = os.write
+
+    def half_then_enospc(fd: int, data: bytes | memoryview) -> int:
+        if len(data) > 20:
+            return real_write(fd, bytes(data[:20]))  # a short write; the next one fails
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", half_then_enospc)
+    with pytest.raises(SpoolError, match="No space left"):
+        spool.append_many(payloads(5, start=3))
+    monkeypatch.setattr(os, "write", real_write)
+    assert spool.stats["appended"] == 3
+    spool.append_many(payloads(2, start=8))
+    assert read_all(spool) == payloads(3) + payloads(2, start=8)
+    assert spool.stats["records_corrupt"] == 0
     spool.close()
 
 
