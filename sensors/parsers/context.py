@@ -31,6 +31,15 @@ class ParseContext:
         """``now`` in ``tz`` (worked out once per context, not per line)."""
         return self.now.astimezone(self.tz)
 
+    @functools.cached_property
+    def times(self) -> dict[str, datetime]:
+        """Timestamp texts a parser has read in this context, and what they meant.
+
+        A context serves one read of a source (a few thousand lines at most), and many lines
+        carry the same second; a text means the same moment throughout one context.
+        """
+        return {}
+
 
 ParseFunc = Callable[[str, ParseContext], Fields]
 

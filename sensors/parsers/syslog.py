@@ -49,6 +49,7 @@ MONTHS = {
 }
 MAX_TAG_LENGTH = 256
 
+MAX_REMEMBERED_TIMES = 4096  # timestamp texts one ParseContext remembers (see ParseContext.times)
 _PRI = re.compile(r"<(\d{1,3})>")
 _RFC5424 = re.compile(r"<(\d{1,3})>(\d{1,2}) (\S+) (\S+) (\S+) (\S+) (\S+)(?: (.*))?$", re.DOTALL)
 _BSD_TIME = re.compile(
@@ -190,9 +191,18 @@ def _parse_3164(line: str, ctx: ParseContext) -> SyslogMessage:
 
 def _timestamp(match: re.Match[str], ctx: ParseContext) -> datetime:
     """The moment a BSD or ISO timestamp match names; :class:`ParseError` if it cannot exist."""
+    text = match.group()
+    known = ctx.times.get(text)
+    if known is not None:
+        return known
     if match.re is _BSD_TIME:
-        return _bsd_timestamp(match, ctx)
-    return _iso_timestamp(match.group("date"), match.group("time"), match, ctx)
+        moment = _bsd_timestamp(match, ctx)
+    else:
+        moment = _iso_timestamp(match.group("date"), match.group("time"), match, ctx)
+    if len(ctx.times) >= MAX_REMEMBERED_TIMES:  # a context over a long stream: start afresh
+        ctx.times.clear()
+    ctx.times[text] = moment
+    return moment
 
 
 def _bsd_timestamp(match: re.Match[str], ctx: ParseContext) -> datetime:
