@@ -21,7 +21,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, NamedTuple, TypeVar
 
 from soc_core.errors import InvalidInput, StoreError
 from soc_core.events import Event
@@ -32,12 +32,12 @@ T = TypeVar("T")
 ItemStatus = Literal["created", "duplicate", "rejected", "retry"]
 
 
-@dataclass(frozen=True)
-class ItemResult:
+class ItemResult(NamedTuple):
     """What happened to one event of a batch.
 
     ``created`` and ``duplicate`` mean it is stored; ``rejected`` means it never will be (bad
     document: goes to the dead-letter store with ``reason``); ``retry`` means try again later.
+    A named tuple: one is made per event stored, and that is the cheapest immutable record.
     """
 
     id: str

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
@@ -72,7 +73,7 @@ RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 DOC_ID_FIELD = "_canhgac_id"
 BULK_CHUNK = 2000  # events per bulk request
 # what add_events reads of a bulk answer: Elasticsearch leaves the rest out (less to build and parse)
-BULK_ANSWER = "items.*.status,items.*._id,items.*.error.type,items.*.error.reason"
+BULK_ANSWER = "errors,items.*.status,items.*.error.type,items.*.error.reason"
 READ_PAGE = 5000  # hits per search page of read_new_events (below index.max_result_window)
 # The re-read window of the reader by event.ingested that this one replaced: a checkpoint it
 # saved is migrated once with it (see _ReadState.parse).
@@ -84,8 +85,23 @@ def _index_safe(value: str) -> str:
 
 
 def event_index(event: Mapping[str, Any], prefix: str = PREFIX) -> str:
-    day = parse_timestamp(str(event["@timestamp"])).strftime("%Y.%m.%d")
-    return f"{prefix}-events-{event[TENANT_FIELD]}-{_index_safe(str(event['event.dataset']))}-{day}"
+    stamp = str(event["@timestamp"])
+    if len(stamp) == 24 and stamp[10] == "T" and stamp[23] == "Z":  # the form events carry: UTC already
+        day = f"{stamp[0:4]}.{stamp[5:7]}.{stamp[8:10]}"
+    else:
+        day = parse_timestamp(stamp).strftime("%Y.%m.%d")
+    return _index_name(prefix, str(event[TENANT_FIELD]), str(event["event.dataset"]), day)
+
+
+@functools.lru_cache(maxsize=4096)
+def _index_name(prefix: str, tenant: str, dataset: str, day: str) -> str:
+    return f"{prefix}-events-{tenant}-{_index_safe(dataset)}-{day}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _create_action(index: str) -> bytes:
+    """The start of a bulk ``create`` line for ``index``; the id and ``}}`` follow."""
+    return b'{"create":{"_index":' + orjson.dumps(index) + b',"_id":'
 
 
 def _properties_from_flat(types: Mapping[str, str]) -> dict[str, Any]:
@@ -422,10 +438,11 @@ class ElasticsearchStore(Store):
     def add_events(self, events: Sequence[Event], *, encoded: Sequence[bytes] | None = None) -> BulkResult:
         ingested = format_timestamp(utcnow())
         results: list[ItemResult | None] = [None] * len(events)
+        ids: list[str] = [""] * len(events)
         lines: list[bytes] = []  # the NDJSON body, serialised here once (action, document, …)
         positions: list[int] = []
         for position, event in enumerate(events):
-            event_id = str(event.get("event.id") or "")
+            event_id = ids[position] = str(event.get("event.id") or "")
             problems = validate_event(event)
             if problems:
                 results[position] = ItemResult(event_id, "rejected", "; ".join(problems))
@@ -435,7 +452,7 @@ class ElasticsearchStore(Store):
             except (TypeError, orjson.JSONEncodeError) as exc:
                 results[position] = ItemResult(event_id, "rejected", f"not JSON-serialisable: {exc}")
                 continue
-            lines.append(orjson.dumps({"create": {"_index": event_index(event, self.prefix), "_id": event_id}}))
+            lines.append(_create_action(event_index(event, self.prefix)) + orjson.dumps(event_id) + b"}}")
             lines.append(document)
             positions.append(position)
         # Large batches go in several requests, so no single request outlives the timeout.
@@ -448,14 +465,23 @@ class ElasticsearchStore(Store):
                 refresh=False,
                 filter_path=BULK_ANSWER,
             )
-            for position, item in zip(positions[start : start + BULK_CHUNK], response["items"], strict=True):
-                results[position] = self._item_result(item["create"])
+            chunk = positions[start : start + BULK_CHUNK]
+            items = response.get("items") or []
+            if len(items) != len(chunk):
+                raise StoreError(
+                    f"Elasticsearch answered {len(items)} bulk results for {len(chunk)} events", where=self.url
+                )
+            if response.get("errors") is False:  # every one created: no need to look at each
+                for position in chunk:
+                    results[position] = ItemResult(ids[position], "created")
+                continue
+            for position, item in zip(chunk, items, strict=True):
+                results[position] = self._item_result(ids[position], item["create"])
         return BulkResult([r for r in results if r is not None])
 
     @staticmethod
-    def _item_result(item: Mapping[str, Any]) -> ItemResult:
+    def _item_result(event_id: str, item: Mapping[str, Any]) -> ItemResult:
         status = int(item.get("status", 0))
-        event_id = str(item.get("_id", ""))
         if status in (200, 201):
             return ItemResult(event_id, "created")
         if status == 409:
