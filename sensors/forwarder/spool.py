@@ -85,7 +85,10 @@ class Spool:
         self._cursor = self._load_cursor()
         for segment in [s for s in self._sizes if s < self._cursor.segment]:
             self._delete(segment)  # consumed already: a crash came between cursor save and delete
-        if self._cursor.segment not in self._sizes and self._cursor.offset > 0:
+        # The cursor's own segment is missing if the cursor points into it, or if records follow
+        # it (at offset 0 with nothing after it, it is only a fresh spool's empty segment).
+        later_records = any(size for segment, size in self._sizes.items() if segment > self._cursor.segment)
+        if self._cursor.segment not in self._sizes and (self._cursor.offset > 0 or later_records):
             self._missing(self._cursor.segment)
         known = sorted(self._sizes)
         if known and known[0] > self._cursor.segment + 1:
