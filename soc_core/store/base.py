@@ -4,7 +4,8 @@ Two kinds of data live in a store:
 
 * **events** — immutable ECS events, written idempotently in batches (the deterministic
   ``event.id`` makes a repeat a "duplicate", not a second copy), read by query, time range and
-  tenant, counted by field or time bucket, and read back in ingest order by the detection engine;
+  tenant, counted by field or time bucket, and read back in ingest order by the detection engine
+  (planned, then read in blocks: :class:`ReadPlan`);
 * **documents** — workflow objects (alerts, cases, users, checkpoints, …) keyed by kind and id,
   updated under optimistic concurrency: every read returns a ``version`` and an update that
   names a stale version raises :class:`~soc_core.errors.Conflict`.
@@ -18,7 +19,7 @@ from __future__ import annotations
 import abc
 import base64
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Generic, Literal, NamedTuple, TypeVar
@@ -75,6 +76,31 @@ class Page(Generic[T]):
 class Bucket:
     key: str
     count: int
+
+
+Position = tuple[str | int, ...]
+"""Where an event stands in the stream read by :meth:`Store.read_plan`: positions of one plan
+sort in stream order."""
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    """The span of the event stream one :meth:`Store.read_new_events` call covers, in blocks.
+
+    Made by :meth:`Store.plan_new_events` without reading any event; any process holding the
+    plan and a connection to the same store can read any of its blocks
+    (:meth:`Store.read_plan`), so detection workers share a batch out block by block. A block
+    is the store's own small, picklable description of a part of the span (a sequence range);
+    together the blocks cover the span exactly once.
+    """
+
+    blocks: tuple[tuple[str | int, ...], ...] = ()
+
+
+def block_size(count: int, largest: int) -> int:
+    """How many events a block of a plan of ``count`` holds: at most ``largest``, and small
+    enough that the plan has 8 blocks where it can, so that up to 8 workers share it."""
+    return max(1, min(largest, count // 8))
 
 
 @dataclass
@@ -144,6 +170,14 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None: ...
 
+    @abc.abstractmethod
+    def reopened(self) -> Store:
+        """A new store object on the same data with its own connections.
+
+        A forked process uses it: a SQLite connection or an HTTP connection pool must never be
+        shared across fork. The object it is called on is left untouched.
+        """
+
     def refresh(self) -> None:  # noqa: B027 - a no-op where writes are visible at once
         """Make every write so far visible to searches (Elasticsearch refresh)."""
 
@@ -177,13 +211,35 @@ class Store(abc.ABC):
     ) -> list[Bucket]:
         """Total (one bucket ``"total"``), top values of field ``by``, or counts per time bucket."""
 
-    @abc.abstractmethod
     def read_new_events(self, checkpoint: str | None, *, limit: int) -> tuple[list[Event], str]:
         """Events of all tenants in ingest order after ``checkpoint``, and the new checkpoint.
 
         Each event is returned exactly once across calls that pass back the checkpoint,
         even when writes land late (Elasticsearch refresh) — the detection engine relies on it.
+        It is :meth:`plan_new_events` and :meth:`read_plan` of the whole plan, planned again
+        while a plan holds no event (Elasticsearch: only gaps, or events a migrated checkpoint
+        skips), so an empty answer means there is nothing new.
         """
+        while True:
+            plan, checkpoint = self.plan_new_events(checkpoint, limit=limit)
+            events = [event for _, event in self.read_plan(plan)]
+            if events or not plan.blocks:
+                return events, checkpoint
+
+    @abc.abstractmethod
+    def plan_new_events(self, checkpoint: str | None, *, limit: int) -> tuple[ReadPlan, str]:
+        """The span of new events after ``checkpoint`` (at most ``limit`` of them) and the
+        checkpoint after it, reading no event.
+
+        Every event of the span can be read (:meth:`read_plan`) once the plan is made; an event
+        stored later falls in a later span. So reading every plan once, from the checkpoint
+        each returns, reads each event exactly once.
+        """
+
+    @abc.abstractmethod
+    def read_plan(self, plan: ReadPlan, blocks: Iterable[int] | None = None) -> list[tuple[Position, Event]]:
+        """The events of these blocks of ``plan`` (numbers into ``plan.blocks``; all if
+        ``None``) with their positions, sorted by position."""
 
     @abc.abstractmethod
     def delete_events_before(self, before: datetime) -> int:
@@ -237,7 +293,10 @@ __all__ = [
     "ItemResult",
     "ItemStatus",
     "Page",
+    "Position",
+    "ReadPlan",
     "Store",
+    "block_size",
     "check_kind",
     "decode_cursor",
     "encode_cursor",

@@ -8,10 +8,11 @@
   the version we hand out is ``"<seq_no>:<primary_term>"``.
 * The index templates come from ECS, with the types this minimal server supports
   (see scripts/gen_ecs_fields.py); unknown strings map to ``keyword``.
-* ``read_new_events`` reads each event index (one shard each) in ``_seq_no`` order up to the
+* ``plan_new_events`` plans spans of ``_seq_no`` per event index (one shard each) up to the
   shard's checkpoint — the highest seq_no at or below which every operation is processed —
-  after a refresh, and keeps a per-index watermark (index uuid, seq_no) as its checkpoint. That
-  is exact: no settle delay, no re-read window, no event missed or returned twice.
+  and refreshes, keeping a per-index watermark (index uuid, seq_no) as its checkpoint;
+  ``read_plan`` reads any blocks of those spans, in any process. That is exact: no settle
+  delay, no re-read window, no event missed or returned twice.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import functools
 import json
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal, cast
@@ -61,7 +62,10 @@ from soc_core.store.base import (
     EventQuery,
     ItemResult,
     Page,
+    Position,
+    ReadPlan,
     Store,
+    block_size,
     check_kind,
     decode_cursor,
     encode_cursor,
@@ -74,7 +78,10 @@ DOC_ID_FIELD = "_canhgac_id"
 BULK_CHUNK = 2000  # events per bulk request
 # what add_events reads of a bulk answer: Elasticsearch leaves the rest out (less to build and parse)
 BULK_ANSWER = "errors,items.*.status,items.*.error.type,items.*.error.reason"
-READ_PAGE = 5000  # hits per search page of read_new_events (below index.max_result_window)
+READ_PAGE = 5000  # hits per search page of read_plan (below index.max_result_window)
+# seq_nos per block of a read plan at most (see block_size): each block a worker reads is a
+# search round trip, so blocks are bigger than SQLite's
+READ_BLOCK = 1000
 # The re-read window of the reader by event.ingested that this one replaced: a checkpoint it
 # saved is migrated once with it (see _ReadState.parse).
 LEGACY_OVERLAP = timedelta(seconds=15)
@@ -290,6 +297,65 @@ def _readable_seq_no(name: str, shards: Mapping[str, Sequence[Mapping[str, Any]]
     return int(min(checkpoints))
 
 
+def _share(spans: Mapping[str, tuple[int, int]], limit: int) -> dict[str, tuple[int, int]]:
+    """The first ``limit`` seq_nos of the spans ``(done, upto]``, as one search sorted by
+    (``_seq_no``, index name) would return them: every span up to a common cutoff, and the
+    first indices by name one seq_no further."""
+    if not spans or limit < 1:
+        return {}
+
+    def taken(cutoff: int) -> int:
+        return sum(max(0, min(cutoff, upto) - done) for done, upto in spans.values())
+
+    low, high = min(done for done, _ in spans.values()), max(upto for _, upto in spans.values())
+    while low < high:  # the highest cutoff that takes at most ``limit``
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if taken(middle) <= limit else (low, middle - 1)
+    spare = limit - taken(low)
+    shares = {}
+    for name, (done, upto) in sorted(spans.items()):
+        stop = max(done, min(low, upto))
+        if spare and done <= low < upto:
+            stop, spare = low + 1, spare - 1
+        if stop > done:
+            shares[name] = (done, stop)
+    return shares
+
+
+def _blocks(spans: Mapping[str, tuple[int, int]], size: int) -> tuple[tuple[str | int, ...], ...]:
+    """The spans cut into blocks of ``size`` seq_nos: the pieces of small spans share a block
+    (each block is one search for whoever reads it), flattened as (index, done, upto, …)."""
+    blocks: list[tuple[str | int, ...]] = []
+    block: list[str | int] = []
+    room = size
+    for name, (start, stop) in sorted(spans.items()):
+        done = start
+        while done < stop:
+            upto = min(stop, done + room)
+            block += [name, done, upto]
+            room -= upto - done
+            done = upto
+            if room == 0:
+                blocks.append(tuple(block))
+                block, room = [], size
+    if block:
+        blocks.append(tuple(block))
+    return tuple(blocks)
+
+
+@dataclass(frozen=True)
+class _SeqNoPlan(ReadPlan):
+    """Blocks of spans ``(index, done, upto, …)``: the events with ``done < _seq_no <= upto``
+    of each index named.
+
+    While a checkpoint of the earlier reader is migrated (see :class:`_ReadState`), events
+    ingested before ``legacy_from`` or listed in ``legacy_seen`` are left out.
+    """
+
+    legacy_from: str | None = None
+    legacy_seen: frozenset[str] = frozenset()
+
+
 class _DslBuilder:
     """Compiles a parsed hunt query into Elasticsearch query DSL, matching the SQLite semantics."""
 
@@ -360,6 +426,14 @@ class ElasticsearchStore(Store):
         self.prefix = prefix
         self.url = url
         self.replicas = replicas
+        self._options: dict[str, Any] = {
+            "api_key": api_key,
+            "username": username,
+            "password": password,
+            "replicas": replicas,
+            "request_timeout": request_timeout,
+            "prefix": prefix,
+        }
         auth: dict[str, Any] = {}
         if api_key:
             auth["api_key"] = api_key
@@ -421,6 +495,9 @@ class ElasticsearchStore(Store):
 
     def ping(self) -> None:
         self._call("check cluster health", self.client.cluster.health, timeout="5s")
+
+    def reopened(self) -> ElasticsearchStore:
+        return type(self)(self.url, **self._options)
 
     def close(self) -> None:
         self.client.close()
@@ -606,17 +683,19 @@ class ElasticsearchStore(Store):
             for bucket in body["aggregations"]["values"]["buckets"]
         ]
 
-    def read_new_events(self, checkpoint: str | None, *, limit: int) -> tuple[list[Event], str]:
-        """New events of every event index, each exactly once, with no settle delay.
+    def plan_new_events(self, checkpoint: str | None, *, limit: int) -> tuple[ReadPlan, str]:
+        """The next spans of new events of every event index, exact, with no settle delay.
 
         Every event index has one shard, whose operations carry increasing ``_seq_no``s. Per
         call: (1) one ``_stats`` call gives, per index, a seq_no N at or below which every
-        operation is processed (:func:`_readable_seq_no`); (2) a refresh, started after that,
-        makes all of them searchable; (3) one search, paged by ``search_after``, reads
-        ``watermark < _seq_no <= N`` of every index that moved, sorted by ``_seq_no``. Each
-        index's hits are thus a prefix of its range: when ``limit`` stops the read, the index's
-        watermark becomes the last seq_no returned, else N. Gaps (a 409 or a rejected create
-        takes no seq_no; a failure after one leaves a no-op) are harmless.
+        operation is processed (:func:`_readable_seq_no`); (2) the spans ``watermark < _seq_no
+        <= N`` of the indices that moved are cut down to ``limit`` seq_nos in all
+        (:func:`_share`: the lowest seq_nos first, as one search sorted by ``_seq_no`` would
+        take them) and each index's watermark moves to the end of its span; (3) a refresh,
+        started after the stats, makes every operation of the spans searchable, so any process
+        can read them (:meth:`read_plan`). Seq_nos of an index are nearly dense (a 409 or a
+        rejected create takes none; a failure after one leaves a no-op), so a plan holds about
+        ``limit`` events, never more; the gaps are harmless.
 
         The checkpoint maps each index name to its uuid and watermark. A deleted index drops
         out; a new one (a new day, tenant or dataset) starts at -1, and so does an index
@@ -634,22 +713,57 @@ class ElasticsearchStore(Store):
             marks[name] = (uuid, done)
             if upto is not None and upto > done:
                 spans[name] = (done, upto)
-        events: list[Event] = []
-        exhausted = True
-        if spans:
+        taken = _share(spans, limit)
+        if taken:
             self._refresh_events()
-            events, last, exhausted = self._read_spans(spans, state, limit)
-            for name, (_, upto) in spans.items():
-                if exhausted:
-                    marks[name] = (marks[name][0], upto)
-                elif name in last:
-                    marks[name] = (marks[name][0], last[name])
-        # seq_no order means nothing across indices: within a batch, take ingest order
-        events.sort(key=lambda event: str(event.get("event.ingested", "")))
+        for name, (_, stop) in taken.items():
+            marks[name] = (marks[name][0], stop)
+        blocks = _blocks(taken, block_size(sum(stop - done for done, stop in taken.values()), READ_BLOCK))
         # once every index is read up to a checkpoint taken after the migration, no event the
         # earlier reader returned is left to skip
+        exhausted = all(name in taken and taken[name][1] == upto for name, (_, upto) in spans.items())
         legacy_from, legacy_seen = (None, frozenset[str]()) if exhausted else (state.legacy_from, state.legacy_seen)
-        return events, _ReadState(marks, legacy_from, legacy_seen).dump()
+        plan = _SeqNoPlan(blocks, legacy_from=state.legacy_from, legacy_seen=state.legacy_seen)
+        return plan, _ReadState(marks, legacy_from, legacy_seen).dump()
+
+    def read_plan(self, plan: ReadPlan, blocks: Iterable[int] | None = None) -> list[tuple[Position, Event]]:
+        """Events of the blocks by ``(event.ingested, index, _seq_no)``: seq_no order means
+        nothing across indices, so ingest order it is. One search, paged by ``search_after``."""
+        if not isinstance(plan, _SeqNoPlan):
+            raise StoreError(f"not a read plan of this store: {type(plan).__name__}", hint="use plan_new_events")
+        clauses = []
+        for number in range(len(plan.blocks)) if blocks is None else blocks:
+            block = plan.blocks[number]
+            for start in range(0, len(block), 3):
+                name, done, upto = block[start : start + 3]
+                span = {"range": {"_seq_no": {"gt": done, "lte": upto}}}
+                clauses.append({"bool": {"filter": [{"term": {"_index": name}}, span]}})
+        if not clauses:
+            return []
+        filters: list[dict[str, Any]] = [{"bool": {"should": clauses, "minimum_should_match": 1}}]
+        if plan.legacy_from is not None:
+            filters.append({"range": {"event.ingested": {"gte": plan.legacy_from}}})
+        found: list[tuple[Position, Event]] = []
+        search_after: list[Any] | None = None
+        while True:
+            body = self._search(
+                "read new events",
+                index=self.events_pattern,
+                query={"bool": {"filter": filters}},
+                sort=[{"_seq_no": "asc"}, {"_index": "asc"}],
+                size=READ_PAGE,
+                track_total_hits=False,
+                **({"search_after": search_after} if search_after else {}),
+            )
+            hits = body["hits"]["hits"]
+            for hit in hits:
+                if hit["_id"] not in plan.legacy_seen:
+                    event = hit["_source"]
+                    found.append(((str(event.get("event.ingested", "")), hit["_index"], hit["sort"][0]), event))
+            if len(hits) < READ_PAGE:
+                found.sort(key=lambda item: item[0])
+                return found
+            search_after = hits[-1]["sort"]
 
     def _readable_event_indices(self) -> dict[str, tuple[str, int | None]]:
         """Every event index: its uuid and :func:`_readable_seq_no` (one ``_stats`` call)."""
@@ -674,47 +788,6 @@ class ElasticsearchStore(Store):
             ignore_unavailable=True,
             allow_no_indices=True,
         )
-
-    def _read_spans(
-        self, spans: Mapping[str, tuple[int, int]], state: _ReadState, limit: int
-    ) -> tuple[list[Event], dict[str, int], bool]:
-        """Events with ``done < _seq_no <= upto`` per index, by ``_seq_no``, at most ``limit``.
-
-        Returns the events, the last seq_no taken per index, and whether every span was read
-        to its end.
-        """
-        clauses = [
-            {"bool": {"filter": [{"term": {"_index": name}}, {"range": {"_seq_no": {"gt": done, "lte": upto}}}]}}
-            for name, (done, upto) in spans.items()
-        ]
-        filters: list[dict[str, Any]] = [{"bool": {"should": clauses, "minimum_should_match": 1}}]
-        if state.legacy_from is not None:
-            filters.append({"range": {"event.ingested": {"gte": state.legacy_from}}})
-        events: list[Event] = []
-        last: dict[str, int] = {}
-        search_after: list[Any] | None = None
-        while len(events) < limit:
-            size = min(limit - len(events), READ_PAGE)
-            body = self._search(
-                "read new events",
-                index=self.events_pattern,
-                query={"bool": {"filter": filters}},
-                sort=[{"_seq_no": "asc"}, {"_index": "asc"}],
-                size=size,
-                track_total_hits=False,
-                **({"search_after": search_after} if search_after else {}),
-            )
-            hits = body["hits"]["hits"]
-            for hit in hits:
-                last[hit["_index"]] = int(hit["sort"][0])
-                if hit["_id"] not in state.legacy_seen:
-                    events.append(hit["_source"])
-                    if len(events) == limit:
-                        return events, last, False
-            if len(hits) < size:
-                return events, last, True
-            search_after = hits[-1]["sort"]
-        return events, last, False
 
     def delete_events_before(self, before: datetime) -> int:
         """Delete whole daily indices whose day ended before ``before`` (by concrete name)."""

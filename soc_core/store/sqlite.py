@@ -3,21 +3,26 @@
 Events live in one table with the whole flat event as JSON; the columns pulled out of it
 (tenant, timestamp, message) carry the indexes, and an FTS5 table over ``message`` answers
 word searches. ``seq`` (autoincrement) is the ingest order the detection engine reads by:
-SQLite serialises writers and commits in order, so a reader never sees seq 10 before seq 9.
+SQLite serialises writers and commits in order, so a reader never sees seq 10 before seq 9. A
+read plan is a list of seq ranges; each worker process reads its blocks on its own connection.
 
 Documents live in one table keyed by (kind, id) with an integer version for optimistic
-concurrency. Connections are per thread (the API serves requests from a thread pool).
+concurrency. Connections are per thread (the API serves requests from a thread pool); a fork
+waits until no thread is inside SQLite (:class:`_ForkGuard`), so a forked process can open its
+own (:meth:`SqliteStore.reopened`).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -43,12 +48,79 @@ from soc_core.store.base import (
     EventQuery,
     ItemResult,
     Page,
+    Position,
+    ReadPlan,
     Store,
+    block_size,
     check_kind,
     decode_cursor,
     encode_cursor,
 )
 from soc_core.store.fields import NUMERIC_TYPES, check_field_name, field_type
+
+READ_BLOCK = 256  # events per block of a read plan at most (see block_size)
+
+
+class _ForkGuard:
+    """Makes a fork wait until no thread of this process is inside SQLite.
+
+    SQLite's own global mutexes (its allocator's, its file-lock table's) are copied into a
+    forked child as they were at the fork: one that another thread held then stays locked, and
+    the child hangs at its first SQLite call. Detection workers are forked from a process whose
+    other threads (API requests, sensors) use this store, and they open their own connections.
+    So every SQLite call of this module runs inside :meth:`inside`, and a fork (``before``)
+    stops new calls and waits for those running to end. Calls nest; only the outermost counts.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._inside = 0
+        self._forking = False
+        self._depth = threading.local()
+
+    @contextmanager
+    def inside(self) -> Iterator[None]:
+        depth: int = getattr(self._depth, "n", 0)
+        if depth == 0:
+            with self._cond:
+                while self._forking:
+                    self._cond.wait()
+                self._inside += 1
+        self._depth.n = depth + 1
+        try:
+            yield
+        finally:
+            self._depth.n = depth
+            if depth == 0:
+                with self._cond:
+                    self._inside -= 1
+                    if self._inside == 0:
+                        self._cond.notify_all()
+
+    def _mine(self) -> int:
+        return 1 if getattr(self._depth, "n", 0) else 0  # a fork from inside a call waits for the others
+
+    def before(self) -> None:
+        self._cond.acquire()
+        self._forking = True
+        while self._inside > self._mine():
+            self._cond.wait()
+
+    def after_in_parent(self) -> None:
+        self._forking = False
+        self._cond.notify_all()
+        self._cond.release()
+
+    def after_in_child(self) -> None:
+        self._forking = False
+        self._inside = self._mine()  # the other threads did not come along
+        self._cond.release()
+
+
+_FORK_GUARD = _ForkGuard()
+os.register_at_fork(
+    before=_FORK_GUARD.before, after_in_parent=_FORK_GUARD.after_in_parent, after_in_child=_FORK_GUARD.after_in_child
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -215,7 +287,7 @@ class SqliteStore(Store):
 
     def add_connection_hook(self, hook: Callable[[sqlite3.Connection], None]) -> None:
         """Run ``hook`` on every connection, open now or later (e.g. to register SQL functions)."""
-        with self._lock:
+        with _FORK_GUARD.inside(), self._lock:
             if hook in self._hooks:
                 return
             self._hooks.append(hook)
@@ -228,37 +300,47 @@ class SqliteStore(Store):
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        conn = self._connect()
-        conn.execute("BEGIN IMMEDIATE")
-        committed = False
-        try:
-            yield conn
-            conn.execute("COMMIT")
-            committed = True
-        finally:
-            if not committed and conn.in_transaction:
-                conn.execute("ROLLBACK")
+        with _FORK_GUARD.inside():
+            conn = self._connect()
+            conn.execute("BEGIN IMMEDIATE")
+            committed = False
+            try:
+                yield conn
+                conn.execute("COMMIT")
+                committed = True
+            finally:
+                if not committed and conn.in_transaction:
+                    conn.execute("ROLLBACK")
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         try:
-            return self._connect().execute(sql, params).fetchall()
+            with _FORK_GUARD.inside():
+                return self._connect().execute(sql, params).fetchall()
         except sqlite3.OperationalError as exc:
             raise StoreError(f"SQLite query failed: {exc}", where=str(self.path)) from exc
 
     def setup(self) -> None:
         try:
-            self._connect().executescript(SCHEMA)
+            with _FORK_GUARD.inside():
+                self._connect().executescript(SCHEMA)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot create the SQLite schema: {exc}", where=str(self.path)) from exc
 
     def ping(self) -> None:
         try:
-            self._connect().execute("SELECT 1").fetchone()
+            with _FORK_GUARD.inside():
+                self._connect().execute("SELECT 1").fetchone()
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"SQLite store unusable: {exc}", where=str(self.path)) from exc
 
+    def reopened(self) -> SqliteStore:
+        store = type(self)(self.path)
+        for hook in self._hooks:
+            store.add_connection_hook(hook)
+        return store
+
     def close(self) -> None:
-        with self._lock:
+        with _FORK_GUARD.inside(), self._lock:
             for conn in self._connections:
                 conn.close()
             self._connections.clear()
@@ -376,12 +458,40 @@ class SqliteStore(Store):
             rows = self._query(f"SELECT 'total', count(*) FROM events WHERE {where}", params)
         return [Bucket(str(key), int(n)) for key, n in rows]
 
-    def read_new_events(self, checkpoint: str | None, *, limit: int) -> tuple[list[Event], str]:
+    def plan_new_events(self, checkpoint: str | None, *, limit: int) -> tuple[ReadPlan, str]:
+        """The next ``limit`` seqs after the checkpoint, as seq ranges ``(after, upto]``.
+
+        Only the integer key is read. Writers commit in seq order, so no event will ever take a
+        seq at or below the highest one seen now: the ranges are final.
+        """
         after = int(checkpoint) if checkpoint else 0
-        rows = self._query("SELECT seq, doc FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit))
-        if not rows:
-            return [], str(after)
-        return [json.loads(doc) for _, doc in rows], str(rows[-1][0])
+        seqs = [
+            seq for (seq,) in self._query("SELECT seq FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit))
+        ]
+        if not seqs:
+            return ReadPlan(), str(after)
+        size = block_size(len(seqs), READ_BLOCK)
+        bounds = [after, *seqs[size - 1 :: size]]
+        if bounds[-1] != seqs[-1]:
+            bounds.append(seqs[-1])
+        return ReadPlan(tuple(pairwise(bounds))), str(seqs[-1])
+
+    def read_plan(self, plan: ReadPlan, blocks: Iterable[int] | None = None) -> list[tuple[Position, Event]]:
+        """Events by seq: one query per run of consecutive blocks."""
+        ranges: list[list[int]] = []
+        for number in sorted(range(len(plan.blocks)) if blocks is None else blocks):
+            low, high = (int(bound) for bound in plan.blocks[number])
+            if ranges and ranges[-1][1] == low:
+                ranges[-1][1] = high
+            else:
+                ranges.append([low, high])
+        return [
+            ((seq,), json.loads(doc))
+            for low, high in ranges
+            for seq, doc in self._query(
+                "SELECT seq, doc FROM events WHERE seq > ? AND seq <= ? ORDER BY seq", (low, high)
+            )
+        ]
 
     def delete_events_before(self, before: datetime) -> int:
         with self._tx() as conn:

@@ -171,6 +171,29 @@ def test_read_new_events_returns_each_event_once(store: Store) -> None:
     assert batch == []
 
 
+def test_a_plan_read_block_by_block_anywhere_is_the_batch_read_new_events_gives(store: Store) -> None:
+    store.add_events(sample_events("police", 30))
+    store.add_events(sample_events("health", 10, sensor="s2", day_offset=1))
+    plan, checkpoint = store.plan_new_events(None, limit=25)
+    whole = store.read_plan(plan)
+    assert len(whole) == 25 and len(plan.blocks) >= 3
+    assert [position for position, _ in whole] == sorted(position for position, _ in whole)
+    backwards = [item for number in reversed(range(len(plan.blocks))) for item in store.read_plan(plan, [number])]
+    assert sorted(backwards, key=lambda item: item[0]) == whole  # each block once, positions global
+    elsewhere = store.reopened()  # as a worker process reads it, on its own connections
+    try:
+        assert elsewhere.read_plan(plan, range(len(plan.blocks))) == whole
+    finally:
+        elsewhere.close()
+    assert store.read_new_events(None, limit=25) == ([event for _, event in whole], checkpoint)
+    rest, checkpoint = store.read_new_events(checkpoint, limit=100)
+    assert sorted(e["event.id"] for e in rest + [event for _, event in whole]) == sorted(
+        e["event.id"] for e in sample_events("police", 30) + sample_events("health", 10, sensor="s2", day_offset=1)
+    )
+    empty, same = store.plan_new_events(checkpoint, limit=100)
+    assert (empty.blocks, same, store.read_plan(empty)) == ((), checkpoint, [])
+
+
 def test_retention_deletes_old_events(store: Store) -> None:
     store.add_events(sample_events("police", 3) + sample_events("police", 2, day_offset=5))
     wait_visible(store)
