@@ -66,7 +66,7 @@ from sigma.rule import SigmaRule
 
 from soc_core.errors import ConfigError, Conflict, NotFound, RuleError
 from soc_core.events import TENANT_FIELD, format_timestamp, utcnow
-from soc_core.store.base import Store
+from soc_core.store.base import ReadPlan, Store
 
 from .alerts import (
     DEFAULT_WINDOW,
@@ -509,13 +509,14 @@ class DetectionEngine:
     of a batch are written. A crash in between re-evaluates that batch on restart; alert ids
     are deterministic and merged event ids de-duplicated, so the replay updates the same alerts.
 
-    With ``workers`` > 1 each batch is matched by that many forked processes
-    (:class:`~detections.workers.WorkerPool`, started at the first batch) and the matches are
-    emitted here in stream order, so alerts and correlations are those of ``workers=1``. The
-    batches are pipelined: while the workers match batch k this process reads batch k+1, and
-    sends it to them before emitting batch k and writing its alerts; that read-ahead batch is
-    the next one :meth:`run_batch` evaluates (read again if the checkpoint did not reach it). A
-    batch the workers fail is evaluated again in this process (counted in
+    Each batch is planned (:meth:`~soc_core.store.base.Store.plan_new_events`), then read.
+    With ``workers`` > 1 that many forked processes (:class:`~detections.workers.WorkerPool`,
+    started at the first batch) read and match the plan's blocks themselves, and this process
+    emits the matches in stream order, so alerts and correlations are those of ``workers=1``.
+    The batches are pipelined: while the workers match batch k this process plans batch k+1,
+    and sends it to them before emitting batch k and writing its alerts; that planned batch is
+    the next one :meth:`run_batch` evaluates (planned again if the checkpoint did not reach it).
+    A batch the workers fail is read and evaluated again in this process (counted in
     :attr:`RunResult.redone_in_process`) — never lost nor doubled, since nothing of it was
     emitted. :meth:`close` stops the workers.
     """
@@ -547,8 +548,8 @@ class DetectionEngine:
         self._open: dict[str, tuple[dict[str, Any], str]] = {}
         self.workers = workers
         self._pool: WorkerPool | None = None
-        # the next batch, read while the workers matched the last one: (read after, events, checkpoint)
-        self._ahead: tuple[str | None, Sequence[Mapping[str, Any]], str] | None = None
+        # the next batch, planned while the workers matched the last one: (planned after, limit, plan, checkpoint)
+        self._ahead: tuple[str | None, int, ReadPlan, str] | None = None
 
     def load_state(self) -> None:
         """Read the checkpoint and correlation windows saved by the previous run."""
@@ -582,16 +583,17 @@ class DetectionEngine:
         if not self._state_loaded:
             self.load_state()
         ahead, self._ahead = self._ahead, None
-        if ahead is not None and ahead[0] == self.checkpoint and len(ahead[1]) <= limit:
-            _, events, checkpoint = ahead
+        if ahead is not None and ahead[:2] == (self.checkpoint, limit):
+            _, _, plan, checkpoint = ahead
         else:
-            events, checkpoint = self.store.read_new_events(self.checkpoint, limit=limit)
-        result = RunResult(events=len(events))
-        if events:
-            detections = self._admitted(self._evaluate(events, result, checkpoint=checkpoint, limit=limit), events)
+            plan, checkpoint = self.store.plan_new_events(self.checkpoint, limit=limit)
+        result = RunResult()
+        if plan.blocks:
+            detections, batch = self._evaluate(plan, result, checkpoint=checkpoint, limit=limit)
+            detections = self._admitted(detections, batch)
             result.detections = len(detections)
             self._write_alerts(detections, result)
-        if events or checkpoint != self.checkpoint:
+        if checkpoint != self.checkpoint:
             self.checkpoint = checkpoint
             self.save_state()
         return result
@@ -600,13 +602,14 @@ class DetectionEngine:
         """Process batches until the store has no new events (tests, backfills, CLI)."""
         total = RunResult()
         for _ in range(max_batches):
+            before = self.checkpoint
             batch = self.run_batch(limit=limit)
             total.events += batch.events
             total.detections += batch.detections
             total.alerts_created += batch.alerts_created
             total.alerts_updated += batch.alerts_updated
             total.redone_in_process += batch.redone_in_process
-            if batch.events == 0:
+            if batch.events == 0 and self.checkpoint == before:
                 break
         return total
 
@@ -625,31 +628,33 @@ class DetectionEngine:
         self.close()
 
     def _evaluate(
-        self, events: Sequence[Mapping[str, Any]], result: RunResult, *, checkpoint: str, limit: int
-    ) -> list[Detection]:
-        if self.workers == 1:
-            return self.evaluator.evaluate(events)
-        from .workers import WorkerError, WorkerPool  # noqa: PLC0415 - detections.workers imports this module
+        self, plan: ReadPlan, result: RunResult, *, checkpoint: str, limit: int
+    ) -> tuple[list[Detection], Sequence[Mapping[str, Any]]]:
+        """Detections of a planned batch, and the events behind them that this process holds."""
+        if self.workers > 1:
+            from .workers import WorkerError, WorkerPool  # noqa: PLC0415 - detections.workers imports this module
 
-        try:
-            if self._pool is None:
-                self._pool = WorkerPool(self.evaluator, workers=self.workers)
-            if self._pool.pending is not events:  # else it was sent ahead, with the last batch
-                self._pool.submit(events)
-            # pipelining: read the next batch while the workers match this one, and send it to
-            # them before this one is emitted and its alerts written
-            ahead, then = self.store.read_new_events(checkpoint, limit=limit)
-            if ahead:
-                self._ahead = (checkpoint, ahead, then)
-            packed = self._pool.pack(ahead) if ahead else None
-            matched = self._pool.receive()
-            if packed is not None:
-                self._pool.submit(packed)
-            return self._pool.emit(matched)
-        except WorkerError as exc:
-            log.warning("detection workers failed; batch evaluated in-process", extra={"error": exc.render()})
-            result.redone_in_process += 1
-            return self.evaluator.evaluate(events)
+            try:
+                if self._pool is None:
+                    self._pool = WorkerPool(self.evaluator, self.store, workers=self.workers)
+                if self._pool.pending is not plan:  # else it was sent ahead, with the last batch
+                    self._pool.submit(plan)
+                # pipelining: plan the next batch while the workers match this one, and send it
+                # to them before this one is emitted and its alerts written
+                ahead, then = self.store.plan_new_events(checkpoint, limit=limit)
+                if ahead.blocks:
+                    self._ahead = (checkpoint, limit, ahead, then)
+                results = self._pool.receive()
+                if ahead.blocks:
+                    self._pool.submit(ahead)
+                result.events = sum(part.events for part in results)
+                return self._pool.emit(results), [event for part in results for _, _, event in part.matched]
+            except WorkerError as exc:
+                log.warning("detection workers failed; batch evaluated in-process", extra={"error": exc.render()})
+                result.redone_in_process += 1
+        events = [event for _, event in self.store.read_plan(plan)]
+        result.events = len(events)
+        return self.evaluator.evaluate(events), events
 
     def _admitted(self, detections: list[Detection], batch: Sequence[Mapping[str, Any]]) -> list[Detection]:
         """Rule scopes and exceptions, applied before anything becomes an alert."""

@@ -1,19 +1,23 @@
-"""Sharded matching (detections.workers) gives the detections of one process, correlations included."""
+"""The worker pool (detections.workers) reads and matches planned batches from the store and
+gives the detections of one process, correlations included; a failed worker emits nothing."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from detections import workers
 from detections.alerts import Detection
-from detections.engine import Evaluator, compile_ruleset
+from detections.engine import CompiledRuleSet, Evaluator, compile_ruleset
 from detections.loader import load_rules, shipped_rules_dir
-from detections.workers import ShardedEvaluator, WorkerError, round_robin
+from detections.workers import WorkerError, WorkerPool
 from soc_core.errors import ConfigError
+from soc_core.store.base import Position, ReadPlan
+from soc_core.store.sqlite import SqliteStore
 from tests.detections.test_differential import finish, shipped_sample_events
 
 
@@ -24,90 +28,119 @@ def summary(detections: list[Detection]) -> list[tuple[Any, ...]]:
     ]
 
 
+def counters(evaluator: Evaluator) -> tuple[int, int, int, int]:
+    stats = evaluator.stats
+    return stats.events, stats.skipped_events, stats.matches, stats.correlation_hits
+
+
 @pytest.fixture(scope="module")
-def corpus() -> tuple[Any, list[dict[str, Any]]]:
-    compiled = compile_ruleset(load_rules([shipped_rules_dir()]), only_enabled=False)
+def compiled() -> CompiledRuleSet:
+    return compile_ruleset(load_rules([shipped_rules_dir()]), only_enabled=False)
+
+
+@pytest.fixture
+def planned(tmp_path: Path) -> tuple[SqliteStore, ReadPlan, list[dict[str, Any]]]:
+    """The shipped samples (and an event without tenant) stored, and one plan over all of them."""
     events = [finish(event) for event in shipped_sample_events()]
-    events.append({"event.id": "no-tenant", "event.dataset": "system.auth", "message": "x"})
-    return compiled, events
+    store = SqliteStore(tmp_path / "events.db")
+    store.setup()
+    store.add_events(events)
+    store.add_connection_hook(lambda conn: None)  # reopened in the workers, hooks and all
+    with store._tx() as conn:  # an event without tenant: validate_event would refuse it
+        conn.execute(
+            "INSERT INTO events (id, tenant, ts, dataset, doc) VALUES ('no-tenant', '', '', '', ?)",
+            ('{"event.id": "no-tenant", "event.dataset": "system.auth", "message": "x"}',),
+        )
+    plan, _ = store.plan_new_events(None, limit=10_000)
+    stored = [event for _, event in store.read_plan(plan)]
+    assert len(stored) == len(events) + 1 and len(plan.blocks) >= 8
+    return store, plan, stored
 
 
-@pytest.mark.parametrize("workers", [1, 2, 3])
-def test_sharded_equals_single_process(corpus: tuple[Any, list[dict[str, Any]]], workers: int) -> None:
-    compiled, events = corpus
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_pool_equals_single_process(
+    compiled: CompiledRuleSet, planned: tuple[SqliteStore, ReadPlan, list[Any]], count: int
+) -> None:
+    store, plan, events = planned
     single = Evaluator(compiled)
     expected = single.evaluate(events)
     assert single.stats.correlation_hits > 0  # the samples do exercise correlation
-    with ShardedEvaluator(compiled, round_robin(events), workers=workers) as sharded:
-        got = sharded.run()
-        assert sharded.run() == []  # each shard was read once
-        stats = sharded.evaluator.stats
+    assert single.stats.skipped_events == 1
+    pooled = Evaluator(compiled)
+    with WorkerPool(pooled, store, workers=count) as pool:
+        got = pool.evaluate(plan)
+        again = pool.evaluate(plan)  # the same workers serve batch after batch
+        assert pool.restarts == 0
     assert summary(got) == summary(expected)
-    assert (stats.events, stats.skipped_events, stats.matches, stats.correlation_hits) == (
-        single.stats.events,
-        single.stats.skipped_events,
-        single.stats.matches,
-        single.stats.correlation_hits,
-    )
+    assert counters(pooled)[:2] == (2 * len(events), 2)
+    replay = Evaluator(compiled)  # the second batch met windows holding the first
+    replay.evaluate(events)
+    assert summary(again) == summary(replay.evaluate(events))
 
 
-def test_a_failing_reader_raises_worker_error(corpus: tuple[Any, list[dict[str, Any]]]) -> None:
-    compiled, _ = corpus
+def test_blocks_are_claimed_once_each_and_stale_tokens_skipped() -> None:
+    pipe = workers._TokenPipe()
+    try:
+        pipe.deal(1, 5, 2)  # a batch that failed: its tokens are left in the pipe
+        pipe.deal(2, 600, 3)  # more tokens than one atomic write
+        claims = [list(workers._claimed(pipe.read_end, 2)) for _ in range(3)]
+    finally:
+        pipe.close()
+    assert claims[0] == list(range(600)) and claims[1:] == [[], []]
 
-    def broken(shard: int, shards: int) -> list[tuple[int, dict[str, Any]]]:
-        raise OSError(f"shard {shard}/{shards} unreadable")
 
-    with ShardedEvaluator(compiled, broken, workers=2) as sharded, pytest.raises(WorkerError, match="unreadable"):
-        sharded.run()
+def test_a_failing_read_raises_worker_error_and_emits_nothing(
+    compiled: CompiledRuleSet, planned: tuple[SqliteStore, ReadPlan, list[Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, plan, _ = planned
+    real = SqliteStore.read_plan
+
+    def read_plan(self: SqliteStore, plan: ReadPlan, blocks: Iterable[int] | None = None) -> list[Any]:
+        if blocks is not None and 5 in blocks:
+            raise OSError("block 5 unreadable")
+        return real(self, plan, blocks)
+
+    monkeypatch.setattr(SqliteStore, "read_plan", read_plan)  # before the workers are forked
+    evaluator = Evaluator(compiled)
+    with WorkerPool(evaluator, store, workers=2) as pool, pytest.raises(WorkerError, match="block 5 unreadable"):
+        pool.evaluate(plan)
+    assert counters(evaluator) == (0, 0, 0, 0)
+    assert not evaluator.correlation.keys
 
 
-def test_at_least_one_worker(corpus: tuple[Any, list[dict[str, Any]]]) -> None:
+def test_a_worker_dying_after_some_blocks_emits_nothing_and_is_restarted(
+    compiled: CompiledRuleSet,
+    planned: tuple[SqliteStore, ReadPlan, list[Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    store, plan, events = planned
+    real = workers.match_shard
+    calls = 0
+    died = tmp_path / "died"
+
+    def match_shard(evaluator: Evaluator, part: Iterable[tuple[Position, Any]]) -> workers.ShardResult:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            try:
+                died.touch(exist_ok=False)  # one worker of all dies, once
+            except FileExistsError:
+                pass
+            else:
+                os._exit(3)
+        return real(evaluator, part)
+
+    monkeypatch.setattr(workers, "match_shard", match_shard)  # before the workers are forked
+    evaluator = Evaluator(compiled)
+    with WorkerPool(evaluator, store, workers=2) as pool:
+        with pytest.raises(WorkerError, match="died"):
+            pool.evaluate(plan)
+        assert counters(evaluator) == (0, 0, 0, 0)
+        assert summary(pool.evaluate(plan)) == summary(Evaluator(compiled).evaluate(events))
+        assert pool.restarts == 1
+
+
+def test_at_least_one_worker(compiled: CompiledRuleSet, sqlite_store: SqliteStore) -> None:
     with pytest.raises(ConfigError):
-        ShardedEvaluator(corpus[0], round_robin([]), workers=0)
-
-
-@pytest.mark.parametrize("part", [7, 1024])
-def test_parts_streamed_back_are_merged_in_stream_order(
-    corpus: tuple[Any, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch, part: int
-) -> None:
-    compiled, events = corpus
-    expected = Evaluator(compiled).evaluate(events)
-    monkeypatch.setattr(workers, "PART_EVENTS", part)  # read by the workers forked below
-    with ShardedEvaluator(compiled, round_robin(events), workers=2) as sharded:
-        assert summary(sharded.run()) == summary(expected)
-
-
-@pytest.mark.parametrize("how", ["raises", "dies"])
-def test_a_worker_failing_after_some_parts_emits_nothing(
-    corpus: tuple[Any, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch, how: str
-) -> None:
-    compiled, events = corpus
-    monkeypatch.setattr(workers, "PART_EVENTS", 10)
-
-    def reader(shard: int, shards: int) -> Iterator[tuple[int, dict[str, Any]]]:
-        for position in range(shard, len(events), shards):
-            if shard == 1 and position > len(events) // 2:  # parts of it were sent already
-                if how == "dies":
-                    os._exit(3)
-                raise OSError("shard 1 unreadable half-way")
-            yield position, events[position]
-
-    with ShardedEvaluator(compiled, reader, workers=2) as sharded:
-        with pytest.raises(WorkerError, match="unreadable half-way" if how == "raises" else "died"):
-            sharded.run()
-        stats = sharded.evaluator.stats
-        assert (stats.events, stats.matches, stats.correlation_hits) == (0, 0, 0)
-        assert not sharded.evaluator.correlation.keys
-
-
-def test_dealt_blocks_cover_every_position_once_in_stream_order() -> None:
-    from detections.workers import DEAL_BLOCK, dealt  # noqa: PLC0415
-
-    for count, shards in [(0, 2), (5, 3), (10, 2), (1000, 2), (24_784, 2), (1001, 3)]:
-        parts = [list(dealt(count, shards, shard)) for shard in range(shards)]
-        assert sorted(p for part in parts for p in part) == list(range(count))
-        assert all(part == sorted(part) for part in parts)
-        if count >= 8 * shards * DEAL_BLOCK:  # large batches: whole blocks, sizes within one block
-            assert parts[0][:DEAL_BLOCK] == list(range(DEAL_BLOCK))
-            assert max(map(len, parts)) - min(map(len, parts)) <= DEAL_BLOCK
-    assert list(dealt(10, 2, 1)) == [1, 3, 5, 7, 9]  # small batches: one position at a time
+        WorkerPool(Evaluator(compiled), sqlite_store, workers=0)
