@@ -1,6 +1,6 @@
 """The forwarder: spool every event, deliver batches to a sink, acknowledge what is done.
 
-Delivery guarantee: at least once, in spool order, one batch in flight at a time.
+Delivery guarantee: at least once; the spool cursor and the acks move in spool order.
 
 * ``submit`` persists the event in the spool. When the spool is full, ``when_full: block``
   (default) refuses it — the caller pauses its source and offers it again later — and
@@ -16,8 +16,11 @@ Delivery guarantee: at least once, in spool order, one batch in flight at a time
 * With ``background=True`` the sink's ``send`` runs in one sender thread, so the source keeps
   reading, parsing and spooling while a batch is on the wire (the store's answer is waited
   for without holding the GIL). Everything else — outcomes, spool commits, acks — still
-  happens in the caller's thread, inside :meth:`pump`, so sources need no locking. Still one
-  batch in flight, still in spool order.
+  happens in the caller's thread, inside :meth:`pump`, so sources need no locking. While the
+  store keeps up, :data:`WINDOW` batches are with the sender at once — one on the wire, the
+  next queued behind it, so no request waits for the caller's next ``pump`` — and one while
+  it fails. A batch done before an earlier one waits for it: the cursor and the acks never
+  pass a batch that is not done.
 * Events submitted in this run are kept (up to :data:`DECODED_CACHE` of them) as the objects
   given, so a batch does not decode what it just encoded; the spool still holds every byte.
   Sinks serialise them the way the spool does (orjson, unknown types as ``str``).
@@ -34,7 +37,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import FIRST_COMPLETED, Future
 from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
 from typing import Literal
@@ -67,6 +70,9 @@ COUNTERS = (
     "batches",
 )
 DECODED_CACHE = 8192  # submitted events kept as objects, bounded so a long outage cannot grow memory
+# Batches handed to the sender thread at once while the store keeps up: one on the wire and the
+# next queued behind it, so the store never waits for the source between two requests.
+WINDOW = 2
 
 
 @dataclass(frozen=True)
@@ -88,9 +94,10 @@ class _InFlight:
     last: Position
     events: list[Event]
     encoded: list[bytes]  # each event as the spool holds it
-    todo: list[int]
+    todo: list[int]  # indices not delivered or dead-lettered yet
     attempt: int = 0
     next_try: float = 0.0
+    answer: Future[list[Outcome]] | None = None  # with the sender thread, not yet settled
 
 
 @dataclass
@@ -168,13 +175,12 @@ class Forwarder:
         self._sleep = sleep
         self._acks = _Acks()
         self._ready: deque[Batch[tuple[Position, bytes]]] = deque()
-        self._inflight: _InFlight | None = None
+        self._window: deque[_InFlight] = deque()  # batches built and not finished, in spool order
         # submitted in this run and still in memory: not read back yet (in spool order), and read
         # back (moved here by the read or the skip, taken when the batch is built)
         self._unread: deque[tuple[Position, bytes, Event]] = deque()
         self._read: dict[Position, Event] = {}
         self._sender = _Sender(sink) if background else None
-        self._sending: Future[list[Outcome]] | None = None
         self._counters = dict.fromkeys(COUNTERS, 0)
         self.last_error: str | None = None
 
@@ -233,26 +239,27 @@ class Forwarder:
     @property
     def drained(self) -> bool:
         """Everything spooled has been delivered or dead-lettered."""
-        return self._inflight is None and not self._ready and not self.spool.uncommitted
+        return not self._window and not self._ready and not self.spool.uncommitted
 
     @property
     def backing_off(self) -> bool:
-        return self._inflight is not None and self._inflight.attempt > 0
+        return any(batch.attempt > 0 for batch in self._window)
 
     @property
     def sending(self) -> bool:
-        """A batch is on the wire in the sender thread."""
-        return self._sending is not None and not self._sending.done()
+        """A batch is with the sender thread and not answered yet."""
+        return any(batch.answer is not None and not batch.answer.done() for batch in self._window)
 
     @property
     def handed_off(self) -> bool:
         """A batch was given to the sender thread and its answer not yet taken by :meth:`pump`."""
-        return self._sending is not None
+        return any(batch.answer is not None for batch in self._window)
 
     def wait(self, timeout: float) -> None:
-        """Block until the batch on the wire is answered, for at most ``timeout`` seconds."""
-        if self._sending is not None:
-            wait_for([self._sending], timeout=timeout)
+        """Block until a batch with the sender is answered, for at most ``timeout`` seconds."""
+        answers = [batch.answer for batch in self._window if batch.answer is not None]
+        if answers:
+            wait_for(answers, timeout=timeout, return_when=FIRST_COMPLETED)
 
     def idle_wait(self, timeout: float) -> None:
         """Nothing to do for the caller: wait for the store's answer, or ``timeout`` seconds."""
@@ -280,41 +287,62 @@ class Forwarder:
     def pump(self, *, flush: bool = False, max_batches: int = 8) -> int:
         """Send what is ready (everything waiting if ``flush``); returns events completed.
 
-        In background mode a batch is handed to the sender thread and its answer is taken by a
-        later call, so this returns without waiting for the store.
+        In background mode batches are handed to the sender thread — up to :data:`WINDOW` at
+        once while the store keeps up, one while it fails — and their answers are taken by a
+        later call, so this returns without waiting for the store. Without a sender thread it
+        sends up to ``max_batches`` batches, one at a time, and waits for each answer.
         """
+        if self._sender is None:
+            return self._pump_inline(flush, max_batches)
+        now = self._clock()
+        for batch in self._window:
+            if batch.answer is not None and batch.answer.done():
+                answer, batch.answer = batch.answer, None
+                self._settle(batch, now, answer)
+        completed = self._finish_done()
+        depth = 1 if self.backing_off else WINDOW
+        while len(self._window) < depth and (built := self._next_batch(now, flush)) is not None:
+            self._window.append(built)
+        for batch in self._window:  # in spool order: the sender thread sends in the order given
+            if batch.todo and batch.answer is None and now >= batch.next_try:
+                batch.answer = self._sender.submit(
+                    [batch.events[index] for index in batch.todo],
+                    [batch.encoded[index] for index in batch.todo],
+                )
+        return completed
+
+    def _pump_inline(self, flush: bool, max_batches: int) -> int:
         completed = 0
         for _ in range(max_batches):
             now = self._clock()
-            if self._sending is not None:
-                if not self._sending.done():
+            if not self._window:
+                batch = self._next_batch(now, flush)
+                if batch is None:
                     break
-                assert self._inflight is not None
-                sending, self._sending = self._sending, None
-                size = len(self._inflight.events)
-                if not self._settle(self._inflight, now, sending):
-                    break
-                completed += size
-                self._inflight = None
-                continue
-            if self._inflight is None:
-                self._inflight = self._next_batch(now, flush)
-                if self._inflight is None:
-                    break
-            if now < self._inflight.next_try:
+                self._window.append(batch)
+            batch = self._window[0]
+            if now < batch.next_try:
                 break
-            if self._sender is not None:
-                inflight = self._inflight
-                self._sending = self._sender.submit(
-                    [inflight.events[index] for index in inflight.todo],
-                    [inflight.encoded[index] for index in inflight.todo],
-                )
+            self._attempt(batch, now)
+            finished = self._finish_done()
+            if not finished:
                 break
-            size = len(self._inflight.events)
-            if not self._attempt(self._inflight, now):
-                break
-            completed += size
-            self._inflight = None
+            completed += finished
+        return completed
+
+    def _finish_done(self) -> int:
+        """Commit the spool past the batches done at the head of the window and run their acks,
+        in order; how many events they held. A later batch done before an earlier one waits."""
+        completed = 0
+        while self._window and not self._window[0].todo:
+            batch = self._window.popleft()
+            if batch.attempt:
+                log.info("delivery resumed after %d failed attempts", batch.attempt)
+            self.spool.commit(batch.last)
+            self._acks.release(batch.last)
+            self._counters["batches"] += 1
+            self.last_error = None
+            completed += len(batch.events)
         return completed
 
     def _next_batch(self, now: float, flush: bool) -> _InFlight | None:
@@ -348,8 +376,8 @@ class Forwarder:
         encoded = [payload for _, payload in batch.items]
         return _InFlight(batch.items[-1][0], events, encoded, list(range(len(events))))
 
-    def _attempt(self, inflight: _InFlight, now: float) -> bool:
-        """Send the items still to do; ``True`` when the whole batch is done."""
+    def _attempt(self, inflight: _InFlight, now: float) -> None:
+        """Send the items still to do, in this thread, and take the answer."""
         future: Future[list[Outcome]] = Future()
         try:
             future.set_result(
@@ -360,13 +388,14 @@ class Forwarder:
             )
         except StoreError as exc:
             future.set_exception(exc)
-        return self._settle(inflight, now, future)
+        self._settle(inflight, now, future)
 
-    def _settle(self, inflight: _InFlight, now: float, answer: Future[list[Outcome]]) -> bool:
-        """Take the sink's answer for ``inflight``; ``True`` when the whole batch is done.
+    def _settle(self, inflight: _InFlight, now: float, answer: Future[list[Outcome]]) -> None:
+        """Take the sink's answer for ``inflight``: what is done leaves its ``todo``.
 
         A :class:`StoreError` keeps the batch and backs off; any other exception is a bug and
-        propagates (to the caller's thread, in background mode too).
+        propagates (to the caller's thread, in background mode too). The spool and the acks
+        move later, in order (:meth:`_finish_done`).
         """
         try:
             outcomes = answer.result()
@@ -374,7 +403,7 @@ class Forwarder:
             self._counters["store_failures"] += 1
             kind = "unavailable" if isinstance(exc, StoreUnavailable) else "failed"
             self._later(inflight, now, f"store {kind}: {exc}")
-            return False
+            return
         retry: list[int] = []
         for position, index in enumerate(inflight.todo):
             outcome = outcomes[position] if position < len(outcomes) else None
@@ -385,18 +414,10 @@ class Forwarder:
             else:
                 self._counters["events_out"] += 1
                 self._counters["duplicates"] += outcome.duplicate
+        inflight.todo = retry
         if retry:
             self._counters["retried"] += len(retry)
-            inflight.todo = retry
             self._later(inflight, now, f"{len(retry)} events to retry")
-            return False
-        if inflight.attempt:
-            log.info("delivery resumed after %d failed attempts", inflight.attempt)
-        self.spool.commit(inflight.last)
-        self._acks.release(inflight.last)
-        self._counters["batches"] += 1
-        self.last_error = None
-        return True
 
     def _later(self, inflight: _InFlight, now: float, reason: str) -> None:
         inflight.attempt += 1
@@ -421,7 +442,8 @@ class Forwarder:
             if self.sending:
                 self.wait(deadline - now)
                 continue
-            wait = self._inflight.next_try - now if self._inflight else 0.0
+            waiting = [batch.next_try for batch in self._window if batch.todo and batch.answer is None]
+            wait = min(waiting) - now if waiting else 0.0
             self._sleep(min(max(wait, 0.01), deadline - now))
         if self._sender is not None:
             # A send still on the wire past the deadline is abandoned: its events stay in the

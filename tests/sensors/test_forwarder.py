@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from sensors.forwarder import Backoff, Batcher, DeadLetterFile, Forwarder, Spool, StoreSink
+from sensors.forwarder.forwarder import WINDOW
 from soc_core.errors import ConfigError, StoreUnavailable
 from soc_core.events import Event
 from soc_core.store.base import BulkResult, ItemResult
@@ -289,3 +291,35 @@ def test_background_outage_backs_off_and_a_bug_surfaces_in_the_callers_thread(tm
         forwarder.pump(flush=True)
     store.crash_with = None  # the batch was kept: it goes again
     assert forwarder.close(timeout=5) and "id-00099" in store.events
+
+
+def test_background_window_queues_the_next_batch_and_never_acks_past_an_unfinished_one(tmp_path: Path) -> None:
+    store, clock = GatedStore(), Clock()
+    forwarder = make(tmp_path, store, clock, background=True)
+    acked: list[int] = []
+    for n in range(30):
+        assert forwarder.submit(event(n), lambda n=n: acked.append(n))
+    store.retry_once = {event(3)["event.id"]}  # one item of the first batch answers 429
+    forwarder.pump()
+    # one batch on the wire and the next queued behind it: no pump needed between the two
+    assert sum(batch.answer is not None for batch in forwarder._window) == WINDOW == 2
+    store.gate.set()
+    deadline = time.monotonic() + 10
+    while store.calls < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert store.calls == 2  # the second was sent without waiting for the caller
+    forwarder.wait(5)
+    assert forwarder.pump() == 0  # the second batch is done, the first waits for its retry
+    assert acked == [] and forwarder.counters()["events_out"] == 19 and forwarder.backing_off
+    assert forwarder.spool.uncommitted
+    clock.sleep(2.0)  # past the backoff
+    forwarder.pump()
+    forwarder.wait(5)
+    assert forwarder.pump() == 20 and acked == list(range(20))  # both batches, in order
+    for _ in range(100):
+        if forwarder.drained:
+            break
+        forwarder.pump(flush=True)
+        forwarder.wait(5)
+    assert acked == list(range(30)) and sorted(store.events) == [event(n)["event.id"] for n in range(30)]
+    assert forwarder.counters()["duplicates"] == 0 and forwarder.close(timeout=5)
