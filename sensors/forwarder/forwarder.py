@@ -50,6 +50,7 @@ from sensors.forwarder.sinks import Outcome, Sink
 from sensors.forwarder.spool import Position, Spool
 from soc_core.errors import ConfigError, StoreError, StoreUnavailable
 from soc_core.events import Event, encode_event
+from soc_core.store.base import PreparedEvents
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ class _Acks:
             self.queue.popleft()[1]()
 
 
-_Job = tuple[Future[list[Outcome]], Sequence[Event], Sequence[bytes]]
+_Job = tuple[Future[list[Outcome]], PreparedEvents]
 
 
 class _Sender:
@@ -130,9 +131,9 @@ class _Sender:
         self._thread = threading.Thread(target=self._run, name="forwarder-send", daemon=True)
         self._thread.start()
 
-    def submit(self, events: Sequence[Event], encoded: Sequence[bytes]) -> Future[list[Outcome]]:
+    def submit(self, prepared: PreparedEvents) -> Future[list[Outcome]]:
         future: Future[list[Outcome]] = Future()
-        self._jobs.put((future, events, encoded))
+        self._jobs.put((future, prepared))
         return future
 
     def stop(self) -> None:
@@ -140,11 +141,11 @@ class _Sender:
 
     def _run(self) -> None:
         while (job := self._jobs.get()) is not None:
-            future, events, encoded = job
+            future, prepared = job
             if not future.set_running_or_notify_cancel():
                 continue
             try:
-                future.set_result(self._sink.send(events, encoded))
+                future.set_result(self._sink.deliver(prepared))
             except BaseException as exc:  # handed to the caller's thread, which raises it
                 future.set_exception(exc)
 
@@ -305,10 +306,12 @@ class Forwarder:
             self._window.append(built)
         for batch in self._window:  # in spool order: the sender thread sends in the order given
             if batch.todo and batch.answer is None and now >= batch.next_try:
-                batch.answer = self._sender.submit(
+                # prepared here, while the batch before it is on the wire
+                prepared = self.sink.prepare(
                     [batch.events[index] for index in batch.todo],
                     [batch.encoded[index] for index in batch.todo],
                 )
+                batch.answer = self._sender.submit(prepared)
         return completed
 
     def _pump_inline(self, flush: bool, max_batches: int) -> int:

@@ -18,7 +18,7 @@ import orjson
 
 from soc_core.events import Event, utcnow
 from soc_core.events import format_timestamp as iso
-from soc_core.store.base import Store
+from soc_core.store.base import PreparedEvents, Store
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,15 @@ DELIVERED_DUPLICATE = Outcome("delivered", duplicate=True)
 
 
 class Sink(Protocol):
-    """Delivers batches; ``send`` returns one :class:`Outcome` per event, in order."""
+    """Delivers batches; ``send`` returns one :class:`Outcome` per event, in order.
+
+    ``send`` is ``deliver(prepare(…))``: ``prepare`` does the work that needs no store
+    (checking, serialising), so a forwarder can do it while the previous batch is on the wire.
+    """
+
+    def prepare(self, events: Sequence[Event], encoded: Sequence[bytes] | None = None) -> PreparedEvents: ...
+
+    def deliver(self, prepared: PreparedEvents) -> list[Outcome]: ...
 
     def send(self, events: Sequence[Event], encoded: Sequence[bytes] | None = None) -> list[Outcome]: ...
 
@@ -83,11 +91,24 @@ class StoreSink:
 
     def send(self, events: Sequence[Event], encoded: Sequence[bytes] | None = None) -> list[Outcome]:
         """Outcomes per event; ``encoded`` (the events as the spool holds them) saves re-encoding."""
+        return self.deliver(self.prepare(events, encoded))
+
+    def prepare(self, events: Sequence[Event], encoded: Sequence[bytes] | None = None) -> PreparedEvents:
+        if isinstance(self.store, Store):
+            return self.store.prepare_events(events, encoded=encoded)
+        return PreparedEvents(events, encoded)  # a stand-in store (tests): add_events only
+
+    def deliver(self, prepared: PreparedEvents) -> list[Outcome]:
         if not self._store_ready:
             self.store.setup()
             self._store_ready = True
             log.info("store %s is set up; delivering", self.store.name)
-        result = self.store.add_events(events, encoded=encoded)  # StoreUnavailable propagates: back off
+        # StoreUnavailable propagates: back off
+        if isinstance(self.store, Store):
+            result = self.store.add_prepared(prepared)
+        else:
+            result = self.store.add_events(prepared.events, encoded=prepared.encoded)
+        events = prepared.events
         items = result.items
         if len(items) != len(events):
             log.error(

@@ -50,6 +50,15 @@ class ItemResult(NamedTuple):
         return self.status in ("created", "duplicate")
 
 
+@dataclass(frozen=True)
+class PreparedEvents:
+    """A batch made ready by :meth:`Store.prepare_events`: the events, and the store's own form."""
+
+    events: Sequence[Event]
+    encoded: Sequence[bytes] | None = None
+    body: Any = None  # what the store made of them ahead (an Elasticsearch bulk body), if anything
+
+
 @dataclass
 class BulkResult:
     items: list[ItemResult] = field(default_factory=list)
@@ -192,6 +201,18 @@ class Store(abc.ABC):
         the store need not serialise the event again.
         """
 
+    def prepare_events(self, events: Sequence[Event], *, encoded: Sequence[bytes] | None = None) -> PreparedEvents:
+        """The work of :meth:`add_events` that needs no store (checking, serialising), done now.
+
+        A sensor prepares its next batch while the previous one is on the wire and hands it to
+        :meth:`add_prepared`; a store with nothing to do ahead returns the batch as it is.
+        """
+        return PreparedEvents(events, encoded)
+
+    def add_prepared(self, prepared: PreparedEvents) -> BulkResult:
+        """:meth:`add_events` for a batch from :meth:`prepare_events` (of this store)."""
+        return self.add_events(prepared.events, encoded=prepared.encoded)
+
     @abc.abstractmethod
     def get_events(self, ids: Sequence[str], *, tenants: tuple[str, ...] | None) -> list[Event]:
         """The events with these ids that the tenants may see (missing ids are left out)."""
@@ -294,6 +315,7 @@ __all__ = [
     "ItemStatus",
     "Page",
     "Position",
+    "PreparedEvents",
     "ReadPlan",
     "Store",
     "block_size",

@@ -63,6 +63,7 @@ from soc_core.store.base import (
     ItemResult,
     Page,
     Position,
+    PreparedEvents,
     ReadPlan,
     Store,
     block_size,
@@ -405,6 +406,17 @@ class _DslBuilder:
         return {"range": {check_field_name(node.field): bounds}}
 
 
+@dataclass
+class _Bulk:
+    """A batch as :meth:`ElasticsearchStore.prepare_events` leaves it: results known so far
+    (rejected events), every event's id, the body's lines, and the batch positions sent."""
+
+    results: list[ItemResult | None]
+    ids: list[str]
+    lines: list[bytes]
+    positions: list[int]
+
+
 class ElasticsearchStore(Store):
     """Events and documents in an Elasticsearch 9.x cluster."""
 
@@ -513,25 +525,33 @@ class ElasticsearchStore(Store):
 
     # events --------------------------------------------------------------------------------
     def add_events(self, events: Sequence[Event], *, encoded: Sequence[bytes] | None = None) -> BulkResult:
+        return self.add_prepared(self.prepare_events(events, encoded=encoded))
+
+    def prepare_events(self, events: Sequence[Event], *, encoded: Sequence[bytes] | None = None) -> PreparedEvents:
+        """Check each event and write the bulk body's lines (action, document, …) now."""
         ingested = format_timestamp(utcnow())
-        results: list[ItemResult | None] = [None] * len(events)
-        ids: list[str] = [""] * len(events)
-        lines: list[bytes] = []  # the NDJSON body, serialised here once (action, document, …)
-        positions: list[int] = []
+        bulk = _Bulk([None] * len(events), [""] * len(events), [], [])
         for position, event in enumerate(events):
-            event_id = ids[position] = str(event.get("event.id") or "")
+            event_id = bulk.ids[position] = str(event.get("event.id") or "")
             problems = validate_event(event)
             if problems:
-                results[position] = ItemResult(event_id, "rejected", "; ".join(problems))
+                bulk.results[position] = ItemResult(event_id, "rejected", "; ".join(problems))
                 continue
             try:
                 document = encode_stored(event, ingested, encoded[position] if encoded is not None else None)
             except (TypeError, orjson.JSONEncodeError) as exc:
-                results[position] = ItemResult(event_id, "rejected", f"not JSON-serialisable: {exc}")
+                bulk.results[position] = ItemResult(event_id, "rejected", f"not JSON-serialisable: {exc}")
                 continue
-            lines.append(_create_action(event_index(event, self.prefix)) + orjson.dumps(event_id) + b"}}")
-            lines.append(document)
-            positions.append(position)
+            bulk.lines.append(_create_action(event_index(event, self.prefix)) + orjson.dumps(event_id) + b"}}")
+            bulk.lines.append(document)
+            bulk.positions.append(position)
+        return PreparedEvents(events, encoded, bulk)
+
+    def add_prepared(self, prepared: PreparedEvents) -> BulkResult:
+        bulk = prepared.body
+        if not isinstance(bulk, _Bulk):  # prepared by another store: do it here
+            bulk = self.prepare_events(prepared.events, encoded=prepared.encoded).body
+        results, ids, lines, positions = list(bulk.results), bulk.ids, bulk.lines, bulk.positions
         # Large batches go in several requests, so no single request outlives the timeout.
         for start in range(0, len(positions), BULK_CHUNK):
             body = b"\n".join(lines[2 * start : 2 * (start + BULK_CHUNK)]) + b"\n"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -22,7 +22,7 @@ from elasticsearch import Elasticsearch
 from sensors.forwarder import Backoff, Batcher, DeadLetterFile, Forwarder, Spool, StoreSink
 from soc_core.devnode import DevNode, free_port
 from soc_core.events import Event, make_event
-from soc_core.store.base import BulkResult
+from soc_core.store.base import BulkResult, PreparedEvents
 from soc_core.store.elasticsearch import ElasticsearchStore
 from tests.shared_data import dev_node
 
@@ -49,20 +49,21 @@ def client(node: DevNode) -> Iterator[Elasticsearch]:
 
 
 class RecordingStore:
-    """Wraps ``add_events`` of a real store: the ids sent and the status answered, per call."""
+    """Wraps ``add_prepared`` of a real store (what the sensors' sink calls): the ids sent and
+    the status answered, per call."""
 
     def __init__(self, store: ElasticsearchStore) -> None:
         self.store = store
         self.calls: list[list[tuple[str, str]]] = []
-        original = store.add_events
+        original = store.add_prepared
 
-        def add_events(events: Sequence[Event], *, encoded: Sequence[bytes] | None = None) -> BulkResult:
-            result = original(events, encoded=encoded)
+        def add_prepared(prepared: PreparedEvents) -> BulkResult:
+            result = original(prepared)
             self.calls.append([(item.id, item.status) for item in result.items])
-            assert [item.id for item in result.items] == [e["event.id"] for e in events]
+            assert [item.id for item in result.items] == [e["event.id"] for e in prepared.events]
             return result
 
-        store.add_events = add_events  # type: ignore[method-assign]
+        store.add_prepared = add_prepared  # type: ignore[method-assign]
 
 
 def app_event(tenant: str, seq: int, day: int, **fields: object) -> Event:
