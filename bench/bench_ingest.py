@@ -6,8 +6,11 @@ In one run, against one node:
 
 (a) file → ``LogSensor`` (tailer, nginx parser, spool, forwarder, ``ElasticsearchStore``);
 (b) syslog over TCP on 127.0.0.1 → ``SyslogSensor`` → the same path (a separate process sends);
-(c) the ceiling: the same documents, serialised beforehand, sent with plain ``_bulk`` requests
-    of the forwarder's batch size — what the node takes when the sensor costs nothing;
+(c) the ceilings, one per sensor: the very documents that sensor sends — captured beforehand by
+    running it against a store that keeps each prepared bulk body and sends nothing — posted
+    with plain ``_bulk`` requests of the forwarder's batch size, one at a time, into indices
+    set up with the same template: what the node takes when the sensor costs nothing. Each
+    is measured before and after the sensors run, and the two are pooled;
 (d) ``EventImport`` of every .evtx file of the shared evtx-attack-samples set.
 
 Each run writes under its own index prefix and deletes those indices (by concrete name) after.
@@ -26,12 +29,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -40,8 +42,8 @@ from sensors.cli import tune_garbage_collector  # noqa: E402
 from sensors.config import ImportConfig, SensorConfig, SyslogSensorConfig  # noqa: E402
 from sensors.pipeline import EventImport, LogSensor, SyslogSensor  # noqa: E402
 from sensors.sources.evtx import evtx_files  # noqa: E402
-from soc_core.events import utcnow  # noqa: E402
-from soc_core.store.elasticsearch import ElasticsearchStore, event_index  # noqa: E402
+from soc_core.store.base import BulkResult, ItemResult, PreparedEvents  # noqa: E402
+from soc_core.store.elasticsearch import ElasticsearchStore  # noqa: E402
 
 SHARED = Path(os.environ.get("CANHGAC_SHARED_DATA", ROOT.parent / "shared" / "data"))
 BATCH = 500
@@ -72,19 +74,43 @@ def forwarder_options() -> dict[str, Any]:
     return {"batch_max_events": BATCH, "batch_max_age": 0.2}
 
 
-def run_files(url: str, prefix: str, lines: list[str], work: Path) -> tuple[float, int]:
+class CapturingStore(ElasticsearchStore):
+    """Takes what a sensor sends and sends nothing: each batch's bulk body, exactly as prepared
+    for the node (actions and documents), written to a file of its own in ``directory`` (on disk,
+    so the bodies do not count in this process's peak RSS). The ceiling posts these bodies."""
+
+    def __init__(self, url: str, prefix: str, directory: Path) -> None:
+        super().__init__(url, prefix=prefix)
+        self.directory = directory
+        directory.mkdir(parents=True)
+        self.bodies: list[Path] = []
+
+    def setup(self) -> None:
+        """Nothing to create: nothing is written."""
+
+    def add_prepared(self, prepared: PreparedEvents) -> BulkResult:
+        bulk = prepared.body
+        path = self.directory / f"{len(self.bodies):06d}.ndjson"
+        path.write_bytes(b"\n".join(bulk.lines) + b"\n")
+        self.bodies.append(path)
+        return BulkResult(
+            [result or ItemResult(i, "created") for result, i in zip(bulk.results, bulk.ids, strict=True)]
+        )
+
+
+def run_files(store: ElasticsearchStore, lines: list[str], work: Path) -> tuple[float, int]:
     log = work / "access.log"
-    log.write_text("".join(line + "\n" for line in lines))
+    if not log.exists():
+        log.write_text("".join(line + "\n" for line in lines))
     config = SensorConfig.from_dict(
         {
             "tenant": "bench_files",
             "sensor_id": "bench-files",
-            "state_dir": str(work / "state-files"),
+            "state_dir": str(work / f"state-files-{store.prefix}"),
             "inputs": [{"paths": [str(log)], "parser": "nginx", "from_beginning": True}],
             "forwarder": forwarder_options(),
         }
     )
-    store = ElasticsearchStore(url, prefix=prefix, request_timeout=60)
     sensor = LogSensor(config, store, max_records=BATCH * 4)
     start = time.perf_counter()
     counters = sensor.run_until_idle(timeout=600)
@@ -103,19 +129,19 @@ with socket.create_connection(("127.0.0.1", port)) as conn:
 """
 
 
-def run_syslog(url: str, prefix: str, lines: list[str], work: Path) -> tuple[float, int]:
+def run_syslog(store: ElasticsearchStore, lines: list[str], work: Path) -> tuple[float, int]:
     payload = work / "syslog.txt"
-    payload.write_bytes(b"".join(f"<134>Feb  5 10:00:00 web01 nginx: {line}\n".encode() for line in lines))
+    if not payload.exists():
+        payload.write_bytes(b"".join(f"<134>Feb  5 10:00:00 web01 nginx: {line}\n".encode() for line in lines))
     config = SyslogSensorConfig.from_dict(
         {
             "tenant": "bench_syslog",
             "sensor_id": "bench-syslog",
-            "state_dir": str(work / "state-syslog"),
+            "state_dir": str(work / f"state-syslog-{store.prefix}"),
             "tcp": ["127.0.0.1:0"],
             "forwarder": forwarder_options(),
         }
     )
-    store = ElasticsearchStore(url, prefix=prefix, request_timeout=60)
     sensor = SyslogSensor(config, store)
     sensor.start()
     start = time.perf_counter()
@@ -131,46 +157,28 @@ def run_syslog(url: str, prefix: str, lines: list[str], work: Path) -> tuple[flo
     return elapsed, out
 
 
-def run_ceiling(url: str, prefix: str, lines: list[str]) -> tuple[float, int]:
-    """The nginx events of (a), built and serialised before the clock starts; plain _bulk."""
-    from sensors.parsers import PARSERS, ParseContext  # noqa: PLC0415
-    from soc_core.events import make_event  # noqa: PLC0415
-
-    context = ParseContext(now=datetime.now(UTC))
-    now = utcnow().strftime("%Y-%m-%dT%H:%M:%S.000Z")
-    bodies: list[bytes] = []
-    chunk: list[bytes] = []
-    for offset, line in enumerate(lines):
-        fields = PARSERS["nginx"].parse(line, context)
-        stamp = fields.pop("@timestamp")
-        dataset = fields.pop("event.dataset")
-        event = make_event(
-            tenant="bench_ceiling",
-            dataset=dataset,
-            sensor_id="bench-ceiling",
-            source="ceiling",
-            position=offset,
-            raw=line.encode(),
-            timestamp=stamp,
-            fields=fields,
-        )
-        event["event.ingested"] = now
-        action = {"create": {"_index": event_index(event, prefix), "_id": event["event.id"]}}
-        chunk.append(orjson.dumps(action) + b"\n" + orjson.dumps(event) + b"\n")
-        if len(chunk) == BATCH:
-            bodies.append(b"".join(chunk))
-            chunk = []
-    if chunk:
-        bodies.append(b"".join(chunk))
+def run_ceiling(url: str, bodies: list[Path]) -> tuple[float, int]:
+    """Post ``bodies`` (a sensor's batches, captured beforehand) with plain _bulk requests, one
+    at a time: what the node takes of those very documents when the sensor costs nothing. Each
+    body is read from the page cache inside the clock (~0.1 µs per event)."""
     created = 0
     with httpx.Client(base_url=url, timeout=120) as client:
         start = time.perf_counter()
-        for body in bodies:
-            response = client.post("/_bulk", content=body, headers={"content-type": "application/x-ndjson"})
+        for path in bodies:
+            response = client.post(
+                "/_bulk", content=path.read_bytes(), headers={"content-type": "application/x-ndjson"}
+            )
             response.raise_for_status()
             created += sum(1 for item in response.json()["items"] if item["create"]["status"] in (200, 201))
         elapsed = time.perf_counter() - start
     return elapsed, created
+
+
+def captured(url: str, prefix: str, directory: Path, run: Callable[[ElasticsearchStore], object]) -> list[Path]:
+    """The bulk bodies a sensor run sends, with indices under ``prefix`` (nothing is written)."""
+    store = CapturingStore(url, prefix, directory)
+    run(store)
+    return store.bodies
 
 
 def run_evtx(url: str, prefix: str, work: Path) -> tuple[float, int, int]:
@@ -244,39 +252,91 @@ def main() -> None:
     rows: list[tuple[str, int, float, str]] = []
     cpu: dict[str, tuple[float, float]] = {}  # phase → (this process's CPU s, the node's CPU s)
 
+    def es(name: str) -> ElasticsearchStore:
+        return ElasticsearchStore(args.url, prefix=name, request_timeout=60)
+
     def measured(phase: str, run: Callable[[], tuple[float, int]]) -> tuple[float, int]:
         own, node = time.process_time(), node_cpu_seconds(args.url)
         result = run()
         cpu[phase] = (time.process_time() - own, node_cpu_seconds(args.url) - node)
         return result
 
+    prefixes = [prefix]
+
+    def templated(suffix: str) -> str:
+        """A prefix of its own with the events template set up, as the sensors' indices have."""
+        name = f"{prefix}{suffix}"
+        store = ElasticsearchStore(args.url, prefix=name)
+        store.setup()
+        store.close()
+        prefixes.append(name)
+        return name
+
+    def retarget(bodies: list[Path], name: str) -> list[Path]:
+        """Copies of the captured bodies with their indices under ``name`` (ids would clash in one
+        index), written before any clock starts."""
+        copies = []
+        for path in bodies:
+            copy = path.with_name(f"{name}-{path.name}")
+            copy.write_bytes(path.read_bytes().replace(f'"_index":"{capture}-'.encode(), f'"_index":"{name}-'.encode()))
+            copies.append(copy)
+        return copies
+
+    capture = f"{prefix}cap"
     try:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
-            run_ceiling(args.url, f"{prefix}w", lines[: min(len(lines), 20_000)])  # warm the JVM up, untimed
-            cleanup(args.url, f"{prefix}w")
-            first_s, first_n = measured("ceiling", lambda: run_ceiling(args.url, prefix, lines))
-            files_s, files_n = measured("files", lambda: run_files(args.url, prefix, lines, work))
+            # the documents each sensor sends, captured before any clock starts (nothing written)
+            bodies = {
+                "files": captured(
+                    args.url, capture, work / "bodies-files", lambda store: run_files(store, lines, work)
+                ),
+                "syslog": captured(
+                    args.url, capture, work / "bodies-syslog", lambda store: run_syslog(store, lines, work)
+                ),
+            }
+            run_ceiling(args.url, retarget(bodies["files"][:40], templated("w")))  # warm the JVM up, untimed
+            ceilings: dict[str, list[tuple[float, int]]] = {"files": [], "syslog": []}
+            for path in ("files", "syslog"):
+                ready = retarget(bodies[path], templated(f"{path[0]}1"))
+                ceilings[path].append(measured(f"ceiling ({path} documents)", partial(run_ceiling, args.url, ready)))
+            files_s, files_n = measured("files", lambda: run_files(es(prefix), lines, work))
             rss_files = peak_rss_mib()
-            syslog_s, syslog_n = measured("syslog", lambda: run_syslog(args.url, prefix, lines, work))
+            syslog_s, syslog_n = measured("syslog", lambda: run_syslog(es(prefix), lines, work))
             rss_syslog = peak_rss_mib()
-            again_s, again_n = run_ceiling(args.url, f"{prefix}x", lines)  # the node as it is now
-            cleanup(args.url, f"{prefix}x")
-            ceiling = (first_n + again_n) / (first_s + again_s)
-            rows.append(("ceiling: pre-serialised _bulk (500/request), before", first_n, first_s, "-"))
-            rows.append(("ceiling: the same, after files and syslog", again_n, again_s, "-"))
-            rows.append(("ceiling: both runs together", first_n + again_n, first_s + again_s, "1.00"))
-            rows.append(("file → LogSensor (nginx) → ES", files_n, files_s, f"{files_n / files_s / ceiling:.2f}"))
+            for path in ("files", "syslog"):  # the node as it is now
+                ready = retarget(bodies[path], templated(f"{path[0]}2"))
+                ceilings[path].append(run_ceiling(args.url, ready))
+            ceiling: dict[str, float] = {}
+            for path, label in (("files", "file (nginx)"), ("syslog", "syslog")):
+                (first_s, first_n), (again_s, again_n) = ceilings[path]
+                ceiling[path] = (first_n + again_n) / (first_s + again_s)
+                rows.append(
+                    (f"ceiling, {label} documents: pre-serialised _bulk (500/request), before", first_n, first_s, "-")
+                )
+                rows.append((f"ceiling, {label} documents: the same, after both sensors", again_n, again_s, "-"))
+                rows.append(
+                    (f"ceiling, {label} documents: both runs together", first_n + again_n, first_s + again_s, "1.00")
+                )
             rows.append(
-                ("syslog TCP loopback → SyslogSensor → ES", syslog_n, syslog_s, f"{syslog_n / syslog_s / ceiling:.2f}")
+                ("file → LogSensor (nginx) → ES", files_n, files_s, f"{files_n / files_s / ceiling['files']:.2f}")
+            )
+            rows.append(
+                (
+                    "syslog TCP loopback → SyslogSensor → ES",
+                    syslog_n,
+                    syslog_s,
+                    f"{syslog_n / syslog_s / ceiling['syslog']:.2f}",
+                )
             )
             evtx_s, evtx_n, evtx_failed = run_evtx(args.url, prefix, work)
-            rows.append(("EVTX import (evtx-attack-samples) → ES", evtx_n, evtx_s, f"{evtx_n / evtx_s / ceiling:.2f}"))
+            rows.append(("EVTX import (evtx-attack-samples) → ES", evtx_n, evtx_s, "-"))
             rss_evtx = peak_rss_mib()
             parse_s, parse_n, indices = run_evtx_no_store()
             rows.append(("EVTX read + normalise only (no store)", parse_n, parse_s, "-"))
     finally:
-        cleanup(args.url, prefix)
+        for name in prefixes:
+            cleanup(args.url, name)
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores (shared), Python {platform.python_version()}, ES {version}")
     print(f"command: .venv/bin/python bench/bench_ingest.py --lines {args.lines}")
     print()
