@@ -66,7 +66,7 @@ from sigma.rule import SigmaRule
 
 from soc_core.errors import ConfigError, Conflict, NotFound, RuleError
 from soc_core.events import TENANT_FIELD, format_timestamp, utcnow
-from soc_core.store.base import ReadPlan, Store
+from soc_core.store.base import Doc, DocWrite, ReadPlan, Store
 
 from .alerts import (
     DEFAULT_WINDOW,
@@ -678,11 +678,38 @@ class DetectionEngine:
         return format_timestamp(self.clock())
 
     def _write_alerts(self, detections: Sequence[Detection], result: RunResult) -> None:
+        """A batch's alerts in one :meth:`Store.write_docs` call (one bulk request and refresh on
+        Elasticsearch); a key whose write meets a conflict goes again on its own."""
         by_key: dict[str, list[Detection]] = {}
         for detection in detections:
             by_key.setdefault(detection.dedup_key, []).append(detection)
+        writes: list[DocWrite] = []
+        keys: list[tuple[str, bool]] = []  # per write: its key, and whether it updates the open alert
         for key, group in by_key.items():
-            self._write_key(key, group, result)
+            current = self._lookup_open(key, group[0].tenant)
+            known = {key: current[0]} if current else {}
+            for alert in group_detections(group, known, window=self.suppression, now=self._now()):
+                update = current is not None and current[0].get("id") == alert["id"]
+                writes.append(DocWrite(str(alert["id"]), alert, current[1] if current and update else None))
+                keys.append((key, update))
+        again: set[str] = set()
+        for (key, update), written in zip(keys, self.store.write_docs("alerts", writes), strict=True):
+            if isinstance(written, Conflict):
+                again.add(key)  # changed meanwhile (an analyst), or a replay after a crash
+                continue
+            if update:
+                result.alerts_updated += 1
+            else:
+                result.alerts_created += 1
+            self._remember_open(key, written)
+        for key in again:
+            self._open.pop(key, None)
+            self._write_key(key, by_key[key], result)
+
+    def _remember_open(self, key: str, doc: Doc) -> None:
+        if len(self._open) >= OPEN_CACHE_SIZE:
+            self._open.clear()  # only a cache: the store answers misses
+        self._open[key] = (dict(doc.body, id=doc.id), doc.version)
 
     def _lookup_open(self, key: str, tenant: str) -> tuple[dict[str, Any], str] | None:
         cached = self._open.get(key)
@@ -741,9 +768,7 @@ class DetectionEngine:
                 self._open[key] = (dict(existing.body, id=existing.id), existing.version)
                 raise
             result.alerts_created += 1
-        if len(self._open) >= OPEN_CACHE_SIZE:
-            self._open.clear()  # only a cache: the store answers misses
-        self._open[key] = (dict(doc.body, id=doc.id), doc.version)
+        self._remember_open(key, doc)
 
 
 __all__ = [

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Generic, Literal, NamedTuple, TypeVar
 
-from soc_core.errors import InvalidInput, StoreError
+from soc_core.errors import Conflict, InvalidInput, NotFound, StoreError
 from soc_core.events import Event
 from soc_core.query import EventQuery
 
@@ -110,6 +110,16 @@ def block_size(count: int, largest: int) -> int:
     """How many events a block of a plan of ``count`` holds: at most ``largest``, and small
     enough that the plan has 8 blocks where it can, so that up to 8 workers share it."""
     return max(1, min(largest, count // 8))
+
+
+@dataclass(frozen=True)
+class DocWrite:
+    """One write of :meth:`Store.write_docs`: create ``doc_id`` (``version`` None) or replace it
+    if it is still at ``version``."""
+
+    doc_id: str
+    body: Mapping[str, Any]
+    version: str | None = None
 
 
 @dataclass
@@ -283,6 +293,27 @@ class Store(abc.ABC):
     def put_doc(self, kind: str, doc_id: str, body: Mapping[str, Any]) -> Doc:
         """Unconditional create-or-replace (checkpoints, caches)."""
 
+    def write_docs(self, kind: str, writes: Sequence[DocWrite]) -> list[Doc | Conflict]:
+        """Several creates and conditional updates at once, in order: per write the new
+        :class:`Doc`, or the :class:`Conflict` that write met (it exists already; it changed
+        since ``version`` was read, or is gone). Other failures raise as for one write.
+
+        Elasticsearch sends them in one bulk request with one refresh; the default does them
+        one by one.
+        """
+        done: list[Doc | Conflict] = []
+        for write in writes:
+            try:
+                if write.version is None:
+                    done.append(self.create_doc(kind, write.body, doc_id=write.doc_id))
+                else:
+                    done.append(self.update_doc(kind, write.doc_id, write.body, version=write.version))
+            except Conflict as exc:
+                done.append(exc)
+            except NotFound as exc:
+                done.append(Conflict(f"{kind}/{write.doc_id} is gone: {exc.message}", hint="read it again"))
+        return done
+
     @abc.abstractmethod
     def delete_doc(self, kind: str, doc_id: str) -> None:
         """Remove; missing ids are not an error."""
@@ -310,6 +341,7 @@ __all__ = [
     "Bucket",
     "BulkResult",
     "Doc",
+    "DocWrite",
     "EventQuery",
     "ItemResult",
     "ItemStatus",

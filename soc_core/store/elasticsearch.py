@@ -59,6 +59,7 @@ from soc_core.store.base import (
     Bucket,
     BulkResult,
     Doc,
+    DocWrite,
     EventQuery,
     ItemResult,
     Page,
@@ -881,6 +882,49 @@ class ElasticsearchStore(Store):
 
     def put_doc(self, kind: str, doc_id: str, body: Mapping[str, Any]) -> Doc:
         return self._write_doc("save", kind, doc_id, body)
+
+    def write_docs(self, kind: str, writes: Sequence[DocWrite]) -> list[Doc | Conflict]:
+        """One bulk request (``create``, or ``index`` with ``if_seq_no``/``if_primary_term``) and
+        one refresh for all of them."""
+        index = self._doc_index(kind)
+        done: list[Doc | Conflict | None] = [None] * len(writes)
+        operations: list[Mapping[str, Any]] = []
+        sent: list[int] = []
+        for position, write in enumerate(writes):
+            action: dict[str, Any] = {"_index": index, "_id": write.doc_id}
+            if write.version is not None:
+                try:
+                    action["if_seq_no"], action["if_primary_term"] = (int(part) for part in write.version.split(":"))
+                except ValueError:
+                    done[position] = Conflict(
+                        f"{kind}/{write.doc_id}: version {write.version!r} is not one this store gave out"
+                    )
+                    continue
+            operations += [
+                {"create" if write.version is None else "index": action},
+                {**write.body, DOC_ID_FIELD: write.doc_id},
+            ]
+            sent.append(position)
+        if sent:
+            response = self._call(f"write {kind} documents", self.client.bulk, operations=operations, refresh=True)
+            for position, item in zip(sent, response["items"], strict=True):
+                write, answer = writes[position], next(iter(item.values()))
+                status = int(answer.get("status", 0))
+                if status in (200, 201):
+                    done[position] = Doc(write.doc_id, self._version(answer), dict(write.body))
+                elif status == 409:
+                    done[position] = Conflict(
+                        f"{kind}/{write.doc_id}: it changed since it was read, is gone, or exists already",
+                        hint="read it again and re-apply the change",
+                    )
+                else:
+                    error = answer.get("error") or {}
+                    raise StoreError(
+                        f"Elasticsearch could not write {kind}/{write.doc_id}: {status} {error.get('type', '')}: "
+                        f"{error.get('reason', '')}",
+                        where=self.url,
+                    )
+        return [result for result in done if result is not None]
 
     def delete_doc(self, kind: str, doc_id: str) -> None:
         try:

@@ -10,6 +10,7 @@ from soc_core.errors import Conflict, NotFound, StoreError
 from soc_core.events import make_event
 from soc_core.query import QueryError, event_query
 from soc_core.store import Store
+from soc_core.store.base import Doc, DocWrite
 
 BASE = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 
@@ -225,6 +226,37 @@ def test_documents_use_optimistic_concurrency(store: Store) -> None:
     store.delete_doc("alerts", doc.id)
     with pytest.raises(NotFound):
         store.get_doc("alerts", doc.id)
+
+
+def test_write_docs_creates_and_updates_in_order_with_a_conflict_per_write(store: Store) -> None:
+    body = {"tenant": "police", "created_at": "2026-11-20T08:00:00.000Z", "status": "new"}
+    old = store.create_doc("alerts", body, doc_id="a-old")
+    stale = store.create_doc("alerts", body, doc_id="a-stale")
+    store.update_doc("alerts", "a-stale", {**body, "status": "acknowledged"}, version=stale.version)
+    written = store.write_docs(
+        "alerts",
+        [
+            DocWrite("a-new", {**body, "status": "new"}),
+            DocWrite("a-old", {**body, "status": "in_progress"}, old.version),
+            DocWrite("a-stale", {**body, "status": "resolved"}, stale.version),  # changed since read
+            DocWrite("a-old", {**body, "status": "false_positive"}, old.version),  # its version was just used
+            DocWrite("a-new", {**body, "status": "new"}),  # exists now
+            DocWrite("a-gone", {**body, "status": "resolved"}, old.version),
+            DocWrite("a-old", {**body}, "not-a-version"),
+        ],
+    )
+    assert [type(result).__name__ for result in written] == ["Doc", "Doc", *["Conflict"] * 5]
+    created, updated = written[0], written[1]
+    assert isinstance(created, Doc) and isinstance(updated, Doc) and updated.version != old.version
+    store.refresh()
+    assert store.get_doc("alerts", "a-new").body["status"] == "new"
+    assert store.get_doc("alerts", "a-old").body["status"] == "in_progress"
+    assert store.get_doc("alerts", "a-stale").body["status"] == "acknowledged"
+    with pytest.raises(NotFound):
+        store.get_doc("alerts", "a-gone")
+    again = store.write_docs("alerts", [DocWrite("a-old", {**body, "status": "resolved"}, updated.version)])
+    assert isinstance(again[0], Doc) and store.get_doc("alerts", "a-old").body["status"] == "resolved"
+    assert store.write_docs("alerts", []) == []
 
 
 def test_list_documents_filters_sorts_and_pages(store: Store) -> None:
