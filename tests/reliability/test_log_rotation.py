@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -303,6 +304,30 @@ def test_d11_file_shortened_in_place_is_detected_and_new_lines_delivered_once(tm
 
 
 # -------------------------------------------------------------------------------- D12
+@pytest.fixture
+def private_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 16 MiB ext4 filesystem of the test's own (a loop-mounted image), unmounted afterwards.
+
+    ext4 hands a freed inode number to the next file created, but on a shared disk another
+    process (Elasticsearch, a parallel test) may create that file first; on a filesystem
+    nothing else writes to, the reuse is certain.
+    """
+    if os.geteuid() != 0:
+        unavailable("D12 mounts a loop filesystem and needs root")
+    image, mountpoint = tmp_path / "disk.img", tmp_path / "disk"
+    with image.open("wb") as handle:
+        handle.truncate(16 * 1024 * 1024)
+    mountpoint.mkdir()
+    for command in (["mkfs.ext4", "-q", "-F", str(image)], ["mount", "-o", "loop", str(image), str(mountpoint)]):
+        done = subprocess.run(command, check=False, capture_output=True, text=True)
+        if done.returncode != 0:
+            unavailable(f"D12 needs a loop-mounted ext4 ({' '.join(command[:2])}): {done.stderr.strip()}")
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", str(mountpoint)], check=False, capture_output=True)
+
+
 def same_inode_file(directory: Path, inode: int, content: bytes) -> Path:
     """A file in ``directory`` holding ``content`` whose inode number is ``inode`` (freed)."""
     misses: list[Path] = []
@@ -319,14 +344,14 @@ def same_inode_file(directory: Path, inode: int, content: bytes) -> Path:
     unavailable(f"the filesystem of {directory} did not reuse inode {inode} in 200 new files")
 
 
-def test_d12_inode_reuse_new_file_is_read_from_zero(tmp_path: Path) -> None:
+def test_d12_inode_reuse_new_file_is_read_from_zero(tmp_path: Path, private_disk: Path) -> None:
     """``app.log`` deleted while the sensor is stopped, then a new, longer ``app.log`` with other
     content and the very same inode number: the restarted sensor reads it from 0, not from the
     old file's saved offset. (Stopped, because while it runs the sensor's own checkpoint and
     store files take the freed inode number first.)"""
     tenant = "d12"
     database = tmp_path / "canhgac.db"
-    path = tmp_path / "app.log"
+    path = private_disk / "app.log"  # the sensor's state and store stay on the shared disk
     log = LogFile(path)
     log.append(0, 300)
     old = Identity(fingerprint(path), log)
@@ -335,13 +360,13 @@ def test_d12_inode_reuse_new_file_is_read_from_zero(tmp_path: Path) -> None:
     try:
         wait_for(lambda: delivered(config, [old]), 60, "the first file to be delivered")
         first_counters = stop(sensor)
-        staging = LogFile(tmp_path / "staging")
+        staging = LogFile(private_disk / "staging")
         staging.append(1000, 1600)  # longer than the old offset: resuming there would skip lines
         content = staging.path.read_bytes()
         staging.path.unlink()
         inode = path.stat().st_ino
         path.unlink()
-        same_inode_file(tmp_path, inode, content).rename(path)
+        same_inode_file(private_disk, inode, content).rename(path)
         assert path.stat().st_ino == inode
         assert checkpoint_offsets(config) == {old.fingerprint: log.size}
         new = Identity(fingerprint(path), LogFile(path, list(staging.ends)))
