@@ -120,7 +120,9 @@ def test_hunt_and_pivot(page: Any, world: World) -> None:
     assert "nguyenvana" in page.text_content("[data-testid=hunt-results]")
     page.fill("[data-testid=hunt-q]", "*oot")
     page.click("[data-testid=hunt-run]")
-    assert page.locator("[data-testid=hunt-error]").is_visible()
+    page.wait_for_url(re.compile(r"q=\*oot"))  # is_visible() does not wait for the new page
+    page.wait_for_selector("[data-testid=hunt-error]", state="visible", timeout=15_000)
+    assert "*oot" in (page.text_content("[data-testid=hunt-error]") or "")  # says what was refused
     page.click(".lang >> text=EN")
     page.fill("[data-testid=hunt-q]", "user.name:root")
     page.click("[data-testid=hunt-run]")
