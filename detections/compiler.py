@@ -51,7 +51,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from elastic_transport import TransportError
 from elasticsearch import ApiError
@@ -91,7 +91,7 @@ from soc_core.store.fields import NUMERIC_TYPES, check_field_name, field_type
 
 from .engine import LogSource, event_logsources, process_rule
 from .loader import LoadedRule
-from .matcher import KEYWORD_FIELDS, UnsupportedConstruct, compile_regex
+from .matcher import KEYWORD_FIELDS, ConditionWalk, UnsupportedConstruct, compile_regex
 
 # pySigma parses Sigma; the regex parser of the standard library parses regexes (RE2's syntax is
 # a subset of it for everything we translate). Loaded by name: it is an internal module.
@@ -173,11 +173,11 @@ def _field_name(name: str, unsupported: Callable[[str], UnsupportedConstruct]) -
         raise unsupported(f"field name {name!r} (not a dotted field name a store can query)") from None
 
 
-class _Target(Generic[Q]):
-    """Walks a rule's condition tree once for every target; a target builds its own ``Q``."""
+class _Target(ConditionWalk[Q]):
+    """A query target of the condition walk; a target builds its own ``Q``."""
 
     def __init__(self, where: str, target: str) -> None:
-        self.where = where
+        super().__init__(where)
         self.target = target
 
     def unsupported(self, construct: str) -> UnsupportedConstruct:
@@ -187,37 +187,10 @@ class _Target(Generic[Q]):
             hint="rewrite the rule without it, or add support in detections/compiler.py",
         )
 
-    def node(self, node: object) -> Q:
-        if isinstance(node, ConditionAND):
-            return self.all_of([self.node(arg) for arg in node.args])
-        if isinstance(node, ConditionOR):
-            return self.any_of([self.node(arg) for arg in node.args])
-        if isinstance(node, ConditionNOT):
-            return self.negate(self.node(node.args[0]))
-        if isinstance(node, ConditionFieldEqualsValueExpression):
-            return self.field(node.field, node.value)
-        if isinstance(node, ConditionValueExpression):
-            return self.keyword(node.value)
-        if node is None:
-            raise self.unsupported("empty detection (every item dropped by the pipeline)")
-        raise self.unsupported(f"condition node {type(node).__name__}")
-
     def keyword(self, value: object) -> Q:
         if isinstance(value, SigmaExpansion):
             return self.any_of([self.keyword(inner) for inner in value.values])
         return self.keyword_value(_keyword_value(value, self.unsupported))
-
-    def all_of(self, clauses: list[Q]) -> Q:
-        raise NotImplementedError
-
-    def any_of(self, clauses: list[Q]) -> Q:
-        raise NotImplementedError
-
-    def negate(self, clause: Q) -> Q:
-        raise NotImplementedError
-
-    def field(self, name: str, value: object) -> Q:
-        raise NotImplementedError
 
     def keyword_value(self, value: object) -> Q:
         """A keyword (a value without a field name), already checked by ``_keyword_value``."""

@@ -28,7 +28,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import re2
 from sigma.conditions import (
@@ -66,6 +66,7 @@ from soc_core.events import parse_timestamp
 Event = Mapping[str, Any]
 Matcher = Callable[[Event], bool]
 ValueTest = Callable[[Any], bool]
+Q = TypeVar("Q")
 
 KEYWORD_FIELDS = ("message", "event.original")
 
@@ -205,9 +206,54 @@ def _present_any(names: tuple[str, ...]) -> Matcher:
     return lambda event: any(event.get(name) is not None for name in names)
 
 
-class _Compiler:
-    def __init__(self, where: str, *, merge_or: bool = True) -> None:
+class ConditionWalk(Generic[Q]):
+    """Walks a rule's condition tree (and/or/not, field = value, keyword) into a ``Q``: the
+    in-process matcher here, the SQL and Elasticsearch queries in :mod:`detections.compiler`."""
+
+    def __init__(self, where: str) -> None:
         self.where = where
+
+    def unsupported(self, construct: str) -> UnsupportedConstruct:
+        raise NotImplementedError
+
+    def node(self, node: object) -> Q:
+        if isinstance(node, ConditionAND):
+            return self.all_of([self.node(arg) for arg in node.args])
+        if isinstance(node, ConditionOR):
+            return self.any_node(node.args)
+        if isinstance(node, ConditionNOT):
+            return self.negate(self.node(node.args[0]))
+        if isinstance(node, ConditionFieldEqualsValueExpression):
+            return self.field(node.field, node.value)
+        if isinstance(node, ConditionValueExpression):
+            return self.keyword(node.value)
+        if node is None:
+            raise self.unsupported("empty detection (every item dropped by the pipeline)")
+        raise self.unsupported(f"condition node {type(node).__name__}")
+
+    def any_node(self, args: list[Any]) -> Q:
+        """An OR of condition nodes (a target may look at them before compiling each)."""
+        return self.any_of([self.node(arg) for arg in args])
+
+    def all_of(self, clauses: list[Q]) -> Q:
+        raise NotImplementedError
+
+    def any_of(self, clauses: list[Q]) -> Q:
+        raise NotImplementedError
+
+    def negate(self, clause: Q) -> Q:
+        raise NotImplementedError
+
+    def field(self, name: str, value: object) -> Q:
+        raise NotImplementedError
+
+    def keyword(self, value: object) -> Q:
+        raise NotImplementedError
+
+
+class _Compiler(ConditionWalk[Matcher]):
+    def __init__(self, where: str, *, merge_or: bool = True) -> None:
+        super().__init__(where)
         self.merge_or = merge_or
 
     def unsupported(self, construct: str) -> UnsupportedConstruct:
@@ -218,21 +264,14 @@ class _Compiler:
         )
 
     # condition tree ------------------------------------------------------------------------
-    def node(self, node: object) -> Matcher:
-        if isinstance(node, ConditionAND):
-            return _all_of([self.node(arg) for arg in node.args])
-        if isinstance(node, ConditionOR):
-            return self.any_node(node.args)
-        if isinstance(node, ConditionNOT):
-            inner = self.node(node.args[0])
-            return lambda event: not inner(event)
-        if isinstance(node, ConditionFieldEqualsValueExpression):
-            return self.field(node.field, node.value)
-        if isinstance(node, ConditionValueExpression):
-            return self.keyword(node.value)
-        if node is None:
-            raise self.unsupported("empty detection (every item dropped by the pipeline)")
-        raise self.unsupported(f"condition node {type(node).__name__}")
+    def all_of(self, clauses: list[Matcher]) -> Matcher:
+        return _all_of(clauses)
+
+    def any_of(self, clauses: list[Matcher]) -> Matcher:
+        return _any_of(clauses)
+
+    def negate(self, clause: Matcher) -> Matcher:
+        return lambda event: not clause(event)
 
     def gate(self, node: object, value_fields: frozenset[str]) -> Matcher | None:
         """The relaxation described in :func:`compile_gate`; None stands for "always true"."""
@@ -269,7 +308,7 @@ class _Compiler:
         (``str.endswith`` with a tuple, a set lookup, one RE2 alternation for many substrings).
         """
         if not self.merge_or:
-            return _any_of([self.node(arg) for arg in args])
+            return super().any_node(args)
         shapes: dict[str, dict[str, list[str]]] = {}
         rest: list[Matcher] = []
         for arg in args:
