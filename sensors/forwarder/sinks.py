@@ -94,20 +94,14 @@ class StoreSink:
         return self.deliver(self.prepare(events, encoded))
 
     def prepare(self, events: Sequence[Event], encoded: Sequence[bytes] | None = None) -> PreparedEvents:
-        if isinstance(self.store, Store):
-            return self.store.prepare_events(events, encoded=encoded)
-        return PreparedEvents(events, encoded)  # a stand-in store (tests): add_events only
+        return self.store.prepare_events(events, encoded=encoded)
 
     def deliver(self, prepared: PreparedEvents) -> list[Outcome]:
         if not self._store_ready:
             self.store.setup()
             self._store_ready = True
             log.info("store %s is set up; delivering", self.store.name)
-        # StoreUnavailable propagates: back off
-        if isinstance(self.store, Store):
-            result = self.store.add_prepared(prepared)
-        else:
-            result = self.store.add_events(prepared.events, encoded=prepared.encoded)
+        result = self.store.add_prepared(prepared)  # StoreUnavailable propagates: back off
         events = prepared.events
         items = result.items
         if len(items) != len(events):

@@ -18,7 +18,7 @@ from sensors.forwarder import Backoff, Batcher, DeadLetterFile, Forwarder, Spool
 from sensors.forwarder.forwarder import WINDOW
 from soc_core.errors import ConfigError, StoreUnavailable
 from soc_core.events import Event
-from soc_core.store.base import BulkResult, ItemResult
+from soc_core.store.base import BulkResult, ItemResult, PreparedEvents
 
 
 class FlakyStore:
@@ -35,6 +35,12 @@ class FlakyStore:
 
     def setup(self) -> None:
         """Nothing to create (StoreSink calls it before the first write)."""
+
+    def prepare_events(self, events: Sequence[Event], *, encoded: Sequence[bytes] | None = None) -> PreparedEvents:
+        return PreparedEvents(events, encoded)
+
+    def add_prepared(self, prepared: PreparedEvents) -> BulkResult:
+        return self.add_events(prepared.events, encoded=prepared.encoded)
 
     def add_events(self, events: Sequence[Event], *, encoded: Sequence[bytes] | None = None) -> BulkResult:
         self.calls += 1
