@@ -100,6 +100,10 @@ class _InFlight:
     next_try: float = 0.0
     answer: Future[list[Outcome]] | None = None  # with the sender thread, not yet settled
 
+    def to_send(self) -> tuple[list[Event], list[bytes]]:
+        """The events still to do, and their spool bytes."""
+        return [self.events[index] for index in self.todo], [self.encoded[index] for index in self.todo]
+
 
 @dataclass
 class _Acks:
@@ -307,11 +311,7 @@ class Forwarder:
         for batch in self._window:  # in spool order: the sender thread sends in the order given
             if batch.todo and batch.answer is None and now >= batch.next_try:
                 # prepared here, while the batch before it is on the wire
-                prepared = self.sink.prepare(
-                    [batch.events[index] for index in batch.todo],
-                    [batch.encoded[index] for index in batch.todo],
-                )
-                batch.answer = self._sender.submit(prepared)
+                batch.answer = self._sender.submit(self.sink.prepare(*batch.to_send()))
         return completed
 
     def _pump_inline(self, flush: bool, max_batches: int) -> int:
@@ -383,12 +383,7 @@ class Forwarder:
         """Send the items still to do, in this thread, and take the answer."""
         future: Future[list[Outcome]] = Future()
         try:
-            future.set_result(
-                self.sink.send(
-                    [inflight.events[index] for index in inflight.todo],
-                    [inflight.encoded[index] for index in inflight.todo],
-                )
-            )
+            future.set_result(self.sink.send(*inflight.to_send()))
         except StoreError as exc:
             future.set_exception(exc)
         self._settle(inflight, now, future)
