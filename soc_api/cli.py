@@ -194,6 +194,29 @@ def user_disable(username: str) -> None:
     out.print(f"user [bold]{username}[/] disabled")
 
 
+@user_app.command("enable")
+def user_enable(username: str) -> None:
+    """Let a disabled person sign in again."""
+    from soc_api.services.accounts import enable_user  # noqa: PLC0415
+
+    enable_user(store(), username, actor=cli_actor())
+    out.print(f"user [bold]{username}[/] enabled")
+
+
+@user_app.command("reset")
+def user_reset(username: str) -> None:
+    """A one-time password reset code for a person (shown once); their sessions end now."""
+    from datetime import timedelta  # noqa: PLC0415
+
+    from soc_api.services.accounts import issue_reset  # noqa: PLC0415
+
+    minutes = settings().auth.reset_code_minutes
+    code, _expires = issue_reset(store(), username, lifetime=timedelta(minutes=minutes), actor=cli_actor())
+    out.print(f"one-time reset code for [bold]{username}[/] (shown once, valid {minutes} minutes):")
+    out.print(code, markup=False, highlight=False)
+    out.print("they set a new password with it at /ui/login/reset or POST /api/auth/reset")
+
+
 @apikey_app.command("create")
 def apikey_create(
     name: str,

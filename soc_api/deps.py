@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from fastapi.routing import APIRoute
 
 from soc_api.errors import ApiProblem
-from soc_api.policy import AUTHENTICATED, DOCS_ROUTES, POLICY, PUBLIC, UI_POLICY
+from soc_api.policy import AUTHENTICATED, DOCS_ROUTES, PASSWORD_CHANGE_ROUTES, POLICY, PUBLIC, UI_POLICY
 from soc_api.services import audit
 from soc_api.services.accounts import Principal, principal_from_token
 from soc_api.ui.session import CSRF_HEADER, SESSION_COOKIE, csrf_token_for, is_ui_path, same_token
@@ -26,6 +26,13 @@ class LoginRequired(ApiProblem):
 
     def __init__(self) -> None:
         super().__init__(401, "Unauthorized", "sign in first")
+
+
+class PasswordChangeRequired(ApiProblem):
+    """The session's password must be changed first; the UI answers with the change page."""
+
+    def __init__(self) -> None:
+        super().__init__(403, "Forbidden", "change your password first (POST /api/auth/password)")
 
 
 def get_store(request: Request) -> Store:
@@ -80,6 +87,8 @@ def enforce_policy(request: Request, store: StoreDep, settings: SettingsDep) -> 
             raise ApiProblem(403, "Forbidden", "missing or wrong CSRF token; reload the page")
     request.state.principal = principal
     request.state.permission = permission
+    if principal.must_change_password and (request.method, template) not in PASSWORD_CHANGE_ROUTES:
+        raise PasswordChangeRequired()
     if permission != AUTHENTICATED and not principal.may(permission):
         audit.record(
             store,
@@ -113,6 +122,7 @@ __all__ = [
     "DOCS_ROUTES",
     "CurrentPrincipal",
     "LoginRequired",
+    "PasswordChangeRequired",
     "SettingsDep",
     "StoreDep",
     "TenantScope",

@@ -43,6 +43,9 @@ ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
 POLICY: dict[tuple[str, str], str] = {
     ("GET", "/api/health"): PUBLIC,
     ("POST", "/api/auth/login"): PUBLIC,
+    ("POST", "/api/auth/totp"): PUBLIC,
+    ("POST", "/api/auth/reset"): PUBLIC,
+    ("POST", "/api/auth/password"): AUTHENTICATED,
     ("POST", "/api/auth/logout"): AUTHENTICATED,
     ("GET", "/api/auth/me"): AUTHENTICATED,
     ("GET", "/api/alerts"): "alerts:read",
@@ -56,6 +59,10 @@ POLICY: dict[tuple[str, str], str] = {
     ("GET", "/api/cases/{case_id}"): "cases:read",
     ("PATCH", "/api/cases/{case_id}"): "cases:write",
     ("GET", "/api/audit"): "audit:read",
+    ("GET", "/api/users"): "users:admin",
+    ("POST", "/api/users/{username}/enable"): "users:admin",
+    ("POST", "/api/users/{username}/disable"): "users:admin",
+    ("POST", "/api/users/{username}/reset"): "users:admin",
     ("POST", "/api/sensors"): "sensors:admin",
     ("GET", "/api/sensors"): "sensors:read",
     ("GET", "/api/sensors/{sensor_id}"): "sensors:read",
@@ -82,6 +89,13 @@ UI_POLICY: dict[tuple[str, str], str] = {
     ("GET", "/ui/login"): PUBLIC,
     ("POST", "/ui/login"): PUBLIC,
     ("POST", "/ui/logout"): AUTHENTICATED,
+    ("POST", "/ui/login/totp"): PUBLIC,
+    ("GET", "/ui/login/reset"): PUBLIC,
+    ("POST", "/ui/login/reset"): PUBLIC,
+    ("GET", "/ui/password"): AUTHENTICATED,
+    ("POST", "/ui/password"): AUTHENTICATED,
+    ("GET", "/ui/users"): "users:admin",
+    ("POST", "/ui/users/{username}"): "users:admin",
     ("GET", "/ui/alerts"): "alerts:read",
     ("GET", "/ui/alerts/{alert_id}"): "alerts:read",
     ("POST", "/ui/alerts/{alert_id}"): "alerts:write",
@@ -93,6 +107,18 @@ UI_POLICY: dict[tuple[str, str], str] = {
     ("GET", "/ui/hunt"): "events:read",
 }
 
+# What a session whose password must change (first sign-in, admin-set) may still do
+PASSWORD_CHANGE_ROUTES = frozenset(
+    {
+        ("POST", "/api/auth/password"),
+        ("GET", "/api/auth/me"),
+        ("POST", "/api/auth/logout"),
+        ("GET", "/ui/password"),
+        ("POST", "/ui/password"),
+        ("POST", "/ui/logout"),
+    }
+)
+
 # FastAPI's own documentation routes
 DOCS_ROUTES = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 
@@ -101,4 +127,13 @@ def permissions_of(role: str) -> frozenset[str]:
     return ROLE_PERMISSIONS.get(cast(Role, role), frozenset())
 
 
-__all__ = ["AUTHENTICATED", "DOCS_ROUTES", "POLICY", "PUBLIC", "ROLE_PERMISSIONS", "UI_POLICY", "permissions_of"]
+__all__ = [
+    "AUTHENTICATED",
+    "DOCS_ROUTES",
+    "PASSWORD_CHANGE_ROUTES",
+    "POLICY",
+    "PUBLIC",
+    "ROLE_PERMISSIONS",
+    "UI_POLICY",
+    "permissions_of",
+]

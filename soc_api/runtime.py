@@ -23,8 +23,8 @@ from detections import lifecycle
 from detections.engine import DetectionEngine
 from detections.loader import shipped_rules_dir
 from soc_api.main import create_app
-from soc_api.services import accounts
-from soc_core.auth import PROVINCE, Membership
+from soc_api.services import accounts, throttle
+from soc_core.auth import PROVINCE, Membership, password_problem
 from soc_core.config import Settings
 from soc_core.errors import StoreUnavailable
 from soc_core.events import utcnow
@@ -78,12 +78,15 @@ def ensure_admin(store: Store) -> str | None:
     if store.list_docs("users", size=1).items:
         return None
     password = secrets.token_urlsafe(12)
+    while password_problem(password, username="admin"):  # a random draw may look like a word
+        password = secrets.token_urlsafe(12)
     accounts.add_user(
         store,
         username="admin",
         password=password,
         memberships=[Membership(PROVINCE, "admin")],
         display_name="Administrator",
+        must_change_password=True,  # printed on a console: the person chooses their own at first sign-in
     )
     return password
 
@@ -161,6 +164,11 @@ def build_scheduler(store: Store) -> BackgroundScheduler:
         log.info("retention", extra={"removed": removed, "days": RETENTION_DAYS})
 
     scheduler.add_job(retention, "cron", hour=2, minute=30, id="retention", replace_existing=True)
+
+    def forget_throttling() -> None:
+        throttle.purge_expired(store)
+
+    scheduler.add_job(forget_throttling, "interval", hours=1, id="throttle-purge", replace_existing=True)
     return scheduler
 
 
@@ -199,6 +207,7 @@ def serve(
     console.print(f"  API: [bold]{url}/api[/] (reference at {url}/docs)")
     if password:
         console.print(f"first login: user [bold]admin[/], password [bold]{password}[/] (shown once)")
+        console.print("  at first sign-in admin enrols a TOTP authenticator app and chooses a new password")
     if demo:
         console.print("demo analysts: [bold]analyst_police[/] / [bold]analyst_health[/], password demo-password-2026")
     if on_ready:

@@ -21,9 +21,62 @@ class LoginRequest(Strict):
 
 
 class TokenPublic(BaseModel):
+    status: Literal["ok"] = "ok"
     access_token: str
     token_type: str = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret
     expires_at: str
+    must_change_password: bool = Field(
+        False, description="a first or admin-set password: only POST /api/auth/password works until it is changed"
+    )
+
+
+class TotpEnrolmentPublic(BaseModel):
+    """The password was right, but the person's role needs a TOTP second factor and none is
+    enrolled: add ``secret`` to an authenticator app, then POST a code to /api/auth/totp."""
+
+    status: Literal["totp_enrolment_required"] = "totp_enrolment_required"
+    username: str
+    enrolment_token: str
+    secret: str
+    otpauth_uri: str
+    expires_at: str
+
+
+class TotpEnrolRequest(Strict):
+    username: str = Field(min_length=1, max_length=100)
+    enrolment_token: str = Field(min_length=1, max_length=200)
+    code: str = Field(pattern=r"^[0-9]{6}$")
+
+
+class PasswordChange(Strict):
+    current_password: str = Field(max_length=1024)
+    new_password: str = Field(max_length=1024)
+
+
+class PasswordReset(Strict):
+    username: str = Field(min_length=1, max_length=100)
+    code: str = Field(min_length=1, max_length=64, description="the one-time code an admin was given")
+    new_password: str = Field(max_length=1024)
+
+
+class ResetIssued(BaseModel):
+    username: str
+    code: str = Field(description="one-time reset code, shown once; give it to the person by a trusted channel")
+    expires_at: str
+
+
+class UserPublic(BaseModel):
+    username: str
+    display_name: str
+    disabled: bool
+    memberships: list[MembershipPublic]
+    totp_enrolled: bool
+    must_change_password: bool
+    created_at: str | None = None
+
+
+class UserList(BaseModel):
+    items: list[UserPublic]
 
 
 class MembershipPublic(BaseModel):
@@ -36,6 +89,7 @@ class MePublic(BaseModel):
     name: str
     kind: str
     memberships: list[MembershipPublic]
+    must_change_password: bool = False
 
 
 class Comment(BaseModel):

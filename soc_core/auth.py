@@ -17,6 +17,8 @@ from typing import Literal
 import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from zxcvbn import zxcvbn
+from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
 Role = Literal["analyst", "rule_admin", "manager", "admin", "sensor"]
 ROLES: tuple[Role, ...] = ("analyst", "rule_admin", "manager", "admin")  # for people
@@ -24,6 +26,13 @@ KEY_ROLES: tuple[Role, ...] = (*ROLES, "sensor")  # API keys may also be sensors
 PROVINCE = "*"  # membership tenant meaning "every agency" (the provincial SOC)
 API_KEY_PREFIX = "cgk_"
 MIN_PASSWORD_LENGTH = 12
+MAX_PASSWORD_LENGTH = 128
+# zxcvbn's estimate: below 10^8 guesses (score 3) a password falls to a dictionary or
+# breached-list attack with common mangling; its own matcher stops at 72 characters, and a
+# longer password is at least as strong as its first 72.
+MIN_ZXCVBN_SCORE = 3
+_ZXCVBN_MAX = 72
+_BREACHED = frozenset(FREQUENCY_LISTS["passwords"])  # most common passwords of public breaches
 
 _hasher = PasswordHasher()
 # Verified against when the user does not exist, so both paths cost the same (no enumeration).
@@ -55,11 +64,23 @@ def _hasher_verify(password_hash: str, password: str) -> bool:
         return False
 
 
-def password_problem(password: str) -> str | None:
+def password_problem(password: str, *, username: str = "") -> str | None:
+    """Why ``password`` may not be used (OWASP ASVS L2: length, breached list, not the user
+    name; no composition rules), or None."""
     if len(password) < MIN_PASSWORD_LENGTH:
         return f"a password needs at least {MIN_PASSWORD_LENGTH} characters"
+    if len(password) > MAX_PASSWORD_LENGTH:
+        return f"a password has at most {MAX_PASSWORD_LENGTH} characters"
     if password.strip() != password:
         return "a password may not start or end with spaces"
+    if username and password.casefold() == username.casefold():
+        return "a password may not be the user name"
+    if password.lower() in _BREACHED:
+        return "this password is in a list of breached passwords; choose another"
+    estimate = zxcvbn(password[:_ZXCVBN_MAX], user_inputs=[username] if username else [])
+    if estimate["score"] < MIN_ZXCVBN_SCORE:
+        warning = estimate["feedback"]["warning"] or "it is built from common words or patterns"
+        return f"this password is too easy to guess ({warning.rstrip('.')}); a few uncommon words make a good one"
     return None
 
 
@@ -118,6 +139,8 @@ def same_digest(secret: str, stored_digest: str) -> bool:
 __all__ = [
     "API_KEY_PREFIX",
     "KEY_ROLES",
+    "MAX_PASSWORD_LENGTH",
+    "MIN_PASSWORD_LENGTH",
     "PROVINCE",
     "ROLES",
     "Membership",

@@ -7,6 +7,7 @@ bad values are errors that name the key and the file.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -15,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from soc_core.auth import Role
 from soc_core.errors import ConfigError
 
 
@@ -49,7 +51,32 @@ class ApiSettings(_Section):
     port: int = Field(8000, ge=1, le=65535)
     session_minutes: int = Field(480, ge=5, le=7 * 24 * 60)
     idle_minutes: int = Field(60, ge=1, le=24 * 60)
-    require_totp: bool = False  # when true, people without a TOTP second factor cannot sign in
+    # peers (addresses or networks) whose X-Forwarded-For names the client; nobody else's is believed
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)  # ValueError names the bad entry
+        return value
+
+
+class ThrottleSettings(_Section):
+    """Sign-in throttling, per (account, address) and per address (IPv6 by /64)."""
+
+    free_failures: int = Field(3, ge=1, le=10**6)  # failures per (account, address) before any delay
+    base_delay_seconds: float = Field(15.0, gt=0, le=3600)  # then base·2^n …
+    max_delay_seconds: float = Field(900.0, gt=0, le=86400)  # … capped here
+    address_failures: int = Field(30, ge=1, le=10**6)  # failures from one address per window
+    address_window_seconds: float = Field(900.0, gt=0, le=86400)
+
+
+class AuthSettings(_Section):
+    # people holding any of these roles must have a TOTP second factor (enrolled at sign-in)
+    totp_required_roles: list[Role] = Field(default_factory=lambda: list[Role](["admin"]))
+    reset_code_minutes: int = Field(15, ge=1, le=24 * 60)  # lifetime of an admin-issued reset code
+    throttle: ThrottleSettings = ThrottleSettings()
 
 
 class DetectionSettings(_Section):
@@ -76,6 +103,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path("var")
     store: StoreSettings = StoreSettings()
     api: ApiSettings = ApiSettings()
+    auth: AuthSettings = AuthSettings()
     detection: DetectionSettings = DetectionSettings()
     log: LogSettings = LogSettings()
 
@@ -133,9 +161,11 @@ def load_settings(path: Path | None = None) -> Settings:
 
 __all__ = [
     "ApiSettings",
+    "AuthSettings",
     "DetectionSettings",
     "ElasticsearchSettings",
     "Settings",
     "StoreSettings",
+    "ThrottleSettings",
     "load_settings",
 ]

@@ -24,6 +24,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         pytest.exit(f"CI=true but the shared data sets are missing at {SHARED_DATA}", returncode=1)
 
 
+@pytest.fixture(autouse=True)
+def no_required_totp(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Most tests sign in with a password alone; the TOTP requirement (on by default for
+    admins) has its own tests, which set ``auth.totp_required_roles`` themselves."""
+    monkeypatch.setenv("SOC_AUTH__TOTP_REQUIRED_ROLES", "[]")
+
+
 @pytest.fixture(scope="session")
 def elasticsearch_url() -> Iterator[str]:
     if os.environ.get("SOC_ELASTICSEARCH_URL"):

@@ -7,14 +7,15 @@ Sessions and API keys are stored under the SHA-256 digest of the secret.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+import secrets
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from soc_api.policy import permissions_of
 from soc_api.services import audit
-from soc_api.services.throttle import LoginThrottle
+from soc_api.services.throttle import LoginThrottle, Wait
 from soc_core.auth import (
     KEY_ROLES,
     PROVINCE,
@@ -32,9 +33,9 @@ from soc_core.auth import (
     verify_password,
     verify_totp,
 )
-from soc_core.errors import AuthError, Conflict, NotFound, SocError
+from soc_core.errors import AuthError, Conflict, InvalidInput, NotFound, SocError
 from soc_core.events import check_tenant_id, format_timestamp, parse_timestamp, utcnow
-from soc_core.store import Store
+from soc_core.store import Doc, Store
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class Principal:
     memberships: tuple[Membership, ...] = field(default_factory=tuple)
     session_id: str | None = None
     sensor_id: str | None = None  # set for a sensor's API key
+    must_change_password: bool = False  # a first or admin-set password: nothing else until changed
 
     def tenants_for(self, permission: str) -> tuple[str, ...] | None:
         """Tenants where this principal holds ``permission``; ``None`` means every tenant."""
@@ -91,15 +93,15 @@ def add_user(
     memberships: Sequence[Membership],
     display_name: str = "",
     actor: str = "system",
+    must_change_password: bool = False,
 ) -> None:
-    problem = password_problem(password)
-    if problem:
-        raise SocError(problem, where=f"user {username!r}")
+    check_password(password, username=username)
     _check_memberships(store, memberships)
     body = {
         "username": username,
         "display_name": display_name or username,
         "password_hash": hash_password(password),
+        "must_change_password": must_change_password,
         "disabled": False,
         "memberships": [{"tenant": m.tenant, "role": m.role} for m in memberships],
         "created_at": format_timestamp(utcnow()),
@@ -115,6 +117,13 @@ def add_user(
         target=f"users/{username.lower()}",
         after={"memberships": body["memberships"]},
     )
+
+
+def check_password(password: str, *, username: str) -> None:
+    """Raise :class:`InvalidInput` saying why ``password`` may not be used (create, change, reset)."""
+    problem = password_problem(password, username=username)
+    if problem:
+        raise InvalidInput(problem, where=f"password of user {username!r}", hint="choose another password")
 
 
 def set_memberships(store: Store, *, username: str, memberships: Sequence[Membership], actor: str) -> None:
@@ -141,6 +150,32 @@ def _check_memberships(store: Store, memberships: Sequence[Membership]) -> None:
             raise SocError(f"unknown tenant {membership.tenant!r}", hint="create it with `soc tenant add`")
 
 
+@dataclass(frozen=True)
+class SignedIn:
+    token: str
+    expires: datetime
+    must_change_password: bool
+
+
+@dataclass(frozen=True)
+class TotpEnrolment:
+    """The password was right, but a role of this person needs TOTP and none is enrolled yet:
+    no session until a code from this secret comes back with ``token``."""
+
+    username: str
+    token: str
+    secret: str
+    uri: str
+    expires: datetime
+
+
+TOTP_ENROLMENT_LIFETIME = timedelta(minutes=10)
+
+
+def needs_totp(user: dict[str, Any], required_roles: Collection[str]) -> bool:
+    return any(m.get("role") in required_roles for m in user.get("memberships", []))
+
+
 def login(
     store: Store,
     *,
@@ -148,9 +183,10 @@ def login(
     password: str,
     lifetime: timedelta,
     totp: str | None = None,
-    require_totp: bool = False,
-) -> tuple[str, datetime]:
-    """A new session token for valid credentials (and TOTP code); the same error for every failure."""
+    totp_required_roles: Collection[str] = (),
+) -> SignedIn | TotpEnrolment:
+    """A new session for valid credentials (and TOTP code), or the TOTP enrolment step a person
+    whose role requires TOTP must finish first; the same error for every failure."""
     try:
         doc = store.get_doc("users", username.lower())
     except NotFound:
@@ -167,26 +203,107 @@ def login(
             store.update_doc("users", doc.id, {**user, "totp_last_step": step}, version=doc.version)
         except Conflict as exc:
             raise AuthError("concurrent sign-in; try again") from exc
-    elif require_totp:
-        raise AuthError("TOTP enrolment required")
+    elif needs_totp(user, totp_required_roles):
+        return _start_totp_enrolment(store, doc.id, user, doc.version)
+    return _new_session(store, doc.id, user, lifetime)
+
+
+def _new_session(store: Store, user_id: str, user: dict[str, Any], lifetime: timedelta) -> SignedIn:
     token = new_token()
     now = utcnow()
     expires = now + lifetime
     store.create_doc(
         "sessions",
         {
-            "user_id": username.lower(),
+            "user_id": user_id,
             "created_at": format_timestamp(now),
             "expires_at": format_timestamp(expires),
             "last_seen": format_timestamp(now),
         },
         doc_id=digest(token),
     )
-    return token, expires
+    return SignedIn(token, expires, bool(user.get("must_change_password")))
+
+
+def _start_totp_enrolment(store: Store, user_id: str, user: dict[str, Any], version: str) -> TotpEnrolment:
+    token = new_token()
+    secret = new_totp_secret()
+    expires = utcnow() + TOTP_ENROLMENT_LIFETIME
+    pending = {"secret": secret, "token_digest": digest(token), "expires_at": format_timestamp(expires)}
+    try:
+        store.update_doc("users", user_id, {**user, "totp_pending": pending}, version=version)
+    except Conflict as exc:
+        raise AuthError("concurrent sign-in; try again") from exc
+    return TotpEnrolment(user["username"], token, secret, totp_uri(secret, user["username"]), expires)
+
+
+def finish_totp_enrolment(store: Store, *, username: str, token: str, code: str, lifetime: timedelta) -> SignedIn:
+    """Save the pending TOTP secret once a code from it proves the person holds it; a session."""
+    try:
+        doc = store.get_doc("users", username.lower())
+    except NotFound as exc:
+        raise AuthError("invalid enrolment") from exc
+    user = doc.body
+    pending = user.get("totp_pending") or {}
+    if (
+        user.get("disabled")
+        or not pending
+        or not same_digest(token, pending["token_digest"])
+        or parse_timestamp(pending["expires_at"]) <= utcnow()
+    ):
+        raise AuthError("invalid or expired enrolment")
+    step = verify_totp(pending["secret"], code, last_step=None)
+    if step is None:
+        raise AuthError("wrong code")
+    enrolled = {k: v for k, v in user.items() if k != "totp_pending"}
+    enrolled.update(totp_secret=pending["secret"], totp_last_step=step)
+    try:
+        store.update_doc("users", doc.id, enrolled, version=doc.version)
+    except Conflict as exc:
+        raise AuthError("concurrent sign-in; try again") from exc
+    audit.record(store, actor=doc.id, action="user.totp_enrolled", target=f"users/{doc.id}")
+    return _new_session(store, doc.id, enrolled, lifetime)
 
 
 class Throttled(AuthError):
-    """Too many failed sign-ins for this name or from this address; wait."""
+    """Too many failed sign-ins for this name from this address, or from this address; wait."""
+
+    def __init__(self, wait: Wait) -> None:
+        super().__init__("too many failed sign-ins")
+        self.retry_after = wait.retry_after
+
+
+T = TypeVar("T")
+
+
+def throttled(
+    store: Store,
+    throttle: LoginThrottle,
+    *,
+    username: str,
+    action: str,
+    attempt: Callable[[], T],
+    request_id: str | None,
+    source_ip: str | None,
+) -> T:
+    """Run ``attempt`` (a check of a secret for ``username``) under the sign-in throttle, with an
+    audit record of every outcome. Raises :class:`Throttled`, or the attempt's
+    :class:`AuthError` (counted as a failure)."""
+    context: dict[str, Any] = {"request_id": request_id, "source_ip": source_ip}
+    actor = username[:100]
+    wait = throttle.check(username, source_ip)
+    if wait is not None:
+        audit.record(store, actor=actor, action=action, outcome="throttled", **context)
+        raise Throttled(wait)
+    try:
+        result = attempt()
+    except AuthError:
+        throttle.failed(username, source_ip)
+        audit.record(store, actor=actor, action=action, outcome="failure", **context)
+        raise
+    throttle.succeeded(username, source_ip)
+    audit.record(store, actor=actor.lower(), action=action, **context)
+    return result
 
 
 def sign_in(
@@ -197,28 +314,28 @@ def sign_in(
     password: str,
     totp: str | None,
     lifetime: timedelta,
-    require_totp: bool,
+    totp_required_roles: Collection[str],
     request_id: str | None,
     source_ip: str | None,
-) -> tuple[str, datetime]:
+) -> SignedIn | TotpEnrolment:
     """A person signing in (API or web UI): throttling, the checks of :func:`login`, and the
     audit record of every outcome. Raises :class:`Throttled` or :class:`AuthError`."""
-    context: dict[str, Any] = {"request_id": request_id, "source_ip": source_ip}
-    actor = username[:100]
-    if throttle.blocked(username, source_ip):
-        audit.record(store, actor=actor, action="auth.login", outcome="throttled", **context)
-        raise Throttled("too many failed sign-ins")
-    try:
-        token, expires = login(
-            store, username=username, password=password, lifetime=lifetime, totp=totp, require_totp=require_totp
-        )
-    except AuthError:
-        throttle.failed(username, source_ip)
-        audit.record(store, actor=actor, action="auth.login", outcome="failure", **context)
-        raise
-    throttle.succeeded(username, source_ip)
-    audit.record(store, actor=actor.lower(), action="auth.login", **context)
-    return token, expires
+    return throttled(
+        store,
+        throttle,
+        username=username,
+        action="auth.login",
+        attempt=lambda: login(
+            store,
+            username=username,
+            password=password,
+            lifetime=lifetime,
+            totp=totp,
+            totp_required_roles=totp_required_roles,
+        ),
+        request_id=request_id,
+        source_ip=source_ip,
+    )
 
 
 def sign_out(store: Store, principal: Principal, *, request_id: str | None, source_ip: str | None) -> None:
@@ -276,6 +393,7 @@ def principal_from_token(store: Store, token: str, *, idle: timedelta) -> Princi
         kind="user",
         memberships=_memberships(user.get("memberships", [])),
         session_id=session_id,
+        must_change_password=bool(user.get("must_change_password")),
     )
 
 
@@ -352,28 +470,165 @@ def disable_user(store: Store, username: str, *, actor: str = "system") -> None:
         before={"disabled": False},
         after={"disabled": True},
     )
+    end_sessions(store, doc.id)
+
+
+def end_sessions(store: Store, user_id: str, *, keep: str | None = None) -> None:
+    """Delete every session of ``user_id`` (but ``keep``, the caller's own)."""
     cursor = None
     while True:
-        page = store.list_docs("sessions", filters={"user_id": doc.id}, cursor=cursor)
+        page = store.list_docs("sessions", filters={"user_id": user_id}, cursor=cursor)
         for session in page.items:
-            store.delete_doc("sessions", session.id)
+            if session.id != keep:
+                store.delete_doc("sessions", session.id)
         cursor = page.next_cursor
         if cursor is None:
             break
 
 
+def enable_user(store: Store, username: str, *, actor: str = "system") -> None:
+    """A disabled person may sign in again (their old sessions are gone; their keys work again)."""
+    doc = store.get_doc("users", username.lower())
+    store.update_doc("users", doc.id, {**doc.body, "disabled": False}, version=doc.version)
+    audit.record(
+        store,
+        actor=actor,
+        action="user.enable",
+        target=f"users/{doc.id}",
+        before={"disabled": bool(doc.body.get("disabled"))},
+        after={"disabled": False},
+    )
+
+
+def manages(scope: tuple[str, ...] | None, user: dict[str, Any]) -> bool:
+    """May an admin whose ``users:admin`` tenants are ``scope`` (None = province) manage
+    ``user``? Only if every membership of that person lies in those tenants: an agency's admin
+    never touches a province-wide account or another agency's person."""
+    if scope is None:
+        return True
+    tenants = [m.get("tenant") for m in user.get("memberships", [])]
+    return bool(tenants) and all(tenant in scope for tenant in tenants)
+
+
+def managed_user(store: Store, username: str, scope: tuple[str, ...] | None) -> Doc:
+    """The user document if the caller may manage it; :class:`NotFound` otherwise (no hint
+    that a person outside the caller's agencies exists)."""
+    doc = store.get_doc("users", username.lower())
+    if not manages(scope, doc.body):
+        raise NotFound(f"no user {username!r}")
+    return doc
+
+
+def list_users(store: Store, scope: tuple[str, ...] | None) -> list[Doc]:
+    """Every person the caller may manage, by user name."""
+    found: list[Doc] = []
+    cursor = None
+    while True:
+        page = store.list_docs("users", sort="username", descending=False, size=500, cursor=cursor)
+        found += [doc for doc in page.items if manages(scope, doc.body)]
+        cursor = page.next_cursor
+        if cursor is None:
+            return found
+
+
+def change_password(
+    store: Store, principal: Principal, *, current: str, new: str, request_id: str | None, source_ip: str | None
+) -> None:
+    """A person sets their own password (proving the current one); their other sessions end."""
+    doc = store.get_doc("users", principal.id)
+    if not verify_password(doc.body.get("password_hash"), current):
+        raise AuthError("the current password is wrong")
+    check_password(new, username=doc.body["username"])
+    if verify_password(doc.body.get("password_hash"), new):
+        raise InvalidInput("the new password is the current one", hint="choose another password")
+    _set_password(store, doc, new)
+    end_sessions(store, doc.id, keep=principal.session_id)
+    audit.record(
+        store,
+        actor=principal.id,
+        action="user.password_change",
+        target=f"users/{doc.id}",
+        request_id=request_id,
+        source_ip=source_ip,
+    )
+
+
+def _set_password(store: Store, doc: Doc, password: str) -> None:
+    body = {k: v for k, v in doc.body.items() if k != "password_reset"}
+    body.update(password_hash=hash_password(password), must_change_password=False)
+    store.update_doc("users", doc.id, body, version=doc.version)
+
+
+RESET_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud or typed from paper
+RESET_CODE_LENGTH = 16  # 80 bits
+
+
+def _normal_code(code: str) -> str:
+    return "".join(code.split()).replace("-", "").upper()
+
+
+def issue_reset(store: Store, username: str, *, lifetime: timedelta, actor: str) -> tuple[str, datetime]:
+    """A one-time reset code for ``username`` (shown once; only its digest is kept) and when it
+    expires. The person's sessions end now; the code sets a new password once."""
+    doc = store.get_doc("users", username.lower())
+    raw = "".join(secrets.choice(RESET_ALPHABET) for _ in range(RESET_CODE_LENGTH))
+    expires = utcnow() + lifetime
+    reset = {"code_digest": digest(raw), "expires_at": format_timestamp(expires), "issued_by": actor}
+    store.update_doc("users", doc.id, {**doc.body, "password_reset": reset}, version=doc.version)
+    end_sessions(store, doc.id)
+    audit.record(store, actor=actor, action="user.password_reset_issued", target=f"users/{doc.id}")
+    code = "-".join(raw[i : i + 4] for i in range(0, RESET_CODE_LENGTH, 4))
+    return code, expires
+
+
+def reset_with_code(store: Store, *, username: str, code: str, new: str) -> None:
+    """Set a new password with a reset code; the code works once, before it expires."""
+    try:
+        doc = store.get_doc("users", username.lower())
+    except NotFound as exc:
+        raise AuthError("invalid or expired reset code") from exc
+    reset = doc.body.get("password_reset") or {}
+    if (
+        not reset
+        or not same_digest(_normal_code(code), reset["code_digest"])
+        or parse_timestamp(reset["expires_at"]) <= utcnow()
+    ):
+        raise AuthError("invalid or expired reset code")
+    check_password(new, username=doc.body["username"])
+    try:
+        _set_password(store, doc, new)
+    except Conflict as exc:  # the same code used twice at once: one of them wins
+        raise AuthError("invalid or expired reset code") from exc
+    end_sessions(store, doc.id)
+    audit.record(store, actor=doc.id, action="user.password_reset", target=f"users/{doc.id}")
+
+
 __all__ = [
     "Principal",
+    "SignedIn",
+    "Throttled",
+    "TotpEnrolment",
     "add_tenant",
     "add_user",
+    "change_password",
+    "check_password",
     "create_api_key",
     "disable_user",
+    "enable_user",
+    "end_sessions",
     "enroll_totp",
+    "finish_totp_enrolment",
+    "issue_reset",
+    "list_users",
     "login",
     "logout",
+    "managed_user",
+    "manages",
     "principal_from_token",
+    "reset_with_code",
     "set_memberships",
     "sign_in",
     "sign_out",
     "tenant_exists",
+    "throttled",
 ]

@@ -18,15 +18,15 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from soc_api.deps import LoginRequired
+from soc_api.deps import LoginRequired, PasswordChangeRequired
 from soc_api.errors import ApiProblem
 from soc_api.services.alerts import WorkflowError
 from soc_api.ui.render import render
-from soc_api.ui.routes import alerts, auth, cases, hunt
+from soc_api.ui.routes import account, alerts, auth, cases, hunt
 from soc_api.ui.session import SESSION_COOKIE, is_ui_path, secure_cookies_default
 from soc_core.errors import AuthError, Conflict, InvalidInput, NotFound, SocError
 
-ROUTERS = (auth.router, alerts.router, cases.router, hunt.router)
+ROUTERS = (auth.router, account.router, alerts.router, cases.router, hunt.router)
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -54,6 +54,12 @@ def _error_page(request: Request, status: int, message_id: str, detail: str = ""
     return render(request, "error.html", status_code=status, message_id=message_id, detail=detail)
 
 
+def _to_password_page(request: Request) -> Response:
+    if request.headers.get("hx-request"):
+        return Response(status_code=204, headers={"HX-Redirect": "/ui/password"})
+    return RedirectResponse("/ui/password", status_code=303)
+
+
 def _to_login(request: Request) -> Response:
     target = "/ui/login?next=" + quote(request.url.path, safe="/")
     response: Response
@@ -70,6 +76,8 @@ def ui_error(request: Request, exc: Exception) -> Response | None:
     """The UI's answer to an error raised under ``/ui``; ``None`` for anything unexpected."""
     if isinstance(exc, LoginRequired | AuthError):
         return _to_login(request)
+    if isinstance(exc, PasswordChangeRequired):
+        return _to_password_page(request)
     if isinstance(exc, ApiProblem):
         message = {403: "error.forbidden", 404: "error.not_found"}.get(exc.status, "error.request")
         return _error_page(request, exc.status, message, exc.detail)

@@ -144,6 +144,7 @@ DOC_KINDS = frozenset(
         "audit",
         "rules",
         "deadletters",
+        "throttle",
         "playbook_runs",
         "reports",
     }

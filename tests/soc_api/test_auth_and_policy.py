@@ -142,12 +142,13 @@ def test_totp_second_factor_cannot_be_bypassed(client: TestClient, store: Store)
     assert bad_password.status_code == 401
 
 
-def test_required_totp_blocks_people_without_it(store: Store) -> None:
-    accounts.add_user(store, username="newbie", password=PASSWORD, memberships=[])
+def test_required_totp_gives_no_session_without_it(store: Store) -> None:
     settings = Settings()
-    settings.api.require_totp = True
+    settings.auth.totp_required_roles = ["analyst"]
     strict = TestClient(create_app(settings, store))
-    assert strict.post("/api/auth/login", json={"username": "newbie", "password": PASSWORD}).status_code == 401
+    answer = strict.post("/api/auth/login", json={"username": "ana", "password": PASSWORD})
+    assert answer.status_code == 200
+    assert answer.json()["status"] == "totp_enrolment_required" and "access_token" not in answer.json()
 
 
 def test_role_changes_apply_to_the_next_request(client: TestClient, store: Store) -> None:

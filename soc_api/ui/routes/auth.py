@@ -1,4 +1,5 @@
-"""Sign in and out, the language switch, the static assets."""
+"""Sign in (with TOTP enrolment where a role needs it) and out, password reset with a code,
+the language switch, the static assets."""
 
 from __future__ import annotations
 
@@ -6,16 +7,19 @@ import secrets
 from datetime import timedelta
 from pathlib import Path
 
+import segno
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
+from soc_api.client import client_address
 from soc_api.deps import CurrentPrincipal, SettingsDep, StoreDep
 from soc_api.services import accounts
-from soc_api.ui.forms import FormDep
+from soc_api.ui.forms import Form, FormDep
 from soc_api.ui.i18n import LANGUAGES
 from soc_api.ui.render import render
 from soc_api.ui.session import CSRF_FIELD, LANG_COOKIE, LOGIN_CSRF_COOKIE, SESSION_COOKIE, same_token
-from soc_core.errors import AuthError, NotFound
+from soc_core.config import Settings
+from soc_core.errors import AuthError, InvalidInput, NotFound
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -27,6 +31,7 @@ STATIC_FILES = {
     "logo.svg": "image/svg+xml",
 }
 HOME = "/ui/alerts"
+PASSWORD_PAGE = "/ui/password"  # noqa: S105 - a page path, not a secret
 
 
 def safe_next(target: str | None) -> str:
@@ -77,9 +82,13 @@ def switch_language(request: Request, lang: str = "vi", next: str = HOME) -> Red
     return response
 
 
-def _login_page(request: Request, *, next_url: str, error: str = "", status: int = 200) -> HTMLResponse:
+def _login_page(
+    request: Request, *, next_url: str, error: str = "", notice: str = "", status: int = 200
+) -> HTMLResponse:
     token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(32)
-    response = render(request, "login.html", status_code=status, login_csrf=token, next_url=next_url, error=error)
+    response = render(
+        request, "login.html", status_code=status, login_csrf=token, next_url=next_url, error=error, notice=notice
+    )
     response.set_cookie(
         LOGIN_CSRF_COOKIE, token, path="/ui/login", httponly=True, samesite="strict", secure=secure_cookies(request)
     )
@@ -91,33 +100,12 @@ def login_page(request: Request, next: str = HOME) -> HTMLResponse:
     return _login_page(request, next_url=safe_next(next))
 
 
-@router.post("/login", response_model=None)
-def login(request: Request, form: FormDep, store: StoreDep, settings: SettingsDep) -> Response:
-    """Same checks as ``POST /api/auth/login`` (throttle, TOTP, audit), plus a double-submit
-    token against login CSRF; success sets the session cookie."""
-    next_url = safe_next(form.get("next"))
-    if not same_token(form.get(CSRF_FIELD), request.cookies.get(LOGIN_CSRF_COOKIE) or "\0"):
-        return _login_page(request, next_url=next_url, error="login.expired", status=403)
-    try:
-        token, _expires = accounts.sign_in(
-            store,
-            request.app.state.login_throttle,
-            username=form.get("username")[:100],
-            password=form.get("password")[:1024],
-            totp=form.get("totp")[:16] or None,
-            lifetime=timedelta(minutes=settings.api.session_minutes),
-            require_totp=settings.api.require_totp,
-            request_id=request.state.request_id,
-            source_ip=request.client.host if request.client else None,
-        )
-    except accounts.Throttled:
-        return _login_page(request, next_url=next_url, error="login.throttled", status=429)
-    except AuthError:
-        return _login_page(request, next_url=next_url, error="login.failed", status=401)
-    response = RedirectResponse(next_url, status_code=303)
+def _signed_in(request: Request, settings: Settings, signed_in: accounts.SignedIn, next_url: str) -> Response:
+    """Set the session cookie and go on: to the password page first if it must change."""
+    response = RedirectResponse(PASSWORD_PAGE if signed_in.must_change_password else next_url, status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
-        token,
+        signed_in.token,
         max_age=settings.api.session_minutes * 60,
         path="/ui",
         httponly=True,
@@ -128,13 +116,136 @@ def login(request: Request, form: FormDep, store: StoreDep, settings: SettingsDe
     return response
 
 
+def _login_csrf_ok(request: Request, form: Form) -> bool:
+    return same_token(form.get(CSRF_FIELD), request.cookies.get(LOGIN_CSRF_COOKIE) or "\0")
+
+
+def _enrol_page(
+    request: Request, enrolment: accounts.TotpEnrolment, *, next_url: str, error: str = "", status: int = 200
+) -> HTMLResponse:
+    qr = segno.make(enrolment.uri, error="m")
+    return render(
+        request,
+        "totp_enrol.html",
+        status_code=status,
+        login_csrf=request.cookies.get(LOGIN_CSRF_COOKIE) or "",
+        next_url=next_url,
+        error=error,
+        enrolment=enrolment,
+        qr_data_uri=qr.svg_data_uri(scale=4, dark="#1d2733"),
+    )
+
+
+@router.post("/login", response_model=None)
+def login(request: Request, form: FormDep, store: StoreDep, settings: SettingsDep) -> Response:
+    """Same checks as ``POST /api/auth/login`` (throttle, TOTP, audit), plus a double-submit
+    token against login CSRF; success sets the session cookie, or shows the TOTP enrolment a
+    role that requires TOTP must finish first."""
+    next_url = safe_next(form.get("next"))
+    if not _login_csrf_ok(request, form):
+        return _login_page(request, next_url=next_url, error="login.expired", status=403)
+    try:
+        outcome = accounts.sign_in(
+            store,
+            request.app.state.login_throttle,
+            username=form.get("username")[:100],
+            password=form.get("password")[:1024],
+            totp=form.get("totp")[:16].replace(" ", "") or None,
+            lifetime=timedelta(minutes=settings.api.session_minutes),
+            totp_required_roles=settings.auth.totp_required_roles,
+            request_id=request.state.request_id,
+            source_ip=client_address(request),
+        )
+    except accounts.Throttled:
+        return _login_page(request, next_url=next_url, error="login.throttled", status=429)
+    except AuthError:
+        return _login_page(request, next_url=next_url, error="login.failed", status=401)
+    if isinstance(outcome, accounts.TotpEnrolment):
+        return _enrol_page(request, outcome, next_url=next_url)
+    return _signed_in(request, settings, outcome, next_url)
+
+
+@router.post("/login/totp", response_model=None)
+def enrol_totp(request: Request, form: FormDep, store: StoreDep, settings: SettingsDep) -> Response:
+    """The code from the authenticator app just set up: saves the secret and signs in."""
+    next_url = safe_next(form.get("next"))
+    if not _login_csrf_ok(request, form):
+        return _login_page(request, next_url=next_url, error="login.expired", status=403)
+    username = form.get("username")[:100]
+    try:
+        signed_in = accounts.throttled(
+            store,
+            request.app.state.login_throttle,
+            username=username,
+            action="auth.totp_enrol",
+            attempt=lambda: accounts.finish_totp_enrolment(
+                store,
+                username=username,
+                token=form.get("enrolment_token")[:200],
+                code=form.get("code")[:16].replace(" ", ""),
+                lifetime=timedelta(minutes=settings.api.session_minutes),
+            ),
+            request_id=request.state.request_id,
+            source_ip=client_address(request),
+        )
+    except accounts.Throttled:
+        return _login_page(request, next_url=next_url, error="login.throttled", status=429)
+    except AuthError:
+        return _login_page(request, next_url=next_url, error="totp.failed", status=401)
+    return _signed_in(request, settings, signed_in, next_url)
+
+
+def _reset_page(request: Request, *, error: str = "", detail: str = "", status: int = 200) -> HTMLResponse:
+    token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(32)
+    response = render(request, "reset.html", status_code=status, login_csrf=token, error=error, detail=detail)
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE, token, path="/ui/login", httponly=True, samesite="strict", secure=secure_cookies(request)
+    )
+    return response
+
+
+@router.get("/login/reset", response_class=HTMLResponse)
+def reset_page(request: Request) -> HTMLResponse:
+    return _reset_page(request)
+
+
+@router.post("/login/reset", response_model=None)
+def reset(request: Request, form: FormDep, store: StoreDep) -> Response:
+    """A new password with the one-time code an admin gave (same checks as ``POST /api/auth/reset``)."""
+    if not _login_csrf_ok(request, form):
+        return _reset_page(request, error="login.expired", status=403)
+    password = form.get("password")[:1024]
+    if password != form.get("password2")[:1024]:
+        return _reset_page(request, error="password.mismatch", status=400)
+    username = form.get("username")[:100]
+    try:
+        accounts.throttled(
+            store,
+            request.app.state.login_throttle,
+            username=username,
+            action="auth.password_reset",
+            attempt=lambda: accounts.reset_with_code(
+                store, username=username, code=form.get("code")[:64], new=password
+            ),
+            request_id=request.state.request_id,
+            source_ip=client_address(request),
+        )
+    except accounts.Throttled:
+        return _reset_page(request, error="login.throttled", status=429)
+    except AuthError:
+        return _reset_page(request, error="reset.failed", status=401)
+    except InvalidInput as exc:
+        return _reset_page(request, error="password.refused", detail=exc.message, status=400)
+    return _login_page(request, next_url=HOME, notice="reset.done")
+
+
 @router.post("/logout", response_model=None)
 def logout(request: Request, principal: CurrentPrincipal, store: StoreDep) -> Response:
     accounts.sign_out(
         store,
         principal,
         request_id=request.state.request_id,
-        source_ip=request.client.host if request.client else None,
+        source_ip=client_address(request),
     )
     response = redirect(request, "/ui/login")
     response.delete_cookie(SESSION_COOKIE, path="/ui", httponly=True, samesite="strict")
