@@ -106,6 +106,7 @@ def main() -> None:
 
     settings = Settings()
     settings.detection.interval_seconds = args.engine_interval
+    settings.auth.totp_required_roles = []  # the benchmark's admin signs in with a password alone
     store: Store
     if args.es:
         store = ElasticsearchStore(args.es, prefix=f"bench{int(time.time())}")

@@ -142,7 +142,7 @@ def test_totp_second_factor_cannot_be_bypassed(client: TestClient, store: Store)
     assert bad_password.status_code == 401
 
 
-def test_required_totp_gives_no_session_without_it(store: Store) -> None:
+def test_required_totp_gives_no_session_without_it(client: TestClient, store: Store) -> None:
     settings = Settings()
     settings.auth.totp_required_roles = ["analyst"]
     strict = TestClient(create_app(settings, store))

@@ -74,6 +74,7 @@ def world(store: Store) -> tuple[TestClient, dict[str, str]]:
         "sensor_id": sensor.id,
         "rule_id": rule.id,
         "exception_id": exception.body["exceptions"][0]["id"],
+        "username": "health_ra",  # a person of the other agency: never reset, disabled or enabled
     }
     return TestClient(create_app(Settings(), store)), ids
 
@@ -81,7 +82,7 @@ def world(store: Store) -> tuple[TestClient, dict[str, str]]:
 def snapshot(store: Store) -> dict[str, object]:
     return {
         kind: sorted((d.id, d.version) for d in store.list_docs(kind, size=1000).items)
-        for kind in ("alerts", "cases", "sensors", "rules")
+        for kind in ("alerts", "cases", "sensors", "rules", "users")
     }
 
 
