@@ -1,7 +1,8 @@
 """Sensors: registration (which issues the sensor's API key), heartbeats and health, ingest.
 
 A sensor's tenant is fixed by its key. Events it sends through the API are stored under that
-tenant whatever they say; a mismatch is counted and written to the audit trail (scenario T4).
+tenant whatever they say, in whatever shape (:mod:`soc_core.tenant_claims`); a mismatch is
+tagged on the event, counted and written to the audit trail (scenarios T4, H10).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from typing import Any
 from soc_api.services import accounts, audit
 from soc_api.services.alerts import Actor
 from soc_core.errors import Conflict, NotFound, SocError
-from soc_core.events import TENANT_FIELD, event_id, format_timestamp, parse_timestamp, utcnow
+from soc_core.events import event_id, format_timestamp, parse_timestamp, utcnow
 from soc_core.store import BulkResult, Doc, Store
+from soc_core.tenant_claims import assign_tenant
 
 OFFLINE_AFTER = timedelta(minutes=3)
 LOSS_THRESHOLD = 0.10
@@ -92,11 +94,9 @@ def ingest(
     prepared = []
     mismatched = 0
     for original in events:
-        event = dict(original)
-        claimed = event.get(TENANT_FIELD)
-        if claimed is not None and claimed != tenant:
+        event, claimed = assign_tenant(dict(original), tenant)
+        if claimed:
             mismatched += 1
-        event[TENANT_FIELD] = tenant
         event["observer.id"] = sensor_id
         if not event.get("event.id"):
             # the same content sent again gets the same id, so a retried request stores nothing twice

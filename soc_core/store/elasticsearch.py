@@ -73,6 +73,7 @@ from soc_core.store.base import (
     encode_cursor,
 )
 from soc_core.store.fields import NUMERIC_TYPES, check_field_name, ecs_types, field_type
+from soc_core.tenant_claims import as_stored
 
 PREFIX = "canhgac"
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -534,16 +535,19 @@ class ElasticsearchStore(Store):
         bulk = _Bulk([None] * len(events), [""] * len(events), [], [])
         for position, event in enumerate(events):
             event_id = bulk.ids[position] = str(event.get("event.id") or "")
-            problems = validate_event(event)
+            stored = as_stored(event)
+            problems = validate_event(stored)
             if problems:
                 bulk.results[position] = ItemResult(event_id, "rejected", "; ".join(problems))
                 continue
+            # a second tenant claim taken out makes the encoded bytes stale
+            reuse = encoded[position] if encoded is not None and stored is event else None
             try:
-                document = encode_stored(event, ingested, encoded[position] if encoded is not None else None)
+                document = encode_stored(stored, ingested, reuse)
             except (TypeError, orjson.JSONEncodeError) as exc:
                 bulk.results[position] = ItemResult(event_id, "rejected", f"not JSON-serialisable: {exc}")
                 continue
-            bulk.lines.append(_create_action(event_index(event, self.prefix)) + orjson.dumps(event_id) + b"}}")
+            bulk.lines.append(_create_action(event_index(stored, self.prefix)) + orjson.dumps(event_id) + b"}}")
             bulk.lines.append(document)
             bulk.positions.append(position)
         return PreparedEvents(events, encoded, bulk)

@@ -57,6 +57,7 @@ from soc_core.store.base import (
     encode_cursor,
 )
 from soc_core.store.fields import NUMERIC_TYPES, check_field_name, field_type
+from soc_core.tenant_claims import as_stored
 
 READ_BLOCK = 256  # events per block of a read plan at most (see block_size)
 
@@ -363,6 +364,9 @@ class SqliteStore(Store):
         self, conn: sqlite3.Connection, event: Event, ingested: str, encoded: bytes | None = None
     ) -> ItemResult:
         event_id = str(event.get("event.id") or "")
+        stored = as_stored(event)
+        if stored is not event:  # a second tenant claim was taken out: the encoded bytes are stale
+            event, encoded = stored, None
         problems = validate_event(event)
         if problems:
             return ItemResult(event_id, "rejected", "; ".join(problems))
