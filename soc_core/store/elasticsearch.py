@@ -646,7 +646,7 @@ class ElasticsearchStore(Store):
         order = "asc" if query.ascending else "desc"
         kwargs: dict[str, Any] = {}
         if query.cursor:
-            kwargs["search_after"] = decode_cursor(query.cursor)
+            kwargs["search_after"] = decode_cursor(query.cursor, length=3)
         body = self._search(
             "search events",
             index=self._indices(query.tenants),
@@ -654,6 +654,8 @@ class ElasticsearchStore(Store):
             sort=[
                 {"@timestamp": {"order": order, "unmapped_type": "date"}},
                 {"event.id": {"order": order, "unmapped_type": "keyword"}},
+                # the tenant breaks ties: two agencies may hold the same event id at the same time
+                {TENANT_FIELD: {"order": order, "unmapped_type": "keyword"}},
             ],
             size=query.size + 1,
             track_total_hits=False,
