@@ -276,6 +276,7 @@ class RuleHistoryEntry(BaseModel):
     author: str
     action: str
     reason: str
+    tenant: str | None = Field(None, description="The agency the change was made for; none: province-wide")
     version: str | None = None
 
 
