@@ -157,7 +157,8 @@ def submit_rule(
         )
     except RuleError as exc:
         raise ApiProblem(422, "Invalid rule", exc.render()) from exc
-    _audit(request, store, principal, "rule.save", doc.id, {"scope": doc.body.get("scope"), "reason": body.reason})
+    after = {"scope": doc.body.get("scope"), "reason": body.reason}
+    _audit(request, store, principal, "rule.save", doc.id, after, tenant=doc.body.get("tenant"))
     return get_rule(doc.id, request, store, scope)
 
 
@@ -183,9 +184,8 @@ def change_state(
         shipped=ruleset,
         version=body.version,
     )
-    _audit(
-        request, store, principal, "rule.enable" if body.enabled else "rule.disable", rule_id, {"reason": body.reason}
-    )
+    action = "rule.enable" if body.enabled else "rule.disable"
+    _audit(request, store, principal, action, rule_id, {"reason": body.reason}, tenant=owner)
     loaded.enabled = body.enabled
     return RulePublic(**_public(loaded, doc, scope))
 

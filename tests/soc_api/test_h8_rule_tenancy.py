@@ -149,6 +149,8 @@ def test_h8_coverage_lists_only_rules_the_caller_can_open(client: TestClient) ->
         "/api/rules", json={"yaml": CUSTOM, "reason": "police threat feed"}, headers=login(client, "ra_police")
     )
     assert created.status_code == 201, created.text
+    trail = client.get("/api/audit", headers=login(client, "admin_police")).json()["items"]
+    assert "rule.save" in {r["action"] for r in trail}  # the agency's own rule changes are in its trail
     for who, sees in (("ana_health", False), ("ra_health", False), ("ana_police", True), ("hq", True)):
         coverage = client.get("/api/rules/coverage", headers=login(client, who)).json()
         assert (CUSTOM_ID in coverage.get("T1078", [])) is sees, who
