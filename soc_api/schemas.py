@@ -204,6 +204,12 @@ class SensorCreate(Strict):
     name: str = Field(min_length=1, max_length=100)
     tenant: str = Field(min_length=2, max_length=40)
     kind: Literal["logs", "syslog", "evtx", "network", "other"] = "logs"
+    datasets: list[Annotated[str, Field(max_length=80)]] | None = Field(
+        None,
+        max_length=200,
+        description="Datasets this sensor may send (each known, or in store.extra_datasets); "
+        "default: all of them. Others are stored as `unknown`, the value kept in labels.original_dataset.",
+    )
 
 
 class SensorPublic(BaseModel):
@@ -215,6 +221,7 @@ class SensorPublic(BaseModel):
     last_seen: str | None = None
     restarts: int = 0
     health: dict[str, Any] = Field(default_factory=dict)
+    datasets: list[str] | None = Field(None, description="Its allowed datasets; null means every allowed one.")
 
 
 class SensorCreated(SensorPublic):
@@ -229,6 +236,9 @@ class SensorPage(BaseModel):
 class Heartbeat(Strict):
     run_id: str = Field(min_length=1, max_length=64)
     counters: dict[Annotated[str, Field(max_length=64)], Annotated[int, Field(ge=0)]] = Field(max_length=100)
+    problem: str | None = Field(
+        None, max_length=1000, description="Why delivery is failing now, if it is; marks the sensor degraded."
+    )
 
 
 class IngestRequest(Strict):
