@@ -20,6 +20,7 @@ from rich.console import Console
 from soc_core import __version__
 from soc_core.auth import ROLES, Membership
 from soc_core.config import Settings, load_settings
+from soc_core.datasets import allowed_datasets
 from soc_core.devnode import DEV_NODE_DIR, ES_VERSION, DevNode, distribution_home
 from soc_core.errors import SocError
 from soc_core.store import Store, open_store
@@ -89,6 +90,14 @@ def config_show() -> None:
         if es.get(secret):
             es[secret] = "***"
     out.print(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), end="", markup=False)
+
+
+@config_app.command("datasets")
+def config_datasets() -> None:
+    """The datasets events keep (the known list and store.extra_datasets); others are stored as
+    ``unknown``. A sensor registered with ``datasets`` keeps only those of them."""
+    for name in sorted(allowed_datasets(settings().store.extra_datasets)):
+        out.print(name, markup=False)
 
 
 @app.command()

@@ -58,6 +58,7 @@ POLICY: dict[tuple[str, str], str] = {
     ("GET", "/api/audit"): "audit:read",
     ("POST", "/api/sensors"): "sensors:admin",
     ("GET", "/api/sensors"): "sensors:read",
+    ("GET", "/api/sensors/datasets"): "sensors:read",
     ("GET", "/api/sensors/{sensor_id}"): "sensors:read",
     ("POST", "/api/sensors/heartbeat"): "sensors:report",
     ("POST", "/api/ingest"): "events:ingest",

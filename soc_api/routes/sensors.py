@@ -84,6 +84,13 @@ def list_sensors(
     return SensorPage(items=[to_public(d) for d in page.items], next_cursor=page.next_cursor)
 
 
+@router.get("/sensors/datasets", response_model=list[str])
+def list_datasets(settings: SettingsDep) -> list[str]:
+    """The datasets events keep (known, or in store.extra_datasets): what ``datasets`` of a
+    sensor may name. Any other is stored as ``unknown``."""
+    return sorted(allowed_datasets(settings.store.extra_datasets))
+
+
 @router.get("/sensors/{sensor_id}", response_model=SensorPublic)
 def get_sensor(sensor_id: str, store: StoreDep, scope: TenantScope) -> SensorPublic:
     doc = store.get_doc("sensors", sensor_id)

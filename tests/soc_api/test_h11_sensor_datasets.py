@@ -5,6 +5,7 @@ delivery fails."""
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -17,6 +18,7 @@ from soc_core.config import Settings, StoreSettings
 from soc_core.events import format_timestamp, parse_timestamp, utcnow
 from soc_core.query import event_query
 from soc_core.store import Store
+from tests.soc_api.test_cli import soc
 
 PASSWORD = "a-very-long-password"
 
@@ -141,3 +143,16 @@ def test_h11_a_heartbeat_problem_marks_the_sensor_degraded_with_the_reason(clien
         "/api/sensors/heartbeat", json={"run_id": "r1", "counters": {}, "problem": "x" * 1001}, headers=key
     )
     assert too_long.status_code == 422
+
+
+def test_h11_the_allowed_datasets_are_listed_by_the_api_and_the_cli(client: TestClient, tmp_path: Path) -> None:
+    listed = client.get("/api/sensors/datasets", headers=admin(client))
+    assert listed.status_code == 200
+    assert "myapp.audit" in listed.json() and "system.auth" in listed.json() and "unknown" in listed.json()
+    _, key, _ = register(client)
+    assert client.get("/api/sensors/datasets", headers=key).status_code == 403  # a sensor key only ingests
+    (tmp_path / "soc.yml").write_text("store:\n  extra_datasets: [myapp.audit]\n")
+    done = soc("--config", "soc.yml", "config", "datasets", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    names = done.stdout.split()
+    assert names == sorted(names) and {"myapp.audit", "windows.sysmon", "network.dns", "unknown"} <= set(names)
