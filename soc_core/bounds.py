@@ -80,8 +80,9 @@ class EventBounds:
     def apply(self, event: Event, window: Window) -> Event:
         """``event`` itself when it is within bounds, else a copy brought within them."""
         dataset = event.get("event.dataset")
-        dataset_ok = dataset is None or dataset == "" or dataset in self.datasets
         stamp = event.get("@timestamp")
+        # no dataset is validation's business; a list or object from JSON is not a dataset either
+        dataset_ok = not dataset or (isinstance(dataset, str) and dataset in self.datasets)
         stamp_ok = _within(stamp, window)
         if dataset_ok and stamp_ok:
             return event

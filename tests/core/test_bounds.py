@@ -62,6 +62,9 @@ def test_h11_a_dataset_outside_the_list_is_stored_as_unknown_with_the_original_k
     odd = bounds.apply(event("Bad Name/../x"), window)
     assert odd["event.dataset"] == UNKNOWN_DATASET and odd[ORIGINAL_DATASET] == "Bad Name/../x"
     assert validate_event(odd) == []
+    for shape in (["system.auth"], {"name": "x"}, 7):  # JSON that is no dataset at all
+        bounded = bounds.apply(event(shape), window)
+        assert bounded["event.dataset"] == UNKNOWN_DATASET and bounded[ORIGINAL_DATASET] == str(shape)
 
 
 def test_h11_a_windows_channel_outside_the_list_keeps_its_module() -> None:
