@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from soc_api.main import create_app
 from soc_api.runtime import ensure_admin
-from soc_api.services import accounts
+from soc_api.services import accounts, apikeys
 from soc_core.auth import PROVINCE, Membership, password_problem
 from soc_core.config import Settings, load_settings
 from soc_core.errors import ConfigError
@@ -112,7 +112,7 @@ def test_h6_change_own_password(client: TestClient, store: Store) -> None:
 
 
 def test_h6_api_key_cannot_change_a_password(client: TestClient, store: Store) -> None:
-    key = accounts.create_api_key(store, name="int", tenant="police", role="analyst", owner="ana")
+    _, key = apikeys.create_api_key(store, name="int", tenant="police", role="analyst", owner="ana")
     answer = client.post(
         "/api/auth/password",
         json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
