@@ -24,11 +24,14 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         pytest.exit(f"CI=true but the shared data sets are missing at {SHARED_DATA}", returncode=1)
 
 
-@pytest.fixture(autouse=True)
-def no_required_totp(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(autouse=True, scope="session")
+def no_required_totp() -> Iterator[None]:
     """Most tests sign in with a password alone; the TOTP requirement (on by default for
-    admins) has its own tests, which set ``auth.totp_required_roles`` themselves."""
-    monkeypatch.setenv("SOC_AUTH__TOTP_REQUIRED_ROLES", "[]")
+    admins) has its own tests, which set ``auth.totp_required_roles`` themselves. Session-wide,
+    so the session-scoped servers (the UI world) see it too."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SOC_AUTH__TOTP_REQUIRED_ROLES", "[]")
+        yield
 
 
 @pytest.fixture(scope="session")
