@@ -11,11 +11,11 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from soc_core.errors import ConfigError
+from soc_core.errors import ConfigError, ParseError
+from soc_core.safe_yaml import load_yaml_file
 
 
 class _Section(BaseModel):
@@ -98,15 +98,11 @@ class Settings(BaseSettings):
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        data = load_yaml_file(path)
     except OSError as exc:
         raise ConfigError(f"cannot read configuration file: {exc.strerror}", where=str(path)) from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise ConfigError(f"not valid YAML: {getattr(exc, 'problem', exc)}", where=where) from exc
+    except ParseError as exc:
+        raise ConfigError(exc.message, where=exc.where, hint=exc.hint) from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
