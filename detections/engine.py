@@ -42,6 +42,11 @@ every event                                     (canhgac, —, <event.dataset>)
 Our own rules may use ``product: canhgac`` with ``service: <event.dataset>`` for data no Sigma
 log source names (``network.arp``, ``network.tls``).
 
+A rule scoped to some agencies (a custom rule's tenant scope, :class:`~detections.lifecycle.RulePolicy`)
+is routed only to those agencies' events: with any scoped rule loaded, the route cache is keyed
+by the event's tenant too. A correlation counts only its scope's events, and a base rule that
+raises no alerts of its own runs only for the agencies of the correlations that use it.
+
 Within its log sources an event only meets rules whose *gate* holds: the fields every match
 needs are present, and the rule's tests on ``event.code``, ``winlog.channel`` and
 ``event.dataset`` pass (:func:`~detections.matcher.compile_gate`). Both depend only on the set
@@ -53,7 +58,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -204,6 +209,7 @@ class CompiledRule:
     literals: Literals = None
     gate: Matcher | None = None
     needs: frozenset[str] = frozenset()  # fields every event the rule matches has
+    scope: frozenset[str] | None = None  # the only tenants whose events it is evaluated on (None: all)
 
 
 @dataclass
@@ -252,8 +258,14 @@ def compile_ruleset(
     *,
     pipeline_factory: Callable[[], ProcessingPipeline] = canhgac_pipeline,
     only_enabled: bool = True,
+    scopes: Mapping[str, Sequence[str] | None] | None = None,
 ) -> CompiledRuleSet:
-    """Compile every (enabled) rule; errors are collected, never raised."""
+    """Compile every (enabled) rule; errors are collected, never raised.
+
+    ``scopes`` (rule id → tenants, from :class:`~detections.lifecycle.RulePolicy`) limits the
+    events each rule and correlation is evaluated on.
+    """
+    scope_of = _scope_reader(scopes or {})
     compiled = CompiledRuleSet()
     wanted = [r for r in ruleset if r.enabled or not only_enabled]
     needed: set[str] = {r.id for r in wanted if not r.is_correlation}
@@ -268,16 +280,24 @@ def compile_ruleset(
         except RuleError as exc:
             compiled.errors.append(exc)
             continue
+        spec = replace(spec, scope=scope_of(loaded.id))
         specs.append((loaded, spec))
         needed.update(spec.rule_ids)
     ok: set[str] = set()
     for rule_id in needed:
         loaded = ruleset.rules[rule_id]
         try:
-            compiled.rules.append(compile_detection_rule(loaded, pipeline_factory))
+            detection = compile_detection_rule(loaded, pipeline_factory)
         except RuleError as exc:
             compiled.errors.append(exc)
             continue
+        detection.scope = scope_of(rule_id)
+        if not detection.alerts:  # only its correlations' agencies need it
+            users = [spec.scope for _, spec in specs if rule_id in spec.rule_ids]
+            if users and all(user is not None for user in users):
+                agencies = frozenset[str]().union(*[user for user in users if user is not None])
+                detection.scope = agencies if detection.scope is None else detection.scope & agencies
+        compiled.rules.append(detection)
         ok.add(rule_id)
     for loaded, spec in specs:
         missing = [rid for rid in spec.rule_ids if rid not in ok]
@@ -293,6 +313,14 @@ def compile_ruleset(
         compiled.correlation_meta[spec.rule_id] = RuleMeta.from_loaded(loaded)
     compiled.rules.sort(key=lambda c: c.loaded.id)
     return compiled
+
+
+def _scope_reader(scopes: Mapping[str, Sequence[str] | None]) -> Callable[[str], frozenset[str] | None]:
+    def scope_of(rule_id: str) -> frozenset[str] | None:
+        scope = scopes.get(rule_id)
+        return frozenset(scope) if scope is not None else None
+
+    return scope_of
 
 
 @dataclass(frozen=True)
@@ -315,6 +343,8 @@ class Router:
 
     def __init__(self, rules: Iterable[CompiledRule], *, cache_size: int = 4096) -> None:
         self.rules = list(rules)
+        # routes differ per tenant only when some rule is scoped; else one route serves them all
+        self.scoped = any(rule.scope is not None for rule in self.rules)
         self.position = {id(rule): n for n, rule in enumerate(self.rules)}
         self.index: dict[LogSource, list[CompiledRule]] = {}
         for rule in self.rules:
@@ -328,6 +358,8 @@ class Router:
 
     def route(self, event: Mapping[str, Any]) -> Route:
         key = _route_key(event)
+        if self.scoped:
+            key = (*key, event.get(TENANT_FIELD))
         found = self.cache.get(key)
         if found is None:
             found = self._build(event, key[2])
@@ -340,10 +372,13 @@ class Router:
         return self.route(event).rules
 
     def _build(self, event: Mapping[str, Any], present: frozenset[str]) -> Route:
+        tenant = event.get(TENANT_FIELD)
         rules = tuple(
             rule
             for rule in self._sourced(event)
-            if rule.needs <= present and (rule.gate is None or _gate_holds(rule, event))
+            if (rule.scope is None or tenant in rule.scope)
+            and rule.needs <= present
+            and (rule.gate is None or _gate_holds(rule, event))
         )
         gated = tuple(rule for rule in rules if rule.literals is not None)
         positions = tuple(self.position[id(rule)] for rule in gated)
@@ -540,7 +575,7 @@ class DetectionEngine:
         self.policy = policy or RulePolicy()
         self.suppression = suppression
         self.clock = clock
-        self.compiled = compile_ruleset(rules, pipeline_factory=pipeline_factory)
+        self.compiled = compile_ruleset(rules, pipeline_factory=pipeline_factory, scopes=self.policy.scopes)
         self.errors = self.compiled.errors
         self.evaluator = Evaluator(self.compiled, max_keys=max_keys, max_items=max_items)
         self.checkpoint: str | None = None

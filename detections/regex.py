@@ -46,7 +46,7 @@ def _compiled(pattern: str, where: str | None) -> re2._Regexp:
         return _re2(pattern)
     except _Refused as exc:
         raise RuleError(
-            f"regular expression {_shown(pattern)} cannot run on RE2: {exc.reason}",
+            f"regular expression cannot run on RE2: {exc.reason}: {_shown(pattern)}",
             where=where,
             hint="RE2 has no look-arounds or back-references; rewrite the pattern without them "
             "(e.g. a separate `|re` selection combined with `and not`)",

@@ -256,14 +256,17 @@ def run_backtest(
 ) -> BacktestPublic:
     """Hits per day over stored history (the caller's agencies only); with ``yaml``, what the
     changed version would add and remove."""
-    _, loaded, _ = _find(request, store, rule_id, scope)
+    _, loaded, state = _find(request, store, rule_id, scope)
+    rule_scope = state.body.get("scope") if state else None
     if loaded.is_correlation:
         raise ApiProblem(422, "Not supported", "backtests run detection rules; test correlations with samples")
     try:
         if body.yaml:
             candidate_set = lifecycle.validate_rule_text(body.yaml)
             candidate = next(iter(candidate_set))
-            diff = backtest_change(store, loaded, candidate, tenants=scope, start=body.start, end=body.end)
+            diff = backtest_change(
+                store, loaded, candidate, tenants=scope, scope=rule_scope, start=body.start, end=body.end
+            )
             return BacktestPublic(
                 rule_id=rule_id,
                 version=diff.current.version,
@@ -276,7 +279,7 @@ def run_backtest(
                 added=diff.added[:1000],
                 removed=diff.removed[:1000],
             )
-        result = backtest(store, loaded, tenants=scope, start=body.start, end=body.end)
+        result = backtest(store, loaded, tenants=scope, scope=rule_scope, start=body.start, end=body.end)
     except RuleError as exc:
         raise ApiProblem(422, "Cannot backtest this rule", exc.render()) from exc
     return BacktestPublic(

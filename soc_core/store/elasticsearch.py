@@ -72,7 +72,7 @@ from soc_core.store.base import (
     decode_cursor,
     encode_cursor,
 )
-from soc_core.store.fields import NUMERIC_TYPES, check_field_name, ecs_types, field_type
+from soc_core.store.fields import NUMERIC_TYPES, check_field_name, ecs_types, field_type, numeric_bound
 
 PREFIX = "canhgac"
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -399,11 +399,14 @@ class _DslBuilder:
 
     @staticmethod
     def _range(node: FieldRange) -> dict[str, Any]:
+        numeric = field_type(node.field) in NUMERIC_TYPES
         bounds: dict[str, Any] = {}
         if node.low is not None:
-            bounds["gte" if node.include_low else "gt"] = node.low
+            bounds["gte" if node.include_low else "gt"] = numeric_bound(node.field, node.low) if numeric else node.low
         if node.high is not None:
-            bounds["lte" if node.include_high else "lt"] = node.high
+            bounds["lte" if node.include_high else "lt"] = (
+                numeric_bound(node.field, node.high) if numeric else node.high
+            )
         return {"range": {check_field_name(node.field): bounds}}
 
 
