@@ -4,10 +4,12 @@
 levels of ``&a [*b, *b, …]`` held ``/api/rules/validate`` for 42 s and 363 MB while pySigma
 walked the expansion. Here:
 
-* anchors and aliases are refused (no Sigma rule or configuration needs them);
 * a text over :data:`MAX_BYTES` is refused before it is parsed;
-* at most :data:`MAX_NODES` nodes per text and :data:`MAX_DEPTH` levels of nesting (deeper
-  nesting would make the composer recurse past Python's limit);
+* libyaml's event stream is checked first, building nothing: anchors and aliases are refused
+  (no Sigma rule or configuration needs them), and so are more than :data:`MAX_NODES` nodes
+  per text or :data:`MAX_DEPTH` levels of nesting (deeper nesting would make the composer
+  and pySigma recurse past Python's limit);
+* only then does libyaml's safe loader build the data;
 * a scalar the constructor cannot hold (an integer over Python's 4,300-digit limit) is an
   error, not a ``ValueError`` from deep inside PyYAML.
 
@@ -40,38 +42,45 @@ class YamlDocument:
     data: Any
 
 
-class _BoundedLoader(yaml.SafeLoader):
-    """PyYAML's safe loader with the composer bounded (aliases, node count, depth)."""
+def _line(mark: Any) -> int:
+    """0-based line of a mark (libyaml always sets marks on the events it parses)."""
+    return int(mark.line) if mark is not None else 0
 
-    def __init__(self, text: str, source: str) -> None:
-        super().__init__(text)
-        self.source = source
-        self.nodes = 0
-        self.depth = 0
 
-    def refuse(self, message: str, event: yaml.Event, hint: str) -> ParseError:
-        mark = event.start_mark
-        where = f"{self.source}:{mark.line + 1}" if mark is not None else self.source
-        return ParseError(message, where=where, hint=hint)
+def _refusal(message: str, source: str, event: yaml.Event, hint: str) -> ParseError:
+    return ParseError(message, where=f"{source}:{_line(event.start_mark) + 1}", hint=hint)
 
-    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
-        event: yaml.Event = self.peek_event()  # type: ignore[no-untyped-call]
+
+def _check_events(text: str, source: str) -> list[tuple[int, int]]:
+    """Walk libyaml's event stream (cheap, nothing built) enforcing the limits; the first and
+    last line (0-based) of each document's root node."""
+    spans: list[tuple[int, int]] = []
+    depth = nodes = start = 0
+    for event in yaml.parse(text, Loader=yaml.CSafeLoader):
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
-            raise self.refuse(
-                "YAML anchors and aliases (&name, *name) are not allowed",
-                event,
-                "write the repeated value out in full",
+            raise _refusal(
+                "YAML anchors and aliases (&name, *name) are not allowed", source, event, "write the value out in full"
             )
-        self.nodes += 1
-        if self.nodes > MAX_NODES:
-            raise self.refuse(f"more than {MAX_NODES:,} YAML nodes", event, "split the file")
-        self.depth += 1
-        if self.depth > MAX_DEPTH:
-            raise self.refuse(f"YAML nested more than {MAX_DEPTH} levels deep", event, "flatten the data")
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            self.depth -= 1
+        if isinstance(event, yaml.SequenceEndEvent | yaml.MappingEndEvent):
+            depth -= 1
+            if depth == 0:
+                spans.append((start, _line(event.end_mark)))
+            continue
+        if not isinstance(event, yaml.ScalarEvent | yaml.SequenceStartEvent | yaml.MappingStartEvent):
+            continue  # stream and document boundaries
+        nodes += 1
+        if nodes > MAX_NODES:
+            raise _refusal(f"more than {MAX_NODES:,} YAML nodes", source, event, "split the file")
+        if depth == 0:
+            start = _line(event.start_mark)
+        if isinstance(event, yaml.ScalarEvent):
+            if depth == 0:
+                spans.append((start, _line(event.end_mark)))
+            continue
+        depth += 1
+        if depth > MAX_DEPTH:
+            raise _refusal(f"YAML nested more than {MAX_DEPTH} levels deep", source, event, "flatten the data")
+    return spans
 
 
 def iter_documents(text: str, *, source: str) -> Iterator[YamlDocument]:
@@ -81,28 +90,24 @@ def iter_documents(text: str, *, source: str) -> Iterator[YamlDocument]:
         raise ParseError(
             f"YAML text of {size:,} bytes is over the {MAX_BYTES:,}-byte limit", where=source, hint="split the file"
         )
+    where = source
     try:
-        loader = _BoundedLoader(text, source)  # the reader refuses unprintable characters here
-    except yaml.YAMLError as exc:
-        raise ParseError(f"invalid YAML: {exc}", where=source) from exc
-    try:
-        while loader.check_node():
-            node = loader.get_node()
-            if node is None:  # pragma: no cover - check_node said there is one
-                break
-            try:
-                data = loader.construct_document(node)
-            except ValueError as exc:  # e.g. an integer of more digits than Python converts
-                raise ParseError(f"invalid YAML value: {exc}", where=f"{source}:{node.start_mark.line + 1}") from exc
-            yield YamlDocument(node.start_mark.line + 1, node.end_mark.line + 1, data)
+        spans = _check_events(text, source)
+        # only now, with no alias left to expand and the size known, are objects built
+        documents = yaml.load_all(text, Loader=yaml.CSafeLoader)
+        for first, last in spans:
+            where = f"{source}:{first + 1}"
+            yield YamlDocument(first + 1, last + 1, next(documents))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{source}:{mark.line + 1}" if mark is not None else source
         raise ParseError(f"invalid YAML: {exc.problem or exc}", where=where) from exc
     except yaml.YAMLError as exc:
         raise ParseError(f"invalid YAML: {exc}", where=source) from exc
-    finally:
-        loader.dispose()
+    except UnicodeEncodeError as exc:  # a lone surrogate cannot be handed to libyaml
+        raise ParseError(f"invalid YAML: not valid Unicode text ({exc.reason})", where=source) from exc
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise ParseError(f"invalid YAML value: {exc}", where=where) from exc
 
 
 def load_yaml(text: str, *, source: str) -> Any:
