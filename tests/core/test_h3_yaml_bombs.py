@@ -17,7 +17,8 @@ from soc_core.errors import ConfigError
 from soc_core.store import SqliteStore
 from tests.soc_api.test_cli import soc
 
-# six levels of nine aliases: 9**6 = 531,441 strings from about 500 bytes of YAML
+# six levels of nine aliases: a detection of 9**6 = 531,441 values from about 500 bytes of YAML, which
+# pySigma expands in full (tens of seconds and hundreds of MB before this fix)
 BOMB = """title: Alias Bomb
 id: 9a0e6c1d-5f2b-4c8e-a7d3-1b2c3d4e5f60
 logsource: {product: linux, service: sshd}
@@ -28,8 +29,7 @@ detection:
   d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]
   e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]
   f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]
-  selection:
-    message: *f
+  selection: *f
   condition: selection
 level: low
 """
