@@ -94,10 +94,13 @@ def iter_documents(text: str, *, source: str) -> Iterator[YamlDocument]:
     try:
         spans = _check_events(text, source)
         # only now, with no alias left to expand and the size known, are objects built
-        documents = yaml.load_all(text, Loader=yaml.CSafeLoader)
-        for first, last in spans:
-            where = f"{source}:{first + 1}"
-            yield YamlDocument(first + 1, last + 1, next(documents))
+        loader = yaml.CSafeLoader(text)
+        try:
+            for first, last in spans:
+                where = f"{source}:{first + 1}"
+                yield YamlDocument(first + 1, last + 1, loader.get_data())
+        finally:
+            loader.dispose()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{source}:{mark.line + 1}" if mark is not None else source

@@ -3,6 +3,7 @@ with the file and line, wherever YAML is read (rules, configuration, sensor conf
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,18 @@ def test_h3_configuration_refuses_aliases_with_file_and_line(tmp_path: Path) -> 
     with pytest.raises(ConfigError, match="aliases") as caught:
         load_config(sensor)
     assert caught.value.where == f"{sensor}:1"
+
+
+def test_h3_yaml_is_read_only_through_the_safe_loader() -> None:
+    """Every YAML read in the product goes through soc_core.safe_yaml (no yaml.safe_load elsewhere)."""
+    root = Path(__file__).resolve().parents[2]
+    readers = {"safe_load", "safe_load_all", "load", "load_all", "SafeLoader", "CSafeLoader", "compose", "parse"}
+    found = []
+    for package in ("soc_core", "sensors", "detections", "soc_api"):
+        for path in sorted((root / package).rglob("*.py")):
+            if path == root / "soc_core" / "safe_yaml.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Attribute) and node.attr in readers and getattr(node.value, "id", "") == "yaml":
+                    found.append(f"{path.relative_to(root)}:{node.lineno}: yaml.{node.attr}")
+    assert found == []
