@@ -36,9 +36,10 @@ Known differences, by design of the Elasticsearch mapping (tested in test_differ
       ``4624.0``) in Elasticsearch; the matcher and SQL also accept ``04624`` or `` 4624``;
     * Elasticsearch does not index values that do not fit the field's type (``ignore_malformed``)
       nor strings longer than 8,191 characters (``ignore_above``), so those never match there.
-    Constructs a target cannot express (``|fieldref``, timestamp parts, regexes with
-    look-arounds, wildcards on numeric fields … in Elasticsearch) raise
-    :class:`UnsupportedConstruct` naming the rule file and the construct.
+    Constructs a target cannot express (``|fieldref``, timestamp parts, regexes with ``\b`` or
+    anchors inside, wildcards on numeric fields … in Elasticsearch) raise
+    :class:`UnsupportedConstruct` naming the rule file and the construct. A regex RE2 refuses
+    never gets this far (:mod:`detections.regex`).
 """
 
 from __future__ import annotations
