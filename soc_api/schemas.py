@@ -38,6 +38,48 @@ class MePublic(BaseModel):
     memberships: list[MembershipPublic]
 
 
+KeyRole = Literal["analyst", "rule_admin", "manager", "admin", "sensor"]
+
+
+class ApiKeyCreate(Strict):
+    name: str = Field(min_length=1, max_length=100)
+    tenant: str = Field(min_length=1, max_length=40, description="The agency the key acts for; * = province-wide")
+    role: KeyRole = "analyst"
+    owner: str = Field(min_length=1, max_length=100, description="The person the key answers to")
+    expires_days: int | None = Field(
+        None, ge=1, le=365, description="Days until it expires; default 90 (integration) or 365 (sensor)"
+    )
+    sensor_id: str | None = Field(None, min_length=1, max_length=64, description="For a sensor key: its sensor")
+
+
+class ApiKeyPublic(BaseModel):
+    """A key as listed: never the key itself nor its digest."""
+
+    id: str
+    name: str
+    tenant: str
+    role: str
+    owner: str | None = None
+    sensor_id: str | None = None
+    status: Literal["active", "revoked", "expired", "owner_disabled", "no_owner"]
+    created_at: str
+    created_by: str | None = None
+    expires_at: str
+    revoked_at: str | None = None
+    revoked_by: str | None = None
+    last_used_at: str | None = None
+    last_used_ip: str | None = None
+
+
+class ApiKeyCreated(ApiKeyPublic):
+    api_key: str = Field(description="Shown once, now; only its digest is stored.")
+
+
+class ApiKeyPage(BaseModel):
+    items: list[ApiKeyPublic]
+    next_cursor: str | None = None
+
+
 class Comment(BaseModel):
     at: str
     author: str

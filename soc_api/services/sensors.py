@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
-from soc_api.services import accounts, audit
+from soc_api.services import accounts, apikeys, audit
 from soc_api.services.alerts import Actor
 from soc_core.errors import Conflict, NotFound, SocError
 from soc_core.events import TENANT_FIELD, event_id, format_timestamp, parse_timestamp, utcnow
@@ -26,6 +26,8 @@ def register_sensor(store: Store, *, name: str, tenant: str, kind: str, actor: A
     """Create the sensor and its key (returned once)."""
     if not accounts.tenant_exists(store, tenant):
         raise NotFound(f"no tenant {tenant!r}")
+    # the person registering it owns its key (through an integration key: that key's owner)
+    owner = apikeys.check_owner(store, owner=actor.principal.owner or actor.principal.id, tenant=tenant, role="sensor")
     sensor_id = uuid.uuid4().hex[:16]
     now = format_timestamp(utcnow())
     doc = store.create_doc(
@@ -33,8 +35,14 @@ def register_sensor(store: Store, *, name: str, tenant: str, kind: str, actor: A
         {"tenant": tenant, "name": name, "kind": kind, "created_at": now, "last_seen": None, "health": {}},
         doc_id=sensor_id,
     )
-    key = accounts.create_api_key(
-        store, name=f"sensor {name}", tenant=tenant, role="sensor", owner="", sensor_id=sensor_id
+    _, key = apikeys.create_api_key(
+        store,
+        name=f"sensor {name}",
+        tenant=tenant,
+        role="sensor",
+        owner=owner,
+        sensor_id=sensor_id,
+        caller=apikeys.Caller(actor.principal.id, actor.request_id, actor.source_ip),
     )
     audit.record(
         store,
