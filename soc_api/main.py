@@ -10,6 +10,7 @@ from fastapi import Depends, FastAPI, Request, Response
 from detections.loader import shipped_rules_dir
 from soc_api.deps import enforce_policy
 from soc_api.errors import ERROR_RESPONSES, install_error_handlers
+from soc_api.limits import BodyLimits
 from soc_api.policy import POLICY, UI_POLICY
 from soc_api.routes import alerts, audit, auth, cases, events, health, rules, sensors
 from soc_api.services.throttle import LoginThrottle
@@ -46,6 +47,8 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
     install_error_handlers(app)
     install_ui(app)
     _check_policy_covers_routes(app)
+    # added before the request-id middleware, so that one wraps it: a 413 has the id and headers
+    app.add_middleware(BodyLimits, limits=settings.api.limits)
 
     @app.middleware("http")
     async def request_id_and_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

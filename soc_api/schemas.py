@@ -237,6 +237,7 @@ class IngestRequest(Strict):
 
 class IngestItem(BaseModel):
     id: str
+    index: int | None = None  # position in the request's ``events``, for events refused by shape
     status: str
     reason: str | None = None
 

@@ -44,12 +44,25 @@ class StoreSettings(_Section):
     elasticsearch: ElasticsearchSettings = ElasticsearchSettings()
 
 
+class ApiLimits(_Section):
+    """How much one request may make the server read (bytes before the body is parsed) and
+    how big one ingested event may be; larger is refused (413, or per event in the result)."""
+
+    body_bytes: int = Field(256 * 1024, ge=1024, le=1024**3)  # every route not named below
+    ingest_bytes: int = Field(8 * 1024 * 1024, ge=1024, le=1024**3)  # POST /api/ingest
+    rule_bytes: int = Field(1024 * 1024, ge=1024, le=1024**3)  # rule validate and create
+    event_bytes: int = Field(256 * 1024, ge=256, le=1024**3)  # one event, as JSON
+    event_fields: int = Field(1000, ge=10, le=1_000_000)  # keys in one event, nested ones too
+    event_depth: int = Field(16, ge=2, le=128)  # nesting of objects and lists in one event
+
+
 class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     session_minutes: int = Field(480, ge=5, le=7 * 24 * 60)
     idle_minutes: int = Field(60, ge=1, le=24 * 60)
     require_totp: bool = False  # when true, people without a TOTP second factor cannot sign in
+    limits: ApiLimits = ApiLimits()
 
 
 class DetectionSettings(_Section):
@@ -59,6 +72,8 @@ class DetectionSettings(_Section):
     batch_size: int = Field(5000, ge=1, le=100_000)
     # processes matching each batch (forked; 1 = in the engine's own process)
     workers: int = Field(1, ge=1, le=16)
+    # a batch taking longer is logged (warning) with the rules that took the time
+    slow_batch_seconds: float = Field(10.0, gt=0, le=3600)
 
 
 class LogSettings(_Section):
@@ -132,6 +147,7 @@ def load_settings(path: Path | None = None) -> Settings:
 
 
 __all__ = [
+    "ApiLimits",
     "ApiSettings",
     "DetectionSettings",
     "ElasticsearchSettings",

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from soc_api.deps import CurrentPrincipal, StoreDep, TenantScope
+from soc_api.deps import CurrentPrincipal, SettingsDep, StoreDep, TenantScope
 from soc_api.errors import ApiProblem
 from soc_api.routes.alerts import actor_of
 from soc_api.schemas import (
@@ -22,6 +22,7 @@ from soc_api.schemas import (
 from soc_api.services import sensors
 from soc_api.services.accounts import Principal
 from soc_core.errors import NotFound
+from soc_core.events import shape_problem
 from soc_core.store import Doc
 
 router = APIRouter(prefix="/api", tags=["sensors"])
@@ -87,11 +88,28 @@ def heartbeat(body: Heartbeat, store: StoreDep, principal: CurrentPrincipal) -> 
 
 
 @router.post("/ingest", response_model=IngestResult)
-def ingest(body: IngestRequest, request: Request, store: StoreDep, principal: CurrentPrincipal) -> IngestResult:
-    """Bulk events from a sensor that cannot reach the store itself; the tenant comes from its key."""
+def ingest(
+    body: IngestRequest, request: Request, store: StoreDep, settings: SettingsDep, principal: CurrentPrincipal
+) -> IngestResult:
+    """Bulk events from a sensor that cannot reach the store itself; the tenant comes from its key.
+
+    An event over the size, field or depth limits (``api.limits.event_*``) is refused on its own,
+    named by its index in ``events``; the rest of the batch is stored."""
     sensor_id, tenant = _sensor_identity(principal)
-    result = sensors.ingest(
-        store, events=body.events, tenant=tenant, sensor_id=sensor_id, actor=actor_of(request, principal)
-    )
+    limits = settings.api.limits
+    oversized: list[IngestItem] = []
+    events = []
+    for index, event in enumerate(body.events):
+        problem = shape_problem(
+            event, max_bytes=limits.event_bytes, max_fields=limits.event_fields, max_depth=limits.event_depth
+        )
+        if problem is None:
+            events.append(event)
+        else:
+            given_id = event.get("event.id")
+            given = given_id if isinstance(given_id, str) else ""
+            oversized.append(IngestItem(index=index, id=given, status="rejected", reason=problem))
+    actor = actor_of(request, principal)
+    result = sensors.ingest(store, events=events, tenant=tenant, sensor_id=sensor_id, actor=actor)
     rejected = [IngestItem(id=i.id, status=i.status, reason=i.reason) for i in result.items if not i.stored]
-    return IngestResult(created=result.created, duplicates=result.duplicates, rejected=rejected)
+    return IngestResult(created=result.created, duplicates=result.duplicates, rejected=oversized + rejected)
