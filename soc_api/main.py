@@ -9,6 +9,7 @@ from fastapi import Depends, FastAPI, Request, Response
 
 from detections.loader import shipped_rules_dir
 from soc_api.deps import enforce_policy
+from soc_api.docs import install_docs
 from soc_api.errors import ERROR_RESPONSES, install_error_handlers
 from soc_api.limits import BodyLimits
 from soc_api.policy import POLICY, UI_POLICY
@@ -37,6 +38,8 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
         title="Canh Gác SOC API",
         version=__version__,
         dependencies=[Depends(enforce_policy)],
+        docs_url=None,  # soc_api.docs serves it without a CDN; no ReDoc
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.store = store
@@ -46,6 +49,7 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
         app.include_router(router, responses=ERROR_RESPONSES)
     install_error_handlers(app)
     install_ui(app)
+    install_docs(app)
     _check_policy_covers_routes(app)
     # added before the request-id middleware, so that one wraps it: a 413 has the id and headers
     app.add_middleware(BodyLimits, limits=settings.api.limits)

@@ -93,8 +93,8 @@ UI_POLICY: dict[tuple[str, str], str] = {
     ("GET", "/ui/hunt"): "events:read",
 }
 
-# FastAPI's own documentation routes
-DOCS_ROUTES = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+# The API reference (public; soc_api.docs): the OpenAPI document, Swagger UI and its assets
+DOCS_ROUTES = frozenset({"/openapi.json", "/docs", "/docs/static/{name}"})
 
 
 def permissions_of(role: str) -> frozenset[str]:
