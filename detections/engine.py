@@ -52,6 +52,7 @@ kind of event, with an Aho-Corasick prefilter over its own rules' literals.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -83,6 +84,7 @@ from .loader import LoadedRule, RuleSet, translate_sigma_error
 from .matcher import Matcher, compile_gate, compile_rule, needed_fields
 from .pipelines import canhgac_pipeline
 from .prefilter import Literals, Prefilter, rule_literals
+from .watchdog import report_slow_batch, time_rules
 
 if TYPE_CHECKING:
     from .workers import WorkerPool
@@ -533,6 +535,8 @@ class DetectionEngine:
         pipeline_factory: Callable[[], ProcessingPipeline] = canhgac_pipeline,
         policy: RulePolicy | None = None,
         workers: int = 1,
+        slow_batch_seconds: float | None = None,
+        timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         if workers < 1:
             raise ConfigError(f"detection workers: need at least 1, not {workers}")
@@ -547,6 +551,9 @@ class DetectionEngine:
         self._state_loaded = False
         self._open: dict[str, tuple[dict[str, Any], str]] = {}
         self.workers = workers
+        # the watchdog (detections.watchdog): a batch over this many seconds is logged with its slowest rules
+        self.slow_batch_seconds = slow_batch_seconds
+        self.timer = timer
         self._pool: WorkerPool | None = None
         # the next batch, planned while the workers matched the last one: (planned after, limit, plan, checkpoint)
         self._ahead: tuple[str | None, int, ReadPlan, str] | None = None
@@ -589,10 +596,15 @@ class DetectionEngine:
             plan, checkpoint = self.store.plan_new_events(self.checkpoint, limit=limit)
         result = RunResult()
         if plan.blocks:
+            started = self.timer()
             detections, batch = self._evaluate(plan, result, checkpoint=checkpoint, limit=limit)
+            matched = self.timer()
             detections = self._admitted(detections, batch)
             result.detections = len(detections)
             self._write_alerts(detections, result)
+            finished = self.timer()
+            if self.slow_batch_seconds is not None and finished - started > self.slow_batch_seconds:
+                self._report_slow(plan, result, seconds=finished - started, match_seconds=matched - started)
         if checkpoint != self.checkpoint:
             self.checkpoint = checkpoint
             self.save_state()
@@ -655,6 +667,22 @@ class DetectionEngine:
         events = [event for _, event in self.store.read_plan(plan)]
         result.events = len(events)
         return self.evaluator.evaluate(events), events
+
+    def _report_slow(self, plan: ReadPlan, result: RunResult, *, seconds: float, match_seconds: float) -> None:
+        """Log a batch over the threshold; when matching (not writing alerts) took most of the
+        time, with the rules that took it, re-timed one by one on the batch's events."""
+        assert self.slow_batch_seconds is not None
+        rules = None
+        if match_seconds >= seconds / 2:
+            events = (event for _, event in self.store.read_plan(plan))
+            rules = time_rules(self.evaluator, events, budget=self.slow_batch_seconds, timer=self.timer)
+        report_slow_batch(
+            seconds=seconds,
+            match_seconds=match_seconds,
+            events=result.events,
+            threshold=self.slow_batch_seconds,
+            rules=rules,
+        )
 
     def _admitted(self, detections: list[Detection], batch: Sequence[Mapping[str, Any]]) -> list[Detection]:
         """Rule scopes and exceptions, applied before anything becomes an alert."""

@@ -96,16 +96,24 @@ def up(
     demo: Annotated[bool, typer.Option(help="Load demo agencies, users and attack logs.")] = False,
     host: Annotated[str | None, typer.Option(help="Listen address (default from config).")] = None,
     port: Annotated[int | None, typer.Option(help="Listen port (default from config).")] = None,
+    role: Annotated[
+        str,
+        typer.Option(
+            help="all: everything in one process; api: the API and UI only (any number); "
+            "engine: detection + scheduled jobs, no HTTP (one per store)."
+        ),
+    ] = "all",
 ) -> None:
-    """Run the API, the detection engine and the scheduler in one process."""
-    from soc_api.runtime import serve  # noqa: PLC0415 - heavy imports only for this command
+    """Run the API, the detection engine and the scheduler: in one process, or one role apart."""
+    from soc_api.runtime import check_role, serve  # noqa: PLC0415 - heavy imports only for this command
 
+    check_role(role, demo=demo)
     current = settings()
     if host:
         current.api.host = host
     if port:
         current.api.port = port
-    serve(current, store(), demo=demo, console=out)
+    serve(current, store(), demo=demo, console=out, role=role)
 
 
 # --- tenants, users, keys -------------------------------------------------------------------
