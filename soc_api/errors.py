@@ -70,6 +70,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     403: _problem_response("Not permitted"),
     404: _problem_response("No such object (or not visible to you)"),
     409: _problem_response("Changed since read, or exists already"),
+    413: _problem_response("Request body larger than the route's limit (api.limits)"),
     422: _problem_response("Request does not match the schema, or the workflow forbids it"),
     429: _problem_response("Too many attempts"),
     503: _problem_response("Store unavailable"),
