@@ -22,7 +22,7 @@ import yaml
 
 from detections.loader import shipped_rules_dir
 from soc_api.services import accounts
-from soc_core.auth import Membership
+from soc_core.auth import PROVINCE, Membership
 from soc_core.devnode import free_port
 from soc_core.events import format_timestamp, utcnow
 from soc_core.store import SqliteStore
@@ -89,6 +89,7 @@ def config(tmp_path: Path) -> Path:
     store.setup()
     accounts.add_tenant(store, tenant_id="police", name="Police")
     accounts.add_user(store, username="ana", password=PASSWORD, memberships=[Membership("police", "analyst")])
+    accounts.add_user(store, username="boss", password=PASSWORD, memberships=[Membership(PROVINCE, "admin")])
     store.close()
     path = tmp_path / "soc.yml"
     settings = {
@@ -140,22 +141,23 @@ def brute_force_events() -> list[dict[str, Any]]:
 
 def test_h4_api_and_engine_roles_run_apart_on_one_store(config: Path, processes: tuple[Soc, Soc, str]) -> None:
     api, engine, url = processes
-    store = SqliteStore(Path(yaml.safe_load(config.read_text())["data_dir"]) / "canhgac.db")
-    try:
-        sensor_key = accounts.create_api_key(
-            store, name="sensor web01", tenant="police", role="sensor", owner="", sensor_id="web01"
-        )
-    finally:
-        store.close()
     with httpx.Client(base_url=url, timeout=10) as client:
+
+        def login(username: str) -> dict[str, str]:
+            answer = client.post("/api/auth/login", json={"username": username, "password": PASSWORD})
+            return {"Authorization": f"Bearer {answer.json()['access_token']}"}
+
+        sensor = client.post("/api/sensors", json={"name": "web01", "tenant": "police"}, headers=login("boss"))
+        assert sensor.status_code == 201, sensor.text
+        sensor_key = sensor.json()["api_key"]
         ingested = client.post(
             "/api/ingest", json={"events": brute_force_events()}, headers={"Authorization": f"Bearer {sensor_key}"}
         )
         assert ingested.status_code == 200 and ingested.json()["created"] >= 5, ingested.text
-        token = client.post("/api/auth/login", json={"username": "ana", "password": PASSWORD}).json()["access_token"]
+        analyst = login("ana")
 
         def brute_force_alert() -> list[dict[str, Any]]:
-            items = client.get("/api/alerts", headers={"Authorization": f"Bearer {token}"}).json()["items"]
+            items = client.get("/api/alerts", headers=analyst).json()["items"]
             return [alert for alert in items if alert["rule_name"] == "SSH Brute Force"]
 
         (alert,) = wait_for("the engine's alert, served by the api process", brute_force_alert)
