@@ -25,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from soc_core.errors import Conflict, NotFound, RuleError
+from soc_core.errors import Conflict, NotFound, NotVisible, RuleError
 from soc_core.events import format_timestamp, parse_timestamp, utcnow
 from soc_core.store import Doc, Store
 
@@ -234,8 +234,10 @@ def check_scope(scope: Sequence[str] | None, *, allowed: tuple[str, ...] | None)
         return tuple(scope) if scope is not None else None
     wanted = tuple(scope) if scope is not None else allowed
     outside = sorted(set(wanted) - set(allowed))
-    if outside or not wanted:
-        raise NotFound(f"no such tenant: {', '.join(outside) or '(none)'}")
+    if outside:
+        raise NotVisible(f"no such tenant: {', '.join(outside)}", target=f"tenants/{outside[0]}", owner=outside[0])
+    if not wanted:
+        raise NotFound("no such tenant: (none)")
     return wanted
 
 
@@ -266,7 +268,7 @@ def save_custom_rule(
             raise Conflict(f"rule {loaded.id} is not a custom rule")
         owner = current.body.get("tenant")
         if allowed is not None and owner not in allowed:
-            raise NotFound(f"no rule {loaded.id!r}")
+            raise NotVisible(f"no rule {loaded.id!r}", target=f"rules/{loaded.id}", owner=owner)
         if version is None:
             raise Conflict(f"rule {loaded.id} exists", hint="send the version you read to change it")
     body = dict(current.body) if current else _fresh_state(loaded.id, source="custom")
@@ -376,8 +378,13 @@ def revoke_exception(
     exceptions = list(current.body.get("exceptions") or [])
     kept = [e for e in exceptions if e["id"] != exception_id]
     removed = [e for e in exceptions if e["id"] == exception_id]
-    if not removed or (allowed is not None and removed[0].get("tenant") not in allowed):
+    if not removed:
         raise NotFound(f"no exception {exception_id!r}")
+    if allowed is not None and removed[0].get("tenant") not in allowed:
+        owner = removed[0].get("tenant")
+        raise NotVisible(
+            f"no exception {exception_id!r}", target=f"rules/{rule_id}/exceptions/{exception_id}", owner=owner
+        )
     body = dict(current.body, exceptions=kept)
     body["history"] = [*body["history"], _entry(author, "exception_revoked", reason, exception=removed[0])]
     return _save(store, rule_id, current, body, version=current.version)

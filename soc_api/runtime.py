@@ -23,10 +23,10 @@ from detections import lifecycle
 from detections.engine import DetectionEngine
 from detections.loader import shipped_rules_dir
 from soc_api.main import create_app
-from soc_api.services import accounts
+from soc_api.services import accounts, audit
 from soc_core.auth import PROVINCE, Membership
 from soc_core.config import Settings
-from soc_core.errors import StoreUnavailable
+from soc_core.errors import SocError, StoreUnavailable
 from soc_core.events import utcnow
 from soc_core.store import Store
 
@@ -153,8 +153,13 @@ def build_engine(settings: Settings, store: Store) -> DetectionEngine:
     return engine
 
 
-def build_scheduler(store: Store) -> BackgroundScheduler:
+def build_scheduler(store: Store, *, anchor_minutes: float = 5.0) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(timezone="Asia/Ho_Chi_Minh")
+
+    def anchor() -> None:
+        audit.anchor_head(store, if_moved=True)
+
+    scheduler.add_job(anchor, "interval", minutes=anchor_minutes, id="audit-anchor", replace_existing=True)
 
     def retention() -> None:
         removed = store.delete_events_before(utcnow() - timedelta(days=RETENTION_DAYS))
@@ -173,6 +178,9 @@ def serve(
     on_ready: Callable[[], None] | None = None,
 ) -> None:
     configure_logging(settings)
+    audit.configure(store, settings)
+    audit.ensure_key(store)
+    audit.anchor_head(store)  # from here on a cut-back trail shows, legacy records included
     password = ensure_admin(store)
     if demo:
         from soc_api.demo import load_demo  # noqa: PLC0415
@@ -191,7 +199,7 @@ def serve(
         )
         thread.start()
         threads.append(thread)
-    scheduler = build_scheduler(store)
+    scheduler = build_scheduler(store, anchor_minutes=settings.audit.anchor_every_minutes)
     scheduler.start()
     url = f"http://{settings.api.host}:{settings.api.port}"
     console.print(f"[bold green]Canh Gác[/] is running on {store.name}")
@@ -216,6 +224,10 @@ def serve(
             thread.stop_event.set()
             thread.join(timeout=10)
         scheduler.shutdown(wait=False)
+        try:
+            audit.anchor_head(store)
+        except SocError as exc:  # a store down at shutdown: the last scheduled anchor stands
+            log.error("audit head not anchored at shutdown", extra={"error": exc.render()})
         store.close()
 
 

@@ -30,7 +30,7 @@ from soc_api.schemas import (
     SampleRun,
 )
 from soc_api.services import audit
-from soc_core.errors import NotFound, RuleError
+from soc_core.errors import NotFound, NotVisible, RuleError
 from soc_core.store import Doc, Store
 
 router = APIRouter(prefix="/api/rules", tags=["rules"])
@@ -70,8 +70,12 @@ def _find(
     ruleset, states = _rules(request, store)
     loaded = ruleset.rules.get(rule_id)
     state = states.get(rule_id)
-    if loaded is None or not _visible(state, scope):
+    if loaded is None:
         raise NotFound(f"no rule {rule_id!r}")
+    if not _visible(state, scope):
+        raise NotVisible(
+            f"no rule {rule_id!r}", target=f"rules/{rule_id}", owner=state.body.get("tenant") if state else None
+        )
     return ruleset, loaded, state
 
 
@@ -201,7 +205,7 @@ def add_exception(
         if tenant is None and len(scope) == 1:
             tenant = scope[0]
         if tenant is None or tenant not in scope:
-            raise NotFound("no such tenant")
+            raise NotVisible("no such tenant", target=f"tenants/{tenant}", owner=tenant)
     try:
         lifecycle.add_exception(
             store,

@@ -21,7 +21,7 @@ from soc_api.schemas import (
 )
 from soc_api.services import sensors
 from soc_api.services.accounts import Principal
-from soc_core.errors import NotFound
+from soc_core.errors import NotVisible
 from soc_core.store import Doc
 
 router = APIRouter(prefix="/api", tags=["sensors"])
@@ -52,7 +52,7 @@ def register(
     body: SensorCreate, request: Request, store: StoreDep, scope: TenantScope, principal: CurrentPrincipal
 ) -> SensorCreated:
     if scope is not None and body.tenant not in scope:
-        raise NotFound("no such tenant")
+        raise NotVisible("no such tenant", target=f"tenants/{body.tenant}", owner=body.tenant)
     doc, key = sensors.register_sensor(
         store, name=body.name, tenant=body.tenant, kind=body.kind, actor=actor_of(request, principal)
     )
@@ -74,7 +74,7 @@ def list_sensors(
 def get_sensor(sensor_id: str, store: StoreDep, scope: TenantScope) -> SensorPublic:
     doc = store.get_doc("sensors", sensor_id)
     if scope is not None and doc.body.get("tenant") not in scope:
-        raise NotFound("no such sensor")
+        raise NotVisible("no such sensor", target=f"sensors/{sensor_id}", owner=doc.body.get("tenant"))
     return to_public(doc)
 
 

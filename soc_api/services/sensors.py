@@ -14,7 +14,7 @@ from typing import Any
 
 from soc_api.services import accounts, audit
 from soc_api.services.alerts import Actor
-from soc_core.errors import Conflict, NotFound, SocError
+from soc_core.errors import Conflict, NotFound, NotVisible, SocError
 from soc_core.events import TENANT_FIELD, event_id, format_timestamp, parse_timestamp, utcnow
 from soc_core.store import BulkResult, Doc, Store
 
@@ -64,7 +64,7 @@ def heartbeat(store: Store, *, sensor_id: str, tenant: str, counters: Mapping[st
     for _ in range(10):
         doc = store.get_doc("sensors", sensor_id)
         if doc.body.get("tenant") != tenant:
-            raise NotFound("no such sensor")
+            raise NotVisible("no such sensor", target=f"sensors/{sensor_id}", owner=doc.body.get("tenant"))
         received = int(counters.get("kernel_received", 0)) + int(counters.get("kernel_dropped", 0))
         dropped = int(counters.get("kernel_dropped", 0)) + int(counters.get("dropped", 0))
         loss = dropped / received if received else 0.0

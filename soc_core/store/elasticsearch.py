@@ -509,6 +509,10 @@ class ElasticsearchStore(Store):
     def ping(self) -> None:
         self._call("check cluster health", self.client.cluster.health, timeout="5s")
 
+    @property
+    def location(self) -> str:
+        return f"{self.url}/{self.prefix}-*"
+
     def reopened(self) -> ElasticsearchStore:
         return type(self)(self.url, **self._options)
 

@@ -264,6 +264,10 @@ class SqliteStore(Store):
         self._lock = threading.Lock()
         self._hooks: list[Callable[[sqlite3.Connection], None]] = []
 
+    @property
+    def location(self) -> str:
+        return str(self.path.resolve())
+
     # lifecycle -----------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
