@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal, cast
+from urllib.parse import urlsplit
 
 import orjson
 from elastic_transport import ConnectionError as TransportConnectionError
@@ -511,7 +512,8 @@ class ElasticsearchStore(Store):
 
     @property
     def location(self) -> str:
-        return f"{self.url}/{self.prefix}-*"
+        parts = urlsplit(self.url)  # never a password written in the URL
+        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}/{self.prefix}-*"
 
     def reopened(self) -> ElasticsearchStore:
         return type(self)(self.url, **self._options)
