@@ -79,7 +79,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def note_cross_tenant(request: Request, exc: NotVisible) -> None:
+def record_cross_tenant(request: Request, exc: NotVisible) -> None:
     """Record a refused attempt on another agency's object (rate-limited per principal). The
     caller's answer does not change: the same 404 as for an object that does not exist."""
     principal = getattr(request.state, "principal", None)
@@ -88,8 +88,7 @@ async def note_cross_tenant(request: Request, exc: NotVisible) -> None:
     route = request.scope.get("route")
     template = route.path if isinstance(route, APIRoute) else request.url.path
     try:
-        await run_in_threadpool(
-            audit.record_cross_tenant,
+        audit.record_cross_tenant(
             request.app.state.store,
             request.app.state.cross_tenant_limiter,
             actor=principal.id,
@@ -102,6 +101,12 @@ async def note_cross_tenant(request: Request, exc: NotVisible) -> None:
         )
     except SocError as error:  # the refusal stands; only its record is missing, and the log says so
         log.error("cross-agency attempt not recorded", extra={"target": exc.target, "error": error.render()})
+
+
+async def note_cross_tenant(request: Request, exc: NotVisible) -> None:
+    """:func:`record_cross_tenant` from an (async) exception handler: the store call runs in
+    the thread pool, off the event loop."""
+    await run_in_threadpool(record_cross_tenant, request, exc)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -159,4 +164,5 @@ __all__ = [
     "install_error_handlers",
     "note_cross_tenant",
     "problem",
+    "record_cross_tenant",
 ]

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 
 from soc_api.deps import CurrentPrincipal, StoreDep, TenantScope
+from soc_api.errors import record_cross_tenant
 from soc_api.schemas import (
     AlertDetail,
     AlertPage,
@@ -155,6 +156,9 @@ def bulk_update(
                 assignee=body.assignee,
                 add_tags=body.add_tags,
             )
+        except NotVisible as exc:
+            record_cross_tenant(request, exc)
+            results.append(BulkItemResult(id=alert_id, status="not_found"))
         except NotFound:
             results.append(BulkItemResult(id=alert_id, status="not_found"))
         except Conflict:

@@ -312,6 +312,16 @@ def test_h12_cross_agency_attempt_is_recorded_and_answered_like_a_missing_object
     assert event["request_id"] == theirs.headers["x-request-id"]
     changed = client.patch("/api/alerts/health1", json={"version": "1", "status": "acknowledged"}, headers=ana)
     assert changed.status_code == 404
+    bulk = client.post("/api/alerts/bulk", json={"ids": ["health1", "police1"], "status": "acknowledged"}, headers=ana)
+    assert [item["status"] for item in bulk.json()["items"]] == ["not_found", "updated"]
+    trail.refresh()
+    operations = [
+        e.body["details"]["operation"]
+        for e in trail.list_docs(
+            "audit", filters={"action": "security.cross_tenant"}, sort="seq", descending=False
+        ).items
+    ]
+    assert operations == ["GET /api/alerts/{alert_id}", "PATCH /api/alerts/{alert_id}", "POST /api/alerts/bulk"]
     assert audit.verify_chain(trail).ok
     # the victim agency's admin sees it in their part of the trail
     seen = client.get("/api/audit?action=security.cross_tenant", headers=login(client, "boss")).json()["items"]
