@@ -16,10 +16,12 @@ from typing import Annotated
 import typer
 import yaml
 from rich.console import Console
+from rich.table import Table
 
 from soc_core import __version__
-from soc_core.auth import ROLES, Membership
+from soc_core.auth import KEY_ROLES, ROLES, Membership
 from soc_core.config import Settings, load_settings
+from soc_core.datasets import allowed_datasets
 from soc_core.devnode import DEV_NODE_DIR, ES_VERSION, DevNode, distribution_home
 from soc_core.errors import SocError
 from soc_core.store import Store, open_store
@@ -94,6 +96,14 @@ def config_show() -> None:
         if es.get(secret):
             es[secret] = "***"
     out.print(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), end="", markup=False)
+
+
+@config_app.command("datasets")
+def config_datasets() -> None:
+    """The datasets events keep (the known list and store.extra_datasets); others are stored as
+    ``unknown``. A sensor registered with ``datasets`` keeps only those of them."""
+    for name in sorted(allowed_datasets(settings().store.extra_datasets)):
+        out.print(name, markup=False)
 
 
 @app.command()
@@ -202,15 +212,29 @@ def user_disable(username: str) -> None:
 @apikey_app.command("create")
 def apikey_create(
     name: str,
-    tenant: Annotated[str, typer.Option(help="The agency the key acts for.")],
-    role: Annotated[str, typer.Option(help=f"One of {', '.join(ROLES)}.")] = "analyst",
-    owner: Annotated[str, typer.Option(help="The person responsible for the key.")] = "admin",
+    *,
+    tenant: Annotated[str, typer.Option(help="The agency the key acts for; * = province-wide.")],
+    owner: Annotated[str, typer.Option(help="The person the key answers to; it never holds more than they do.")],
+    role: Annotated[str, typer.Option(help=f"One of {', '.join(KEY_ROLES)}.")] = "analyst",
+    expires: Annotated[
+        int | None, typer.Option(help="Days until it expires (default 90, at most 365; sensor keys 365).")
+    ] = None,
+    sensor: Annotated[str | None, typer.Option(help="For a sensor key: the sensor's id.")] = None,
 ) -> None:
     """Create an API key (shown once)."""
-    from soc_api.services.accounts import create_api_key  # noqa: PLC0415
+    from soc_api.services.apikeys import Caller, create_api_key  # noqa: PLC0415
 
-    key = create_api_key(store(), name=name, tenant=tenant, role=role, owner=owner, actor=cli_actor())
-    out.print("API key (shown once, keep it secret):")
+    doc, key = create_api_key(
+        store(),
+        name=name,
+        tenant=tenant,
+        role=role,
+        owner=owner,
+        expires_days=expires,
+        sensor_id=sensor,
+        caller=Caller(cli_actor()),
+    )
+    out.print(f"API key [bold]{doc.id}[/] expires {doc.body['expires_at']} (shown once, keep it secret):")
     out.print(key, markup=False, highlight=False)
 
 
@@ -251,6 +275,51 @@ def audit_anchor() -> None:
     if anchor is None:
         raise SocError("the anchor was not written (see the log above)", where=str(settings().audit_anchor_file))
     out.print(f"anchored record {anchor['seq']} in {settings().audit_anchor_file}")
+
+
+@apikey_app.command("list")
+def apikey_list(
+    owner: Annotated[str | None, typer.Option(help="Only this person's keys.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
+) -> None:
+    """Every key with its owner, status, expiry and last use (never the key itself)."""
+    from soc_api.routes.apikeys import public_keys  # noqa: PLC0415
+    from soc_api.services.apikeys import list_keys  # noqa: PLC0415
+
+    opened = store()
+    keys, cursor = [], None
+    while True:
+        page = list_keys(opened, scope=None, owner=owner, size=500, cursor=cursor)
+        keys += public_keys(opened, page.items)
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    if as_json:
+        print_json([key.model_dump() for key in keys])
+        return
+    table = Table("id", "name", "tenant", "role", "owner", "status", "expires", "last used", box=None)
+    for key in keys:
+        last = f"{key.last_used_at} {key.last_used_ip or ''}".strip() if key.last_used_at else "never"
+        table.add_row(key.id, key.name, key.tenant, key.role, key.owner or "—", key.status, key.expires_at, last)
+    out.print(table)
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(key_id: str) -> None:
+    """Revoke a key: the next request with it is refused."""
+    from soc_api.services.apikeys import Caller, revoke_key  # noqa: PLC0415
+
+    revoke_key(store(), key_id, scope=None, caller=Caller(cli_actor()))
+    out.print(f"API key [bold]{key_id}[/] revoked")
+
+
+@apikey_app.command("owner")
+def apikey_owner(key_id: str, owner: str) -> None:
+    """Give a key a new owner: for keys made before owners were required, or whose owner left."""
+    from soc_api.services.apikeys import Caller, set_owner  # noqa: PLC0415
+
+    set_owner(store(), key_id, owner=owner, caller=Caller(cli_actor()))
+    out.print(f"API key [bold]{key_id}[/] now owned by [bold]{owner}[/]")
 
 
 # --- development Elasticsearch ----------------------------------------------------------------

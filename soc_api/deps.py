@@ -10,7 +10,7 @@ from fastapi.routing import APIRoute
 
 from soc_api.errors import ApiProblem
 from soc_api.policy import AUTHENTICATED, DOCS_ROUTES, POLICY, PUBLIC, UI_POLICY
-from soc_api.services import audit
+from soc_api.services import apikeys, audit
 from soc_api.services.accounts import Principal, principal_from_token
 from soc_api.ui.session import CSRF_HEADER, SESSION_COOKIE, csrf_token_for, is_ui_path, same_token
 from soc_core.config import Settings
@@ -67,7 +67,12 @@ def enforce_policy(request: Request, store: StoreDep, settings: SettingsDep) -> 
     if not token:
         raise refused
     try:
-        principal = principal_from_token(store, token, idle=timedelta(minutes=settings.api.idle_minutes))
+        if apikeys.is_api_key(token):
+            principal = apikeys.principal_from_api_key(
+                store, token, source_ip=request.client.host if request.client else None
+            )
+        else:
+            principal = principal_from_token(store, token, idle=timedelta(minutes=settings.api.idle_minutes))
     except AuthError as exc:
         raise refused from exc
     if ui:

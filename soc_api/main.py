@@ -12,7 +12,7 @@ from detections.loader import shipped_rules_dir
 from soc_api.deps import enforce_policy
 from soc_api.errors import ERROR_RESPONSES, install_error_handlers
 from soc_api.policy import POLICY, UI_POLICY
-from soc_api.routes import alerts, audit, auth, cases, events, health, rules, sensors
+from soc_api.routes import alerts, apikeys, audit, auth, cases, events, health, rules, sensors
 from soc_api.services import audit as audit_trail
 from soc_api.services.throttle import LoginThrottle
 from soc_api.ui.mount import SECURITY_HEADERS, install_ui, ui_route_inventory
@@ -34,6 +34,7 @@ ROUTERS = (
     sensors.router,
     rules.router,
     audit.router,
+    apikeys.router,
 )
 
 

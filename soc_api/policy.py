@@ -59,6 +59,7 @@ POLICY: dict[tuple[str, str], str] = {
     ("GET", "/api/audit/verify"): "audit:read",  # and province-wide only (the route checks)
     ("POST", "/api/sensors"): "sensors:admin",
     ("GET", "/api/sensors"): "sensors:read",
+    ("GET", "/api/sensors/datasets"): "sensors:read",
     ("GET", "/api/sensors/{sensor_id}"): "sensors:read",
     ("POST", "/api/sensors/heartbeat"): "sensors:report",
     ("POST", "/api/ingest"): "events:ingest",
@@ -72,6 +73,9 @@ POLICY: dict[tuple[str, str], str] = {
     ("POST", "/api/rules/{rule_id}/exceptions/{exception_id}/revoke"): "rules:write",
     ("POST", "/api/rules/{rule_id}/test"): "rules:read",
     ("POST", "/api/rules/{rule_id}/backtest"): "rules:read",
+    ("GET", "/api/apikeys"): "users:admin",
+    ("POST", "/api/apikeys"): "users:admin",
+    ("POST", "/api/apikeys/{key_id}/revoke"): "users:admin",
 }
 
 # The analysts' web UI (soc_api.ui): same permissions, but people sign in with a session cookie
@@ -92,6 +96,9 @@ UI_POLICY: dict[tuple[str, str], str] = {
     ("GET", "/ui/cases/{case_id}"): "cases:read",
     ("POST", "/ui/cases/{case_id}"): "cases:write",
     ("GET", "/ui/hunt"): "events:read",
+    ("GET", "/ui/keys"): "users:admin",
+    ("POST", "/ui/keys"): "users:admin",
+    ("POST", "/ui/keys/{key_id}/revoke"): "users:admin",
 }
 
 # FastAPI's own documentation routes
@@ -102,4 +109,23 @@ def permissions_of(role: str) -> frozenset[str]:
     return ROLE_PERMISSIONS.get(cast(Role, role), frozenset())
 
 
-__all__ = ["AUTHENTICATED", "DOCS_ROUTES", "POLICY", "PUBLIC", "ROLE_PERMISSIONS", "UI_POLICY", "permissions_of"]
+# An API key uses a permission only where its owner holds the same one now; a sensor's rights,
+# which no person holds, need the owner's right to administer sensors there.
+_KEY_OWNER_PERMISSION = {"events:ingest": "sensors:admin", "sensors:report": "sensors:admin"}
+
+
+def key_owner_permission(permission: str) -> str:
+    """The permission an API key's owner must hold for the key to use ``permission``."""
+    return _KEY_OWNER_PERMISSION.get(permission, permission)
+
+
+__all__ = [
+    "AUTHENTICATED",
+    "DOCS_ROUTES",
+    "POLICY",
+    "PUBLIC",
+    "ROLE_PERMISSIONS",
+    "UI_POLICY",
+    "key_owner_permission",
+    "permissions_of",
+]

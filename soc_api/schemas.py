@@ -38,6 +38,48 @@ class MePublic(BaseModel):
     memberships: list[MembershipPublic]
 
 
+KeyRole = Literal["analyst", "rule_admin", "manager", "admin", "sensor"]
+
+
+class ApiKeyCreate(Strict):
+    name: str = Field(min_length=1, max_length=100)
+    tenant: str = Field(min_length=1, max_length=40, description="The agency the key acts for; * = province-wide")
+    role: KeyRole = "analyst"
+    owner: str = Field(min_length=1, max_length=100, description="The person the key answers to")
+    expires_days: int | None = Field(
+        None, ge=1, le=365, description="Days until it expires; default 90 (integration) or 365 (sensor)"
+    )
+    sensor_id: str | None = Field(None, min_length=1, max_length=64, description="For a sensor key: its sensor")
+
+
+class ApiKeyPublic(BaseModel):
+    """A key as listed: never the key itself nor its digest."""
+
+    id: str
+    name: str
+    tenant: str
+    role: str
+    owner: str | None = None
+    sensor_id: str | None = None
+    status: Literal["active", "revoked", "expired", "owner_disabled", "no_owner"]
+    created_at: str
+    created_by: str | None = None
+    expires_at: str
+    revoked_at: str | None = None
+    revoked_by: str | None = None
+    last_used_at: str | None = None
+    last_used_ip: str | None = None
+
+
+class ApiKeyCreated(ApiKeyPublic):
+    api_key: str = Field(description="Shown once, now; only its digest is stored.")
+
+
+class ApiKeyPage(BaseModel):
+    items: list[ApiKeyPublic]
+    next_cursor: str | None = None
+
+
 class Comment(BaseModel):
     at: str
     author: str
@@ -233,6 +275,12 @@ class SensorCreate(Strict):
     name: str = Field(min_length=1, max_length=100)
     tenant: str = Field(min_length=2, max_length=40)
     kind: Literal["logs", "syslog", "evtx", "network", "other"] = "logs"
+    datasets: list[Annotated[str, Field(max_length=80)]] | None = Field(
+        None,
+        max_length=200,
+        description="Datasets this sensor may send (each known, or in store.extra_datasets); "
+        "default: all of them. Others are stored as `unknown`, the value kept in labels.original_dataset.",
+    )
 
 
 class SensorPublic(BaseModel):
@@ -244,6 +292,7 @@ class SensorPublic(BaseModel):
     last_seen: str | None = None
     restarts: int = 0
     health: dict[str, Any] = Field(default_factory=dict)
+    datasets: list[str] | None = Field(None, description="Its allowed datasets; null means every allowed one.")
 
 
 class SensorCreated(SensorPublic):
@@ -258,6 +307,9 @@ class SensorPage(BaseModel):
 class Heartbeat(Strict):
     run_id: str = Field(min_length=1, max_length=64)
     counters: dict[Annotated[str, Field(max_length=64)], Annotated[int, Field(ge=0)]] = Field(max_length=100)
+    problem: str | None = Field(
+        None, max_length=1000, description="Why delivery is failing now, if it is; marks the sensor degraded."
+    )
 
 
 class IngestRequest(Strict):
@@ -305,6 +357,7 @@ class RuleHistoryEntry(BaseModel):
     author: str
     action: str
     reason: str
+    tenant: str | None = Field(None, description="The agency the change was made for; none: province-wide")
     version: str | None = None
 
 

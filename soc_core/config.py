@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from soc_core.errors import ConfigError
+from soc_core.events import DATASET
 
 
 class _Section(BaseModel):
@@ -42,6 +43,19 @@ class StoreSettings(_Section):
     backend: Literal["sqlite", "elasticsearch"] = "sqlite"
     sqlite_path: Path | None = None
     elasticsearch: ElasticsearchSettings = ElasticsearchSettings()
+    # Bounds on the event indices sensors can make (soc_core.bounds): datasets beyond the known
+    # list, and how far an @timestamp may lie from the ingest time before it is replaced.
+    extra_datasets: list[str] = Field(default_factory=list, max_length=1000)
+    max_event_age_days: int = Field(365, ge=1, le=36_500)
+    max_future_skew_hours: int = Field(24, ge=0, le=24 * 366)
+
+    @field_validator("extra_datasets")
+    @classmethod
+    def _dataset_names(cls, value: list[str]) -> list[str]:
+        bad = [name for name in value if not DATASET.match(name)]
+        if bad:
+            raise ValueError(f"not dataset names: {bad}; use lowercase letters, digits, '_' or '.'")
+        return value
 
 
 class ApiSettings(_Section):

@@ -12,22 +12,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from soc_api.policy import permissions_of
+from soc_api.policy import key_owner_permission, permissions_of
 from soc_api.services import audit
 from soc_api.services.throttle import LoginThrottle
 from soc_core.auth import (
-    KEY_ROLES,
     PROVINCE,
     ROLES,
     Membership,
-    api_key_id,
     digest,
     hash_password,
-    new_api_key,
     new_token,
     new_totp_secret,
     password_problem,
-    same_digest,
     totp_uri,
     verify_password,
     verify_totp,
@@ -47,17 +43,32 @@ class Principal:
     memberships: tuple[Membership, ...] = field(default_factory=tuple)
     session_id: str | None = None
     sensor_id: str | None = None  # set for a sensor's API key
+    owner: str | None = None  # an API key's owner (a person)
+    # an API key's owner's memberships, read at this request: the key never holds more
+    owner_memberships: tuple[Membership, ...] | None = None
 
     def tenants_for(self, permission: str) -> tuple[str, ...] | None:
-        """Tenants where this principal holds ``permission``; ``None`` means every tenant."""
-        granted = [m.tenant for m in self.memberships if permission in permissions_of(m.role)]
-        if PROVINCE in granted:
-            return None
-        return tuple(sorted(set(granted)))
+        """Tenants where this principal holds ``permission``; ``None`` means every tenant.
+        For an API key, only where its owner holds the same right now (for a sensor's rights,
+        the right to administer sensors)."""
+        granted = _granted(self.memberships, permission)
+        if self.owner_memberships is None:
+            return granted
+        held = _granted(self.owner_memberships, key_owner_permission(permission))
+        if granted is None:
+            return held
+        return granted if held is None else tuple(t for t in granted if t in held)
 
     def may(self, permission: str) -> bool:
         tenants = self.tenants_for(permission)
         return tenants is None or bool(tenants)
+
+
+def _granted(memberships: Sequence[Membership], permission: str) -> tuple[str, ...] | None:
+    granted = [m.tenant for m in memberships if permission in permissions_of(m.role)]
+    if PROVINCE in granted:
+        return None
+    return tuple(sorted(set(granted)))
 
 
 def _memberships(raw: Sequence[dict[str, Any]]) -> tuple[Membership, ...]:
@@ -251,9 +262,7 @@ def _active_user(store: Store, user_id: str) -> dict[str, Any]:
 
 
 def principal_from_token(store: Store, token: str, *, idle: timedelta) -> Principal:
-    key_id = api_key_id(token)
-    if key_id is not None:
-        return _principal_from_api_key(store, key_id, token)
+    """The person behind a session token (API keys: :mod:`soc_api.services.apikeys`)."""
     session_id = digest(token)
     try:
         session = store.get_doc("sessions", session_id)
@@ -276,67 +285,6 @@ def principal_from_token(store: Store, token: str, *, idle: timedelta) -> Princi
         kind="user",
         memberships=_memberships(user.get("memberships", [])),
         session_id=session_id,
-    )
-
-
-def create_api_key(
-    store: Store,
-    *,
-    name: str,
-    tenant: str,
-    role: str,
-    owner: str,
-    sensor_id: str | None = None,
-    actor: str = "system",
-) -> str:
-    """A new API key bound to one tenant and role; the key itself is returned once."""
-    if role not in KEY_ROLES:
-        raise SocError(f"unknown role {role!r}", hint=f"use one of {', '.join(KEY_ROLES)}")
-    if role == "sensor" and tenant == PROVINCE:
-        raise SocError("a sensor key belongs to one agency", hint="name the agency with --tenant")
-    if tenant != PROVINCE and not tenant_exists(store, tenant):
-        raise SocError(f"unknown tenant {tenant!r}", hint="create it with `soc tenant add`")
-    key_id, key = new_api_key()
-    store.create_doc(
-        "apikeys",
-        {
-            "name": name,
-            "tenant": tenant,
-            "role": role,
-            "owner": owner,
-            "digest": digest(key),
-            "sensor_id": sensor_id,
-            "disabled": False,
-            "created_at": format_timestamp(utcnow()),
-        },
-        doc_id=key_id,
-    )
-    audit.record(
-        store,
-        actor=actor,
-        action="apikey.create",
-        tenant=None if tenant == PROVINCE else tenant,
-        target=f"apikeys/{key_id}",
-        after={"name": name, "role": role, "owner": owner},
-    )
-    return key
-
-
-def _principal_from_api_key(store: Store, key_id: str, key: str) -> Principal:
-    try:
-        body = store.get_doc("apikeys", key_id).body
-    except NotFound as exc:
-        raise AuthError("unknown API key") from exc
-    if body.get("disabled") or not same_digest(key, body["digest"]):
-        raise AuthError("invalid API key")
-    if body.get("owner"):
-        _active_user(store, body["owner"])
-    return Principal(
-        id=f"apikey:{key_id}",
-        name=body["name"],
-        kind="apikey",
-        memberships=(Membership(body["tenant"], body["role"]),),
-        sensor_id=body.get("sensor_id"),
     )
 
 
@@ -366,7 +314,6 @@ __all__ = [
     "Principal",
     "add_tenant",
     "add_user",
-    "create_api_key",
     "disable_user",
     "enroll_totp",
     "login",

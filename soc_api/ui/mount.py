@@ -22,11 +22,11 @@ from soc_api.deps import LoginRequired
 from soc_api.errors import ApiProblem, note_cross_tenant
 from soc_api.services.alerts import WorkflowError
 from soc_api.ui.render import render
-from soc_api.ui.routes import alerts, auth, cases, hunt
+from soc_api.ui.routes import alerts, auth, cases, hunt, keys
 from soc_api.ui.session import SESSION_COOKIE, is_ui_path, secure_cookies_default
 from soc_core.errors import AuthError, Conflict, InvalidInput, NotFound, NotVisible, SocError
 
-ROUTERS = (auth.router, alerts.router, cases.router, hunt.router)
+ROUTERS = (auth.router, alerts.router, cases.router, hunt.router, keys.router)
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (

@@ -62,7 +62,7 @@ def api(tmp_path: Path) -> Iterator[Api]:
     store.setup()
     accounts.add_tenant(store, tenant_id=TENANT, name="Police")
     accounts.add_user(store, username="boss", password=PASSWORD, memberships=[Membership(PROVINCE, "admin")])
-    actor = Actor(Principal(id="test", name="test", kind="user"))
+    actor = Actor(Principal(id="boss", name="boss", kind="user"))
     doc, key = register_sensor(store, name="web01-logs", tenant=TENANT, kind="logs", actor=actor)
     key_file = tmp_path / "sensor-api.key"
     key_file.write_text(key + "\n")

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from soc_api.main import create_app, route_inventory
 from soc_api.policy import POLICY
-from soc_api.services import accounts
+from soc_api.services import accounts, apikeys
 from soc_api.services.accounts import principal_from_token
 from soc_core.auth import PROVINCE, Membership, digest
 from soc_core.config import Settings
@@ -111,7 +111,7 @@ def test_logout_and_disable_end_sessions_at_once(client: TestClient, store: Stor
     client.post("/api/auth/logout", headers=first)
     assert client.get("/api/alerts", headers=first).status_code == 401
     second = token(client, "ana")
-    key = accounts.create_api_key(store, name="sensor", tenant="police", role="analyst", owner="ana")
+    _, key = apikeys.create_api_key(store, name="sensor", tenant="police", role="analyst", owner="ana")
     assert client.get("/api/alerts", headers={"Authorization": f"Bearer {key}"}).status_code == 200
     accounts.disable_user(store, "ana")
     assert client.get("/api/alerts", headers=second).status_code == 401
@@ -189,7 +189,7 @@ def test_canary_secrets_appear_in_no_log_and_no_document(
         session_token = response.json()["access_token"]
         client.get("/api/alerts", headers={"Authorization": f"Bearer {session_token}"})
         client.post("/api/auth/login", json={"username": "canary", "password": canary_password + "x"})
-        key = accounts.create_api_key(store, name="canary", tenant="police", role="analyst", owner="canary")
+        _, key = apikeys.create_api_key(store, name="canary", tenant="police", role="analyst", owner="canary")
         client.get("/api/alerts", headers={"Authorization": f"Bearer {key}"})
     everything = caplog.text
     for kind in ("users", "sessions", "apikeys", "audit", "alerts", "tenants"):

@@ -13,7 +13,7 @@ from detections import lifecycle
 from detections.loader import load_rules, shipped_rules_dir
 from soc_api.main import create_app
 from soc_api.policy import POLICY, permissions_of
-from soc_api.services import accounts
+from soc_api.services import accounts, apikeys
 from soc_core.auth import ROLES, Membership
 from soc_core.config import Settings
 from soc_core.store import Store
@@ -68,7 +68,9 @@ def world(store: Store) -> tuple[TestClient, dict[str, str]]:
         expires_at=None,
         shipped=shipped,
     )
+    key, _ = apikeys.create_api_key(store, name="theirs", tenant="health", role="rule_admin", owner="health_ra")
     ids = {
+        "key_id": key.id,
         "alert_id": alert.id,
         "case_id": case.id,
         "sensor_id": sensor.id,
@@ -81,7 +83,7 @@ def world(store: Store) -> tuple[TestClient, dict[str, str]]:
 def snapshot(store: Store) -> dict[str, object]:
     return {
         kind: sorted((d.id, d.version) for d in store.list_docs(kind, size=1000).items)
-        for kind in ("alerts", "cases", "sensors", "rules")
+        for kind in ("alerts", "cases", "sensors", "rules", "apikeys")
     }
 
 

@@ -6,7 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from soc_api.main import create_app
-from soc_api.services import accounts, audit
+from soc_api.services import accounts, apikeys, audit
 from soc_core.auth import PROVINCE, Membership
 from soc_core.config import Settings
 from soc_core.query import event_query
@@ -81,7 +81,7 @@ def test_bad_events_are_rejected_with_reasons(client: TestClient) -> None:
 def test_only_sensor_keys_ingest_and_report(client: TestClient, store: Store) -> None:
     boss = login(client, "boss")
     assert client.post("/api/ingest", json={"events": [event(1)]}, headers=boss).status_code == 403
-    analyst_key = accounts.create_api_key(
+    _, analyst_key = apikeys.create_api_key(
         store,
         name="integration",
         tenant="police",
