@@ -381,6 +381,11 @@ class Router:
         return found
 
 
+def _tenant_and_id(event: Mapping[str, Any]) -> tuple[str, str]:
+    """An event's key within a batch: ``event.id`` is unique per tenant, not across tenants."""
+    return str(event.get(TENANT_FIELD, "")), str(event.get("event.id", ""))
+
+
 def _gate_holds(rule: CompiledRule, event: Mapping[str, Any]) -> bool:
     assert rule.gate is not None
     try:
@@ -460,12 +465,12 @@ class Evaluator:
         single process would.
         """
         detections: list[Detection] = []
-        by_id: dict[str, Mapping[str, Any]] = {}
+        by_id: dict[tuple[str, str], Mapping[str, Any]] = {}  # ids are unique per tenant only
         for event, matched in matches:
             if not matched:
                 continue
             self.stats.matches += len(matched)
-            by_id[str(event.get("event.id", ""))] = event
+            by_id[_tenant_and_id(event)] = event
             for rule in matched:
                 if rule.alerts:
                     detections.append(detection_from_event(rule.meta, event))
@@ -475,9 +480,9 @@ class Evaluator:
         return detections
 
     def _from_hit(
-        self, hit: CorrelationHit, trigger: Mapping[str, Any], by_id: Mapping[str, Mapping[str, Any]]
+        self, hit: CorrelationHit, trigger: Mapping[str, Any], by_id: Mapping[tuple[str, str], Mapping[str, Any]]
     ) -> Detection:
-        window_events = [by_id[eid] for eid in hit.event_ids if eid in by_id] or [trigger]
+        window_events = [by_id[(hit.tenant, eid)] for eid in hit.event_ids if (hit.tenant, eid) in by_id] or [trigger]
         entities = entities_of(window_events)
         for name, value in hit.group.items():
             values = entities.setdefault(name, [])
@@ -688,15 +693,16 @@ class DetectionEngine:
         """Rule scopes and exceptions, applied before anything becomes an alert."""
         if not self.policy.scopes and not self.policy.exceptions:
             return detections
-        by_id = {str(event.get("event.id")): event for event in batch}
+        by_id = {_tenant_and_id(event): event for event in batch}  # ids are unique per tenant only
         now = self.clock()
         kept = []
         for detection in detections:
             events: list[Mapping[str, Any]] = []
             if self.policy.needs_events(detection):
-                missing = [i for i in detection.event_ids if i not in by_id]
-                fetched = {e["event.id"]: e for e in self.store.get_events(missing, tenants=(detection.tenant,))}
-                events = [by_id.get(i) or fetched[i] for i in detection.event_ids if i in by_id or i in fetched]
+                mine = {i: by_id[(detection.tenant, i)] for i in detection.event_ids if (detection.tenant, i) in by_id}
+                missing = [i for i in detection.event_ids if i not in mine]
+                mine.update((e["event.id"], e) for e in self.store.get_events(missing, tenants=(detection.tenant,)))
+                events = [mine[i] for i in detection.event_ids if i in mine]
             if self.policy.admits(detection, events, now=now):
                 kept.append(detection)
         return kept

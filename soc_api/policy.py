@@ -56,6 +56,7 @@ POLICY: dict[tuple[str, str], str] = {
     ("GET", "/api/cases/{case_id}"): "cases:read",
     ("PATCH", "/api/cases/{case_id}"): "cases:write",
     ("GET", "/api/audit"): "audit:read",
+    ("GET", "/api/audit/verify"): "audit:read",  # and province-wide only (the route checks)
     ("POST", "/api/sensors"): "sensors:admin",
     ("GET", "/api/sensors"): "sensors:read",
     ("GET", "/api/sensors/datasets"): "sensors:read",

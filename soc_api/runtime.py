@@ -2,7 +2,7 @@
 
 ``--role all`` (the default, and the demo) runs everything in one process; ``--role api`` runs
 the API and UI only, any number of them; ``--role engine`` runs the streaming detection engine
-and the scheduled housekeeping (retention), without HTTP — exactly one per store. The engine
+and the scheduled jobs (retention, audit anchoring), without HTTP — exactly one per store. The engine
 runs in a background thread and polls the store for new events; rule changes reach it through
 the store's rule generation. The API side creates ``admin`` on first start, with a random
 password printed once. SIGUSR1 dumps every thread's stack to stderr (a stuck process).
@@ -28,10 +28,10 @@ from detections import lifecycle
 from detections.engine import DetectionEngine
 from detections.loader import shipped_rules_dir
 from soc_api.main import create_app
-from soc_api.services import accounts
+from soc_api.services import accounts, audit
 from soc_core.auth import PROVINCE, Membership
 from soc_core.config import Settings
-from soc_core.errors import ConfigError, StoreUnavailable
+from soc_core.errors import ConfigError, SocError, StoreUnavailable
 from soc_core.events import utcnow
 from soc_core.store import Store
 
@@ -165,8 +165,13 @@ def build_engine(settings: Settings, store: Store) -> DetectionEngine:
     return engine
 
 
-def build_scheduler(store: Store) -> BackgroundScheduler:
+def build_scheduler(store: Store, *, anchor_minutes: float = 5.0) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(timezone="Asia/Ho_Chi_Minh")
+
+    def anchor() -> None:
+        audit.anchor_head(store, if_moved=True)
+
+    scheduler.add_job(anchor, "interval", minutes=anchor_minutes, id="audit-anchor", replace_existing=True)
 
     def retention() -> None:
         removed = store.delete_events_before(utcnow() - timedelta(days=RETENTION_DAYS))
@@ -196,6 +201,9 @@ def serve(
     check_role(role, demo=demo)
     configure_logging(settings)
     faulthandler.register(signal.SIGUSR1, all_threads=True)
+    audit.configure(store, settings)
+    audit.ensure_key(store)
+    audit.anchor_head(store)  # from here on a cut-back trail shows, legacy records included
     api = role in ("all", "api")
     engine_side = role in ("all", "engine")
     password = ensure_admin(store) if api else None
@@ -215,7 +223,7 @@ def serve(
         )
         thread.start()
         threads.append(thread)
-    scheduler = build_scheduler(store) if engine_side else None
+    scheduler = build_scheduler(store, anchor_minutes=settings.audit.anchor_every_minutes) if engine_side else None
     if scheduler is not None:
         scheduler.start()
     parts = [name for name, on in (("api", api), ("engine", bool(threads)), ("scheduler", engine_side)) if on]
@@ -248,6 +256,10 @@ def serve(
             thread.join(timeout=10)
         if scheduler is not None:
             scheduler.shutdown(wait=False)
+        try:
+            audit.anchor_head(store)
+        except SocError as exc:  # a store down at shutdown: the last scheduled anchor stands
+            log.error("audit head not anchored at shutdown", extra={"error": exc.render()})
         store.close()
 
 

@@ -95,6 +95,28 @@ class LogSettings(_Section):
     json_format: bool = False
 
 
+class AuditSettings(_Section):
+    # The chain's MAC key and the head anchors live outside the store, so someone who can write
+    # the store can neither re-seal rewritten records nor hide deleted ones.
+    key_file: Path | None = None  # default <data_dir>/secrets/audit.key, created 0600
+    anchor_file: Path | None = None  # default <data_dir>/audit-anchors.jsonl
+    anchor_syslog: str | None = None  # also send anchors to syslog: a socket path or host:port (UDP)
+    anchor_every_records: int = Field(10, ge=1, le=100_000)
+    anchor_every_minutes: float = Field(5.0, gt=0, le=24 * 60)
+    # refused cross-agency attempts recorded per principal per minute (the rest are counted)
+    cross_tenant_per_minute: int = Field(10, ge=1, le=1000)
+
+    @field_validator("anchor_syslog")
+    @classmethod
+    def _syslog_address(cls, value: str | None) -> str | None:
+        if value is None or value.startswith("/"):
+            return value
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be a socket path (/dev/log) or host:port")
+        return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SOC_",
@@ -107,10 +129,19 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     detection: DetectionSettings = DetectionSettings()
     log: LogSettings = LogSettings()
+    audit: AuditSettings = AuditSettings()
 
     @property
     def sqlite_path(self) -> Path:
         return self.store.sqlite_path or self.data_dir / "canhgac.db"
+
+    @property
+    def audit_key_file(self) -> Path:
+        return self.audit.key_file or self.data_dir / "secrets" / "audit.key"
+
+    @property
+    def audit_anchor_file(self) -> Path:
+        return self.audit.anchor_file or self.data_dir / "audit-anchors.jsonl"
 
     @classmethod
     def settings_customise_sources(
@@ -163,6 +194,7 @@ def load_settings(path: Path | None = None) -> Settings:
 __all__ = [
     "ApiLimits",
     "ApiSettings",
+    "AuditSettings",
     "DetectionSettings",
     "ElasticsearchSettings",
     "Settings",

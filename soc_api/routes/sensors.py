@@ -23,7 +23,7 @@ from soc_api.services import sensors
 from soc_api.services.accounts import Principal
 from soc_core.bounds import EventBounds
 from soc_core.datasets import allowed_datasets
-from soc_core.errors import NotFound
+from soc_core.errors import NotVisible
 from soc_core.events import shape_problem
 from soc_core.store import Doc
 
@@ -61,7 +61,7 @@ def register(
     principal: CurrentPrincipal,
 ) -> SensorCreated:
     if scope is not None and body.tenant not in scope:
-        raise NotFound("no such tenant")
+        raise NotVisible("no such tenant", target=f"tenants/{body.tenant}", owner=body.tenant)
     doc, key = sensors.register_sensor(
         store,
         name=body.name,
@@ -96,7 +96,7 @@ def list_datasets(settings: SettingsDep) -> list[str]:
 def get_sensor(sensor_id: str, store: StoreDep, scope: TenantScope) -> SensorPublic:
     doc = store.get_doc("sensors", sensor_id)
     if scope is not None and doc.body.get("tenant") not in scope:
-        raise NotFound("no such sensor")
+        raise NotVisible("no such sensor", target=f"sensors/{sensor_id}", owner=doc.body.get("tenant"))
     return to_public(doc)
 
 

@@ -1,7 +1,8 @@
 """Sensors: registration (which issues the sensor's API key), heartbeats and health, ingest.
 
 A sensor's tenant is fixed by its key. Events it sends through the API are stored under that
-tenant whatever they say; a mismatch is counted and written to the audit trail (scenario T4).
+tenant whatever they say, in whatever shape (:mod:`soc_core.tenant_claims`); a mismatch is
+tagged on the event, counted and written to the audit trail (scenarios T4, H10).
 Their datasets and timestamps are brought within the bounds (:mod:`soc_core.bounds`), with the
 sensor's own list of datasets, given when it is registered (scenario H11).
 """
@@ -18,9 +19,10 @@ from soc_api.services import accounts, apikeys, audit
 from soc_api.services.alerts import Actor
 from soc_core.bounds import EventBounds
 from soc_core.datasets import KNOWN_DATASETS
-from soc_core.errors import Conflict, InvalidInput, NotFound, SocError
-from soc_core.events import TENANT_FIELD, event_id, format_timestamp, parse_timestamp, utcnow
+from soc_core.errors import Conflict, InvalidInput, NotFound, NotVisible, SocError
+from soc_core.events import event_id, format_timestamp, parse_timestamp, utcnow
 from soc_core.store import BulkResult, Doc, Store
+from soc_core.tenant_claims import assign_tenant
 
 OFFLINE_AFTER = timedelta(minutes=3)
 LOSS_THRESHOLD = 0.10
@@ -111,7 +113,7 @@ def heartbeat(
     for _ in range(10):
         doc = store.get_doc("sensors", sensor_id)
         if doc.body.get("tenant") != tenant:
-            raise NotFound("no such sensor")
+            raise NotVisible("no such sensor", target=f"sensors/{sensor_id}", owner=doc.body.get("tenant"))
         received = int(counters.get("kernel_received", 0)) + int(counters.get("kernel_dropped", 0))
         dropped = int(counters.get("kernel_dropped", 0)) + int(counters.get("dropped", 0))
         loss = dropped / received if received else 0.0
@@ -155,11 +157,9 @@ def ingest(
     prepared = []
     mismatched = 0
     for original in events:
-        event = dict(original)
-        claimed = event.get(TENANT_FIELD)
-        if claimed is not None and claimed != tenant:
+        event, claimed = assign_tenant(dict(original), tenant)
+        if claimed:
             mismatched += 1
-        event[TENANT_FIELD] = tenant
         event["observer.id"] = sensor_id
         if not event.get("event.id"):
             # the same content sent again gets the same id, so a retried request stores nothing twice
