@@ -57,6 +57,7 @@ kind of event, with an Aho-Corasick prefilter over its own rules' literals.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -88,6 +89,7 @@ from .loader import LoadedRule, RuleSet, translate_sigma_error
 from .matcher import Matcher, compile_gate, compile_rule, needed_fields
 from .pipelines import canhgac_pipeline
 from .prefilter import Literals, Prefilter, rule_literals
+from .watchdog import report_slow_batch, time_rules
 
 if TYPE_CHECKING:
     from .workers import WorkerPool
@@ -414,6 +416,11 @@ class Router:
         return found
 
 
+def _tenant_and_id(event: Mapping[str, Any]) -> tuple[str, str]:
+    """An event's key within a batch: ``event.id`` is unique per tenant, not across tenants."""
+    return str(event.get(TENANT_FIELD, "")), str(event.get("event.id", ""))
+
+
 def _gate_holds(rule: CompiledRule, event: Mapping[str, Any]) -> bool:
     assert rule.gate is not None
     try:
@@ -493,12 +500,12 @@ class Evaluator:
         single process would.
         """
         detections: list[Detection] = []
-        by_id: dict[str, Mapping[str, Any]] = {}
+        by_id: dict[tuple[str, str], Mapping[str, Any]] = {}  # ids are unique per tenant only
         for event, matched in matches:
             if not matched:
                 continue
             self.stats.matches += len(matched)
-            by_id[str(event.get("event.id", ""))] = event
+            by_id[_tenant_and_id(event)] = event
             for rule in matched:
                 if rule.alerts:
                     detections.append(detection_from_event(rule.meta, event))
@@ -508,9 +515,9 @@ class Evaluator:
         return detections
 
     def _from_hit(
-        self, hit: CorrelationHit, trigger: Mapping[str, Any], by_id: Mapping[str, Mapping[str, Any]]
+        self, hit: CorrelationHit, trigger: Mapping[str, Any], by_id: Mapping[tuple[str, str], Mapping[str, Any]]
     ) -> Detection:
-        window_events = [by_id[eid] for eid in hit.event_ids if eid in by_id] or [trigger]
+        window_events = [by_id[(hit.tenant, eid)] for eid in hit.event_ids if (hit.tenant, eid) in by_id] or [trigger]
         entities = entities_of(window_events)
         for name, value in hit.group.items():
             values = entities.setdefault(name, [])
@@ -568,6 +575,8 @@ class DetectionEngine:
         pipeline_factory: Callable[[], ProcessingPipeline] = canhgac_pipeline,
         policy: RulePolicy | None = None,
         workers: int = 1,
+        slow_batch_seconds: float | None = None,
+        timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         if workers < 1:
             raise ConfigError(f"detection workers: need at least 1, not {workers}")
@@ -582,6 +591,9 @@ class DetectionEngine:
         self._state_loaded = False
         self._open: dict[str, tuple[dict[str, Any], str]] = {}
         self.workers = workers
+        # the watchdog (detections.watchdog): a batch over this many seconds is logged with its slowest rules
+        self.slow_batch_seconds = slow_batch_seconds
+        self.timer = timer
         self._pool: WorkerPool | None = None
         # the next batch, planned while the workers matched the last one: (planned after, limit, plan, checkpoint)
         self._ahead: tuple[str | None, int, ReadPlan, str] | None = None
@@ -624,10 +636,15 @@ class DetectionEngine:
             plan, checkpoint = self.store.plan_new_events(self.checkpoint, limit=limit)
         result = RunResult()
         if plan.blocks:
+            started = self.timer()
             detections, batch = self._evaluate(plan, result, checkpoint=checkpoint, limit=limit)
+            matched = self.timer()
             detections = self._admitted(detections, batch)
             result.detections = len(detections)
             self._write_alerts(detections, result)
+            finished = self.timer()
+            if self.slow_batch_seconds is not None and finished - started > self.slow_batch_seconds:
+                self._report_slow(plan, result, seconds=finished - started, match_seconds=matched - started)
         if checkpoint != self.checkpoint:
             self.checkpoint = checkpoint
             self.save_state()
@@ -691,19 +708,36 @@ class DetectionEngine:
         result.events = len(events)
         return self.evaluator.evaluate(events), events
 
+    def _report_slow(self, plan: ReadPlan, result: RunResult, *, seconds: float, match_seconds: float) -> None:
+        """Log a batch over the threshold; when matching (not writing alerts) took most of the
+        time, with the rules that took it, re-timed one by one on the batch's events."""
+        assert self.slow_batch_seconds is not None
+        rules = None
+        if match_seconds >= seconds / 2:
+            events = (event for _, event in self.store.read_plan(plan))
+            rules = time_rules(self.evaluator, events, budget=self.slow_batch_seconds, timer=self.timer)
+        report_slow_batch(
+            seconds=seconds,
+            match_seconds=match_seconds,
+            events=result.events,
+            threshold=self.slow_batch_seconds,
+            rules=rules,
+        )
+
     def _admitted(self, detections: list[Detection], batch: Sequence[Mapping[str, Any]]) -> list[Detection]:
         """Rule scopes and exceptions, applied before anything becomes an alert."""
         if not self.policy.scopes and not self.policy.exceptions:
             return detections
-        by_id = {str(event.get("event.id")): event for event in batch}
+        by_id = {_tenant_and_id(event): event for event in batch}  # ids are unique per tenant only
         now = self.clock()
         kept = []
         for detection in detections:
             events: list[Mapping[str, Any]] = []
             if self.policy.needs_events(detection):
-                missing = [i for i in detection.event_ids if i not in by_id]
-                fetched = {e["event.id"]: e for e in self.store.get_events(missing, tenants=(detection.tenant,))}
-                events = [by_id.get(i) or fetched[i] for i in detection.event_ids if i in by_id or i in fetched]
+                mine = {i: by_id[(detection.tenant, i)] for i in detection.event_ids if (detection.tenant, i) in by_id}
+                missing = [i for i in detection.event_ids if i not in mine]
+                mine.update((e["event.id"], e) for e in self.store.get_events(missing, tenants=(detection.tenant,)))
+                events = [mine[i] for i in detection.event_ids if i in mine]
             if self.policy.admits(detection, events, now=now):
                 kept.append(detection)
         return kept

@@ -5,7 +5,15 @@ ever been changed, each carrying its whole history (who, when, why, what)::
 
     {"rule_id", "source": "shipped" | "custom", "yaml" (custom rules), "tenant" (owner agency or
      None for province-wide), "scope" (tenants the rule applies to, None = all), "enabled",
-     "exceptions": [...], "history": [...], "created_at", "updated_at"}
+     "revision", "exceptions": [...], "history": [...], "created_at", "updated_at"}
+
+Exceptions and history entries belong to the agency that made them (``tenant``; None for
+province-wide ones): :func:`visible_exceptions` and :func:`visible_history` are what a caller
+scoped to some agencies may read, and the limits (:data:`MAX_EXCEPTIONS`, :data:`MAX_HISTORY`)
+count per agency, so one agency can neither read nor crowd out another's. ``revision`` counts
+only changes to the rule itself (text, scope, enabled), which everyone who can open the rule
+may see; it is the version callers send back, never the store's document version, which every
+agency's exceptions move (and which on Elasticsearch counts writes to the whole index).
 
 :class:`RulePolicy` is the pure view the detection engine applies before alerting: a detection
 is dropped when its rule is scoped away from the detection's tenant (a tenant's rule admin can
@@ -25,7 +33,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from soc_core.errors import Conflict, NotFound, RuleError
+from soc_core.errors import Conflict, NotFound, NotVisible, RuleError
 from soc_core.events import format_timestamp, parse_timestamp, utcnow
 from soc_core.store import Doc, Store
 
@@ -33,8 +41,9 @@ from .alerts import Detection
 from .loader import RuleSet, load_rule_text, load_rules
 
 GENERATION_DOC = "rules-generation"
-MAX_HISTORY = 500
-MAX_EXCEPTIONS = 200
+MAX_HISTORY = 500  # entries kept per agency (and for province-wide entries)
+MAX_EXCEPTIONS = 200  # per rule and agency
+RETRIES = 10
 
 
 @dataclass(frozen=True)
@@ -122,8 +131,50 @@ def _now() -> str:
     return format_timestamp(utcnow())
 
 
-def _entry(author: str, action: str, reason: str, **extra: Any) -> dict[str, Any]:
-    return {"at": _now(), "author": author, "action": action, "reason": reason, **extra}
+def _entry(author: str, action: str, reason: str, *, tenant: str | None, **extra: Any) -> dict[str, Any]:
+    return {"at": _now(), "author": author, "action": action, "reason": reason, "tenant": tenant, **extra}
+
+
+def _entry_tenant(entry: Mapping[str, Any]) -> str | None:
+    """The agency a history entry belongs to; entries written before entries carried one take
+    their exception's."""
+    exception = entry.get("exception")
+    if "tenant" in entry:
+        tenant = entry["tenant"]
+    else:
+        tenant = exception.get("tenant") if isinstance(exception, Mapping) else None
+    return str(tenant) if tenant is not None else None
+
+
+def _sees(tenant: str | None, scope: tuple[str, ...] | None) -> bool:
+    return tenant is None or scope is None or tenant in scope
+
+
+def visible_exceptions(body: Mapping[str, Any], scope: tuple[str, ...] | None) -> list[dict[str, Any]]:
+    """The rule's exceptions a caller acting for ``scope`` (None = province-wide) may read."""
+    return [dict(e) for e in body.get("exceptions") or [] if _sees(e.get("tenant"), scope)]
+
+
+def visible_history(body: Mapping[str, Any], scope: tuple[str, ...] | None) -> list[dict[str, Any]]:
+    """The rule's history entries a caller acting for ``scope`` may read."""
+    return [dict(e, tenant=_entry_tenant(e)) for e in body.get("history") or [] if _sees(_entry_tenant(e), scope)]
+
+
+def revision(state: Doc | None) -> str:
+    """The version of a rule's own state that callers see and send back (see the module doc)."""
+    return str(state.body.get("revision", 0)) if state is not None else "0"
+
+
+def _trim_history(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The newest :data:`MAX_HISTORY` entries of each agency (and of province-wide ones)."""
+    kept: list[dict[str, Any]] = []
+    counts: dict[str | None, int] = {}
+    for entry in reversed(history):
+        tenant = _entry_tenant(entry)
+        counts[tenant] = counts.get(tenant, 0) + 1
+        if counts[tenant] <= MAX_HISTORY:
+            kept.append(entry)
+    return kept[::-1]
 
 
 def bump_generation(store: Store) -> int:
@@ -194,13 +245,25 @@ def _state(store: Store, rule_id: str, *, shipped: RuleSet) -> Doc | None:
         return None
 
 
-def _save(store: Store, rule_id: str, current: Doc | None, body: dict[str, Any], *, version: str | None) -> Doc:
+def _check_revision(rule_id: str, current: Doc | None, version: str | None) -> None:
+    if version is not None and version != revision(current):
+        raise Conflict(
+            f"rule {rule_id} changed since it was read (version {revision(current)}, not {version})",
+            hint="read it again and re-apply the change",
+        )
+
+
+def _save(store: Store, rule_id: str, current: Doc | None, body: dict[str, Any], *, revised: bool) -> Doc:
+    """Write the state read as ``current`` (Conflict if the stored one moved since); ``revised``
+    for a change of the rule itself, which bumps its revision."""
     body["updated_at"] = _now()
-    body["history"] = body.get("history", [])[-MAX_HISTORY:]
+    body["history"] = _trim_history(list(body.get("history") or []))
+    if revised:
+        body["revision"] = int(body.get("revision", 0)) + 1
     if current is None:
         saved = store.create_doc("rules", body, doc_id=rule_id)
     else:
-        saved = store.update_doc("rules", rule_id, body, version=version or current.version)
+        saved = store.update_doc("rules", rule_id, body, version=current.version)
     bump_generation(store)
     return saved
 
@@ -212,6 +275,7 @@ def _fresh_state(rule_id: str, *, source: str) -> dict[str, Any]:
         "tenant": None,
         "scope": None,
         "enabled": True,
+        "revision": 0,
         "exceptions": [],
         "history": [],
         "created_at": _now(),
@@ -234,8 +298,10 @@ def check_scope(scope: Sequence[str] | None, *, allowed: tuple[str, ...] | None)
         return tuple(scope) if scope is not None else None
     wanted = tuple(scope) if scope is not None else allowed
     outside = sorted(set(wanted) - set(allowed))
-    if outside or not wanted:
-        raise NotFound(f"no such tenant: {', '.join(outside) or '(none)'}")
+    if outside:
+        raise NotVisible(f"no such tenant: {', '.join(outside)}", target=f"tenants/{outside[0]}", owner=outside[0])
+    if not wanted:
+        raise NotFound("no such tenant: (none)")
     return wanted
 
 
@@ -257,27 +323,30 @@ def save_custom_rule(
     if loaded.id in shipped.rules:
         raise Conflict(f"rule id {loaded.id} belongs to a shipped rule", hint="give the new rule its own id")
     final_scope = check_scope(scope, allowed=allowed)
-    try:
-        current: Doc | None = store.get_doc("rules", loaded.id)
-    except NotFound:
-        current = None
-    if current is not None:
-        if current.body.get("source") != "custom":
-            raise Conflict(f"rule {loaded.id} is not a custom rule")
-        owner = current.body.get("tenant")
-        if allowed is not None and owner not in allowed:
-            raise NotFound(f"no rule {loaded.id!r}")
-        if version is None:
-            raise Conflict(f"rule {loaded.id} exists", hint="send the version you read to change it")
-    body = dict(current.body) if current else _fresh_state(loaded.id, source="custom")
-    body.update(
-        yaml=text,
-        scope=list(final_scope) if final_scope is not None else None,
-        tenant=final_scope[0] if (allowed is not None and final_scope) else None,
-    )
-    action = "updated" if current else "created"
-    body["history"] = [*body["history"], _entry(author, action, reason, version=loaded.version)]
-    return _save(store, loaded.id, current, body, version=version)
+    owner = final_scope[0] if (allowed is not None and final_scope) else None
+    for _ in range(RETRIES):
+        try:
+            current: Doc | None = store.get_doc("rules", loaded.id)
+        except NotFound:
+            current = None
+        if current is not None:
+            if current.body.get("source") != "custom":
+                raise Conflict(f"rule {loaded.id} is not a custom rule")
+            if allowed is not None and current.body.get("tenant") not in allowed:
+                theirs = current.body.get("tenant")
+                raise NotVisible(f"no rule {loaded.id!r}", target=f"rules/{loaded.id}", owner=theirs)
+            if version is None:
+                raise Conflict(f"rule {loaded.id} exists", hint="send the version you read to change it")
+            _check_revision(loaded.id, current, version)
+        body = dict(current.body) if current else _fresh_state(loaded.id, source="custom")
+        body.update(yaml=text, scope=list(final_scope) if final_scope is not None else None, tenant=owner)
+        action = "updated" if current else "created"
+        body["history"] = [*body["history"], _entry(author, action, reason, tenant=owner, version=loaded.version)]
+        try:
+            return _save(store, loaded.id, current, body, revised=True)
+        except Conflict:
+            continue  # an exception came or went meanwhile: apply the change to the new state
+    raise Conflict(f"rule {loaded.id} kept changing; try again")
 
 
 def import_rules(
@@ -301,7 +370,8 @@ def import_rules(
             continue
         body = dict(current.body) if current else _fresh_state(loaded.id, source="custom")
         body.update(yaml=loaded.text, scope=None, tenant=None, enabled=enabled if current is None else body["enabled"])
-        body["history"] = [*body["history"], _entry(author, "imported", reason, version=loaded.version)]
+        body["history"] = [*body["history"], _entry(author, "imported", reason, tenant=None, version=loaded.version)]
+        body["revision"] = int(body.get("revision", 0)) + 1
         body["updated_at"] = _now()
         if current is None:
             store.create_doc("rules", body, doc_id=loaded.id)
@@ -316,11 +386,18 @@ def import_rules(
 def set_enabled(
     store: Store, *, rule_id: str, enabled: bool, author: str, reason: str, shipped: RuleSet, version: str | None
 ) -> Doc:
-    current = _state(store, rule_id, shipped=shipped)
-    body = dict(current.body) if current else _fresh_state(rule_id, source="shipped")
-    body["enabled"] = enabled
-    body["history"] = [*body["history"], _entry(author, "enabled" if enabled else "disabled", reason)]
-    return _save(store, rule_id, current, body, version=version)
+    for _ in range(RETRIES):
+        current = _state(store, rule_id, shipped=shipped)
+        _check_revision(rule_id, current, version)
+        body = dict(current.body) if current else _fresh_state(rule_id, source="shipped")
+        body["enabled"] = enabled
+        action = "enabled" if enabled else "disabled"
+        body["history"] = [*body["history"], _entry(author, action, reason, tenant=body.get("tenant"))]
+        try:
+            return _save(store, rule_id, current, body, revised=True)
+        except Conflict:
+            continue  # an exception came or went meanwhile: apply the change to the new state
+    raise Conflict(f"rule {rule_id} kept changing; try again")
 
 
 def add_exception(
@@ -336,12 +413,12 @@ def add_exception(
 ) -> Doc:
     if not conditions:
         raise RuleError("an exception needs at least one field condition")
-    for _ in range(10):
+    for _ in range(RETRIES):
         current = _state(store, rule_id, shipped=shipped)
         body = dict(current.body) if current else _fresh_state(rule_id, source="shipped")
         exceptions = list(body.get("exceptions") or [])
-        if len(exceptions) >= MAX_EXCEPTIONS:
-            raise RuleError(f"a rule holds at most {MAX_EXCEPTIONS} exceptions")
+        if sum(1 for e in exceptions if e.get("tenant") == tenant) >= MAX_EXCEPTIONS:
+            raise RuleError(f"a rule holds at most {MAX_EXCEPTIONS} exceptions per agency; revoke some first")
         exception = {
             "id": uuid.uuid4().hex[:12],
             "conditions": {name: [str(v) for v in values] for name, values in conditions.items()},
@@ -352,9 +429,10 @@ def add_exception(
             "expires_at": format_timestamp(expires_at) if expires_at else None,
         }
         body["exceptions"] = [*exceptions, exception]
-        body["history"] = [*body["history"], _entry(author, "exception_added", reason, exception=exception)]
+        entry = _entry(author, "exception_added", reason, tenant=tenant, exception=exception)
+        body["history"] = [*body["history"], entry]
         try:
-            return _save(store, rule_id, current, body, version=None)
+            return _save(store, rule_id, current, body, revised=False)
         except Conflict:
             continue
     raise Conflict(f"rule {rule_id} kept changing; try again")
@@ -369,18 +447,30 @@ def revoke_exception(
     author: str,
     allowed: tuple[str, ...] | None,
     shipped: RuleSet,
-) -> Doc:
-    current = _state(store, rule_id, shipped=shipped)
-    if current is None:
-        raise NotFound(f"no exception {exception_id!r}")
-    exceptions = list(current.body.get("exceptions") or [])
-    kept = [e for e in exceptions if e["id"] != exception_id]
-    removed = [e for e in exceptions if e["id"] == exception_id]
-    if not removed or (allowed is not None and removed[0].get("tenant") not in allowed):
-        raise NotFound(f"no exception {exception_id!r}")
-    body = dict(current.body, exceptions=kept)
-    body["history"] = [*body["history"], _entry(author, "exception_revoked", reason, exception=removed[0])]
-    return _save(store, rule_id, current, body, version=current.version)
+) -> dict[str, Any]:
+    """Remove the exception; returns it."""
+    for _ in range(RETRIES):
+        current = _state(store, rule_id, shipped=shipped)
+        if current is None:
+            raise NotFound(f"no exception {exception_id!r}")
+        exceptions = list(current.body.get("exceptions") or [])
+        kept = [e for e in exceptions if e["id"] != exception_id]
+        removed = [e for e in exceptions if e["id"] == exception_id]
+        if not removed:
+            raise NotFound(f"no exception {exception_id!r}")
+        # an agency's rule admin revokes only that agency's exceptions, not province-wide ones
+        if allowed is not None and removed[0].get("tenant") not in allowed:
+            target = f"rules/{rule_id}/exceptions/{exception_id}"
+            raise NotVisible(f"no exception {exception_id!r}", target=target, owner=removed[0].get("tenant"))
+        body = dict(current.body, exceptions=kept)
+        entry = _entry(author, "exception_revoked", reason, tenant=removed[0].get("tenant"), exception=removed[0])
+        body["history"] = [*body["history"], entry]
+        try:
+            _save(store, rule_id, current, body, revised=False)
+        except Conflict:
+            continue
+        return dict(removed[0])
+    raise Conflict(f"rule {rule_id} kept changing; try again")
 
 
 def attack_coverage(ruleset: RuleSet) -> dict[str, list[str]]:
@@ -404,9 +494,12 @@ __all__ = [
     "effective_rules",
     "generation",
     "import_rules",
+    "revision",
     "revoke_exception",
     "rule_states",
     "save_custom_rule",
     "set_enabled",
     "validate_rule_text",
+    "visible_exceptions",
+    "visible_history",
 ]

@@ -47,6 +47,7 @@ from sensors.config import (
     load_config,
 )
 from sensors.enroll import enroll_sensor, read_secret, sensor_config_snippet, write_secret
+from sensors.forwarder import Forwarder
 from sensors.health import HealthReporter
 from sensors.parsers import PARSERS, get_parser
 from sensors.pipeline import EventImport, LogSensor, SyslogSensor
@@ -150,19 +151,27 @@ def _credential_store(output: ElasticsearchOutput) -> SensorCredentialStore:
         password = read_secret(output.password_file, what="Elasticsearch password")
     try:
         return SensorCredentialStore(
-            output.url, api_key=api_key, username=username, password=password, request_timeout=output.request_timeout
+            output.url,
+            api_key=api_key,
+            username=username,
+            password=password,
+            request_timeout=output.request_timeout,
+            bounds=output.bounds,
         )
     except ValueError as exc:  # the Elasticsearch client refusing the URL (bad port, spaces, ...)
         raise ConfigError(f"cannot use {output.url!r}: {exc}", where="elasticsearch.url") from exc
 
 
 @contextmanager
-def _reporting(health: HealthConfig | None, counters: Callable[[], dict[str, int]]) -> Iterator[None]:
-    """Heartbeats to the SOC API while the body runs (nothing if ``health`` is not configured)."""
+def _reporting(
+    health: HealthConfig | None, counters: Callable[[], dict[str, int]], forwarder: Forwarder
+) -> Iterator[None]:
+    """Heartbeats to the SOC API while the body runs (nothing if ``health`` is not configured),
+    with the forwarder's last error as the sensor's problem."""
     if health is None:
         yield
         return
-    reporter = HealthReporter(health, counters)
+    reporter = HealthReporter(health, counters, problem=lambda: forwarder.last_error)
     reporter.start()
     try:
         yield
@@ -212,7 +221,7 @@ def logs(
 
     def run() -> bool:
         sensor = LogSensor(settings, store)
-        with _reporting(settings.health, sensor.counters):
+        with _reporting(settings.health, sensor.counters, sensor.forwarder):
             ok = _follow(sensor) if follow else _import(sensor)
         typer.echo(json.dumps(sensor.counters(), sort_keys=True))
         return ok
@@ -288,7 +297,7 @@ def syslog(
     def run() -> bool:
         sensor = SyslogSensor(settings, store)
         stop = threading.Event()
-        with _reporting(settings.health, sensor.counters):
+        with _reporting(settings.health, sensor.counters, sensor.forwarder):
             ok = until_signal(stop, lambda: sensor.run(stop))
         typer.echo(json.dumps(sensor.counters(), sort_keys=True))
         return ok

@@ -33,6 +33,9 @@ may report its health to the SOC API::
     elasticsearch:
       url: https://es.example.gov.vn:9200
       api_key_file: /etc/canhgac/sensor-es.key   # 0600; or username + password_file
+      extra_datasets: []           # datasets beyond the known list get their own indices
+      max_event_age_days: 365      # an @timestamp outside [now - age, now + skew] becomes now
+      max_future_skew_hours: 24
     health:
       api_url: https://soc.example.gov.vn
       api_key_file: /etc/canhgac/sensor-api.key  # the key `POST /api/sensors` returned
@@ -44,6 +47,7 @@ Every problem in the file is reported at once, each with its location.
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Self, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -54,7 +58,9 @@ from sensors.forwarder.forwarder import WhenFull
 from sensors.parsers import PARSERS
 from sensors.sources.logfile import DEFAULT_EXCLUDE
 from sensors.sources.syslog import DEFAULT_MAX_MESSAGE_BYTES, LIMIT_MAX_MESSAGE_BYTES, Listener
-from soc_core.errors import ConfigError, ParseError
+from soc_core.bounds import EventBounds
+from soc_core.datasets import allowed_datasets, check_dataset
+from soc_core.errors import ConfigError, InvalidInput, ParseError
 from soc_core.events import check_tenant_id
 from soc_core.safe_yaml import load_yaml_file
 
@@ -125,8 +131,30 @@ class ElasticsearchOutput(_Strict):
     username: str | None = None
     password_file: Path | None = None
     request_timeout: float = Field(default=10.0, gt=0)
+    # the bounds on the indices its events make (soc_core.bounds), as the server's store.* keys
+    extra_datasets: list[str] = Field(default_factory=list, max_length=1000)
+    max_event_age_days: int = Field(default=365, ge=1, le=36_500)
+    max_future_skew_hours: int = Field(default=24, ge=0, le=24 * 366)
 
     _url = field_validator("url")(_http_url)
+
+    @field_validator("extra_datasets")
+    @classmethod
+    def _dataset_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            try:
+                check_dataset(name)
+            except InvalidInput as exc:
+                raise ValueError(exc.message) from exc
+        return value
+
+    @property
+    def bounds(self) -> EventBounds:
+        return EventBounds(
+            allowed_datasets(self.extra_datasets),
+            timedelta(days=self.max_event_age_days),
+            timedelta(hours=self.max_future_skew_hours),
+        )
 
     @model_validator(mode="after")
     def _one_credential(self) -> ElasticsearchOutput:

@@ -3,8 +3,11 @@
 * :class:`Backlog` measures lag: seconds since the oldest event this run has read but not yet
   delivered (or dead-lettered, or dropped on purpose) was read — 0 when everything is done.
   Events a previous run left in the spool are not in it; ``spool_bytes`` shows those.
-* :class:`HealthReporter` posts ``{"run_id", "counters"}`` to ``{api_url}/api/sensors/heartbeat``
-  with the sensor's SOC API key, every ``interval`` seconds, from its own thread. Delivery
+* :class:`HealthReporter` posts ``{"run_id", "counters", "problem"}`` to
+  ``{api_url}/api/sensors/heartbeat`` with the sensor's SOC API key, every ``interval`` seconds,
+  from its own thread. ``problem`` is why delivery fails now (the forwarder's last error: the
+  store down, or events to retry with the store's reason, such as a refused index), if it does;
+  the API then shows the sensor degraded with that reason. Delivery
   guarantee: none — a heartbeat that fails is logged and the next one (with newer counters)
   is sent an interval later; ingestion never waits for it.
 """
@@ -30,6 +33,7 @@ log = logging.getLogger(__name__)
 HEARTBEAT_PATH = "/api/sensors/heartbeat"
 MAX_COUNTERS = 100  # what the API accepts in one heartbeat
 MAX_NAME = 64
+MAX_PROBLEM = 1000  # characters of the problem text the API accepts
 
 
 class Backlog:
@@ -90,9 +94,11 @@ class HealthReporter:
         *,
         api_key: str | None = None,
         transport: httpx.BaseTransport | None = None,
+        problem: Callable[[], str | None] | None = None,
     ) -> None:
         self.config = config
         self._counters = counters
+        self._problem = problem
         key = api_key if api_key is not None else read_secret(config.api_key_file, what="SOC API key")
         self.run_id = uuid.uuid4().hex
         self._client = httpx.Client(
@@ -109,7 +115,10 @@ class HealthReporter:
 
     def report_once(self) -> bool:
         """Send one heartbeat now; ``True`` if the API took it. Problems are logged, not raised."""
-        body = {"run_id": self.run_id, "counters": heartbeat_counters(self._counters())}
+        body: dict[str, object] = {"run_id": self.run_id, "counters": heartbeat_counters(self._counters())}
+        problem = self._problem() if self._problem is not None else None
+        if problem:
+            body["problem"] = problem[:MAX_PROBLEM]
         where = f"{self.config.api_url}{HEARTBEAT_PATH}"
         try:
             response = self._client.post(HEARTBEAT_PATH, json=body)

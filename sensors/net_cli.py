@@ -90,7 +90,7 @@ def reporting(sensor: NetworkSensor, health: HealthConfig | None) -> Iterator[He
     if health is None:
         yield None
         return
-    reporter = HealthReporter(health, sensor.heartbeat_counters)
+    reporter = HealthReporter(health, sensor.heartbeat_counters, problem=lambda: sensor.forwarder.last_error)
     reporter.run_id = sensor.run_id  # the id of the health reports and events: one run, one id
     reporter.start()
     try:

@@ -56,8 +56,10 @@ POLICY: dict[tuple[str, str], str] = {
     ("GET", "/api/cases/{case_id}"): "cases:read",
     ("PATCH", "/api/cases/{case_id}"): "cases:write",
     ("GET", "/api/audit"): "audit:read",
+    ("GET", "/api/audit/verify"): "audit:read",  # and province-wide only (the route checks)
     ("POST", "/api/sensors"): "sensors:admin",
     ("GET", "/api/sensors"): "sensors:read",
+    ("GET", "/api/sensors/datasets"): "sensors:read",
     ("GET", "/api/sensors/{sensor_id}"): "sensors:read",
     ("POST", "/api/sensors/heartbeat"): "sensors:report",
     ("POST", "/api/ingest"): "events:ingest",
@@ -99,8 +101,8 @@ UI_POLICY: dict[tuple[str, str], str] = {
     ("POST", "/ui/keys/{key_id}/revoke"): "users:admin",
 }
 
-# FastAPI's own documentation routes
-DOCS_ROUTES = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+# The API reference (public; soc_api.docs): the OpenAPI document, Swagger UI and its assets
+DOCS_ROUTES = frozenset({"/openapi.json", "/docs", "/docs/static/{name}"})
 
 
 def permissions_of(role: str) -> frozenset[str]:

@@ -234,7 +234,9 @@ class AuditRecord(BaseModel):
     before: Any = None
     after: Any = None
     request_id: str | None = None
+    client_request_id: str | None = None
     source_ip: str | None = None
+    details: dict[str, Any] = {}
 
 
 class AuditPage(BaseModel):
@@ -242,10 +244,43 @@ class AuditPage(BaseModel):
     next_cursor: str | None = None
 
 
+class AuditProblem(BaseModel):
+    seq: int
+    reason: str
+
+
+class AuditAnchorCheck(BaseModel):
+    status: Literal["ok", "none", "truncated", "rewritten", "forged"]
+    checked: int
+    latest: dict[str, Any] | None = None
+
+
+class AuditVerification(BaseModel):
+    """``ok``: every record's seal and link hold and the trail reaches every anchor;
+    ``tampered``: ``first_bad_seq`` and ``problems`` say where; ``unverifiable``: ``reason``."""
+
+    ok: bool
+    status: Literal["ok", "tampered", "unverifiable"]
+    records: int
+    head_seq: int
+    legacy_records: int
+    first_bad_seq: int | None = None
+    first_bad_reason: str | None = None
+    problems: list[AuditProblem]
+    anchor: AuditAnchorCheck
+    reason: str | None = None
+
+
 class SensorCreate(Strict):
     name: str = Field(min_length=1, max_length=100)
     tenant: str = Field(min_length=2, max_length=40)
     kind: Literal["logs", "syslog", "evtx", "network", "other"] = "logs"
+    datasets: list[Annotated[str, Field(max_length=80)]] | None = Field(
+        None,
+        max_length=200,
+        description="Datasets this sensor may send (each known, or in store.extra_datasets); "
+        "default: all of them. Others are stored as `unknown`, the value kept in labels.original_dataset.",
+    )
 
 
 class SensorPublic(BaseModel):
@@ -257,6 +292,7 @@ class SensorPublic(BaseModel):
     last_seen: str | None = None
     restarts: int = 0
     health: dict[str, Any] = Field(default_factory=dict)
+    datasets: list[str] | None = Field(None, description="Its allowed datasets; null means every allowed one.")
 
 
 class SensorCreated(SensorPublic):
@@ -271,6 +307,9 @@ class SensorPage(BaseModel):
 class Heartbeat(Strict):
     run_id: str = Field(min_length=1, max_length=64)
     counters: dict[Annotated[str, Field(max_length=64)], Annotated[int, Field(ge=0)]] = Field(max_length=100)
+    problem: str | None = Field(
+        None, max_length=1000, description="Why delivery is failing now, if it is; marks the sensor degraded."
+    )
 
 
 class IngestRequest(Strict):
@@ -279,6 +318,7 @@ class IngestRequest(Strict):
 
 class IngestItem(BaseModel):
     id: str
+    index: int | None = None  # position in the request's ``events``, for events refused by shape
     status: str
     reason: str | None = None
 
@@ -318,6 +358,7 @@ class RuleHistoryEntry(BaseModel):
     author: str
     action: str
     reason: str
+    tenant: str | None = Field(None, description="The agency the change was made for; none: province-wide")
     version: str | None = None
 
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from soc_core.errors import ConfigError, ParseError
+from soc_core.events import DATASET
 from soc_core.safe_yaml import load_yaml_file
 
 
@@ -42,6 +43,31 @@ class StoreSettings(_Section):
     backend: Literal["sqlite", "elasticsearch"] = "sqlite"
     sqlite_path: Path | None = None
     elasticsearch: ElasticsearchSettings = ElasticsearchSettings()
+    # Bounds on the event indices sensors can make (soc_core.bounds): datasets beyond the known
+    # list, and how far an @timestamp may lie from the ingest time before it is replaced.
+    extra_datasets: list[str] = Field(default_factory=list, max_length=1000)
+    max_event_age_days: int = Field(365, ge=1, le=36_500)
+    max_future_skew_hours: int = Field(24, ge=0, le=24 * 366)
+
+    @field_validator("extra_datasets")
+    @classmethod
+    def _dataset_names(cls, value: list[str]) -> list[str]:
+        bad = [name for name in value if not DATASET.match(name)]
+        if bad:
+            raise ValueError(f"not dataset names: {bad}; use lowercase letters, digits, '_' or '.'")
+        return value
+
+
+class ApiLimits(_Section):
+    """How much one request may make the server read (bytes before the body is parsed) and
+    how big one ingested event may be; larger is refused (413, or per event in the result)."""
+
+    body_bytes: int = Field(256 * 1024, ge=1024, le=1024**3)  # every route not named below
+    ingest_bytes: int = Field(8 * 1024 * 1024, ge=1024, le=1024**3)  # POST /api/ingest
+    rule_bytes: int = Field(1024 * 1024, ge=1024, le=1024**3)  # rule validate and create
+    event_bytes: int = Field(256 * 1024, ge=256, le=1024**3)  # one event, as JSON
+    event_fields: int = Field(1000, ge=10, le=1_000_000)  # keys in one event, nested ones too
+    event_depth: int = Field(16, ge=2, le=128)  # nesting of objects and lists in one event
 
 
 class ApiSettings(_Section):
@@ -50,6 +76,7 @@ class ApiSettings(_Section):
     session_minutes: int = Field(480, ge=5, le=7 * 24 * 60)
     idle_minutes: int = Field(60, ge=1, le=24 * 60)
     require_totp: bool = False  # when true, people without a TOTP second factor cannot sign in
+    limits: ApiLimits = ApiLimits()
 
 
 class DetectionSettings(_Section):
@@ -59,11 +86,35 @@ class DetectionSettings(_Section):
     batch_size: int = Field(5000, ge=1, le=100_000)
     # processes matching each batch (forked; 1 = in the engine's own process)
     workers: int = Field(1, ge=1, le=16)
+    # a batch taking longer is logged (warning) with the rules that took the time
+    slow_batch_seconds: float = Field(10.0, gt=0, le=3600)
 
 
 class LogSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_format: bool = False
+
+
+class AuditSettings(_Section):
+    # The chain's MAC key and the head anchors live outside the store, so someone who can write
+    # the store can neither re-seal rewritten records nor hide deleted ones.
+    key_file: Path | None = None  # default <data_dir>/secrets/audit.key, created 0600
+    anchor_file: Path | None = None  # default <data_dir>/audit-anchors.jsonl
+    anchor_syslog: str | None = None  # also send anchors to syslog: a socket path or host:port (UDP)
+    anchor_every_records: int = Field(10, ge=1, le=100_000)
+    anchor_every_minutes: float = Field(5.0, gt=0, le=24 * 60)
+    # refused cross-agency attempts recorded per principal per minute (the rest are counted)
+    cross_tenant_per_minute: int = Field(10, ge=1, le=1000)
+
+    @field_validator("anchor_syslog")
+    @classmethod
+    def _syslog_address(cls, value: str | None) -> str | None:
+        if value is None or value.startswith("/"):
+            return value
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be a socket path (/dev/log) or host:port")
+        return value
 
 
 class Settings(BaseSettings):
@@ -78,10 +129,19 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     detection: DetectionSettings = DetectionSettings()
     log: LogSettings = LogSettings()
+    audit: AuditSettings = AuditSettings()
 
     @property
     def sqlite_path(self) -> Path:
         return self.store.sqlite_path or self.data_dir / "canhgac.db"
+
+    @property
+    def audit_key_file(self) -> Path:
+        return self.audit.key_file or self.data_dir / "secrets" / "audit.key"
+
+    @property
+    def audit_anchor_file(self) -> Path:
+        return self.audit.anchor_file or self.data_dir / "audit-anchors.jsonl"
 
     @classmethod
     def settings_customise_sources(
@@ -128,7 +188,9 @@ def load_settings(path: Path | None = None) -> Settings:
 
 
 __all__ = [
+    "ApiLimits",
     "ApiSettings",
+    "AuditSettings",
     "DetectionSettings",
     "ElasticsearchSettings",
     "Settings",

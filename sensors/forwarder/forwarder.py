@@ -403,10 +403,12 @@ class Forwarder:
             self._later(inflight, now, f"store {kind}: {exc}")
             return
         retry: list[int] = []
+        why: str | None = None
         for position, index in enumerate(inflight.todo):
             outcome = outcomes[position] if position < len(outcomes) else None
             if outcome is None or outcome.status == "retry":
                 retry.append(index)
+                why = why or (outcome.reason if outcome is not None else "no result from the store")
             elif outcome.status == "dead_letter":
                 self._counters["dead_lettered"] += 1
             else:
@@ -415,7 +417,9 @@ class Forwarder:
         inflight.todo = retry
         if retry:
             self._counters["retried"] += len(retry)
-            self._later(inflight, now, f"{len(retry)} events to retry")
+            # the store's reason (a refused index: shard limit, closed index…) is what the
+            # sensor's health reports as its problem
+            self._later(inflight, now, f"{len(retry)} events to retry: {(why or 'no reason given')[:300]}")
 
     def _later(self, inflight: _InFlight, now: float, reason: str) -> None:
         inflight.attempt += 1

@@ -1,6 +1,10 @@
 """Rules, for rule admins: list, view, validate, create/update custom rules, enable/disable,
 exceptions, samples, backtests and ATT&CK coverage. Every change is versioned (author, reason)
-and audited; the detection engine picks changes up on its next pass."""
+and audited; the detection engine picks changes up on its next pass.
+
+A caller sees the rules it can open (shipped, province-wide and its agencies' custom rules) and,
+of each, only the exceptions and history entries of its agencies and province-wide ones — never
+another agency's text, author or count, nor a version number their changes move."""
 
 from __future__ import annotations
 
@@ -30,7 +34,7 @@ from soc_api.schemas import (
     SampleRun,
 )
 from soc_api.services import audit
-from soc_core.errors import NotFound, RuleError
+from soc_core.errors import NotFound, NotVisible, RuleError
 from soc_core.store import Doc, Store
 
 router = APIRouter(prefix="/api/rules", tags=["rules"])
@@ -47,7 +51,7 @@ def _visible(state: Doc | None, scope: tuple[str, ...] | None) -> bool:
     return owner is None or scope is None or owner in scope
 
 
-def _public(loaded: LoadedRule, state: Doc | None) -> dict[str, Any]:
+def _public(loaded: LoadedRule, state: Doc | None, scope: tuple[str, ...] | None) -> dict[str, Any]:
     body = state.body if state else {}
     return {
         "id": loaded.id,
@@ -59,8 +63,8 @@ def _public(loaded: LoadedRule, state: Doc | None) -> dict[str, Any]:
         "enabled": loaded.enabled,
         "scope": body.get("scope"),
         "version": loaded.version,
-        "state_version": state.version if state else None,
-        "exceptions": len(body.get("exceptions") or []),
+        "state_version": lifecycle.revision(state) if state else None,
+        "exceptions": len(lifecycle.visible_exceptions(body, scope)),
     }
 
 
@@ -70,17 +74,24 @@ def _find(
     ruleset, states = _rules(request, store)
     loaded = ruleset.rules.get(rule_id)
     state = states.get(rule_id)
-    if loaded is None or not _visible(state, scope):
+    if loaded is None:
         raise NotFound(f"no rule {rule_id!r}")
+    if not _visible(state, scope):
+        raise NotVisible(
+            f"no rule {rule_id!r}", target=f"rules/{rule_id}", owner=state.body.get("tenant") if state else None
+        )
     return ruleset, loaded, state
 
 
-def _audit(request: Request, store: Store, principal: Any, action: str, rule_id: str, after: Any) -> None:
+def _audit(
+    request: Request, store: Store, principal: Any, action: str, rule_id: str, after: Any, *, tenant: str | None = None
+) -> None:
     actor = actor_of(request, principal)
     audit.record(
         store,
         actor=principal.id,
         action=action,
+        tenant=tenant,
         target=f"rules/{rule_id}",
         after=after,
         request_id=actor.request_id,
@@ -92,7 +103,7 @@ def _audit(request: Request, store: Store, principal: Any, action: str, rule_id:
 def list_rules(request: Request, store: StoreDep, scope: TenantScope) -> RulePage:
     ruleset, states = _rules(request, store)
     items = [
-        RulePublic(**_public(loaded, states.get(loaded.id)))
+        RulePublic(**_public(loaded, states.get(loaded.id), scope))
         for loaded in sorted(ruleset, key=lambda r: r.title)
         if _visible(states.get(loaded.id), scope)
     ]
@@ -100,10 +111,11 @@ def list_rules(request: Request, store: StoreDep, scope: TenantScope) -> RulePag
 
 
 @router.get("/coverage", response_model=dict[str, list[str]])
-def coverage(request: Request, store: StoreDep) -> dict[str, list[str]]:
-    """ATT&CK technique → enabled rules that detect it."""
-    ruleset, _ = _rules(request, store)
-    return lifecycle.attack_coverage(ruleset)
+def coverage(request: Request, store: StoreDep, scope: TenantScope) -> dict[str, list[str]]:
+    """ATT&CK technique → enabled rules that detect it, of the rules the caller can open."""
+    ruleset, states = _rules(request, store)
+    openable = RuleSet(rules={k: v for k, v in ruleset.rules.items() if _visible(states.get(k), scope)})
+    return lifecycle.attack_coverage(openable)
 
 
 @router.post("/validate", response_model=RuleValidation)
@@ -119,15 +131,12 @@ def validate(body: RuleValidate) -> RuleValidation:
 def get_rule(rule_id: str, request: Request, store: StoreDep, scope: TenantScope) -> RuleDetail:
     _, loaded, state = _find(request, store, rule_id, scope)
     body = state.body if state else {}
-    exceptions = [
-        e for e in body.get("exceptions") or [] if scope is None or e.get("tenant") is None or e.get("tenant") in scope
-    ]
     return RuleDetail(
-        **_public(loaded, state),
+        **_public(loaded, state, scope),
         yaml=loaded.text,
         where=loaded.where,
-        history=body.get("history") or [],
-        active_exceptions=exceptions,
+        history=lifecycle.visible_history(body, scope),
+        active_exceptions=lifecycle.visible_exceptions(body, scope),
     )
 
 
@@ -152,7 +161,8 @@ def submit_rule(
         )
     except RuleError as exc:
         raise ApiProblem(422, "Invalid rule", exc.render()) from exc
-    _audit(request, store, principal, "rule.save", doc.id, {"scope": doc.body.get("scope"), "reason": body.reason})
+    after = {"scope": doc.body.get("scope"), "reason": body.reason}
+    _audit(request, store, principal, "rule.save", doc.id, after, tenant=doc.body.get("tenant"))
     return get_rule(doc.id, request, store, scope)
 
 
@@ -178,11 +188,10 @@ def change_state(
         shipped=ruleset,
         version=body.version,
     )
-    _audit(
-        request, store, principal, "rule.enable" if body.enabled else "rule.disable", rule_id, {"reason": body.reason}
-    )
+    action = "rule.enable" if body.enabled else "rule.disable"
+    _audit(request, store, principal, action, rule_id, {"reason": body.reason}, tenant=owner)
     loaded.enabled = body.enabled
-    return RulePublic(**_public(loaded, doc))
+    return RulePublic(**_public(loaded, doc, scope))
 
 
 @router.post("/{rule_id}/exceptions", response_model=RuleDetail, status_code=201)
@@ -201,7 +210,7 @@ def add_exception(
         if tenant is None and len(scope) == 1:
             tenant = scope[0]
         if tenant is None or tenant not in scope:
-            raise NotFound("no such tenant")
+            raise NotVisible("no such tenant", target=f"tenants/{tenant}", owner=tenant)
     try:
         lifecycle.add_exception(
             store,
@@ -215,7 +224,15 @@ def add_exception(
         )
     except RuleError as exc:
         raise ApiProblem(422, "Invalid exception", exc.render()) from exc
-    _audit(request, store, principal, "rule.exception_add", rule_id, {"conditions": body.conditions, "tenant": tenant})
+    _audit(
+        request,
+        store,
+        principal,
+        "rule.exception_add",
+        rule_id,
+        {"conditions": body.conditions, "tenant": tenant},
+        tenant=tenant,
+    )
     return get_rule(rule_id, request, store, scope)
 
 
@@ -230,7 +247,7 @@ def revoke_exception(
     principal: CurrentPrincipal,
 ) -> RuleDetail:
     ruleset, _, _ = _find(request, store, rule_id, scope)
-    lifecycle.revoke_exception(
+    revoked = lifecycle.revoke_exception(
         store,
         rule_id=rule_id,
         exception_id=exception_id,
@@ -239,7 +256,15 @@ def revoke_exception(
         allowed=scope,
         shipped=ruleset,
     )
-    _audit(request, store, principal, "rule.exception_revoke", rule_id, {"exception": exception_id})
+    _audit(
+        request,
+        store,
+        principal,
+        "rule.exception_revoke",
+        rule_id,
+        {"exception": exception_id},
+        tenant=revoked.get("tenant"),
+    )
     return get_rule(rule_id, request, store, scope)
 
 

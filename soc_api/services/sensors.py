@@ -1,7 +1,10 @@
 """Sensors: registration (which issues the sensor's API key), heartbeats and health, ingest.
 
 A sensor's tenant is fixed by its key. Events it sends through the API are stored under that
-tenant whatever they say; a mismatch is counted and written to the audit trail (scenario T4).
+tenant whatever they say, in whatever shape (:mod:`soc_core.tenant_claims`); a mismatch is
+tagged on the event, counted and written to the audit trail (scenarios T4, H10).
+Their datasets and timestamps are brought within the bounds (:mod:`soc_core.bounds`), with the
+sensor's own list of datasets, given when it is registered (scenario H11).
 """
 
 from __future__ import annotations
@@ -14,16 +17,37 @@ from typing import Any
 
 from soc_api.services import accounts, apikeys, audit
 from soc_api.services.alerts import Actor
-from soc_core.errors import Conflict, NotFound, SocError
-from soc_core.events import TENANT_FIELD, event_id, format_timestamp, parse_timestamp, utcnow
+from soc_core.bounds import EventBounds
+from soc_core.datasets import KNOWN_DATASETS
+from soc_core.errors import Conflict, InvalidInput, NotFound, NotVisible, SocError
+from soc_core.events import event_id, format_timestamp, parse_timestamp, utcnow
 from soc_core.store import BulkResult, Doc, Store
+from soc_core.tenant_claims import assign_tenant
 
 OFFLINE_AFTER = timedelta(minutes=3)
 LOSS_THRESHOLD = 0.10
 
 
-def register_sensor(store: Store, *, name: str, tenant: str, kind: str, actor: Actor) -> tuple[Doc, str]:
-    """Create the sensor and its key (returned once)."""
+def register_sensor(
+    store: Store,
+    *,
+    name: str,
+    tenant: str,
+    kind: str,
+    actor: Actor,
+    datasets: Sequence[str] | None = None,
+    allowed: frozenset[str] = KNOWN_DATASETS,
+) -> tuple[Doc, str]:
+    """Create the sensor and its key (returned once). ``datasets`` (each one of ``allowed``)
+    are the only ones its events keep; ``None`` means all of ``allowed``, as they are then."""
+    if datasets is not None:
+        strange = sorted(set(datasets) - allowed)
+        if strange:
+            raise InvalidInput(  # the API shows only the message: it says what to do too
+                f"datasets: {strange} are not known datasets; name those the sensors emit "
+                "(soc_core/datasets.py), or add yours to the configuration's store.extra_datasets"
+            )
+        datasets = sorted(set(datasets))
     if not accounts.tenant_exists(store, tenant):
         raise NotFound(f"no tenant {tenant!r}")
     # the person registering it owns its key (through an integration key: that key's owner)
@@ -32,7 +56,15 @@ def register_sensor(store: Store, *, name: str, tenant: str, kind: str, actor: A
     now = format_timestamp(utcnow())
     doc = store.create_doc(
         "sensors",
-        {"tenant": tenant, "name": name, "kind": kind, "created_at": now, "last_seen": None, "health": {}},
+        {
+            "tenant": tenant,
+            "name": name,
+            "kind": kind,
+            "datasets": datasets,
+            "created_at": now,
+            "last_seen": None,
+            "health": {},
+        },
         doc_id=sensor_id,
     )
     _, key = apikeys.create_api_key(
@@ -50,7 +82,7 @@ def register_sensor(store: Store, *, name: str, tenant: str, kind: str, actor: A
         action="sensor.register",
         tenant=tenant,
         target=f"sensors/{sensor_id}",
-        after={"name": name, "kind": kind},
+        after={"name": name, "kind": kind, "datasets": datasets},
         request_id=actor.request_id,
         source_ip=actor.source_ip,
     )
@@ -67,20 +99,38 @@ def sensor_status(body: Mapping[str, Any], *, now_iso: str | None = None) -> str
     return "degraded" if body.get("health", {}).get("degraded") else "online"
 
 
-def heartbeat(store: Store, *, sensor_id: str, tenant: str, counters: Mapping[str, int], run_id: str) -> Doc:
-    """Record the sensor's counters; loss above the threshold marks it degraded."""
+def heartbeat(
+    store: Store,
+    *,
+    sensor_id: str,
+    tenant: str,
+    counters: Mapping[str, int],
+    run_id: str,
+    problem: str | None = None,
+) -> Doc:
+    """Record the sensor's counters; loss above the threshold, store failures or a delivery
+    ``problem`` the sensor reports mark it degraded, and ``health.reasons`` say which."""
     for _ in range(10):
         doc = store.get_doc("sensors", sensor_id)
         if doc.body.get("tenant") != tenant:
-            raise NotFound("no such sensor")
+            raise NotVisible("no such sensor", target=f"sensors/{sensor_id}", owner=doc.body.get("tenant"))
         received = int(counters.get("kernel_received", 0)) + int(counters.get("kernel_dropped", 0))
         dropped = int(counters.get("kernel_dropped", 0)) + int(counters.get("dropped", 0))
         loss = dropped / received if received else 0.0
+        reasons = []
+        if loss > LOSS_THRESHOLD:
+            reasons.append(f"capture loss {loss:.1%}")
+        if int(counters.get("store_failures", 0)) > 0:
+            reasons.append(f"{int(counters['store_failures'])} failed store requests this run")
+        if problem:
+            reasons.append(problem)
         health = {
             "counters": {k: int(v) for k, v in counters.items()},
             "run_id": run_id,
             "loss_ratio": round(loss, 4),
-            "degraded": loss > LOSS_THRESHOLD or int(counters.get("store_failures", 0)) > 0,
+            "degraded": bool(reasons),
+            "reasons": reasons,
+            "problem": problem,
         }
         previous_run = doc.body.get("health", {}).get("run_id")
         body = {**doc.body, "last_seen": format_timestamp(utcnow()), "health": health}
@@ -94,17 +144,22 @@ def heartbeat(store: Store, *, sensor_id: str, tenant: str, counters: Mapping[st
 
 
 def ingest(
-    store: Store, *, events: Sequence[Mapping[str, Any]], tenant: str, sensor_id: str, actor: Actor
+    store: Store,
+    *,
+    events: Sequence[Mapping[str, Any]],
+    tenant: str,
+    sensor_id: str,
+    actor: Actor,
+    bounds: EventBounds | None = None,
 ) -> BulkResult:
-    """Store events sent by a sensor under the sensor's tenant."""
+    """Store events sent by a sensor under the sensor's tenant, within ``bounds`` narrowed to
+    the sensor's datasets."""
     prepared = []
     mismatched = 0
     for original in events:
-        event = dict(original)
-        claimed = event.get(TENANT_FIELD)
-        if claimed is not None and claimed != tenant:
+        event, claimed = assign_tenant(dict(original), tenant)
+        if claimed:
             mismatched += 1
-        event[TENANT_FIELD] = tenant
         event["observer.id"] = sensor_id
         if not event.get("event.id"):
             # the same content sent again gets the same id, so a retried request stores nothing twice
@@ -124,7 +179,17 @@ def ingest(
             request_id=actor.request_id,
             source_ip=actor.source_ip,
         )
+    if bounds is not None:
+        prepared = _sensor_bounds(store, sensor_id, bounds).apply_all(prepared)
     return store.add_events(prepared)
+
+
+def _sensor_bounds(store: Store, sensor_id: str, bounds: EventBounds) -> EventBounds:
+    try:
+        datasets = store.get_doc("sensors", sensor_id).body.get("datasets")
+    except NotFound:  # a key made for a sensor whose record is gone: the deployment's list
+        return bounds
+    return bounds.for_sensor(datasets)
 
 
 __all__ = ["heartbeat", "ingest", "register_sensor", "sensor_status"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from soc_core.bounds import EventBounds
 from soc_core.config import Settings
 from soc_core.errors import ConfigError
 from soc_core.store.base import Bucket, BulkResult, Doc, EventQuery, ItemResult, Page, Store
@@ -28,6 +29,7 @@ def open_store(settings: Settings) -> Store:
             password=es.password,
             replicas=es.replicas,
             request_timeout=es.request_timeout,
+            bounds=EventBounds.from_settings(settings.store),
         )
     raise ConfigError(
         f"unknown store backend {backend!r}",

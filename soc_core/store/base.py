@@ -3,7 +3,8 @@
 Two kinds of data live in a store:
 
 * **events** — immutable ECS events, written idempotently in batches (the deterministic
-  ``event.id`` makes a repeat a "duplicate", not a second copy), read by query, time range and
+  ``event.id`` makes a repeat within a tenant a "duplicate", not a second copy; ids are unique
+  per tenant only, so one agency cannot shadow or probe another's), read by query, time range and
   tenant, counted by field or time bucket, and read back in ingest order by the detection engine
   (planned, then read in blocks: :class:`ReadPlan`);
 * **documents** — workflow objects (alerts, cases, users, checkpoints, …) keyed by kind and id,
@@ -189,6 +190,12 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None: ...
 
+    @property
+    def location(self) -> str:
+        """Where the data lives (a file, a cluster and index prefix): names this store's audit
+        anchors, so one anchor file can serve several stores without mixing them up."""
+        return self.name
+
     @abc.abstractmethod
     def reopened(self) -> Store:
         """A new store object on the same data with its own connections.
@@ -225,7 +232,10 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def get_events(self, ids: Sequence[str], *, tenants: tuple[str, ...] | None) -> list[Event]:
-        """The events with these ids that the tenants may see (missing ids are left out)."""
+        """The events with these ids that the tenants may see (missing ids are left out).
+
+        Ids are unique per tenant only: callers looking up an object's events (an alert's, a
+        case's) pass that object's one tenant."""
 
     @abc.abstractmethod
     def search_events(self, query: EventQuery) -> Page[Event]:

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal, cast
+from urllib.parse import urlsplit
 
 import orjson
 from elastic_transport import ConnectionError as TransportConnectionError
@@ -32,6 +33,7 @@ from elastic_transport import ConnectionTimeout, TransportError
 from elasticsearch import ApiError, Elasticsearch
 from elasticsearch.serializer import OrjsonSerializer
 
+from soc_core.bounds import EventBounds
 from soc_core.errors import Conflict, InvalidInput, NotFound, StoreError, StoreUnavailable
 from soc_core.events import (
     TENANT_FIELD,
@@ -73,6 +75,7 @@ from soc_core.store.base import (
     encode_cursor,
 )
 from soc_core.store.fields import NUMERIC_TYPES, check_field_name, ecs_types, field_type, numeric_bound
+from soc_core.tenant_claims import as_stored
 
 PREFIX = "canhgac"
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -87,6 +90,22 @@ READ_BLOCK = 1000
 # The re-read window of the reader by event.ingested that this one replaced: a checkpoint it
 # saved is migrated once with it (see _ReadState.parse).
 LEGACY_OVERLAP = timedelta(seconds=15)
+
+
+# Bulk item errors that refuse the index, not the event: the same event is taken once the
+# cluster has room (shard limit), the index is opened or its block lifted, or index creation is
+# allowed again. They are retried (the sensor spools them); only the event's own faults (a
+# mapping conflict, a malformed document) are rejected for good.
+INDEX_REFUSALS = frozenset({"index_closed_exception", "cluster_block_exception", "index_not_found_exception"})
+
+
+def index_refused(error_type: str, reason: str) -> bool:
+    """True when a bulk item's error is about its index (retry later), not about the event."""
+    if error_type in INDEX_REFUSALS:
+        return True
+    # the shard limit: "this action would add [1] shards, but this cluster currently has
+    # [1000]/[1000] maximum normal shards open"
+    return error_type == "validation_exception" and "maximum" in reason and "shards open" in reason
 
 
 def _index_safe(value: str) -> str:
@@ -436,12 +455,15 @@ class ElasticsearchStore(Store):
         replicas: int = 0,
         request_timeout: float = 10.0,
         prefix: str = PREFIX,
+        bounds: EventBounds | None = None,
     ) -> None:
         if not re.match(r"^[a-z][a-z0-9_]{0,30}$", prefix):
             raise StoreError(f"bad index prefix {prefix!r}", hint="lowercase letters, digits and _")
         self.prefix = prefix
         self.url = url
         self.replicas = replicas
+        # datasets and days events may make indices for (None: any, as in tests and benches)
+        self.bounds = bounds
         self._options: dict[str, Any] = {
             "api_key": api_key,
             "username": username,
@@ -449,6 +471,7 @@ class ElasticsearchStore(Store):
             "replicas": replicas,
             "request_timeout": request_timeout,
             "prefix": prefix,
+            "bounds": bounds,
         }
         auth: dict[str, Any] = {}
         if api_key:
@@ -512,6 +535,11 @@ class ElasticsearchStore(Store):
     def ping(self) -> None:
         self._call("check cluster health", self.client.cluster.health, timeout="5s")
 
+    @property
+    def location(self) -> str:
+        parts = urlsplit(self.url)  # never a password written in the URL
+        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}/{self.prefix}-*"
+
     def reopened(self) -> ElasticsearchStore:
         return type(self)(self.url, **self._options)
 
@@ -532,21 +560,28 @@ class ElasticsearchStore(Store):
         return self.add_prepared(self.prepare_events(events, encoded=encoded))
 
     def prepare_events(self, events: Sequence[Event], *, encoded: Sequence[bytes] | None = None) -> PreparedEvents:
-        """Check each event and write the bulk body's lines (action, document, …) now."""
-        ingested = format_timestamp(utcnow())
+        """Bring each event within :attr:`bounds`, check it and write the bulk body's lines
+        (action, document, …) now."""
+        now = utcnow()
+        ingested = format_timestamp(now)
+        bounding = (self.bounds, self.bounds.window(now)) if self.bounds is not None else None
         bulk = _Bulk([None] * len(events), [""] * len(events), [], [])
-        for position, event in enumerate(events):
+        for position, given in enumerate(events):
+            event = bounding[0].apply(given, bounding[1]) if bounding is not None else given
+            raw = encoded[position] if encoded is not None and event is given else None
             event_id = bulk.ids[position] = str(event.get("event.id") or "")
-            problems = validate_event(event)
+            stored = as_stored(event)
+            problems = validate_event(stored)
             if problems:
                 bulk.results[position] = ItemResult(event_id, "rejected", "; ".join(problems))
                 continue
+            reuse = raw if stored is event else None  # a tenant claim taken out: the bytes are stale
             try:
-                document = encode_stored(event, ingested, encoded[position] if encoded is not None else None)
+                document = encode_stored(stored, ingested, reuse)
             except (TypeError, orjson.JSONEncodeError) as exc:
                 bulk.results[position] = ItemResult(event_id, "rejected", f"not JSON-serialisable: {exc}")
                 continue
-            bulk.lines.append(_create_action(event_index(event, self.prefix)) + orjson.dumps(event_id) + b"}}")
+            bulk.lines.append(_create_action(event_index(stored, self.prefix)) + orjson.dumps(event_id) + b"}}")
             bulk.lines.append(document)
             bulk.positions.append(position)
         return PreparedEvents(events, encoded, bulk)
@@ -588,8 +623,9 @@ class ElasticsearchStore(Store):
         if status == 409:
             return ItemResult(event_id, "duplicate")
         error = item.get("error") or {}
-        reason = f"{status} {error.get('type', '')}: {error.get('reason', '')}".strip()
-        if status in RETRYABLE_STATUS:
+        kind, why = str(error.get("type", "")), str(error.get("reason", ""))
+        reason = f"{status} {kind}: {why}".strip()
+        if status in RETRYABLE_STATUS or index_refused(kind, why):
             return ItemResult(event_id, "retry", reason)
         return ItemResult(event_id, "rejected", reason)
 
@@ -645,7 +681,7 @@ class ElasticsearchStore(Store):
         order = "asc" if query.ascending else "desc"
         kwargs: dict[str, Any] = {}
         if query.cursor:
-            kwargs["search_after"] = decode_cursor(query.cursor)
+            kwargs["search_after"] = decode_cursor(query.cursor, length=3)
         body = self._search(
             "search events",
             index=self._indices(query.tenants),
@@ -653,6 +689,8 @@ class ElasticsearchStore(Store):
             sort=[
                 {"@timestamp": {"order": order, "unmapped_type": "date"}},
                 {"event.id": {"order": order, "unmapped_type": "keyword"}},
+                # the tenant breaks ties: two agencies may hold the same event id at the same time
+                {TENANT_FIELD: {"order": order, "unmapped_type": "keyword"}},
             ],
             size=query.size + 1,
             track_total_hits=False,
@@ -999,4 +1037,4 @@ class ElasticsearchStore(Store):
                 time.sleep(0.5)
 
 
-__all__ = ["ElasticsearchStore", "docs_template", "event_index", "events_template"]
+__all__ = ["ElasticsearchStore", "docs_template", "event_index", "events_template", "index_refused"]

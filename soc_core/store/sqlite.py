@@ -57,6 +57,7 @@ from soc_core.store.base import (
     encode_cursor,
 )
 from soc_core.store.fields import NUMERIC_TYPES, check_field_name, field_type, numeric_bound
+from soc_core.tenant_claims import as_stored
 
 READ_BLOCK = 256  # events per block of a read plan at most (see block_size)
 
@@ -122,37 +123,74 @@ os.register_at_fork(
     before=_FORK_GUARD.before, after_in_parent=_FORK_GUARD.after_in_parent, after_in_child=_FORK_GUARD.after_in_child
 )
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
+# ``event.id`` is unique per tenant, not across tenants: one agency's sensor must not be able to
+# shadow another agency's event by sending its id first, nor learn which ids exist from
+# "duplicate" answers (Elasticsearch keeps tenants apart by index already).
+EVENTS_TABLE = """
+CREATE TABLE IF NOT EXISTS {name} (
     seq      INTEGER PRIMARY KEY AUTOINCREMENT,
-    id       TEXT NOT NULL UNIQUE,
+    id       TEXT NOT NULL,
     tenant   TEXT NOT NULL,
     ts       TEXT NOT NULL,
     dataset  TEXT NOT NULL,
     message  TEXT,
-    doc      TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_tenant_ts ON events (tenant, ts, id);
-CREATE INDEX IF NOT EXISTS events_ts ON events (ts, id);
-CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5 (
+    doc      TEXT NOT NULL,
+    UNIQUE (tenant, id)
+)"""
+
+SCHEMA = (
+    EVENTS_TABLE.format(name="events"),
+    "CREATE INDEX IF NOT EXISTS events_tenant_ts ON events (tenant, ts, id)",
+    "CREATE INDEX IF NOT EXISTS events_ts ON events (ts, id)",
+    """CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5 (
     message, content='events', content_rowid='seq', tokenize='unicode61 remove_diacritics 2'
-);
-CREATE TRIGGER IF NOT EXISTS events_fts_insert AFTER INSERT ON events BEGIN
+)""",
+    """CREATE TRIGGER IF NOT EXISTS events_fts_insert AFTER INSERT ON events BEGIN
     INSERT INTO events_fts (rowid, message) VALUES (new.seq, new.message);
-END;
-CREATE TRIGGER IF NOT EXISTS events_fts_delete AFTER DELETE ON events BEGIN
+END""",
+    """CREATE TRIGGER IF NOT EXISTS events_fts_delete AFTER DELETE ON events BEGIN
     INSERT INTO events_fts (events_fts, rowid, message) VALUES ('delete', old.seq, old.message);
-END;
-CREATE TABLE IF NOT EXISTS docs (
+END""",
+    """CREATE TABLE IF NOT EXISTS docs (
     kind     TEXT NOT NULL,
     id       TEXT NOT NULL,
     tenant   TEXT,
     version  INTEGER NOT NULL,
     body     TEXT NOT NULL,
     PRIMARY KEY (kind, id)
-);
-CREATE INDEX IF NOT EXISTS docs_kind_tenant ON docs (kind, tenant);
-"""
+)""",
+    "CREATE INDEX IF NOT EXISTS docs_kind_tenant ON docs (kind, tenant)",
+)
+# PRAGMA user_version of a file this code set up; files below it are migrated by setup().
+# 0: events.id unique across tenants. 1: unique per (tenant, id).
+SCHEMA_VERSION = 1
+
+
+def _unique_ids_per_tenant(conn: sqlite3.Connection) -> None:
+    """Rebuild a version-0 events table as :data:`EVENTS_TABLE` (SQLite cannot drop a UNIQUE).
+
+    Every row keeps its ``seq``: detection checkpoints are seqs, and the full-text index is
+    keyed by them, so it stays valid. The autoincrement high-water mark is kept too, so a seq
+    freed by retention is never handed out again. Runs inside setup()'s transaction: another
+    process sees the old table or the new one, never a half-copied one.
+    """
+    high = max(
+        conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0],
+        *(seq for (seq,) in conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'")),
+    )
+    # the triggers go with the old table; SCHEMA puts them back on the new one
+    conn.execute("DROP TRIGGER IF EXISTS events_fts_insert")
+    conn.execute("DROP TRIGGER IF EXISTS events_fts_delete")
+    conn.execute(EVENTS_TABLE.format(name="events_rebuilt"))
+    conn.execute(
+        "INSERT INTO events_rebuilt (seq, id, tenant, ts, dataset, message, doc) "
+        "SELECT seq, id, tenant, ts, dataset, message, doc FROM events ORDER BY seq"
+    )
+    conn.execute("DROP TABLE events")
+    conn.execute("ALTER TABLE events_rebuilt RENAME TO events")
+    conn.execute("DELETE FROM sqlite_sequence WHERE name = 'events'")
+    if high:
+        conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('events', ?)", (high,))
 
 
 def _json_path(field: str) -> str:
@@ -264,6 +302,10 @@ class SqliteStore(Store):
         self._lock = threading.Lock()
         self._hooks: list[Callable[[sqlite3.Connection], None]] = []
 
+    @property
+    def location(self) -> str:
+        return str(self.path.resolve())
+
     # lifecycle -----------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -320,9 +362,16 @@ class SqliteStore(Store):
             raise StoreError(f"SQLite query failed: {exc}", where=str(self.path)) from exc
 
     def setup(self) -> None:
+        """Create the schema, or bring an older file's up to :data:`SCHEMA_VERSION` (its data kept)."""
         try:
-            with _FORK_GUARD.inside():
-                self._connect().executescript(SCHEMA)
+            with self._tx() as conn:
+                (version,) = conn.execute("PRAGMA user_version").fetchone()
+                if version < 1 and conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'events'").fetchone():
+                    _unique_ids_per_tenant(conn)
+                for statement in SCHEMA:
+                    conn.execute(statement)
+                if version < SCHEMA_VERSION:
+                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot create the SQLite schema: {exc}", where=str(self.path)) from exc
 
@@ -363,6 +412,9 @@ class SqliteStore(Store):
         self, conn: sqlite3.Connection, event: Event, ingested: str, encoded: bytes | None = None
     ) -> ItemResult:
         event_id = str(event.get("event.id") or "")
+        stored = as_stored(event)
+        if stored is not event:  # a second tenant claim was taken out: the encoded bytes are stale
+            event, encoded = stored, None
         problems = validate_event(event)
         if problems:
             return ItemResult(event_id, "rejected", "; ".join(problems))
@@ -417,18 +469,20 @@ class SqliteStore(Store):
         where, params = self._where(query)
         order = "ASC" if query.ascending else "DESC"
         if query.cursor:
-            ts, last_id = decode_cursor(query.cursor)
-            where += f" AND (events.ts, events.id) {'>' if query.ascending else '<'} (?, ?)"
-            params.extend([ts, last_id])
+            # the tenant breaks ties: two agencies may hold the same event id at the same time
+            ts, last_id, last_tenant = decode_cursor(query.cursor, length=3)
+            where += f" AND (events.ts, events.id, events.tenant) {'>' if query.ascending else '<'} (?, ?, ?)"
+            params.extend([ts, last_id, last_tenant])
         rows = self._query(
-            f"SELECT doc FROM events WHERE {where} ORDER BY events.ts {order}, events.id {order} LIMIT ?",
+            f"SELECT doc FROM events WHERE {where} "
+            f"ORDER BY events.ts {order}, events.id {order}, events.tenant {order} LIMIT ?",
             [*params, query.size + 1],
         )
         items = [json.loads(doc) for (doc,) in rows[: query.size]]
         next_cursor = None
         if len(rows) > query.size and items:
             last = items[-1]
-            next_cursor = encode_cursor([last["@timestamp"], last["event.id"]])
+            next_cursor = encode_cursor([last["@timestamp"], last["event.id"], last[TENANT_FIELD]])
         return Page(items, next_cursor)
 
     def count_events(
