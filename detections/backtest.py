@@ -9,6 +9,7 @@ changed version over the same range and reports which event ids the change adds 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -60,16 +61,22 @@ def backtest(
     loaded: LoadedRule,
     *,
     tenants: tuple[str, ...] | None,
+    scope: Sequence[str] | None = None,
     start: datetime | None = None,
     end: datetime | None = None,
     limit: int = DEFAULT_LIMIT,
 ) -> BacktestResult:
     """The rule's hits among stored events of ``tenants`` in ``[start, end)``.
 
-    Raises :class:`~soc_core.errors.RuleError` (naming the rule file) if the rule cannot run
-    as a query on this store.
+    ``scope`` is the rule's own tenant scope (a custom rule's): as in the streaming engine, the
+    rule never looks at other agencies' events, whoever asks. Raises
+    :class:`~soc_core.errors.RuleError` (naming the rule file) if the rule cannot run as a
+    query on this store.
     """
-    hits = store_hits(store, loaded, tenants=tenants, start=start, end=end, limit=limit + 1)
+    wanted = scoped_tenants(tenants, scope)
+    if wanted == ():
+        return BacktestResult(loaded.id, loaded.version)
+    hits = store_hits(store, loaded, tenants=wanted, start=start, end=end, limit=limit + 1)
     return BacktestResult(loaded.id, loaded.version, hits[:limit], truncated=len(hits) > limit)
 
 
@@ -79,13 +86,15 @@ def backtest_change(
     candidate: LoadedRule,
     *,
     tenants: tuple[str, ...] | None,
+    scope: Sequence[str] | None = None,
     start: datetime | None = None,
     end: datetime | None = None,
     limit: int = DEFAULT_LIMIT,
 ) -> BacktestDiff:
-    """Both versions over the same range; ids the candidate adds and removes, oldest first."""
-    before = backtest(store, current, tenants=tenants, start=start, end=end, limit=limit)
-    after = backtest(store, candidate, tenants=tenants, start=start, end=end, limit=limit)
+    """Both versions over the same range (and the rule's ``scope``); ids the candidate adds and
+    removes, oldest first."""
+    before = backtest(store, current, tenants=tenants, scope=scope, start=start, end=end, limit=limit)
+    after = backtest(store, candidate, tenants=tenants, scope=scope, start=start, end=end, limit=limit)
     old, new = set(before.event_ids), set(after.event_ids)
     return BacktestDiff(
         current=before,
@@ -95,4 +104,13 @@ def backtest_change(
     )
 
 
-__all__ = ["BacktestDiff", "BacktestResult", "backtest", "backtest_change"]
+def scoped_tenants(tenants: tuple[str, ...] | None, scope: Sequence[str] | None) -> tuple[str, ...] | None:
+    """The caller's tenants (None: all) narrowed to a rule's scope (None: all); () = none."""
+    if scope is None:
+        return tenants
+    if tenants is None:
+        return tuple(sorted(set(scope)))
+    return tuple(tenant for tenant in tenants if tenant in scope)
+
+
+__all__ = ["BacktestDiff", "BacktestResult", "backtest", "backtest_change", "scoped_tenants"]

@@ -105,7 +105,10 @@ def build_rules_app(open_store: Callable[[], Store]) -> typer.Typer:
                 enabled=not disabled,
                 shipped=load_rules([shipped_rules_dir()]),
             )
-        reasons = Counter(error.message.split(":")[0] for error in [*ruleset.errors, *compiled.errors])
+        refused = [*ruleset.errors, *compiled.errors]
+        for error in refused:
+            out.print(f"[red]✗[/] {error.render()}", highlight=False)
+        reasons = Counter(error.message.split(":")[0] for error in refused)
         for why, count in reasons.most_common():
             out.print(f"[yellow]{count:5d}[/] not imported: {why}", highlight=False)
         out.print(
@@ -121,7 +124,7 @@ def build_rules_app(open_store: Callable[[], Store]) -> typer.Typer:
     ) -> None:
         """Hits per day of one detection rule over stored events."""
         store = open_store()
-        ruleset, _ = lifecycle.effective_rules(store, [shipped_rules_dir()])
+        ruleset, policy = lifecycle.effective_rules(store, [shipped_rules_dir()])
         loaded = ruleset.rules.get(rule_id)
         if loaded is None:
             raise NotFound(f"no rule {rule_id!r}", hint="see `soc rules list`")
@@ -129,7 +132,12 @@ def build_rules_app(open_store: Callable[[], Store]) -> typer.Typer:
             raise RuleError("backtests run detection rules", where=loaded.where, hint="test correlations with samples")
         end = utcnow()
         result = backtest(
-            store, loaded, tenants=tuple(tenant) if tenant else None, start=end - timedelta(days=days), end=end
+            store,
+            loaded,
+            tenants=tuple(tenant) if tenant else None,
+            scope=policy.scopes.get(rule_id),
+            start=end - timedelta(days=days),
+            end=end,
         )
         table = Table("day", "hits")
         for day, hits in result.per_day.items():

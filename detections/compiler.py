@@ -36,9 +36,10 @@ Known differences, by design of the Elasticsearch mapping (tested in test_differ
       ``4624.0``) in Elasticsearch; the matcher and SQL also accept ``04624`` or `` 4624``;
     * Elasticsearch does not index values that do not fit the field's type (``ignore_malformed``)
       nor strings longer than 8,191 characters (``ignore_above``), so those never match there.
-    Constructs a target cannot express (``|fieldref``, timestamp parts, regexes with
-    look-arounds, wildcards on numeric fields … in Elasticsearch) raise
-    :class:`UnsupportedConstruct` naming the rule file and the construct.
+    Constructs a target cannot express (``|fieldref``, timestamp parts, regexes with ``\b`` or
+    anchors inside, wildcards on numeric fields … in Elasticsearch) raise
+    :class:`UnsupportedConstruct` naming the rule file and the construct. A regex RE2 refuses
+    never gets this far (:mod:`detections.regex`).
 """
 
 from __future__ import annotations
@@ -50,7 +51,6 @@ import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
 from typing import Any, TypeVar
 
 from elastic_transport import TransportError
@@ -91,7 +91,8 @@ from soc_core.store.fields import NUMERIC_TYPES, check_field_name, field_type
 
 from .engine import LogSource, event_logsources, process_rule
 from .loader import LoadedRule
-from .matcher import KEYWORD_FIELDS, ConditionWalk, UnsupportedConstruct, compile_regex
+from .matcher import KEYWORD_FIELDS, ConditionWalk, UnsupportedConstruct
+from .regex import compile_regex
 
 # pySigma parses Sigma; the regex parser of the standard library parses regexes (RE2's syntax is
 # a subset of it for everything we translate). Loaded by name: it is an internal module.
@@ -273,11 +274,9 @@ def _sql_ts_part(kind: str | None, value: Any, part: str) -> int | None:
         return None
 
 
-_cached_regex = lru_cache(maxsize=4096)(compile_regex)
-
-
 def _sql_regexp(pattern: str, text: str | None) -> int:
-    return int(text is not None and _cached_regex(pattern)(text))
+    # the pattern was checked when the rule compiled; RE2 objects are cached in detections.regex
+    return int(text is not None and compile_regex(pattern)(text))
 
 
 def _sql_fieldref(left: str | None, right: str | None, mode: str) -> int:
@@ -389,10 +388,7 @@ class _SqlCompiler(_Target[str]):
             return self._any(name, "sigma_bool(v.type, v.value, ?)", int(value.boolean))
         if isinstance(value, SigmaRegularExpression):
             pattern = _regex_pattern(value, self.unsupported)
-            try:
-                compile_regex(pattern)
-            except Exception as exc:
-                raise RuleError(f"invalid regular expression {pattern!r}: {exc}", where=self.where) from exc
+            compile_regex(pattern, where=self.where)  # refused here, not inside SQLite at query time
             return self._any(name, "sigma_text(v.type, v.value) REGEXP ?", pattern)
         if isinstance(value, SigmaCompareExpression):
             op = _SQL_COMPARE[value.op]
@@ -766,8 +762,8 @@ class _EsCompiler(_Target[DslQuery]):
 
     def regex(self, name: str, target: str, kind: str, value: SigmaRegularExpression) -> DslQuery:
         pattern = _regex_pattern(value, self.unsupported)
+        search = compile_regex(pattern, where=self.where)  # what RE2 refuses, no target runs
         if kind == "boolean":
-            search = compile_regex(pattern)
             matches = [b for b in (True, False) if search("true" if b else "false")]
             return _any_of([{"term": {target: b}} for b in matches] or [MATCH_NONE])
         if kind != "keyword":

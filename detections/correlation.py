@@ -74,6 +74,7 @@ class CorrelationSpec:
     op: str = "gte"
     count: int = 1
     value_field: str | None = None
+    scope: frozenset[str] | None = None  # the tenants whose events it counts (None: every tenant)
 
     @classmethod
     def from_rule(cls, rule: SigmaCorrelationRule, *, where: str) -> CorrelationSpec:
@@ -190,6 +191,8 @@ class CorrelationEngine:
         self.watermark = max(self.watermark, moment)
         hits = []
         for spec in specs:
+            if spec.scope is not None and tenant not in spec.scope:
+                continue  # a correlation scoped to other agencies never sees this agency's events
             hit = self._feed_one(spec, base_rule_id, event, moment, tenant)
             if hit is not None:
                 hits.append(hit)

@@ -42,6 +42,11 @@ every event                                     (canhgac, —, <event.dataset>)
 Our own rules may use ``product: canhgac`` with ``service: <event.dataset>`` for data no Sigma
 log source names (``network.arp``, ``network.tls``).
 
+A rule scoped to some agencies (a custom rule's tenant scope, :class:`~detections.lifecycle.RulePolicy`)
+is routed only to those agencies' events: with any scoped rule loaded, the route cache is keyed
+by the event's tenant too. A correlation counts only its scope's events, and a base rule that
+raises no alerts of its own runs only for the agencies of the correlations that use it.
+
 Within its log sources an event only meets rules whose *gate* holds: the fields every match
 needs are present, and the rule's tests on ``event.code``, ``winlog.channel`` and
 ``event.dataset`` pass (:func:`~detections.matcher.compile_gate`). Both depend only on the set
@@ -52,8 +57,9 @@ kind of event, with an Aho-Corasick prefilter over its own rules' literals.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -83,6 +89,7 @@ from .loader import LoadedRule, RuleSet, translate_sigma_error
 from .matcher import Matcher, compile_gate, compile_rule, needed_fields
 from .pipelines import canhgac_pipeline
 from .prefilter import Literals, Prefilter, rule_literals
+from .watchdog import report_slow_batch, time_rules
 
 if TYPE_CHECKING:
     from .workers import WorkerPool
@@ -204,6 +211,7 @@ class CompiledRule:
     literals: Literals = None
     gate: Matcher | None = None
     needs: frozenset[str] = frozenset()  # fields every event the rule matches has
+    scope: frozenset[str] | None = None  # the only tenants whose events it is evaluated on (None: all)
 
 
 @dataclass
@@ -252,8 +260,14 @@ def compile_ruleset(
     *,
     pipeline_factory: Callable[[], ProcessingPipeline] = canhgac_pipeline,
     only_enabled: bool = True,
+    scopes: Mapping[str, Sequence[str] | None] | None = None,
 ) -> CompiledRuleSet:
-    """Compile every (enabled) rule; errors are collected, never raised."""
+    """Compile every (enabled) rule; errors are collected, never raised.
+
+    ``scopes`` (rule id → tenants, from :class:`~detections.lifecycle.RulePolicy`) limits the
+    events each rule and correlation is evaluated on.
+    """
+    scope_of = _scope_reader(scopes or {})
     compiled = CompiledRuleSet()
     wanted = [r for r in ruleset if r.enabled or not only_enabled]
     needed: set[str] = {r.id for r in wanted if not r.is_correlation}
@@ -268,16 +282,24 @@ def compile_ruleset(
         except RuleError as exc:
             compiled.errors.append(exc)
             continue
+        spec = replace(spec, scope=scope_of(loaded.id))
         specs.append((loaded, spec))
         needed.update(spec.rule_ids)
     ok: set[str] = set()
     for rule_id in needed:
         loaded = ruleset.rules[rule_id]
         try:
-            compiled.rules.append(compile_detection_rule(loaded, pipeline_factory))
+            detection = compile_detection_rule(loaded, pipeline_factory)
         except RuleError as exc:
             compiled.errors.append(exc)
             continue
+        detection.scope = scope_of(rule_id)
+        if not detection.alerts:  # only its correlations' agencies need it
+            users = [spec.scope for _, spec in specs if rule_id in spec.rule_ids]
+            if users and all(user is not None for user in users):
+                agencies = frozenset[str]().union(*[user for user in users if user is not None])
+                detection.scope = agencies if detection.scope is None else detection.scope & agencies
+        compiled.rules.append(detection)
         ok.add(rule_id)
     for loaded, spec in specs:
         missing = [rid for rid in spec.rule_ids if rid not in ok]
@@ -293,6 +315,14 @@ def compile_ruleset(
         compiled.correlation_meta[spec.rule_id] = RuleMeta.from_loaded(loaded)
     compiled.rules.sort(key=lambda c: c.loaded.id)
     return compiled
+
+
+def _scope_reader(scopes: Mapping[str, Sequence[str] | None]) -> Callable[[str], frozenset[str] | None]:
+    def scope_of(rule_id: str) -> frozenset[str] | None:
+        scope = scopes.get(rule_id)
+        return frozenset(scope) if scope is not None else None
+
+    return scope_of
 
 
 @dataclass(frozen=True)
@@ -315,6 +345,8 @@ class Router:
 
     def __init__(self, rules: Iterable[CompiledRule], *, cache_size: int = 4096) -> None:
         self.rules = list(rules)
+        # routes differ per tenant only when some rule is scoped; else one route serves them all
+        self.scoped = any(rule.scope is not None for rule in self.rules)
         self.position = {id(rule): n for n, rule in enumerate(self.rules)}
         self.index: dict[LogSource, list[CompiledRule]] = {}
         for rule in self.rules:
@@ -328,6 +360,8 @@ class Router:
 
     def route(self, event: Mapping[str, Any]) -> Route:
         key = _route_key(event)
+        if self.scoped:
+            key = (*key, event.get(TENANT_FIELD))
         found = self.cache.get(key)
         if found is None:
             found = self._build(event, key[2])
@@ -340,10 +374,13 @@ class Router:
         return self.route(event).rules
 
     def _build(self, event: Mapping[str, Any], present: frozenset[str]) -> Route:
+        tenant = event.get(TENANT_FIELD)
         rules = tuple(
             rule
             for rule in self._sourced(event)
-            if rule.needs <= present and (rule.gate is None or _gate_holds(rule, event))
+            if (rule.scope is None or tenant in rule.scope)
+            and rule.needs <= present
+            and (rule.gate is None or _gate_holds(rule, event))
         )
         gated = tuple(rule for rule in rules if rule.literals is not None)
         positions = tuple(self.position[id(rule)] for rule in gated)
@@ -538,6 +575,8 @@ class DetectionEngine:
         pipeline_factory: Callable[[], ProcessingPipeline] = canhgac_pipeline,
         policy: RulePolicy | None = None,
         workers: int = 1,
+        slow_batch_seconds: float | None = None,
+        timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         if workers < 1:
             raise ConfigError(f"detection workers: need at least 1, not {workers}")
@@ -545,13 +584,16 @@ class DetectionEngine:
         self.policy = policy or RulePolicy()
         self.suppression = suppression
         self.clock = clock
-        self.compiled = compile_ruleset(rules, pipeline_factory=pipeline_factory)
+        self.compiled = compile_ruleset(rules, pipeline_factory=pipeline_factory, scopes=self.policy.scopes)
         self.errors = self.compiled.errors
         self.evaluator = Evaluator(self.compiled, max_keys=max_keys, max_items=max_items)
         self.checkpoint: str | None = None
         self._state_loaded = False
         self._open: dict[str, tuple[dict[str, Any], str]] = {}
         self.workers = workers
+        # the watchdog (detections.watchdog): a batch over this many seconds is logged with its slowest rules
+        self.slow_batch_seconds = slow_batch_seconds
+        self.timer = timer
         self._pool: WorkerPool | None = None
         # the next batch, planned while the workers matched the last one: (planned after, limit, plan, checkpoint)
         self._ahead: tuple[str | None, int, ReadPlan, str] | None = None
@@ -594,10 +636,15 @@ class DetectionEngine:
             plan, checkpoint = self.store.plan_new_events(self.checkpoint, limit=limit)
         result = RunResult()
         if plan.blocks:
+            started = self.timer()
             detections, batch = self._evaluate(plan, result, checkpoint=checkpoint, limit=limit)
+            matched = self.timer()
             detections = self._admitted(detections, batch)
             result.detections = len(detections)
             self._write_alerts(detections, result)
+            finished = self.timer()
+            if self.slow_batch_seconds is not None and finished - started > self.slow_batch_seconds:
+                self._report_slow(plan, result, seconds=finished - started, match_seconds=matched - started)
         if checkpoint != self.checkpoint:
             self.checkpoint = checkpoint
             self.save_state()
@@ -660,6 +707,22 @@ class DetectionEngine:
         events = [event for _, event in self.store.read_plan(plan)]
         result.events = len(events)
         return self.evaluator.evaluate(events), events
+
+    def _report_slow(self, plan: ReadPlan, result: RunResult, *, seconds: float, match_seconds: float) -> None:
+        """Log a batch over the threshold; when matching (not writing alerts) took most of the
+        time, with the rules that took it, re-timed one by one on the batch's events."""
+        assert self.slow_batch_seconds is not None
+        rules = None
+        if match_seconds >= seconds / 2:
+            events = (event for _, event in self.store.read_plan(plan))
+            rules = time_rules(self.evaluator, events, budget=self.slow_batch_seconds, timer=self.timer)
+        report_slow_batch(
+            seconds=seconds,
+            match_seconds=match_seconds,
+            events=result.events,
+            threshold=self.slow_batch_seconds,
+            rules=rules,
+        )
 
     def _admitted(self, detections: list[Detection], batch: Sequence[Mapping[str, Any]]) -> list[Detection]:
         """Rule scopes and exceptions, applied before anything becomes an alert."""

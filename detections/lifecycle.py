@@ -33,7 +33,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from soc_core.errors import Conflict, NotFound, RuleError
+from soc_core.errors import Conflict, NotFound, NotVisible, RuleError
 from soc_core.events import format_timestamp, parse_timestamp, utcnow
 from soc_core.store import Doc, Store
 
@@ -298,8 +298,10 @@ def check_scope(scope: Sequence[str] | None, *, allowed: tuple[str, ...] | None)
         return tuple(scope) if scope is not None else None
     wanted = tuple(scope) if scope is not None else allowed
     outside = sorted(set(wanted) - set(allowed))
-    if outside or not wanted:
-        raise NotFound(f"no such tenant: {', '.join(outside) or '(none)'}")
+    if outside:
+        raise NotVisible(f"no such tenant: {', '.join(outside)}", target=f"tenants/{outside[0]}", owner=outside[0])
+    if not wanted:
+        raise NotFound("no such tenant: (none)")
     return wanted
 
 
@@ -331,7 +333,8 @@ def save_custom_rule(
             if current.body.get("source") != "custom":
                 raise Conflict(f"rule {loaded.id} is not a custom rule")
             if allowed is not None and current.body.get("tenant") not in allowed:
-                raise NotFound(f"no rule {loaded.id!r}")
+                theirs = current.body.get("tenant")
+                raise NotVisible(f"no rule {loaded.id!r}", target=f"rules/{loaded.id}", owner=theirs)
             if version is None:
                 raise Conflict(f"rule {loaded.id} exists", hint="send the version you read to change it")
             _check_revision(loaded.id, current, version)
@@ -453,9 +456,12 @@ def revoke_exception(
         exceptions = list(current.body.get("exceptions") or [])
         kept = [e for e in exceptions if e["id"] != exception_id]
         removed = [e for e in exceptions if e["id"] == exception_id]
-        # an agency's rule admin revokes only that agency's exceptions, not province-wide ones
-        if not removed or (allowed is not None and removed[0].get("tenant") not in allowed):
+        if not removed:
             raise NotFound(f"no exception {exception_id!r}")
+        # an agency's rule admin revokes only that agency's exceptions, not province-wide ones
+        if allowed is not None and removed[0].get("tenant") not in allowed:
+            target = f"rules/{rule_id}/exceptions/{exception_id}"
+            raise NotVisible(f"no exception {exception_id!r}", target=target, owner=removed[0].get("tenant"))
         body = dict(current.body, exceptions=kept)
         entry = _entry(author, "exception_revoked", reason, tenant=removed[0].get("tenant"), exception=removed[0])
         body["history"] = [*body["history"], entry]

@@ -13,20 +13,29 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from sigma.collection import SigmaCollection
 from sigma.correlations import SigmaCorrelationRule
 from sigma.exceptions import SigmaError, SigmaRuleLocation
-from sigma.rule import SigmaRule
+from sigma.rule import SigmaDetection, SigmaDetectionItem, SigmaRule
+from sigma.types import SigmaRegularExpression
 
-from soc_core.errors import RuleError
+from soc_core.errors import ParseError, RuleError
+from soc_core.safe_yaml import iter_documents, read_yaml_text
+
+from .regex import compile_regex
 
 AnyRule = SigmaRule | SigmaCorrelationRule
+
+# An id without a UUID (a rule known by its ``name``) must be usable in a URL path and as a
+# store document id: no '/', no leading '.', bounded.
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_NESTING_HINT = "flatten the value: deeply nested regex groups or lists cannot be checked"
 
 # pySigma's collection actions (global/repeat/reset) merge documents, so a file using them is
 # parsed as one unit and its rules carry the line of the file's first document.
@@ -171,9 +180,12 @@ def _is_sample(path: Path) -> bool:
 
 def _load_file(path: Path, ruleset: RuleSet) -> None:
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        text = read_yaml_text(path)
+    except OSError as exc:
         ruleset.errors.append(RuleError(f"cannot read rule file: {exc}", where=str(path)))
+        return
+    except ParseError as exc:
+        ruleset.errors.append(RuleError(exc.message, where=exc.where, hint=exc.hint))
         return
     _load_documents(path, text, ruleset)
 
@@ -186,30 +198,16 @@ class _Document:
 
 
 def _split_documents(path: Path, text: str) -> list[_Document]:
-    """YAML documents with the line each starts on; raises RuleError on bad YAML."""
+    """YAML documents (safe loader: no aliases, bounded size) with the line each starts on;
+    raises RuleError on bad YAML."""
     lines = text.splitlines(keepends=True)
-    documents: list[_Document] = []
     try:
-        loader = yaml.SafeLoader(text)  # the reader already rejects unprintable characters here
-    except yaml.YAMLError as exc:
-        raise RuleError(f"invalid YAML: {exc}", where=str(path)) from exc
-    try:
-        while loader.check_node():
-            node = loader.get_node()
-            if node is None:  # pragma: no cover - check_node said there is one
-                break
-            start, end = node.start_mark.line, node.end_mark.line
-            data = loader.construct_document(node)
-            documents.append(_Document(start + 1, "".join(lines[start : end + 1]), data))
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise RuleError(f"invalid YAML: {exc.problem or exc}", where=where) from exc
-    except yaml.YAMLError as exc:
-        raise RuleError(f"invalid YAML: {exc}", where=str(path)) from exc
-    finally:
-        loader.dispose()
-    return documents
+        return [
+            _Document(doc.line, "".join(lines[doc.line - 1 : doc.end_line]), doc.data)
+            for doc in iter_documents(text, source=str(path))
+        ]
+    except ParseError as exc:
+        raise RuleError(exc.message, where=exc.where, hint=exc.hint) from exc
 
 
 def _load_documents(path: Path, text: str, ruleset: RuleSet) -> None:
@@ -250,6 +248,12 @@ def _load_unit(path: Path, line: int, text: str, datas: list[Any], ruleset: Rule
         # pySigma assumes well-typed YAML (a number where a string belongs trips it)
         ruleset.errors.append(RuleError(f"malformed rule: {type(exc).__name__}: {exc}", where=where))
         return
+    except RecursionError:
+        # pySigma checks each |re pattern with Python's re.compile, which recurses per nested group
+        ruleset.errors.append(
+            RuleError("malformed rule: a value is nested too deeply to parse", where=where, hint=_NESTING_HINT)
+        )
+        return
     ruleset.errors.extend(translate_sigma_error(error, where) for error in collection.errors)
     for sigma_filter in collection.filters:
         ruleset.errors.append(
@@ -272,6 +276,19 @@ def _load_unit(path: Path, line: int, text: str, datas: list[Any], ruleset: Rule
             )
             continue
         key = rule_key(rule)
+        if rule.id is None and not SAFE_NAME.fullmatch(key):
+            ruleset.errors.append(
+                RuleError(
+                    f"rule {rule.title!r} has no id and its name {key[:80]!r} cannot serve as one",
+                    where=where,
+                    hint="add `id:` with a new UUID, or a name of letters, digits, '.', '_', '-' (at most 128)",
+                )
+            )
+            continue
+        refused = _refused_regex(rule, where)
+        if refused is not None:
+            ruleset.errors.append(refused)
+            continue
         if key in ruleset.rules:
             ruleset.errors.append(
                 RuleError(
@@ -282,6 +299,30 @@ def _load_unit(path: Path, line: int, text: str, datas: list[Any], ruleset: Rule
             )
             continue
         ruleset.rules[key] = LoadedRule(rule=rule, path=path, line=line, text=text)
+
+
+def _refused_regex(rule: AnyRule, where: str) -> RuleError | None:
+    """The first ``|re`` pattern of the rule RE2 refuses (it would never run), as the error."""
+    if not isinstance(rule, SigmaRule):
+        return None
+    for detection in rule.detection.detections.values():
+        for item in _detection_items(detection):
+            for value in item.value:
+                if not isinstance(value, SigmaRegularExpression) or value.regexp.contains_placeholder():
+                    continue  # placeholders are resolved by a pipeline; the matcher checks them then
+                try:
+                    compile_regex(str(value.regexp), where=where)
+                except RuleError as exc:
+                    return exc
+    return None
+
+
+def _detection_items(detection: SigmaDetection) -> Iterator[SigmaDetectionItem]:
+    for item in detection.detection_items:
+        if isinstance(item, SigmaDetection):
+            yield from _detection_items(item)
+        else:
+            yield item
 
 
 def _resolve_correlations(ruleset: RuleSet) -> None:

@@ -7,8 +7,9 @@ Semantics (kept identical to the ES and SQL targets where they agree, see DESIGN
 
 * strings compare case-insensitively unless ``|cased``; ``*`` and ``?`` are wildcards and the
   whole value must match (``|contains`` etc. already added the ``*``);
-* ``|re`` uses RE2 (falling back to Python ``re`` only for patterns RE2 rejects, such as
-  look-arounds), unanchored (search), case-sensitive unless ``|i``; ``|m`` and ``|s`` honoured;
+* ``|re`` uses RE2 only (:mod:`detections.regex`; a pattern RE2 refuses, such as a look-around,
+  is a :class:`~soc_core.errors.RuleError`), unanchored (search), case-sensitive unless ``|i``;
+  ``|m`` and ``|s`` honoured;
 * a list in the event matches when any element matches; numbers and booleans in the event are
   compared as numbers/booleans, or as their text against strings (``"4624"`` equals ``4624``);
 * ``null`` matches a missing field, ``None``, ``""`` or ``[]``; ``|exists`` tests presence;
@@ -62,6 +63,8 @@ from sigma.types import (
 
 from soc_core.errors import RuleError, SocError
 from soc_core.events import parse_timestamp
+
+from .regex import compile_regex
 
 Event = Mapping[str, Any]
 Matcher = Callable[[Event], bool]
@@ -411,10 +414,7 @@ class _Compiler(ConditionWalk[Matcher]):
         pattern = str(value.regexp)
         if prefix:
             pattern = f"(?{prefix}){pattern}"
-        try:
-            search = compile_regex(pattern)
-        except re.error as exc:
-            raise RuleError(f"invalid regular expression {pattern!r}: {exc}", where=self.where) from exc
+        search = compile_regex(pattern, where=self.where)
 
         def test(found: Any) -> bool:
             text = _text(found)
@@ -508,16 +508,6 @@ def _folded_test(kinds: Mapping[str, list[str]]) -> ValueTest:
         return text is not None and check(text.lower())
 
     return test
-
-
-def compile_regex(pattern: str) -> Callable[[str], bool]:
-    """An unanchored search with RE2; Python ``re`` only if RE2 rejects the pattern."""
-    try:
-        compiled = re2.compile(pattern, options=_RE2_OPTIONS)
-    except re2.error:
-        fallback = re.compile(pattern)
-        return lambda text: fallback.search(text) is not None
-    return lambda text: compiled.search(text) is not None
 
 
 def _text(found: Any) -> str | None:
@@ -706,7 +696,6 @@ __all__ = [
     "Matcher",
     "UnsupportedConstruct",
     "compile_gate",
-    "compile_regex",
     "compile_rule",
     "match_any",
     "needed_fields",

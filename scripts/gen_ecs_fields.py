@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
+from soc_core.safe_yaml import load_yaml_file
 
 DOWNGRADE = {
     "match_only_text": "text",
@@ -24,7 +24,7 @@ SKIP_TYPES = {"object", "nested", "flattened"}
 
 def main() -> None:
     source = Path(sys.argv[1])
-    fields = yaml.safe_load(source.read_text())
+    fields = load_yaml_file(source)
     out: dict[str, str] = {}
     for name, spec in sorted(fields.items()):
         kind = DOWNGRADE.get(spec["type"], spec["type"])

@@ -52,7 +52,6 @@ from pathlib import Path
 from typing import Any, Self, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sensors.forwarder.forwarder import WhenFull
@@ -63,6 +62,7 @@ from soc_core.bounds import EventBounds
 from soc_core.datasets import allowed_datasets, check_dataset
 from soc_core.errors import ConfigError, InvalidInput, ParseError
 from soc_core.events import check_tenant_id
+from soc_core.safe_yaml import load_yaml_file
 
 
 class _Strict(BaseModel):
@@ -264,13 +264,11 @@ ConfigT = TypeVar("ConfigT", bound=_SensorBase)
 def load_config(path: Path, model: type[ConfigT] = SensorConfig) -> ConfigT:  # type: ignore[assignment]
     """Read a sensor YAML file (safe loader only) as ``model``."""
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        data = load_yaml_file(Path(path))
     except OSError as exc:
         raise ConfigError(f"cannot read sensor configuration: {exc}", where=str(path)) from exc
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise ConfigError(f"not valid YAML: {exc}", where=where) from exc
+    except ParseError as exc:
+        raise ConfigError(exc.message, where=exc.where, hint=exc.hint) from exc
     return model.from_dict(data, source=str(path))
 
 

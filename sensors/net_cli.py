@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import yaml
 from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
@@ -35,7 +34,8 @@ from sensors.health import HealthReporter
 from sensors.netsensor import NetSensorSettings, NetworkSensor
 from sensors.packets.analyzer import AnalyzerOptions
 from sensors.sources.network import LiveCapture
-from soc_core.errors import ConfigError, SocError
+from soc_core.errors import ConfigError, ParseError, SocError
+from soc_core.safe_yaml import load_yaml_file
 from soc_core.store.base import Store
 
 _console = Console(stderr=True)
@@ -60,9 +60,11 @@ def health_config(
     section: dict[str, object] = {}
     if config is not None:
         try:
-            data = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
+            data = load_yaml_file(config) or {}
+        except OSError as exc:
             raise ConfigError(f"cannot read the sensor configuration: {exc}", where=str(config)) from exc
+        except ParseError as exc:
+            raise ConfigError(exc.message, where=exc.where, hint=exc.hint) from exc
         if not isinstance(data, dict) or not isinstance(data.get("health") or {}, dict):
             raise ConfigError("expected a mapping with a health: mapping", where=str(config))
         section = dict(data.get("health") or {})

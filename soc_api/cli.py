@@ -33,12 +33,14 @@ tenant_app = typer.Typer(help="Agencies (tenants).", no_args_is_help=True)
 user_app = typer.Typer(help="People who use the SOC.", no_args_is_help=True)
 apikey_app = typer.Typer(help="API keys for sensors and integrations.", no_args_is_help=True)
 config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
 dev_app.add_typer(es_app, name="elasticsearch")
 app.add_typer(dev_app, name="dev")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(user_app, name="user")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(config_app, name="config")
+app.add_typer(audit_app, name="audit")
 
 out = Console()
 err = Console(stderr=True)
@@ -69,7 +71,10 @@ def settings() -> Settings:
 
 
 def store(*, setup: bool = True) -> Store:
+    from soc_api.services import audit  # noqa: PLC0415
+
     opened = open_store(settings())
+    audit.configure(opened, settings())  # records made from the CLI are sealed with the server's key
     opened.ping()
     if setup:
         opened.setup()
@@ -106,16 +111,24 @@ def up(
     demo: Annotated[bool, typer.Option(help="Load demo agencies, users and attack logs.")] = False,
     host: Annotated[str | None, typer.Option(help="Listen address (default from config).")] = None,
     port: Annotated[int | None, typer.Option(help="Listen port (default from config).")] = None,
+    role: Annotated[
+        str,
+        typer.Option(
+            help="all: everything in one process; api: the API and UI only (any number); "
+            "engine: detection + scheduled jobs, no HTTP (one per store)."
+        ),
+    ] = "all",
 ) -> None:
-    """Run the API, the detection engine and the scheduler in one process."""
-    from soc_api.runtime import serve  # noqa: PLC0415 - heavy imports only for this command
+    """Run the API, the detection engine and the scheduler: in one process, or one role apart."""
+    from soc_api.runtime import check_role, serve  # noqa: PLC0415 - heavy imports only for this command
 
+    check_role(role, demo=demo)
     current = settings()
     if host:
         current.api.host = host
     if port:
         current.api.port = port
-    serve(current, store(), demo=demo, console=out)
+    serve(current, store(), demo=demo, console=out, role=role)
 
 
 # --- tenants, users, keys -------------------------------------------------------------------
@@ -254,6 +267,45 @@ def apikey_create(
     )
     out.print(f"API key [bold]{doc.id}[/] expires {doc.body['expires_at']} (shown once, keep it secret):")
     out.print(key, markup=False, highlight=False)
+
+
+# --- audit trail ------------------------------------------------------------------------------
+@audit_app.command("verify")
+def audit_verify(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Check every record's seal and link and the head against the anchors.
+    Exit 0: intact; 1: tampered (the first bad record is named); 2: cannot verify."""
+    from soc_api.services import audit  # noqa: PLC0415
+
+    report = audit.verify_chain(store(setup=False))
+    if as_json:
+        print_json(report.as_dict())
+    else:
+        anchor = report.latest_anchor
+        anchored = f"latest anchor: record {anchor['seq']} at {anchor['time']}" if anchor else "no anchor yet"
+        line = f"{report.records} records checked ({report.legacy_records} legacy, unsealed); {anchored}"
+        if report.status == "ok":
+            out.print(f"[bold green]audit trail intact[/]: {line}")
+        elif report.status == "unverifiable":
+            err.print(f"[bold red]cannot verify the audit trail[/]: {report.reason}", highlight=False)
+        else:
+            err.print(f"[bold red]audit trail TAMPERED[/]: {line}", highlight=False)
+            for problem in sorted(report.problems, key=lambda p: p.seq):
+                err.print(f"  {problem.render()}", markup=False, highlight=False)
+    raise typer.Exit({"ok": 0, "tampered": 1, "unverifiable": 2}[report.status])
+
+
+@audit_app.command("anchor")
+def audit_anchor() -> None:
+    """Anchor the trail's head now (``soc up`` does it on its own; a split deployment can run
+    this from cron)."""
+    from soc_api.services import audit  # noqa: PLC0415
+
+    anchor = audit.anchor_head(store(setup=False))
+    if anchor is None:
+        raise SocError("the anchor was not written (see the log above)", where=str(settings().audit_anchor_file))
+    out.print(f"anchored record {anchor['seq']} in {settings().audit_anchor_file}")
 
 
 @apikey_app.command("list")

@@ -12,11 +12,14 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from soc_api.services import audit
 from soc_api.services.alerts import WorkflowError
-from soc_core.errors import AuthError, Conflict, InvalidInput, NotFound, SocError, StoreUnavailable
+from soc_core.errors import AuthError, Conflict, InvalidInput, NotFound, NotVisible, SocError, StoreUnavailable
 from soc_core.query import QueryError
 
 log = logging.getLogger("canhgac.api")
@@ -70,10 +73,41 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     403: _problem_response("Not permitted"),
     404: _problem_response("No such object (or not visible to you)"),
     409: _problem_response("Changed since read, or exists already"),
+    413: _problem_response("Request body larger than the route's limit (api.limits)"),
     422: _problem_response("Request does not match the schema, or the workflow forbids it"),
     429: _problem_response("Too many attempts"),
     503: _problem_response("Store unavailable"),
 }
+
+
+def record_cross_tenant(request: Request, exc: NotVisible) -> None:
+    """Record a refused attempt on another agency's object (rate-limited per principal). The
+    caller's answer does not change: the same 404 as for an object that does not exist."""
+    principal = getattr(request.state, "principal", None)
+    if principal is None:
+        return
+    route = request.scope.get("route")
+    template = route.path if isinstance(route, APIRoute) else request.url.path
+    try:
+        audit.record_cross_tenant(
+            request.app.state.store,
+            request.app.state.cross_tenant_limiter,
+            actor=principal.id,
+            actor_tenants=sorted({m.tenant for m in principal.memberships}),
+            target=exc.target,
+            owner=exc.owner,
+            operation=f"{request.method} {template}",
+            request_id=request.state.request_id,
+            source_ip=request.client.host if request.client else None,
+        )
+    except SocError as error:  # the refusal stands; only its record is missing, and the log says so
+        log.error("cross-agency attempt not recorded", extra={"target": exc.target, "error": error.render()})
+
+
+async def note_cross_tenant(request: Request, exc: NotVisible) -> None:
+    """:func:`record_cross_tenant` from an (async) exception handler: the store call runs in
+    the thread pool, off the event loop."""
+    await run_in_threadpool(record_cross_tenant, request, exc)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -98,6 +132,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(SocError)
     async def _soc(request: Request, exc: SocError) -> JSONResponse:
         if isinstance(exc, NotFound):
+            if isinstance(exc, NotVisible):
+                await note_cross_tenant(request, exc)
             return problem(request, 404, "Not found", "no such object")
         if isinstance(exc, Conflict):
             return problem(request, 409, "Conflict", exc.render())
@@ -121,4 +157,13 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem(request, 500, "Internal error", "the request failed; quote the request id to an admin")
 
 
-__all__ = ["ERROR_RESPONSES", "PROBLEM", "ApiProblem", "Problem", "install_error_handlers", "problem"]
+__all__ = [
+    "ERROR_RESPONSES",
+    "PROBLEM",
+    "ApiProblem",
+    "Problem",
+    "install_error_handlers",
+    "note_cross_tenant",
+    "problem",
+    "record_cross_tenant",
+]

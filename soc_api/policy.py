@@ -59,6 +59,7 @@ POLICY: dict[tuple[str, str], str] = {
     ("GET", "/api/cases/{case_id}"): "cases:read",
     ("PATCH", "/api/cases/{case_id}"): "cases:write",
     ("GET", "/api/audit"): "audit:read",
+    ("GET", "/api/audit/verify"): "audit:read",  # and province-wide only (the route checks)
     ("GET", "/api/users"): "users:admin",
     ("POST", "/api/users/{username}/enable"): "users:admin",
     ("POST", "/api/users/{username}/disable"): "users:admin",
@@ -126,8 +127,8 @@ PASSWORD_CHANGE_ROUTES = frozenset(
     }
 )
 
-# FastAPI's own documentation routes
-DOCS_ROUTES = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+# The API reference (public; soc_api.docs): the OpenAPI document, Swagger UI and its assets
+DOCS_ROUTES = frozenset({"/openapi.json", "/docs", "/docs/static/{name}"})
 
 
 def permissions_of(role: str) -> frozenset[str]:

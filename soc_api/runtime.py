@@ -1,15 +1,20 @@
-"""``soc up``: the API, the streaming detection engine and the scheduler in one process.
+"""``soc up``: the API, the streaming detection engine and the scheduler, in one process or apart.
 
-The engine runs in a background thread and polls the store for new events; APScheduler runs
-housekeeping (retention). On first start an ``admin`` user is created with a random password,
-printed once.
+``--role all`` (the default, and the demo) runs everything in one process; ``--role api`` runs
+the API and UI only, any number of them; ``--role engine`` runs the streaming detection engine
+and the scheduled jobs (retention, audit anchoring), without HTTP — exactly one per store. The engine
+runs in a background thread and polls the store for new events; rule changes reach it through
+the store's rule generation. The API side creates ``admin`` on first start, with a random
+password printed once. SIGUSR1 dumps every thread's stack to stderr (a stuck process).
 """
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import logging
 import secrets
+import signal
 import threading
 from collections.abc import Callable
 from datetime import timedelta
@@ -23,15 +28,16 @@ from detections import lifecycle
 from detections.engine import DetectionEngine
 from detections.loader import shipped_rules_dir
 from soc_api.main import create_app
-from soc_api.services import accounts, throttle
+from soc_api.services import accounts, audit, throttle
 from soc_core.auth import PROVINCE, Membership, password_problem
 from soc_core.config import Settings
-from soc_core.errors import StoreUnavailable
+from soc_core.errors import ConfigError, SocError, StoreUnavailable
 from soc_core.events import utcnow
 from soc_core.store import Store
 
 log = logging.getLogger("canhgac.runtime")
 RETENTION_DAYS = 90
+ROLES = ("all", "api", "engine")
 
 
 class JsonFormatter(logging.Formatter):
@@ -150,14 +156,25 @@ def build_engine(settings: Settings, store: Store) -> DetectionEngine:
     rules, policy = lifecycle.effective_rules(store, dirs)
     for error in rules.errors:
         log.warning("rule not loaded", extra={"error": error.render()})
-    engine = DetectionEngine(rules, store, policy=policy, workers=settings.detection.workers)
+    engine = DetectionEngine(
+        rules,
+        store,
+        policy=policy,
+        workers=settings.detection.workers,
+        slow_batch_seconds=settings.detection.slow_batch_seconds,
+    )
     for error in engine.errors:
         log.warning("rule not compiled", extra={"error": error.render()})
     return engine
 
 
-def build_scheduler(store: Store) -> BackgroundScheduler:
+def build_scheduler(store: Store, *, anchor_minutes: float = 5.0) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(timezone="Asia/Ho_Chi_Minh")
+
+    def anchor() -> None:
+        audit.anchor_head(store, if_moved=True)
+
+    scheduler.add_job(anchor, "interval", minutes=anchor_minutes, id="audit-anchor", replace_existing=True)
 
     def retention() -> None:
         removed = store.delete_events_before(utcnow() - timedelta(days=RETENTION_DAYS))
@@ -172,6 +189,13 @@ def build_scheduler(store: Store) -> BackgroundScheduler:
     return scheduler
 
 
+def check_role(role: str, *, demo: bool) -> None:
+    if role not in ROLES:
+        raise ConfigError(f"unknown role {role!r} for `soc up --role`", hint=f"use one of {', '.join(ROLES)}")
+    if demo and role != "all":
+        raise ConfigError("--demo runs everything in one process", hint="leave out --role, or use --role all")
+
+
 def serve(
     settings: Settings,
     store: Store,
@@ -179,32 +203,44 @@ def serve(
     demo: bool,
     console: Console,
     on_ready: Callable[[], None] | None = None,
+    role: str = "all",
 ) -> None:
+    """Run the parts of ``role`` (one of :data:`ROLES`) until stopped (Ctrl-C, SIGTERM)."""
+    check_role(role, demo=demo)
     configure_logging(settings)
-    password = ensure_admin(store)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    audit.configure(store, settings)
+    audit.ensure_key(store)
+    audit.anchor_head(store)  # from here on a cut-back trail shows, legacy records included
+    api = role in ("all", "api")
+    engine_side = role in ("all", "engine")
+    password = ensure_admin(store) if api else None
     if demo:
         from soc_api.demo import load_demo  # noqa: PLC0415
 
         with console.status("loading demo agencies, users and attack logs…"):
             summary = load_demo(settings, store)
         console.print(f"demo: {summary}")
-    engine = build_engine(settings, store)
     threads: list[EngineThread] = []
-    if settings.detection.enabled:
+    if engine_side and settings.detection.enabled:
         thread = EngineThread(
-            engine,
+            build_engine(settings, store),
             interval=settings.detection.interval_seconds,
             batch_size=settings.detection.batch_size,
             rebuild=lambda: build_engine(settings, store),
         )
         thread.start()
         threads.append(thread)
-    scheduler = build_scheduler(store)
-    scheduler.start()
+    scheduler = build_scheduler(store, anchor_minutes=settings.audit.anchor_every_minutes) if engine_side else None
+    if scheduler is not None:
+        scheduler.start()
+    parts = [name for name, on in (("api", api), ("engine", bool(threads)), ("scheduler", engine_side)) if on]
+    log.info("started", extra={"role": role, "parts": parts, "store": store.name})
     url = f"http://{settings.api.host}:{settings.api.port}"
-    console.print(f"[bold green]Canh Gác[/] is running on {store.name}")
-    console.print(f"  analysts' web UI: [bold]{url}/ui[/]")
-    console.print(f"  API: [bold]{url}/api[/] (reference at {url}/docs)")
+    console.print(f"[bold green]Canh Gác[/] ({role}: {', '.join(parts)}) is running on {store.name}")
+    if api:
+        console.print(f"  analysts' web UI: [bold]{url}/ui[/]")
+        console.print(f"  API: [bold]{url}/api[/] (reference at {url}/docs)")
     if password:
         console.print(f"first login: user [bold]admin[/], password [bold]{password}[/] (shown once)")
         console.print("  at first sign-in admin enrols a TOTP authenticator app and chooses a new password")
@@ -213,19 +249,44 @@ def serve(
     if on_ready:
         on_ready()
     try:
-        uvicorn.run(
-            create_app(settings, store),
-            host=settings.api.host,
-            port=settings.api.port,
-            log_level=settings.log.level.lower(),
-            access_log=False,
-        )
+        if api:
+            uvicorn.run(
+                create_app(settings, store),
+                host=settings.api.host,
+                port=settings.api.port,
+                log_level=settings.log.level.lower(),
+                access_log=False,
+            )
+        else:
+            _run_until_stopped(threads)
     finally:
         for thread in threads:
             thread.stop_event.set()
             thread.join(timeout=10)
-        scheduler.shutdown(wait=False)
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
+        try:
+            audit.anchor_head(store)
+        except SocError as exc:  # a store down at shutdown: the last scheduled anchor stands
+            log.error("audit head not anchored at shutdown", extra={"error": exc.render()})
         store.close()
 
 
-__all__ = ["EngineThread", "build_engine", "configure_logging", "ensure_admin", "serve"]
+def _run_until_stopped(threads: list[EngineThread]) -> None:
+    """The engine role's main thread: wait for SIGTERM or Ctrl-C; a dead engine thread is an
+    error (exit 1), not a process that looks alive and detects nothing."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        log.info("stopping", extra={"signal": signal.Signals(signum).name})
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    while not stop.wait(1.0):
+        if any(not thread.is_alive() for thread in threads):
+            log.error("the detection engine thread stopped; exiting")
+            raise SystemExit(1)
+
+
+__all__ = ["ROLES", "EngineThread", "build_engine", "check_role", "configure_logging", "ensure_admin", "serve"]

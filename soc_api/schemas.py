@@ -288,12 +288,41 @@ class AuditRecord(BaseModel):
     before: Any = None
     after: Any = None
     request_id: str | None = None
+    client_request_id: str | None = None
     source_ip: str | None = None
+    details: dict[str, Any] = {}
 
 
 class AuditPage(BaseModel):
     items: list[AuditRecord]
     next_cursor: str | None = None
+
+
+class AuditProblem(BaseModel):
+    seq: int
+    reason: str
+
+
+class AuditAnchorCheck(BaseModel):
+    status: Literal["ok", "none", "truncated", "rewritten", "forged"]
+    checked: int
+    latest: dict[str, Any] | None = None
+
+
+class AuditVerification(BaseModel):
+    """``ok``: every record's seal and link hold and the trail reaches every anchor;
+    ``tampered``: ``first_bad_seq`` and ``problems`` say where; ``unverifiable``: ``reason``."""
+
+    ok: bool
+    status: Literal["ok", "tampered", "unverifiable"]
+    records: int
+    head_seq: int
+    legacy_records: int
+    first_bad_seq: int | None = None
+    first_bad_reason: str | None = None
+    problems: list[AuditProblem]
+    anchor: AuditAnchorCheck
+    reason: str | None = None
 
 
 class SensorCreate(Strict):
@@ -343,6 +372,7 @@ class IngestRequest(Strict):
 
 class IngestItem(BaseModel):
     id: str
+    index: int | None = None  # position in the request's ``events``, for events refused by shape
     status: str
     reason: str | None = None
 

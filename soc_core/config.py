@@ -12,13 +12,13 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from soc_core.auth import Role
-from soc_core.errors import ConfigError
+from soc_core.errors import ConfigError, ParseError
 from soc_core.events import DATASET
+from soc_core.safe_yaml import load_yaml_file
 
 
 class _Section(BaseModel):
@@ -60,6 +60,18 @@ class StoreSettings(_Section):
         return value
 
 
+class ApiLimits(_Section):
+    """How much one request may make the server read (bytes before the body is parsed) and
+    how big one ingested event may be; larger is refused (413, or per event in the result)."""
+
+    body_bytes: int = Field(256 * 1024, ge=1024, le=1024**3)  # every route not named below
+    ingest_bytes: int = Field(8 * 1024 * 1024, ge=1024, le=1024**3)  # POST /api/ingest
+    rule_bytes: int = Field(1024 * 1024, ge=1024, le=1024**3)  # rule validate and create
+    event_bytes: int = Field(256 * 1024, ge=256, le=1024**3)  # one event, as JSON
+    event_fields: int = Field(1000, ge=10, le=1_000_000)  # keys in one event, nested ones too
+    event_depth: int = Field(16, ge=2, le=128)  # nesting of objects and lists in one event
+
+
 class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
@@ -67,6 +79,7 @@ class ApiSettings(_Section):
     idle_minutes: int = Field(60, ge=1, le=24 * 60)
     # peers (addresses or networks) whose X-Forwarded-For names the client; nobody else's is believed
     trusted_proxies: list[str] = Field(default_factory=list)
+    limits: ApiLimits = ApiLimits()
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -100,11 +113,35 @@ class DetectionSettings(_Section):
     batch_size: int = Field(5000, ge=1, le=100_000)
     # processes matching each batch (forked; 1 = in the engine's own process)
     workers: int = Field(1, ge=1, le=16)
+    # a batch taking longer is logged (warning) with the rules that took the time
+    slow_batch_seconds: float = Field(10.0, gt=0, le=3600)
 
 
 class LogSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_format: bool = False
+
+
+class AuditSettings(_Section):
+    # The chain's MAC key and the head anchors live outside the store, so someone who can write
+    # the store can neither re-seal rewritten records nor hide deleted ones.
+    key_file: Path | None = None  # default <data_dir>/secrets/audit.key, created 0600
+    anchor_file: Path | None = None  # default <data_dir>/audit-anchors.jsonl
+    anchor_syslog: str | None = None  # also send anchors to syslog: a socket path or host:port (UDP)
+    anchor_every_records: int = Field(10, ge=1, le=100_000)
+    anchor_every_minutes: float = Field(5.0, gt=0, le=24 * 60)
+    # refused cross-agency attempts recorded per principal per minute (the rest are counted)
+    cross_tenant_per_minute: int = Field(10, ge=1, le=1000)
+
+    @field_validator("anchor_syslog")
+    @classmethod
+    def _syslog_address(cls, value: str | None) -> str | None:
+        if value is None or value.startswith("/"):
+            return value
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be a socket path (/dev/log) or host:port")
+        return value
 
 
 class Settings(BaseSettings):
@@ -120,10 +157,19 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     detection: DetectionSettings = DetectionSettings()
     log: LogSettings = LogSettings()
+    audit: AuditSettings = AuditSettings()
 
     @property
     def sqlite_path(self) -> Path:
         return self.store.sqlite_path or self.data_dir / "canhgac.db"
+
+    @property
+    def audit_key_file(self) -> Path:
+        return self.audit.key_file or self.data_dir / "secrets" / "audit.key"
+
+    @property
+    def audit_anchor_file(self) -> Path:
+        return self.audit.anchor_file or self.data_dir / "audit-anchors.jsonl"
 
     @classmethod
     def settings_customise_sources(
@@ -140,15 +186,11 @@ class Settings(BaseSettings):
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        data = load_yaml_file(path)
     except OSError as exc:
         raise ConfigError(f"cannot read configuration file: {exc.strerror}", where=str(path)) from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise ConfigError(f"not valid YAML: {getattr(exc, 'problem', exc)}", where=where) from exc
+    except ParseError as exc:
+        raise ConfigError(exc.message, where=exc.where, hint=exc.hint) from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -174,7 +216,9 @@ def load_settings(path: Path | None = None) -> Settings:
 
 
 __all__ = [
+    "ApiLimits",
     "ApiSettings",
+    "AuditSettings",
     "AuthSettings",
     "DetectionSettings",
     "ElasticsearchSettings",

@@ -8,6 +8,7 @@
     ├── StoreError           a store failed to do what was asked
     │   ├── StoreUnavailable the store cannot be reached (names the URL); retry later
     │   ├── NotFound         no such object (or not visible to the caller's tenants)
+    │   │   └── NotVisible   it exists, in an agency the caller cannot see (answered as NotFound)
     │   └── Conflict         optimistic-concurrency check failed, or the id already exists
     ├── ParseError           input that could not be understood (names the source and position)
     ├── RuleError            a detection rule that cannot be loaded or compiled (file:line)
@@ -56,6 +57,16 @@ class NotFound(StoreError):
     """No such object, or it belongs to a tenant the caller cannot see."""
 
 
+class NotVisible(NotFound):
+    """The object exists but belongs to another agency: callers get the same answer as for a
+    missing object, and the API records the attempt as a security event."""
+
+    def __init__(self, message: str, *, target: str, owner: str | None) -> None:
+        super().__init__(message)
+        self.target = target
+        self.owner = owner
+
+
 class Conflict(StoreError):
     """The object changed since it was read, or an object with that id exists already."""
 
@@ -83,6 +94,7 @@ __all__ = [
     "DevNodeError",
     "InvalidInput",
     "NotFound",
+    "NotVisible",
     "ParseError",
     "RuleError",
     "SocError",

@@ -217,6 +217,34 @@ def _timestamp_problem(stamp: str) -> str | None:
     return None
 
 
+def shape_problem(event: Mapping[str, Any], *, max_bytes: int, max_fields: int, max_depth: int) -> str | None:
+    """Why an event is too big to take (size as JSON, keys at every level, nesting), or None.
+
+    Iterative, and it stops at the first limit passed, so a hostile event costs at most what
+    its limits allow; the size is measured last, on an event already known to be shallow.
+    """
+    fields = 0
+    stack: list[tuple[Any, int]] = [(event, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > max_depth:
+            return f"nested deeper than {max_depth} levels (api.limits.event_depth)"
+        if isinstance(value, Mapping):
+            fields += len(value)
+            if fields > max_fields:
+                return f"more than {max_fields} fields (api.limits.event_fields)"
+            children: Any = value.values()
+        elif isinstance(value, list | tuple):
+            children = value
+        else:
+            continue
+        stack.extend((child, depth + 1) for child in children if isinstance(child, Mapping | list | tuple))
+    size = len(encode_event(event))
+    if size > max_bytes:
+        return f"{size} bytes as JSON, more than {max_bytes} (api.limits.event_bytes)"
+    return None
+
+
 def flatten(document: Mapping[str, Any], prefix: str = "") -> Event:
     """Turn a nested ECS document (as Beats write it) into flat dotted keys.
 
@@ -246,6 +274,7 @@ __all__ = [
     "make_event",
     "mark_parse_failure",
     "parse_timestamp",
+    "shape_problem",
     "utcnow",
     "validate_event",
 ]

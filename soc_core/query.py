@@ -172,11 +172,11 @@ def _convert(item: tree.Item, *, field: str | None) -> Node:
     if isinstance(item, tree.Word):
         return _word(item.value, field)
     if isinstance(item, tree.Range):
-        return _range(field, item.low.value, item.high.value, item.include_low, item.include_high)
+        return _range(field, _bound(item.low), _bound(item.high), item.include_low, item.include_high)
     if isinstance(item, tree.From):
-        return _range(field, item.a.value, None, item.include, True)
+        return _range(field, _bound(item.a), None, item.include, True)
     if isinstance(item, tree.To):
-        return _range(field, None, item.a.value, True, item.include)
+        return _range(field, None, _bound(item.a), True, item.include)
     raise QueryError(
         f"unsupported query syntax {type(item).__name__} near {str(item)!r}",
         hint="use field:value, quotes, ranges, AND/OR/NOT",
@@ -201,6 +201,15 @@ def _word(raw: str, field: str | None) -> Node:
             hint="leading wildcards scan every value; anchor the start of the value",
         )
     return FieldEquals(field, raw if wildcard else _unescape(raw), wildcard=wildcard)
+
+
+def _bound(item: tree.Item) -> str:
+    """A range bound as luqum gives it; ``[-5 TO 10]`` arrives as ``Prohibit(Word('5'))``."""
+    if isinstance(item, tree.Prohibit) and isinstance(item.a, tree.Word):
+        return "-" + str(item.a.value)
+    if isinstance(item, tree.Word | tree.Phrase):
+        return str(item.value)
+    raise QueryError(f"unsupported range bound {str(item)!r}", hint="bounds are single values, e.g. [1 TO 1024]")
 
 
 def _range(field: str | None, low: str | None, high: str | None, inc_low: bool, inc_high: bool) -> Node:

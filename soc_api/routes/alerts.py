@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 
 from soc_api.deps import CurrentPrincipal, StoreDep, TenantScope
+from soc_api.errors import record_cross_tenant
 from soc_api.schemas import (
     AlertDetail,
     AlertPage,
@@ -20,7 +21,7 @@ from soc_api.schemas import (
 from soc_api.services import alerts
 from soc_api.services.accounts import Principal
 from soc_api.services.alerts import Actor
-from soc_core.errors import Conflict, NotFound
+from soc_core.errors import Conflict, NotFound, NotVisible
 from soc_core.store import Doc
 
 router = APIRouter(prefix="/api/alerts", tags=["alerts"])
@@ -89,7 +90,8 @@ def get_alert(alert_id: str, store: StoreDep, scope: TenantScope) -> AlertDetail
     doc = store.get_doc("alerts", alert_id)
     tenant = doc.body.get("tenant")
     if scope is not None and tenant not in scope:
-        raise NotFound("no such alert")  # another agency's alert does not exist for this caller
+        # another agency's alert does not exist for this caller
+        raise NotVisible("no such alert", target=f"alerts/{alert_id}", owner=str(tenant))
     events = store.get_events(list(doc.body.get("event_ids") or [])[:100], tenants=(str(tenant),))
     return AlertDetail(**to_public(doc), events=events, comments=doc.body.get("comments") or [])
 
@@ -154,6 +156,9 @@ def bulk_update(
                 assignee=body.assignee,
                 add_tags=body.add_tags,
             )
+        except NotVisible as exc:
+            record_cross_tenant(request, exc)
+            results.append(BulkItemResult(id=alert_id, status="not_found"))
         except NotFound:
             results.append(BulkItemResult(id=alert_id, status="not_found"))
         except Conflict:

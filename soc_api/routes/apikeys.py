@@ -16,7 +16,7 @@ from soc_api.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPage, ApiKeyPubli
 from soc_api.services import apikeys
 from soc_api.services.accounts import Principal
 from soc_core.auth import PROVINCE
-from soc_core.errors import NotFound
+from soc_core.errors import NotVisible
 from soc_core.events import format_timestamp
 from soc_core.store import Doc, Store
 
@@ -62,7 +62,7 @@ def check_tenant_in_scope(tenant: str, scope: tuple[str, ...] | None) -> None:
     if tenant == PROVINCE:
         raise ApiProblem(403, "Forbidden", "only a province-wide admin makes province-wide keys")
     if tenant not in scope:
-        raise NotFound("no such tenant")
+        raise NotVisible("no such tenant", target=f"tenants/{tenant}", owner=tenant)
 
 
 @router.get("", response_model=ApiKeyPage)

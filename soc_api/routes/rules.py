@@ -34,7 +34,7 @@ from soc_api.schemas import (
     SampleRun,
 )
 from soc_api.services import audit
-from soc_core.errors import NotFound, RuleError
+from soc_core.errors import NotFound, NotVisible, RuleError
 from soc_core.store import Doc, Store
 
 router = APIRouter(prefix="/api/rules", tags=["rules"])
@@ -74,8 +74,12 @@ def _find(
     ruleset, states = _rules(request, store)
     loaded = ruleset.rules.get(rule_id)
     state = states.get(rule_id)
-    if loaded is None or not _visible(state, scope):
+    if loaded is None:
         raise NotFound(f"no rule {rule_id!r}")
+    if not _visible(state, scope):
+        raise NotVisible(
+            f"no rule {rule_id!r}", target=f"rules/{rule_id}", owner=state.body.get("tenant") if state else None
+        )
     return ruleset, loaded, state
 
 
@@ -206,7 +210,7 @@ def add_exception(
         if tenant is None and len(scope) == 1:
             tenant = scope[0]
         if tenant is None or tenant not in scope:
-            raise NotFound("no such tenant")
+            raise NotVisible("no such tenant", target=f"tenants/{tenant}", owner=tenant)
     try:
         lifecycle.add_exception(
             store,
@@ -277,14 +281,17 @@ def run_backtest(
 ) -> BacktestPublic:
     """Hits per day over stored history (the caller's agencies only); with ``yaml``, what the
     changed version would add and remove."""
-    _, loaded, _ = _find(request, store, rule_id, scope)
+    _, loaded, state = _find(request, store, rule_id, scope)
+    rule_scope = state.body.get("scope") if state else None
     if loaded.is_correlation:
         raise ApiProblem(422, "Not supported", "backtests run detection rules; test correlations with samples")
     try:
         if body.yaml:
             candidate_set = lifecycle.validate_rule_text(body.yaml)
             candidate = next(iter(candidate_set))
-            diff = backtest_change(store, loaded, candidate, tenants=scope, start=body.start, end=body.end)
+            diff = backtest_change(
+                store, loaded, candidate, tenants=scope, scope=rule_scope, start=body.start, end=body.end
+            )
             return BacktestPublic(
                 rule_id=rule_id,
                 version=diff.current.version,
@@ -297,7 +304,7 @@ def run_backtest(
                 added=diff.added[:1000],
                 removed=diff.removed[:1000],
             )
-        result = backtest(store, loaded, tenants=scope, start=body.start, end=body.end)
+        result = backtest(store, loaded, tenants=scope, scope=rule_scope, start=body.start, end=body.end)
     except RuleError as exc:
         raise ApiProblem(422, "Cannot backtest this rule", exc.render()) from exc
     return BacktestPublic(

@@ -23,7 +23,8 @@ from soc_api.services import sensors
 from soc_api.services.accounts import Principal
 from soc_core.bounds import EventBounds
 from soc_core.datasets import allowed_datasets
-from soc_core.errors import NotFound
+from soc_core.errors import NotVisible
+from soc_core.events import shape_problem
 from soc_core.store import Doc
 
 router = APIRouter(prefix="/api", tags=["sensors"])
@@ -60,7 +61,7 @@ def register(
     principal: CurrentPrincipal,
 ) -> SensorCreated:
     if scope is not None and body.tenant not in scope:
-        raise NotFound("no such tenant")
+        raise NotVisible("no such tenant", target=f"tenants/{body.tenant}", owner=body.tenant)
     doc, key = sensors.register_sensor(
         store,
         name=body.name,
@@ -95,7 +96,7 @@ def list_datasets(settings: SettingsDep) -> list[str]:
 def get_sensor(sensor_id: str, store: StoreDep, scope: TenantScope) -> SensorPublic:
     doc = store.get_doc("sensors", sensor_id)
     if scope is not None and doc.body.get("tenant") not in scope:
-        raise NotFound("no such sensor")
+        raise NotVisible("no such sensor", target=f"sensors/{sensor_id}", owner=doc.body.get("tenant"))
     return to_public(doc)
 
 
@@ -116,17 +117,32 @@ def ingest(
 ) -> IngestResult:
     """Bulk events from a sensor that cannot reach the store itself; the tenant comes from its key.
 
-    A dataset the sensor may not send is stored as ``unknown``, a timestamp out of bounds as the
-    ingest time (the values kept in ``labels.original_*``); an item with status ``retry`` was
-    not stored now (its index is refused: shard limit, closed) and should be sent again."""
+    An event over the size, field or depth limits (``api.limits.event_*``) is refused on its own,
+    named by its index in ``events``; the rest of the batch is stored. A dataset the sensor may
+    not send is stored as ``unknown``, a timestamp out of bounds as the ingest time (the values
+    kept in ``labels.original_*``); an item with status ``retry`` was not stored now (its index
+    is refused: shard limit, closed) and should be sent again."""
     sensor_id, tenant = _sensor_identity(principal)
+    limits = settings.api.limits
+    oversized: list[IngestItem] = []
+    events = []
+    for index, event in enumerate(body.events):
+        problem = shape_problem(
+            event, max_bytes=limits.event_bytes, max_fields=limits.event_fields, max_depth=limits.event_depth
+        )
+        if problem is None:
+            events.append(event)
+        else:
+            given_id = event.get("event.id")
+            given = given_id if isinstance(given_id, str) else ""
+            oversized.append(IngestItem(index=index, id=given, status="rejected", reason=problem))
     result = sensors.ingest(
         store,
-        events=body.events,
+        events=events,
         tenant=tenant,
         sensor_id=sensor_id,
         actor=actor_of(request, principal),
         bounds=EventBounds.from_settings(settings.store),
     )
     rejected = [IngestItem(id=i.id, status=i.status, reason=i.reason) for i in result.items if not i.stored]
-    return IngestResult(created=result.created, duplicates=result.duplicates, rejected=rejected)
+    return IngestResult(created=result.created, duplicates=result.duplicates, rejected=oversized + rejected)

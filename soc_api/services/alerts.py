@@ -13,7 +13,7 @@ from typing import Any
 
 from soc_api.services import audit
 from soc_api.services.accounts import Principal
-from soc_core.errors import Conflict, NotFound, SocError
+from soc_core.errors import Conflict, NotVisible, SocError
 from soc_core.events import format_timestamp, utcnow
 from soc_core.store import Doc, Store
 
@@ -44,7 +44,7 @@ def visible_alert(store: Store, alert_id: str, scope: tuple[str, ...] | None) ->
     """The alert if the caller's tenants include its tenant; otherwise it does not exist."""
     doc = store.get_doc("alerts", alert_id)
     if scope is not None and doc.body.get("tenant") not in scope:
-        raise NotFound("no such alert")
+        raise NotVisible("no such alert", target=f"alerts/{alert_id}", owner=doc.body.get("tenant"))
     return doc
 
 

@@ -29,7 +29,7 @@ from soc_api.policy import key_owner_permission, permissions_of
 from soc_api.services import audit
 from soc_api.services.accounts import Principal, tenant_exists
 from soc_core.auth import KEY_ROLES, PROVINCE, Membership, api_key_id, digest, new_api_key, same_digest
-from soc_core.errors import AuthError, Conflict, InvalidInput, NotFound
+from soc_core.errors import AuthError, Conflict, InvalidInput, NotFound, NotVisible
 from soc_core.events import format_timestamp, parse_timestamp, utcnow
 from soc_core.store import Doc, Page, Store
 
@@ -179,7 +179,7 @@ def visible_key(store: Store, key_id: str, scope: tuple[str, ...] | None) -> Doc
     """The key if it belongs to one of the caller's tenants; otherwise it does not exist."""
     doc = store.get_doc("apikeys", key_id)
     if scope is not None and doc.body.get("tenant") not in scope:
-        raise NotFound("no such API key")
+        raise NotVisible("no such API key", target=f"apikeys/{key_id}", owner=doc.body.get("tenant"))
     return doc
 
 

@@ -1,24 +1,164 @@
-"""The audit trail: append-only records in a hash chain.
+"""The audit trail: append-only records in a keyed hash chain, anchored outside the store.
 
 Each record has a sequence number (its document id, so two writers cannot both take the same
-place: the second gets a Conflict and retries on top) and the hash of the record before it.
-Editing or deleting any stored record breaks the chain, which :func:`verify_chain` reports.
-No API route updates or deletes audit records.
+place: the second gets a Conflict and retries on top), the MAC of the record before it, and its
+own MAC: HMAC-SHA256 over the previous MAC and the record, with a key kept in a file outside the
+store (``audit.key_file``). Someone who can write the store but not read the key can neither
+edit a record nor re-seal the records after it.
+
+Deleting the newest records leaves a shorter chain that is still intact, so the head is also
+*anchored*: ``{store, seq, hash, time}`` signed with the same key and appended to
+``audit.anchor_file`` (and optionally sent to syslog) every ``anchor_every_records`` records,
+every ``anchor_every_minutes`` minutes and at start and shutdown of ``soc up``. Verification
+compares the chain with every anchor: a store that ends before an anchored record, or holds a
+different record at an anchored place, was cut back or rewritten.
+
+Records written before the key existed (plain SHA-256, no ``seal``) are *legacy*: they are
+checked the old way as long as they form the start of the chain, and the first sealed record's
+MAC covers the last legacy hash, so rewriting them breaks the chain there. The first start with
+a key anchors the head, which covers a store holding legacy records only. An unsealed record
+after a sealed one is tampering.
+
+The key is resolved per store: :func:`configure` binds the settings' files to a store
+(``create_app``, ``soc up`` and the CLI do); a store used before that takes them from the
+default settings (``load_settings()``, so ``<data_dir>/secrets/audit.key``). No API route
+updates or deletes audit records.
 """
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
+import hmac
 import json
-from collections.abc import Mapping
-from typing import Any
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+import weakref
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
 
-from soc_core.errors import Conflict
+from soc_core.config import Settings, load_settings
+from soc_core.errors import ConfigError, Conflict
 from soc_core.events import format_timestamp, utcnow
 from soc_core.store import Store
 
+log = logging.getLogger("canhgac.audit")
+
 GENESIS = "0" * 64
 MAX_TEXT = 2000
+SEAL = "hmac-sha256"
+KEY_BYTES = 32
+MAX_PROBLEMS = 50
+SYSLOG_PRIORITY = 86  # facility authpriv (10) * 8 + severity info (6)
+
+# The client's own X-Request-ID for the request being served (set by the API's middleware):
+# every record made while serving it carries it, apart from the server's request id.
+CLIENT_REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("client_request_id", default=None)
+
+
+# --- the key and the anchors, per store ------------------------------------------------------
+
+
+def _read_key(path: Path) -> bytes:
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the audit key: {exc.strerror}", where=str(path)) from exc
+    try:
+        key = bytes.fromhex(text)
+    except ValueError as exc:
+        raise ConfigError("the audit key is not hex", where=str(path), hint="restore it from backup") from exc
+    if len(key) < KEY_BYTES:
+        raise ConfigError(f"the audit key is shorter than {KEY_BYTES} bytes", where=str(path))
+    return key
+
+
+def _create_key(path: Path) -> None:
+    """Write a new random key, readable by its owner only. Two processes starting at once both
+    write a temporary file and link it into place: one wins, both then read the winner."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, (secrets.token_hex(KEY_BYTES) + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(temporary)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the audit key: {exc.strerror}", where=str(path)) from exc
+    log.info("audit key created", extra={"path": str(path)})
+
+
+def key_id(key: bytes) -> str:
+    """A short public name for a key, so a report can say "sealed with another key"."""
+    return hmac.new(key, b"canhgac audit key id", hashlib.sha256).hexdigest()[:16]
+
+
+@dataclass
+class _Trail:
+    """The files one store's trail uses, the key once read, and the last head anchored here."""
+
+    key_file: Path
+    anchor_file: Path
+    anchor_syslog: str | None
+    anchor_every: int
+    key: bytes | None = None
+    last_anchor: tuple[int, str] | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def load_key(self, *, create: bool) -> bytes:
+        with self.lock:
+            if self.key is None:
+                if create and not self.key_file.exists():
+                    _create_key(self.key_file)
+                self.key = _read_key(self.key_file)
+            return self.key
+
+
+_TRAILS: weakref.WeakKeyDictionary[Store, _Trail] = weakref.WeakKeyDictionary()
+_TRAILS_LOCK = threading.Lock()
+
+
+def configure(store: Store, settings: Settings) -> None:
+    """Use these settings' key and anchor files for this store's trail from now on."""
+    with _TRAILS_LOCK:
+        _TRAILS[store] = _Trail(
+            key_file=settings.audit_key_file,
+            anchor_file=settings.audit_anchor_file,
+            anchor_syslog=settings.audit.anchor_syslog,
+            anchor_every=settings.audit.anchor_every_records,
+        )
+
+
+def _trail(store: Store) -> _Trail:
+    with _TRAILS_LOCK:
+        trail = _TRAILS.get(store)
+    if trail is None:
+        configure(store, load_settings())
+        with _TRAILS_LOCK:
+            trail = _TRAILS[store]
+    return trail
+
+
+def ensure_key(store: Store) -> str:
+    """Create the store's audit key if there is none yet (first start); returns its key id."""
+    return key_id(_trail(store).load_key(create=True))
+
+
+# --- records ---------------------------------------------------------------------------------
 
 
 def _clip(value: Any) -> Any:
@@ -32,9 +172,17 @@ def _clip(value: Any) -> Any:
     return value
 
 
+def _canonical(record: Mapping[str, Any]) -> bytes:
+    return json.dumps(record, sort_keys=True, ensure_ascii=True, separators=(",", ":")).encode()
+
+
 def _digest(previous: str, record: Mapping[str, Any]) -> str:
-    canonical = json.dumps(record, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
-    return hashlib.sha256((previous + canonical).encode()).hexdigest()
+    """The legacy (unkeyed) link: anyone can recompute it, which is why records are now sealed."""
+    return hashlib.sha256(previous.encode() + _canonical(record)).hexdigest()
+
+
+def _seal(key: bytes, previous: str, record: Mapping[str, Any]) -> str:
+    return hmac.new(key, previous.encode() + _canonical(record), hashlib.sha256).hexdigest()
 
 
 def _head(store: Store) -> tuple[int, str]:
@@ -59,7 +207,9 @@ def record(
     source_ip: str | None = None,
     details: Mapping[str, Any] | None = None,
 ) -> int:
-    """Append one record; returns its sequence number."""
+    """Append one sealed record; returns its sequence number."""
+    trail = _trail(store)
+    key = trail.load_key(create=True)
     entry = _clip(
         {
             "at": format_timestamp(utcnow()),
@@ -71,45 +221,331 @@ def record(
             "before": before,
             "after": after,
             "request_id": request_id,
+            "client_request_id": CLIENT_REQUEST_ID.get(),
             "source_ip": source_ip,
             "details": dict(details or {}),
+            "seal": SEAL,
+            "key_id": key_id(key),
         }
     )
     for _ in range(50):
         seq, previous = _head(store)
         body = {**entry, "seq": seq + 1, "prev_hash": previous}
-        body["hash"] = _digest(previous, body)
+        body["hash"] = _seal(key, previous, body)
         try:
             store.create_doc("audit", body, doc_id=f"{seq + 1:012d}")
         except Conflict:
             continue  # another writer took this place; chain onto theirs
+        if (seq + 1) % trail.anchor_every == 0:
+            _write_anchor(store, trail, key, seq + 1, body["hash"])
         return seq + 1
     raise Conflict("could not append to the audit trail after 50 tries")
 
 
-def verify_chain(store: Store) -> list[str]:
-    """Problems with the stored chain (empty when intact): gaps, edits, broken links."""
-    problems = []
-    previous = GENESIS
-    expected_seq = 1
+# --- anchors ---------------------------------------------------------------------------------
+
+
+def _write_anchor(store: Store, trail: _Trail, key: bytes, seq: int, head_hash: str) -> dict[str, Any] | None:
+    """Append a signed anchor of (seq, hash). A failure to write it is logged, never raised: the
+    change being audited has happened, and the next anchor covers this head too."""
+    anchor: dict[str, Any] = {
+        "store": store.location,
+        "seq": seq,
+        "hash": head_hash,
+        "time": format_timestamp(utcnow()),
+        "key_id": key_id(key),
+    }
+    anchor["mac"] = hmac.new(key, _canonical(anchor), hashlib.sha256).hexdigest()
+    line = json.dumps(anchor, sort_keys=True) + "\n"
+    with trail.lock:
+        try:
+            trail.anchor_file.parent.mkdir(parents=True, exist_ok=True)
+            # one write on an O_APPEND descriptor: several processes can share the file
+            fd = os.open(trail.anchor_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+            try:
+                os.write(fd, line.encode())
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            log.error("audit anchor not written", extra={"path": str(trail.anchor_file), "error": str(exc)})
+            return None
+        if trail.last_anchor is None or seq >= trail.last_anchor[0]:
+            trail.last_anchor = (seq, head_hash)
+    if trail.anchor_syslog:
+        _send_syslog(trail.anchor_syslog, line.strip())
+    return anchor
+
+
+def _send_syslog(address: str, line: str) -> None:
+    message = f"<{SYSLOG_PRIORITY}>canhgac-audit: {line}".encode()
+    try:
+        if address.startswith("/"):
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                sock.connect(address)
+                sock.send(message)
+            return
+        host, _, port = address.rpartition(":")
+        family, kind, proto, _, target = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_DGRAM)[0]
+        with socket.socket(family, kind, proto) as sock:
+            sock.sendto(message, target)
+    except OSError as exc:
+        log.error("audit anchor not sent to syslog", extra={"address": address, "error": str(exc)})
+
+
+def anchor_head(store: Store, *, if_moved: bool = False) -> dict[str, Any] | None:
+    """Anchor the store's current head (at start, on a schedule, at shutdown). With
+    ``if_moved``, skip when this process anchored the same head last time."""
+    trail = _trail(store)
+    key = trail.load_key(create=True)
+    seq, head_hash = _head(store)
+    if if_moved and trail.last_anchor == (seq, head_hash):
+        return None
+    return _write_anchor(store, trail, key, seq, head_hash)
+
+
+# --- verification ----------------------------------------------------------------------------
+
+Status = Literal["ok", "tampered", "unverifiable"]
+AnchorStatus = Literal["ok", "none", "truncated", "rewritten", "forged"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    seq: int
+    reason: str
+
+    def render(self) -> str:
+        return f"record {self.seq}: {self.reason}"
+
+
+@dataclass
+class VerifyReport:
+    """What :func:`verify_chain` found: ``status`` is ``ok``, ``tampered`` (``problems`` says
+    where first) or ``unverifiable`` (``reason`` says why: no key, unreadable anchors)."""
+
+    status: Status = "ok"
+    records: int = 0
+    head_seq: int = 0
+    legacy_records: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    anchor_status: AnchorStatus = "none"
+    latest_anchor: dict[str, Any] | None = None
+    anchors_checked: int = 0
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def first_bad_seq(self) -> int | None:
+        return min((p.seq for p in self.problems), default=None)
+
+    def add(self, seq: int, reason: str) -> None:
+        self.status = "tampered"
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(Problem(seq, reason))
+
+    def as_dict(self) -> dict[str, Any]:
+        first = min(self.problems, key=lambda p: p.seq) if self.problems else None
+        return {
+            "ok": self.ok,
+            "status": self.status,
+            "records": self.records,
+            "head_seq": self.head_seq,
+            "legacy_records": self.legacy_records,
+            "first_bad_seq": first.seq if first else None,
+            "first_bad_reason": first.reason if first else None,
+            "problems": [{"seq": p.seq, "reason": p.reason} for p in self.problems],
+            "anchor": {
+                "status": self.anchor_status,
+                "checked": self.anchors_checked,
+                "latest": self.latest_anchor,
+            },
+            "reason": self.reason,
+        }
+
+
+def _anchors(path: Path, location: str, key: bytes, report: VerifyReport) -> dict[int, dict[str, Any]] | None:
+    """This store's valid anchors by seq; forged or unreadable lines go into the report."""
+    try:
+        with path.open(encoding="utf-8") as lines:
+            raw = list(lines)
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        report.status = "unverifiable"
+        report.reason = f"{path}: cannot read the audit anchors: {exc.strerror}"
+        return None
+    anchors: dict[int, dict[str, Any]] = {}
+    for number, line in enumerate(raw, 1):
+        try:
+            anchor = json.loads(line)
+            mine = anchor["store"] == location
+            claimed = str(anchor.pop("mac"))
+            seq = int(anchor["seq"])
+        except (ValueError, KeyError, TypeError, AttributeError):
+            report.anchor_status = "forged"
+            report.add(0, f"{path}:{number}: not an anchor line (the anchor file was edited)")
+            continue
+        if not mine:
+            continue
+        if not hmac.compare_digest(hmac.new(key, _canonical(anchor), hashlib.sha256).hexdigest(), claimed):
+            report.anchor_status = "forged"
+            report.add(seq, f"{path}:{number}: anchor signature does not match (forged, or another key)")
+            continue
+        if seq not in anchors or anchor["time"] > anchors[seq]["time"]:
+            anchors[seq] = anchor
+    return anchors
+
+
+def _walk(store: Store) -> Iterator[dict[str, Any]]:
     cursor = None
     while True:
         page = store.list_docs("audit", sort="seq", descending=False, size=500, cursor=cursor)
         for doc in page.items:
-            body = dict(doc.body)
-            stored_hash = body.pop("hash", None)
-            if body.get("seq") != expected_seq:
-                problems.append(f"record {doc.id}: expected sequence {expected_seq}, found {body.get('seq')}")
-                expected_seq = int(body.get("seq") or expected_seq)
-            if body.get("prev_hash") != previous:
-                problems.append(f"record {doc.id}: link to the previous record is broken")
-            if _digest(str(body.get("prev_hash")), body) != stored_hash:
-                problems.append(f"record {doc.id}: content does not match its hash (edited)")
-            previous = str(stored_hash)
-            expected_seq += 1
+            yield dict(doc.body)
         cursor = page.next_cursor
         if cursor is None:
-            return problems
+            return
 
 
-__all__ = ["record", "verify_chain"]
+def verify_chain(store: Store) -> VerifyReport:
+    """Check every record's link and seal, then the chain against this store's anchors."""
+    trail = _trail(store)
+    report = VerifyReport()
+    try:
+        key = trail.load_key(create=False)
+    except ConfigError as exc:
+        report.status = "unverifiable"
+        report.reason = f"{exc.render()} — the audit key is needed to check the seals; point audit.key_file at it"
+        return report
+    anchors = _anchors(trail.anchor_file, store.location, key, report)
+    if anchors is None:
+        return report
+    report.anchors_checked = len(anchors)
+    previous = GENESIS
+    expected = 1
+    sealed_seen = False
+    for body in _walk(store):
+        stored_hash = str(body.pop("hash", ""))
+        seq = body.get("seq")
+        if not isinstance(seq, int):
+            report.add(expected, f"record after {expected - 1} has no sequence number")
+            seq = expected
+        elif seq != expected:
+            report.add(expected, f"expected here, found record {seq} instead (records deleted or moved)")
+        report.records += 1
+        if body.get("prev_hash") != previous:
+            report.add(seq, "link to the previous record is broken")
+        if "seal" not in body:
+            if sealed_seen:
+                report.add(seq, "unsealed record after sealed ones: rewritten without the key")
+            elif _digest(str(body.get("prev_hash")), body) != stored_hash:
+                report.add(seq, "content does not match its hash (edited)")
+            report.legacy_records += 1
+        else:
+            sealed_seen = True
+            if body.get("seal") != SEAL:
+                report.add(seq, f"unknown seal {body.get('seal')!r}")
+            elif not hmac.compare_digest(_seal(key, str(body.get("prev_hash")), body), stored_hash):
+                other = "" if body.get("key_id") == key_id(key) else f"; it names key {body.get('key_id')!r}"
+                report.add(seq, f"content does not match its MAC (edited, or re-sealed without the key{other})")
+        anchor = anchors.get(seq)
+        if anchor is not None and anchor["hash"] != stored_hash:
+            report.anchor_status = "rewritten"
+            report.add(seq, f"differs from the record anchored at {anchor['time']} (rewritten)")
+        previous = stored_hash
+        expected = seq + 1
+    report.head_seq = expected - 1
+    if anchors:
+        latest = anchors[max(anchors)]
+        report.latest_anchor = {k: latest[k] for k in ("seq", "hash", "time")}
+        if latest["seq"] > report.head_seq:
+            report.anchor_status = "truncated"
+            report.add(
+                report.head_seq + 1,
+                f"truncated: the trail ends at record {report.head_seq}, "
+                f"but record {latest['seq']} was anchored at {latest['time']}",
+            )
+        elif report.anchor_status == "none":
+            report.anchor_status = "ok"
+    return report
+
+
+# --- refused cross-agency attempts -----------------------------------------------------------
+
+
+class RefusalLimiter:
+    """At most ``per_minute`` cross-agency records per principal per minute, so an attacker
+    cannot flood the trail; the attempts left out are counted into the next record."""
+
+    MAX_PRINCIPALS = 10_000
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._windows: dict[str, list[float]] = {}  # principal -> [window start, recorded, skipped]
+        self._lock = threading.Lock()
+
+    def admit(self, principal: str, now: float | None = None) -> int | None:
+        """``None``: leave this attempt out. Otherwise record it, with this many left out before."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            window = self._windows.get(principal)
+            if window is None or now - window[0] >= 60:
+                skipped = int(window[2]) if window else 0
+                if len(self._windows) >= self.MAX_PRINCIPALS:
+                    self._windows = {p: w for p, w in self._windows.items() if now - w[0] < 60}
+                self._windows[principal] = [now, 1, 0]
+                return skipped
+            if window[1] < self.per_minute:
+                window[1] += 1
+                skipped, window[2] = int(window[2]), 0
+                return skipped
+            window[2] += 1
+            return None
+
+
+def record_cross_tenant(
+    store: Store,
+    limiter: RefusalLimiter,
+    *,
+    actor: str,
+    actor_tenants: list[str],
+    target: str,
+    owner: str | None,
+    operation: str,
+    request_id: str | None,
+    source_ip: str | None,
+) -> None:
+    """A refused attempt on another agency's object, as a ``security.cross_tenant`` record in
+    the owning agency's part of the trail (its admins see who tried)."""
+    skipped = limiter.admit(actor)
+    if skipped is None:
+        return
+    record(
+        store,
+        actor=actor,
+        action="security.cross_tenant",
+        outcome="denied",
+        tenant=owner,
+        target=target,
+        request_id=request_id,
+        source_ip=source_ip,
+        details={"tenant_asked": owner, "actor_tenants": actor_tenants, "operation": operation, "skipped": skipped},
+    )
+
+
+__all__ = [
+    "CLIENT_REQUEST_ID",
+    "Problem",
+    "RefusalLimiter",
+    "VerifyReport",
+    "anchor_head",
+    "configure",
+    "ensure_key",
+    "key_id",
+    "record",
+    "record_cross_tenant",
+    "verify_chain",
+]

@@ -14,7 +14,7 @@ from typing import Any
 
 from soc_api.services import audit
 from soc_api.services.alerts import Actor, WorkflowError, visible_alert
-from soc_core.errors import Conflict, NotFound
+from soc_core.errors import Conflict, NotFound, NotVisible
 from soc_core.events import format_timestamp, utcnow
 from soc_core.store import Doc, Store
 
@@ -157,7 +157,7 @@ def _link_alert(store: Store, alert_id: str, case_id: str) -> None:
 def visible_case(store: Store, case_id: str, scope: tuple[str, ...] | None) -> Doc:
     doc = store.get_doc("cases", case_id)
     if scope is not None and doc.body.get("tenant") not in scope:
-        raise NotFound("no such case")
+        raise NotVisible("no such case", target=f"cases/{case_id}", owner=doc.body.get("tenant"))
     return doc
 
 

@@ -19,7 +19,7 @@ from soc_api.services import accounts, apikeys, audit
 from soc_api.services.alerts import Actor
 from soc_core.bounds import EventBounds
 from soc_core.datasets import KNOWN_DATASETS
-from soc_core.errors import Conflict, InvalidInput, NotFound, SocError
+from soc_core.errors import Conflict, InvalidInput, NotFound, NotVisible, SocError
 from soc_core.events import event_id, format_timestamp, parse_timestamp, utcnow
 from soc_core.store import BulkResult, Doc, Store
 from soc_core.tenant_claims import assign_tenant
@@ -113,7 +113,7 @@ def heartbeat(
     for _ in range(10):
         doc = store.get_doc("sensors", sensor_id)
         if doc.body.get("tenant") != tenant:
-            raise NotFound("no such sensor")
+            raise NotVisible("no such sensor", target=f"sensors/{sensor_id}", owner=doc.body.get("tenant"))
         received = int(counters.get("kernel_received", 0)) + int(counters.get("kernel_dropped", 0))
         dropped = int(counters.get("kernel_dropped", 0)) + int(counters.get("dropped", 0))
         loss = dropped / received if received else 0.0

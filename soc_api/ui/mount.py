@@ -19,12 +19,12 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from soc_api.deps import LoginRequired, PasswordChangeRequired
-from soc_api.errors import ApiProblem
+from soc_api.errors import ApiProblem, note_cross_tenant
 from soc_api.services.alerts import WorkflowError
 from soc_api.ui.render import render
 from soc_api.ui.routes import account, alerts, auth, cases, hunt, keys
 from soc_api.ui.session import SESSION_COOKIE, is_ui_path, secure_cookies_default
-from soc_core.errors import AuthError, Conflict, InvalidInput, NotFound, SocError
+from soc_core.errors import AuthError, Conflict, InvalidInput, NotFound, NotVisible, SocError
 
 ROUTERS = (auth.router, account.router, alerts.router, cases.router, hunt.router, keys.router)
 
@@ -104,6 +104,8 @@ async def _call(handler: Handler, request: Request, exc: Any) -> Response:
 def _wrap(original: Handler) -> Handler:
     async def handler(request: Request, exc: Any) -> Response:
         if is_ui_path(request.url.path):
+            if isinstance(exc, NotVisible):
+                await note_cross_tenant(request, exc)
             answer = ui_error(request, exc)
             if answer is not None:
                 return answer

@@ -191,6 +191,12 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None: ...
 
+    @property
+    def location(self) -> str:
+        """Where the data lives (a file, a cluster and index prefix): names this store's audit
+        anchors, so one anchor file can serve several stores without mixing them up."""
+        return self.name
+
     @abc.abstractmethod
     def reopened(self) -> Store:
         """A new store object on the same data with its own connections.

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal, cast
+from urllib.parse import urlsplit
 
 import orjson
 from elastic_transport import ConnectionError as TransportConnectionError
@@ -73,7 +74,7 @@ from soc_core.store.base import (
     decode_cursor,
     encode_cursor,
 )
-from soc_core.store.fields import NUMERIC_TYPES, check_field_name, ecs_types, field_type
+from soc_core.store.fields import NUMERIC_TYPES, check_field_name, ecs_types, field_type, numeric_bound
 from soc_core.tenant_claims import as_stored
 
 PREFIX = "canhgac"
@@ -417,11 +418,14 @@ class _DslBuilder:
 
     @staticmethod
     def _range(node: FieldRange) -> dict[str, Any]:
+        numeric = field_type(node.field) in NUMERIC_TYPES
         bounds: dict[str, Any] = {}
         if node.low is not None:
-            bounds["gte" if node.include_low else "gt"] = node.low
+            bounds["gte" if node.include_low else "gt"] = numeric_bound(node.field, node.low) if numeric else node.low
         if node.high is not None:
-            bounds["lte" if node.include_high else "lt"] = node.high
+            bounds["lte" if node.include_high else "lt"] = (
+                numeric_bound(node.field, node.high) if numeric else node.high
+            )
         return {"range": {check_field_name(node.field): bounds}}
 
 
@@ -530,6 +534,11 @@ class ElasticsearchStore(Store):
 
     def ping(self) -> None:
         self._call("check cluster health", self.client.cluster.health, timeout="5s")
+
+    @property
+    def location(self) -> str:
+        parts = urlsplit(self.url)  # never a password written in the URL
+        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}/{self.prefix}-*"
 
     def reopened(self) -> ElasticsearchStore:
         return type(self)(self.url, **self._options)

@@ -9,7 +9,9 @@ numeric fields compare as numbers, ``text`` fields are searched by words. Fields
 from __future__ import annotations
 
 import json
+import math
 import re
+import sys
 from functools import cache
 from importlib import resources
 
@@ -30,6 +32,46 @@ def field_type(name: str) -> str:
     return ecs_types().get(name, "keyword")
 
 
+# the values each numeric ECS type holds, as Elasticsearch checks them
+_LIMITS: dict[str, tuple[float, float]] = {
+    "byte": (-(2**7), 2**7 - 1),
+    "short": (-(2**15), 2**15 - 1),
+    "integer": (-(2**31), 2**31 - 1),
+    "long": (-(2**63), 2**63 - 1),
+    "unsigned_long": (0, 2**64 - 1),
+    "half_float": (-65504.0, 65504.0),
+    "float": (-3.4028234663852886e38, 3.4028234663852886e38),
+    "double": (-sys.float_info.max, sys.float_info.max),
+}
+
+
+def numeric_bound(name: str, text: str) -> int | float:
+    """A range bound on numeric field ``name``, checked the same way for every store.
+
+    Refuses (:class:`InvalidInput`) text that is not a finite number, or a number the field's
+    type cannot hold: SQLite would fail on the conversion and Elasticsearch on the range.
+    """
+    kind = field_type(name)
+    number: int | float
+    try:
+        number = int(text)
+    except ValueError:
+        try:
+            number = float(text)
+        except ValueError:
+            raise InvalidInput(
+                f"range bound {text[:40]!r} on {kind} field {name} is not a number",
+                hint="e.g. source.port:[1 TO 1024]",
+            ) from None
+    low, high = _LIMITS.get(kind, _LIMITS["double"])
+    if not math.isfinite(number) or not low <= number <= high:
+        raise InvalidInput(
+            f"range bound {text[:40]!r} on {kind} field {name} is outside what the field holds",
+            hint=f"use a number from {low:g} to {high:g}",
+        )
+    return number
+
+
 def check_field_name(name: str) -> str:
     """Refuse names that could not be a field (they would end up inside SQL or JSON paths)."""
     if not FIELD_NAME.match(name) or ".." in name:
@@ -37,4 +79,4 @@ def check_field_name(name: str) -> str:
     return name
 
 
-__all__ = ["NUMERIC_TYPES", "check_field_name", "ecs_types", "field_type"]
+__all__ = ["NUMERIC_TYPES", "check_field_name", "ecs_types", "field_type", "numeric_bound"]

@@ -56,7 +56,7 @@ from soc_core.store.base import (
     decode_cursor,
     encode_cursor,
 )
-from soc_core.store.fields import NUMERIC_TYPES, check_field_name, field_type
+from soc_core.store.fields import NUMERIC_TYPES, check_field_name, field_type, numeric_bound
 from soc_core.tenant_claims import as_stored
 
 READ_BLOCK = 256  # events per block of a read plan at most (see block_size)
@@ -283,10 +283,10 @@ class _SqlBuilder:
         args: list[Any] = []
         if node.low is not None:
             parts.append(f"{value} >{'=' if node.include_low else ''} ?")
-            args.append(float(node.low) if numeric else node.low)
+            args.append(numeric_bound(node.field, node.low) if numeric else node.low)
         if node.high is not None:
             parts.append(f"{value} <{'=' if node.include_high else ''} ?")
-            args.append(float(node.high) if numeric else node.high)
+            args.append(numeric_bound(node.field, node.high) if numeric else node.high)
         return self._any_value(node.field, " AND ".join(parts) or "1", *args)
 
 
@@ -301,6 +301,10 @@ class SqliteStore(Store):
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._hooks: list[Callable[[sqlite3.Connection], None]] = []
+
+    @property
+    def location(self) -> str:
+        return str(self.path.resolve())
 
     # lifecycle -----------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:

@@ -17,7 +17,7 @@ from sigma.collection import SigmaCollection
 
 from detections.compiler import compile_es, compile_sql, rule_es_query, rule_hits, rule_sql
 from detections.engine import process_rule
-from detections.loader import LoadedRule, load_rules, shipped_rules_dir
+from detections.loader import LoadedRule, load_rule_text, load_rules, shipped_rules_dir
 from detections.matcher import UnsupportedConstruct, compile_rule
 from detections.samples import read_samples
 from soc_core.errors import RuleError
@@ -159,9 +159,8 @@ def test_unsupported_constructs_name_rule_and_construct() -> None:
     with pytest.raises(UnsupportedConstruct, match="fieldref") as caught:
         rule_es_query(loaded)
     assert "test.yml" in caught.value.render()
-    look = load_one(rule_yaml("sel:\n    CommandLine|re: 'a(?=b)'\ncondition: sel", WIN))
-    with pytest.raises(UnsupportedConstruct, match="regex"):
-        rule_es_query(look)
+    backreference = load_rule_text(rule_yaml("sel:\n    CommandLine|re: '(a)\\1'\ncondition: sel", WIN))
+    assert "cannot run on RE2" in backreference.errors[0].message  # refused before any target
     wild = load_one(
         rule_yaml(
             "sel:\n    DestinationPort: '44*'\ncondition: sel", WIN.replace("process_creation", "network_connection")

@@ -5,8 +5,10 @@ import base64
 import pytest
 
 from detections.engine import process_rule
-from detections.matcher import UnsupportedConstruct, compile_regex
+from detections.loader import load_rule_text
+from detections.matcher import UnsupportedConstruct
 from detections.prefilter import Prefilter, rule_literals
+from detections.regex import compile_regex
 from soc_core.errors import RuleError
 
 from .helpers import event, load_one, matcher, rule_yaml
@@ -89,11 +91,13 @@ def test_regex_flags_multiline_and_dotall() -> None:
     assert not plain(text)
 
 
-def test_regex_that_re2_rejects_falls_back_to_python_re() -> None:
-    m = matcher("selection:\n  user.name|re: '^(?!root$).*'\ncondition: selection")
-    assert m(event(user__name="alice"))
-    assert not m(event(user__name="root"))
-    assert compile_regex("a(?=b)")("ab")
+def test_regex_that_re2_rejects_is_a_rule_error_never_python_re() -> None:
+    ruleset = load_rule_text(rule_yaml("selection:\n  user.name|re: '^(?!root$).*'\ncondition: selection"))
+    assert not ruleset.rules
+    assert "cannot run on RE2" in ruleset.errors[0].message
+    with pytest.raises(RuleError, match=r"cannot run on RE2: invalid perl operator"):
+        compile_regex("a(?=b)", where="x.yml:3")
+    assert compile_regex("a")("b\ud800a")  # a lone surrogate does not stop RE2
 
 
 def test_cidr_v4_v6_and_garbage() -> None:
