@@ -95,6 +95,7 @@ def config(tmp_path: Path) -> Path:
     settings = {
         "data_dir": str(tmp_path),
         "api": {"host": "127.0.0.1", "port": free_port()},
+        "auth": {"totp_required_roles": []},  # the admin here signs in with a password alone
         "detection": {"interval_seconds": 0.1, "slow_batch_seconds": 0.000001},
         "log": {"json_format": True},
     }
