@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.routing import APIRoute
 
+from soc_api.client import client_address
 from soc_api.errors import ApiProblem
 from soc_api.policy import AUTHENTICATED, DOCS_ROUTES, PASSWORD_CHANGE_ROUTES, POLICY, PUBLIC, UI_POLICY
 from soc_api.services import apikeys, audit
@@ -75,9 +76,7 @@ def enforce_policy(request: Request, store: StoreDep, settings: SettingsDep) -> 
         raise refused
     try:
         if apikeys.is_api_key(token):
-            principal = apikeys.principal_from_api_key(
-                store, token, source_ip=request.client.host if request.client else None
-            )
+            principal = apikeys.principal_from_api_key(store, token, source_ip=client_address(request))
         else:
             principal = principal_from_token(store, token, idle=timedelta(minutes=settings.api.idle_minutes))
     except AuthError as exc:
@@ -102,7 +101,7 @@ def enforce_policy(request: Request, store: StoreDep, settings: SettingsDep) -> 
             outcome="failure",
             target=f"{request.method} {template}",
             request_id=getattr(request.state, "request_id", None),
-            source_ip=request.client.host if request.client else None,
+            source_ip=client_address(request),
         )
         raise ApiProblem(403, "Forbidden", "your role does not allow this")
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from soc_api.client import client_address
 from soc_api.services import audit
 from soc_api.services.alerts import WorkflowError
 from soc_core.errors import AuthError, Conflict, InvalidInput, NotFound, NotVisible, SocError, StoreUnavailable
@@ -98,7 +99,7 @@ def record_cross_tenant(request: Request, exc: NotVisible) -> None:
             owner=exc.owner,
             operation=f"{request.method} {template}",
             request_id=request.state.request_id,
-            source_ip=request.client.host if request.client else None,
+            source_ip=client_address(request),
         )
     except SocError as error:  # the refusal stands; only its record is missing, and the log says so
         log.error("cross-agency attempt not recorded", extra={"target": exc.target, "error": error.render()})

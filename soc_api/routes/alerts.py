@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 
+from soc_api.client import client_address
 from soc_api.deps import CurrentPrincipal, StoreDep, TenantScope
 from soc_api.errors import record_cross_tenant
 from soc_api.schemas import (
@@ -100,7 +101,7 @@ def actor_of(request: Request, principal: Principal) -> Actor:
     return Actor(
         principal=principal,
         request_id=getattr(request.state, "request_id", None),
-        source_ip=request.client.host if request.client else None,
+        source_ip=client_address(request),
     )
 
 

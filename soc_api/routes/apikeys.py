@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 
+from soc_api.client import client_address
 from soc_api.deps import CurrentPrincipal, StoreDep, TenantScope
 from soc_api.errors import ApiProblem
 from soc_api.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPage, ApiKeyPublic
@@ -52,7 +53,7 @@ def caller_of(request: Request, principal: Principal) -> apikeys.Caller:
     return apikeys.Caller(
         actor=principal.id,
         request_id=getattr(request.state, "request_id", None),
-        source_ip=request.client.host if request.client else None,
+        source_ip=client_address(request),
     )
 
 

@@ -121,6 +121,17 @@ def test_h7_forwarded_for_from_trusted_proxy_is_honoured(seeded: Store, settings
     assert attempt(proxy, "admin", PASSWORD, **{"X-Forwarded-For": f"{ADMIN_DESK}, {ATTACKER}"}) == 429
 
 
+def test_h7_audit_records_the_address_the_throttle_uses(seeded: Store, settings: Settings) -> None:
+    settings.api.trusted_proxies = ["10.1.0.0/16"]
+    app = create_app(settings, seeded)
+    proxy = client_at(app, PROXY)
+    token = proxy.post("/api/auth/login", json={"username": "ana", "password": PASSWORD}).json()["access_token"]
+    refused = proxy.get("/api/audit", headers={"Authorization": f"Bearer {token}", "X-Forwarded-For": ATTACKER})
+    assert refused.status_code == 403
+    denied = [doc.body for doc in seeded.list_docs("audit", size=100).items if doc.body["action"] == "authz.denied"]
+    assert [record["source_ip"] for record in denied] == [ATTACKER]  # not the proxy's address
+
+
 def test_h7_forwarded_for_walk() -> None:
     trusted = ["10.0.0.0/8"]
     assert forwarded_client("10.0.0.1", ["198.51.100.7, 10.0.0.9"], trusted) == "198.51.100.7"
