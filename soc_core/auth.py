@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 import pyotp
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from zxcvbn import zxcvbn
 from zxcvbn.frequency_lists import FREQUENCY_LISTS
@@ -34,7 +35,15 @@ MIN_ZXCVBN_SCORE = 3
 _ZXCVBN_MAX = 72
 _BREACHED = frozenset(FREQUENCY_LISTS["passwords"])  # most common passwords of public breaches
 
-_hasher = PasswordHasher()
+# The test suite sets this (tests/__init__.py) so that signing in costs microseconds instead of
+# ~0.3 s a hash; nothing else may. Hashes carry their own parameters, so either hasher verifies
+# the other's. Production keeps argon2-cffi's defaults (RFC 9106 low-memory: m=64 MiB, t=3, p=4).
+CHEAP_TEST_HASHING_ENV = "SOC_TEST_CHEAP_PASSWORD_HASHING"
+_hasher = (
+    PasswordHasher.from_parameters(profiles.CHEAPEST)
+    if os.environ.get(CHEAP_TEST_HASHING_ENV) == "1"
+    else PasswordHasher()
+)
 # Verified against when the user does not exist, so both paths cost the same (no enumeration).
 _DUMMY_HASH = _hasher.hash("canhgac-timing-equaliser")
 
