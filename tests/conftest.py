@@ -43,6 +43,19 @@ def elasticsearch_url() -> Iterator[str]:
         yield node.url
 
 
+# Markers by fixture use, so a new test is marked without anyone remembering to (`make check`
+# leaves these out): a real Elasticsearch node, headless Chromium, network namespaces (root).
+MARK_BY_FIXTURE = {"elasticsearch_url": "elasticsearch", "browser": "browser", "pair": "netns"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for fixture, marker in MARK_BY_FIXTURE.items():
+            if fixture in used:
+                item.add_marker(marker)
+
+
 def unique_prefix() -> str:
     return "t" + uuid.uuid4().hex[:12]
 

@@ -6,14 +6,10 @@ import json
 import logging
 import socket
 import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
-import uvicorn
 import yaml
 from typer.testing import CliRunner
 
@@ -21,66 +17,10 @@ from sensors import cli
 from sensors.config import HealthConfig, SensorConfig, SyslogSensorConfig
 from sensors.health import Backlog, HealthReporter, heartbeat_counters
 from sensors.pipeline import LogSensor, SyslogSensor
-from soc_api.main import create_app
-from soc_api.services import accounts
-from soc_api.services.accounts import Principal
-from soc_api.services.alerts import Actor
-from soc_api.services.sensors import register_sensor
-from soc_core.auth import PROVINCE, Membership
-from soc_core.config import Settings
 from soc_core.devnode import free_port
 from soc_core.store.sqlite import SqliteStore
-
-TENANT = "police"
-PASSWORD = "a-very-long-password"
-
-
-@dataclass(frozen=True)
-class Api:
-    url: str
-    sensor_id: str
-    key_file: Path
-
-    def sensor(self) -> dict[str, object]:
-        with httpx.Client(base_url=self.url, timeout=10) as client:
-            login = client.post("/api/auth/login", json={"username": "boss", "password": PASSWORD})
-            headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
-            response = client.get(f"/api/sensors/{self.sensor_id}", headers=headers)
-        assert response.status_code == 200, response.text
-        body: dict[str, object] = response.json()
-        return body
-
-    def counters(self) -> dict[str, int]:
-        health = self.sensor()["health"]
-        assert isinstance(health, dict)
-        return dict(health.get("counters") or {})
-
-
-@pytest.fixture
-def api(tmp_path: Path) -> Iterator[Api]:
-    store = SqliteStore(tmp_path / "soc.sqlite")
-    store.setup()
-    accounts.add_tenant(store, tenant_id=TENANT, name="Police")
-    accounts.add_user(store, username="boss", password=PASSWORD, memberships=[Membership(PROVINCE, "admin")])
-    actor = Actor(Principal(id="boss", name="boss", kind="user"))
-    doc, key = register_sensor(store, name="web01-logs", tenant=TENANT, kind="logs", actor=actor)
-    key_file = tmp_path / "sensor-api.key"
-    key_file.write_text(key + "\n")
-    key_file.chmod(0o600)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(Settings(), store), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "API server did not start"
-        time.sleep(0.05)
-    yield Api(f"http://127.0.0.1:{port}", doc.id, key_file)
-    server.should_exit = True
-    thread.join(timeout=10)
-    store.close()
+from tests.support.health_api import TENANT, Api
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture
@@ -97,14 +37,6 @@ def auth_lines(count: int, start: int = 0) -> str:
         "port 22 ssh2\n"
         for i in range(start, start + count)
     )
-
-
-def wait_for(condition: object, timeout: float = 15.0) -> None:
-    assert callable(condition)
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
 
 
 def test_cli_log_sensor_reports_its_counters(api: Api, events_store: SqliteStore, tmp_path: Path) -> None:
@@ -155,10 +87,10 @@ def test_following_sensor_reports_every_interval_from_its_own_thread(
     reporter.start()
     runner.start()
     try:
-        wait_for(lambda: api.counters().get("events_out") == 5)
+        wait_for(lambda: api.counters().get("events_out"), "5 events out", until=lambda n: n == 5)
         with log.open("a") as handle:
             handle.write(auth_lines(3, start=5))
-        wait_for(lambda: api.counters().get("events_out") == 8)
+        wait_for(lambda: api.counters().get("events_out"), "8 events out", until=lambda n: n == 8)
     finally:
         stop.set()
         runner.join(timeout=15)
@@ -184,12 +116,12 @@ def test_syslog_sensor_reports_receiver_counters(api: Api, events_store: SqliteS
     runner.start()
     reporter.start()
     try:
-        wait_for(lambda: bool(sensor.receiver.bound))
+        wait_for(lambda: sensor.receiver.bound, "the syslog receiver to bind")
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
             for i in range(4):
                 address = (sensor.receiver.bound[0].host, sensor.receiver.bound[0].port)
                 sender.sendto(f"<34>Mar  3 10:00:0{i} fw01 kernel: drop {i}".encode(), address)
-        wait_for(lambda: api.counters().get("events_out") == 4)
+        wait_for(lambda: api.counters().get("events_out"), "4 events out", until=lambda n: n == 4)
     finally:
         stop.set()
         runner.join(timeout=15)

@@ -3,7 +3,7 @@
 RELIABILITY C2 (loss above 10 % in an interval → the API shows the sensor degraded; a clean run
 → online) and C6 (restart under traffic → a new run id, counters from zero, the gap visible and
 a restart counted by the API). Live capture runs over a veth pair between two namespaces (see
-``test_net_live.py``); the API listens in the test's own namespace, which the reporter's thread
+``tests/support/netns.py``); the API listens in the test's own namespace, which the reporter's thread
 never leaves.
 """
 
@@ -26,12 +26,10 @@ from sensors.net_cli import health_config, register, reporting
 from sensors.netsensor import HEALTH_DATASET, NetSensorSettings, NetworkSensor
 from sensors.sources.network import LiveCapture
 from soc_core.store.sqlite import SqliteStore
-from tests.sensors.network.test_net_live import SENDER, Pair, open_capture, send
-from tests.sensors.network.test_net_live import pair as pair  # noqa: PLC0414 - the veth fixture
-from tests.sensors.network.test_net_live import pytestmark as live_marks
-from tests.sensors.test_sensor_health import Api, wait_for
-from tests.sensors.test_sensor_health import api as api  # noqa: PLC0414 - the uvicorn fixture
 from tests.shared_data import SHARED_DATA
+from tests.support.health_api import Api
+from tests.support.netns import SENDER, Pair, open_capture, send
+from tests.support.waiting import wait_for
 
 WIKIPEDIA = SHARED_DATA / "pcaps/zeek/wikipedia.pcap"
 FILTER = "udp and dst host 10.213.7.99"
@@ -68,8 +66,6 @@ def live(sensor: NetworkSensor, capture: LiveCapture, api: Api, heartbeat: float
     assert not thread.is_alive()
 
 
-@live_marks[0]
-@live_marks[1]
 def test_loss_above_threshold_shows_degraded_in_the_api(
     pair: Pair, api: Api, tmp_path: Path, store: SqliteStore
 ) -> None:
@@ -98,8 +94,6 @@ def test_loss_above_threshold_shows_degraded_in_the_api(
     assert len([e for e in events if e["event.dataset"] == HEALTH_DATASET]) == 1
 
 
-@live_marks[0]
-@live_marks[1]
 def test_clean_live_run_shows_online_with_its_counters(
     pair: Pair, api: Api, tmp_path: Path, store: SqliteStore
 ) -> None:
@@ -121,8 +115,6 @@ def test_clean_live_run_shows_online_with_its_counters(
     assert counters["intervals"] == len(sensor.health_reports) > 1
 
 
-@live_marks[0]
-@live_marks[1]
 def test_restart_under_traffic_starts_a_new_run(
     pair: Pair, api: Api, tmp_path: Path, store: SqliteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -146,7 +138,7 @@ def test_restart_under_traffic_starts_a_new_run(
             capture = open_capture(pair, bpf=FILTER)
             with live(sensor, capture, api):
                 if number == 1:
-                    wait_for(lambda run=sensor: run.analyzer.counters["packets"] > 0)  # the sender has started
+                    wait_for(lambda run=sensor: run.analyzer.counters["packets"], "packets from the sender")
                     time.sleep(0.7)
                 else:
                     assert sender.wait(timeout=60) == 0

@@ -7,17 +7,12 @@ engine → port-scan alert. Needs root and ``ip`` (iproute2); the scan needs nma
 
 from __future__ import annotations
 
-import ctypes
-import os
 import shutil
 import subprocess
-import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -27,79 +22,9 @@ from detections.loader import load_rules
 from sensors.netsensor import HEALTH_DATASET, NetSensorSettings, NetworkSensor
 from sensors.sources.network import LiveCapture
 from soc_core.store.sqlite import SqliteStore
-
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="live capture and network namespaces need root"),
-    pytest.mark.skipif(shutil.which("ip") is None, reason="iproute2 (ip) is not installed"),
-]
+from tests.support.netns import Pair, open_capture, send
 
 RULES = Path(__file__).resolve().parents[3] / "rules" / "network"
-CLONE_NEWNET = 0x40000000
-SENDER = str(Path(__file__).with_name("paced_sender.py"))
-
-
-@dataclass
-class Pair:
-    ns_a: str
-    ns_b: str
-    veth_a: str
-    veth_b: str
-    mac_b: str
-
-
-def ip(*args: str) -> str:
-    return subprocess.run(["ip", *args], check=True, capture_output=True, text=True).stdout
-
-
-@pytest.fixture
-def pair() -> Iterator[Pair]:
-    tag = uuid.uuid4().hex[:6]
-    made = Pair(f"cgA{tag}", f"cgB{tag}", f"vA{tag}", f"vB{tag}", "")
-    try:
-        for ns in (made.ns_a, made.ns_b):
-            ip("netns", "add", ns)
-            # No IPv6: router solicitations and DAD would add packets nobody offered.
-            ip("netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
-            ip("netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1")
-            ip("-n", ns, "link", "set", "lo", "up")
-        ip("link", "add", made.veth_a, "type", "veth", "peer", "name", made.veth_b)
-        ip("link", "set", made.veth_a, "netns", made.ns_a)
-        ip("link", "set", made.veth_b, "netns", made.ns_b)
-        ip("-n", made.ns_a, "addr", "add", "10.213.7.1/24", "dev", made.veth_a)
-        ip("-n", made.ns_b, "addr", "add", "10.213.7.2/24", "dev", made.veth_b)
-        ip("-n", made.ns_a, "link", "set", made.veth_a, "up")
-        ip("-n", made.ns_b, "link", "set", made.veth_b, "up")
-        made.mac_b = ip("-n", made.ns_b, "-br", "link", "show", made.veth_b).split()[2]
-        yield made
-    finally:
-        for ns in (made.ns_a, made.ns_b):
-            subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
-
-
-@contextmanager
-def in_netns(name: str) -> Iterator[None]:
-    """Run the block with this thread in namespace ``name`` (sockets opened there stay there)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    home = os.open(f"/proc/self/task/{threading.get_native_id()}/ns/net", os.O_RDONLY)
-    target = os.open(f"/var/run/netns/{name}", os.O_RDONLY)
-    try:
-        if libc.setns(target, CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), "setns failed")
-        yield
-    finally:
-        libc.setns(home, CLONE_NEWNET)
-        os.close(home)
-        os.close(target)
-
-
-def open_capture(pair: Pair, **options: object) -> LiveCapture:
-    with in_netns(pair.ns_b):
-        return LiveCapture(pair.veth_b, **options)  # type: ignore[arg-type]
-
-
-def send(pair: Pair, count: int, rate: float) -> None:
-    command = ["ip", "netns", "exec", pair.ns_a, sys.executable, SENDER, pair.veth_a, pair.mac_b]
-    subprocess.run([*command, str(count), str(rate)], check=True, capture_output=True, timeout=120)
 
 
 def make_sensor(tmp_path: Path, store: SqliteStore, name: str, **settings: float) -> NetworkSensor:
