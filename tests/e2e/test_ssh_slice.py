@@ -6,15 +6,12 @@ sshd log file → log sensor → store → streaming Sigma correlation → alert
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from detections.engine import DetectionEngine
 from detections.loader import load_rules, shipped_rules_dir
@@ -24,8 +21,9 @@ from soc_api.main import create_app
 from soc_api.services import accounts
 from soc_core.auth import Membership
 from soc_core.config import Settings
-from soc_core.devnode import free_port
 from soc_core.store import Store
+from tests.support.servers import serve
+from tests.support.waiting import wait_for
 
 ATTACKER = "203.0.113.45"
 PASSWORD = "correct-horse-battery"
@@ -66,18 +64,8 @@ def import_file(store: Store, path: Path, tenant: str, state: Path) -> dict[str,
 
 @pytest.fixture
 def api_url(store: Store) -> Iterator[str]:
-    port = free_port()
-    app = create_app(Settings(), store)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "API server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve(create_app(Settings(), store)) as url:
+        yield url
 
 
 def login(client: httpx.Client, username: str) -> dict[str, str]:
@@ -100,12 +88,13 @@ def test_ssh_brute_force_reaches_the_analyst(store: Store, api_url: str, tmp_pat
 
     engine = DetectionEngine(load_rules([shipped_rules_dir()]), store)
     assert not engine.errors
-    deadline = time.monotonic() + 30
-    while not store.list_docs("alerts", size=10).items:
-        assert time.monotonic() < deadline, "no alert within 30 s"
+
+    def alerts() -> list[object]:
         store.refresh()
         engine.run_until_idle()
-        time.sleep(0.2)
+        return list(store.list_docs("alerts", size=10).items)
+
+    wait_for(alerts, "an alert from the imported auth.log", poll=0.2)
 
     for tenant in ("police", "health"):
         accounts.add_tenant(store, tenant_id=tenant, name=tenant.title())

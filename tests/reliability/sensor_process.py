@@ -13,8 +13,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -218,15 +216,6 @@ def read_position(pid: int, path: Path) -> int | None:
     return None
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``condition``; the timeout only stops a hung test, it is not the criterion."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def tcp_connections_to(pid: int, port: int) -> int:
     """Established TCP connections of process ``pid`` to ``port`` (from /proc, IPv4 and IPv6)."""
     inodes = set()
@@ -260,6 +249,5 @@ __all__ = [
     "seq_of",
     "sqlite_env",
     "tcp_connections_to",
-    "wait_for",
     "write_sensor_config",
 ]

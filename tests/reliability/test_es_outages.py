@@ -28,10 +28,10 @@ from tests.reliability.sensor_process import (
     elasticsearch_env,
     seq_of,
     tcp_connections_to,
-    wait_for,
     write_sensor_config,
 )
 from tests.shared_data import dev_node
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.elasticsearch, pytest.mark.slow]
 
@@ -174,7 +174,9 @@ def finish_and_check(
     node: KillableNode, log: LogFile, config: Path, sensor: SensorProcess, audit: CheckpointAudit, tenant: str
 ) -> dict[str, int]:
     """Wait until all is delivered, stop the sensor cleanly and compare line by line."""
-    wait_for(lambda: checkpoint_offset(config) == log.size, 240, f"the checkpoint to reach {log.size}")
+    wait_for(
+        lambda: checkpoint_offset(config), f"the checkpoint to reach {log.size}", until=lambda seen: seen == log.size
+    )
     audit.stop()
     sensor.signal(signal.SIGTERM)
     assert sensor.wait(timeout=60) == 0, sensor.log_text()[-3000:]
@@ -196,7 +198,9 @@ def test_d1_elasticsearch_killed_and_restarted_loses_and_duplicates_nothing(
     tenant = "d1"
     log, config, sensor, audit = start_ingest(killable_node, tmp_path, tenant)
     try:
-        wait_for(lambda: checkpoint_offset(config) >= log.ends[int(0.3 * LINES)], 120, "~30 % delivered")
+        wait_for(
+            lambda: checkpoint_offset(config), "~30 % delivered", until=lambda seen: seen >= log.ends[int(0.3 * LINES)]
+        )
         killable_node.kill()
         at_kill = checkpoint_offset(config)
         log.append(LINES // 2, LINES)  # the file keeps growing during the outage
@@ -222,7 +226,9 @@ def test_d2_elasticsearch_frozen_then_thawed_times_out_and_leaks_nothing(
     log, config, sensor, audit = start_ingest(killable_node, tmp_path, tenant)
     port = killable_node.node.port
     try:
-        wait_for(lambda: checkpoint_offset(config) >= log.ends[int(0.3 * LINES)], 120, "~30 % delivered")
+        wait_for(
+            lambda: checkpoint_offset(config), "~30 % delivered", until=lambda seen: seen >= log.ends[int(0.3 * LINES)]
+        )
         fds_before = sensor.fd_targets()
         connections_before = tcp_connections_to(sensor.pid, port)
         killable_node.freeze()
@@ -235,7 +241,9 @@ def test_d2_elasticsearch_frozen_then_thawed_times_out_and_leaks_nothing(
             assert sensor.alive()
         finally:
             killable_node.thaw()
-        wait_for(lambda: checkpoint_offset(config) == log.size, 240, "the checkpoint to reach the end")
+        wait_for(
+            lambda: checkpoint_offset(config), "the checkpoint to reach the end", until=lambda seen: seen == log.size
+        )
         time.sleep(1.0)  # let the follow loop settle (idle polling)
         fds_after = sensor.fd_targets()
         connections_after = tcp_connections_to(sensor.pid, port)
@@ -267,16 +275,18 @@ def test_d15_sigterm_while_elasticsearch_is_frozen_keeps_the_offset_at_the_last_
     sensor = SensorProcess(config, elasticsearch_env(killable_node.node.url, REQUEST_TIMEOUT), tmp_path / "sensor.log")
     sensor.start()
     try:
-        wait_for(lambda: checkpoint_offset(config) == log.size, 120, "the first lines to be delivered")
+        wait_for(
+            lambda: checkpoint_offset(config), "the first lines to be delivered", until=lambda seen: seen == log.size
+        )
         acknowledged = log.size
         killable_node.freeze()
         try:
             spooled = sum(p.stat().st_size for p in spool.glob("segment-*.log"))
             log.append(first, lines)
             wait_for(
-                lambda: sum(p.stat().st_size for p in spool.glob("segment-*.log")) > spooled,
-                60,
+                lambda: sum(p.stat().st_size for p in spool.glob("segment-*.log")),
                 "the new lines to be spooled",
+                until=lambda seen: seen > spooled,
             )
             asked = time.monotonic()
             sensor.signal(signal.SIGTERM)

@@ -20,33 +20,24 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
-import httpx
 import pytest
-import uvicorn
 from elasticsearch import Elasticsearch
 
 from sensors.config import HealthConfig, SensorConfig
 from sensors.health import HealthReporter
 from sensors.pipeline import LogSensor
-from soc_api.main import create_app
-from soc_api.services import accounts
-from soc_api.services.accounts import Principal
-from soc_api.services.alerts import Actor
-from soc_api.services.sensors import register_sensor
-from soc_core.auth import PROVINCE, Membership
 from soc_core.bounds import ORIGINAL_DATASET, ORIGINAL_TIMESTAMP, EventBounds
-from soc_core.config import Settings
-from soc_core.devnode import DevNode, free_port
+from soc_core.devnode import DevNode
 from soc_core.events import format_timestamp, make_event, utcnow
 from soc_core.store.elasticsearch import ElasticsearchStore
-from soc_core.store.sqlite import SqliteStore
 from tests.shared_data import dev_node
+from tests.support.health_api import Api, sensor_api
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.elasticsearch, pytest.mark.slow]
 
@@ -76,49 +67,11 @@ def client(node: DevNode) -> Iterator[Elasticsearch]:
     es.close()
 
 
-class Api:
-    """The SOC API on loopback with one registered police sensor, for its heartbeats."""
-
-    def __init__(self, url: str, sensor_id: str, key_file: Path) -> None:
-        self.url, self.sensor_id, self.key_file = url, sensor_id, key_file
-
-    def sensor(self) -> dict[str, object]:
-        with httpx.Client(base_url=self.url, timeout=10) as http:
-            login = http.post("/api/auth/login", json={"username": "boss", "password": PASSWORD})
-            headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
-            body: dict[str, object] = http.get(f"/api/sensors/{self.sensor_id}", headers=headers).json()
-        return body
-
-
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[Api]:
-    store = SqliteStore(tmp_path / "soc.sqlite")
-    store.setup()
-    accounts.add_tenant(store, tenant_id="police", name="Police")
-    accounts.add_user(store, username="boss", password=PASSWORD, memberships=[Membership(PROVINCE, "admin")])
-    actor = Actor(Principal(id="boss", name="boss", kind="user"))
-    doc, key = register_sensor(store, name="police-logs", tenant="police", kind="logs", actor=actor)
-    key_file = tmp_path / "sensor-api.key"
-    key_file.write_text(key + "\n")
-    key_file.chmod(0o600)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(Settings(), store), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for(lambda: server.started, "the API to start")
-    yield Api(f"http://127.0.0.1:{port}", doc.id, key_file)
-    server.should_exit = True
-    thread.join(timeout=10)
-    store.close()
-
-
-def wait_for(condition: Callable[[], object], what: str, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
+    """The SOC API on loopback with one registered police sensor, for its heartbeats."""
+    with sensor_api(tmp_path, name="police-logs") as live:
+        yield live
 
 
 def json_lines(path: Path, lines: list[tuple[int, str, str]]) -> None:
@@ -234,8 +187,8 @@ def test_h11_when_the_shard_limit_is_hit_events_are_spooled_retried_and_all_arri
     reporter.start()
     runner.start()
     try:
-        wait_for(lambda: sensor.counters()["spooled"] == count, "every line to be spooled")
-        wait_for(lambda: sensor.counters()["retried"] >= count, "the refused events to be retried")
+        wait_for(lambda: sensor.counters()["spooled"], f"all {count} lines spooled", until=lambda n: n == count)
+        wait_for(lambda: sensor.counters()["retried"], "the refused events to be retried", until=lambda n: n >= count)
 
         def degraded() -> bool:
             body = api.sensor()
@@ -251,8 +204,8 @@ def test_h11_when_the_shard_limit_is_hit_events_are_spooled_retried_and_all_arri
 
         # room is made: the operator raises the limit; nothing was lost meanwhile
         client.cluster.put_settings(persistent={"cluster.max_shards_per_node": str(SHARD_LIMIT + 2)})
-        wait_for(lambda: sensor.counters()["events_out"] == count, "every event to arrive")
-        wait_for(lambda: api.sensor()["status"] == "online", "the health to be online again")
+        wait_for(lambda: sensor.counters()["events_out"], f"all {count} events out", until=lambda n: n == count)
+        wait_for(lambda: api.sensor()["status"], "the health to be online again", until=lambda s: s == "online")
     finally:
         stop.set()
         runner.join(timeout=30)

@@ -36,11 +36,11 @@ from tests.reliability.sensor_process import (
     elasticsearch_env,
     seq_of,
     sqlite_env,
-    wait_for,
     write_sensor_config,
 )
 from tests.reliability.stored_events import repeated, stored_count, stored_docs, stored_seqs
 from tests.shared_data import unavailable
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -60,10 +60,16 @@ class Identity:
     log: LogFile
 
 
-def delivered(config: Path, identities: list[Identity]) -> bool:
-    """The saved checkpoint of every identity is at its end: all read and acknowledged."""
-    saved = checkpoint_offsets(config)
-    return all(saved.get(identity.fingerprint) == identity.log.size for identity in identities)
+def wait_delivered(config: Path, identities: list[Identity], what: str) -> None:
+    """Wait until the saved checkpoint of every identity is at its end (all read and
+    acknowledged), for as long as checkpoints or files keep moving; on failure the message shows
+    each (checkpoint, size) pair."""
+
+    def positions() -> list[tuple[int | None, int]]:
+        saved = checkpoint_offsets(config)
+        return [(saved.get(identity.fingerprint), identity.log.size) for identity in identities]
+
+    wait_for(positions, what, until=lambda seen: all(offset == size for offset, size in seen))
 
 
 def sensor_for(
@@ -171,9 +177,9 @@ def test_d9_rename_rotation_ten_times_at_5k_lines_per_second_loses_and_duplicate
                 time.sleep(0.05)
             identities.append(Identity(fingerprint(current), log))
             if rotation < ROTATIONS:
-                wait_for(lambda: str(current) in sensor.fd_targets(), 60, "the sensor to open the current file")
+                wait_for(lambda: str(current) in sensor.fd_targets(), "the sensor to open the current file")
                 current.rename(tmp_path / f"app.log.{rotation + 1}")
-        wait_for(lambda: delivered(config, identities), 300, "every file to be read and delivered")
+        wait_delivered(config, identities, "every file to be read and delivered")
         assert stored.count() == seq, f"{stored.count()} stored for {seq} lines"
         counters = stop(sensor)
         seqs = stored.seqs()
@@ -210,7 +216,7 @@ def test_d10_copytruncate_loses_only_the_lines_of_the_documented_window_and_repo
     config, sensor = sensor_for(tmp_path, tenant, patterns, sqlite_env(database))
     sensor.start()
     try:
-        wait_for(lambda: delivered(config, [first]), 60, "the first lines to be delivered")
+        wait_delivered(config, [first], "the first lines to be delivered")
         last_read = log.size
         sensor.signal(signal.SIGSTOP)
         try:
@@ -222,10 +228,8 @@ def test_d10_copytruncate_loses_only_the_lines_of_the_documented_window_and_repo
         finally:
             sensor.signal(signal.SIGCONT)
         second = Identity(fingerprint(path), after)
-        wait_for(
-            lambda: delivered(config, [first, second] if copy_matched else [second]),
-            60,
-            "the lines after the truncation to be delivered",
+        wait_delivered(
+            config, [first, second] if copy_matched else [second], "the lines after the truncation to be delivered"
         )
         counters = stop(sensor)
     finally:
@@ -258,11 +262,11 @@ def test_d11_file_emptied_in_place_new_lines_delivered_once_and_reported(tmp_pat
     config, sensor = sensor_for(tmp_path, tenant, [str(path)], sqlite_env(database))
     sensor.start()
     try:
-        wait_for(lambda: delivered(config, [old]), 60, "the first lines to be delivered")
+        wait_delivered(config, [old], "the first lines to be delivered")
         os.truncate(path, 0)
         new = LogFile(path)
         new.append(500, 600)
-        wait_for(lambda: delivered(config, [Identity(fingerprint(path), new)]), 60, "the new lines to be delivered")
+        wait_delivered(config, [Identity(fingerprint(path), new)], "the new lines to be delivered")
         counters = stop(sensor)
     finally:
         sensor.kill()
@@ -285,12 +289,12 @@ def test_d11_file_shortened_in_place_is_detected_and_new_lines_delivered_once(tm
     config, sensor = sensor_for(tmp_path, tenant, [str(path)], sqlite_env(database))
     sensor.start()
     try:
-        wait_for(lambda: delivered(config, [identity]), 60, "the first lines to be delivered")
+        wait_delivered(config, [identity], "the first lines to be delivered")
         os.truncate(path, log.ends[9])
         del log.ends[10:]
-        wait_for(lambda: "was truncated in place; reading it again" in sensor.log_text(), 60, "the truncation seen")
+        wait_for(lambda: "was truncated in place; reading it again" in sensor.log_text(), "the truncation seen")
         log.append(500, 600)
-        wait_for(lambda: delivered(config, [identity]), 60, "the new lines to be delivered")
+        wait_delivered(config, [identity], "the new lines to be delivered")
         counters = stop(sensor)
     finally:
         sensor.kill()
@@ -358,7 +362,7 @@ def test_d12_inode_reuse_new_file_is_read_from_zero(tmp_path: Path, private_disk
     config, sensor = sensor_for(tmp_path, tenant, [str(path)], sqlite_env(database))
     sensor.start()
     try:
-        wait_for(lambda: delivered(config, [old]), 60, "the first file to be delivered")
+        wait_delivered(config, [old], "the first file to be delivered")
         first_counters = stop(sensor)
         staging = LogFile(private_disk / "staging")
         staging.append(1000, 1600)  # longer than the old offset: resuming there would skip lines
@@ -371,7 +375,7 @@ def test_d12_inode_reuse_new_file_is_read_from_zero(tmp_path: Path, private_disk
         assert checkpoint_offsets(config) == {old.fingerprint: log.size}
         new = Identity(fingerprint(path), LogFile(path, list(staging.ends)))
         sensor.start()
-        wait_for(lambda: delivered(config, [new]), 60, "the new file to be delivered")
+        wait_delivered(config, [new], "the new file to be delivered")
         counters = stop(sensor)
     finally:
         sensor.kill()
@@ -405,11 +409,11 @@ def test_d13_glob_matching_rotated_files_reads_each_line_once_across_rotations_a
             identities.append(Identity(fingerprint(current), log))
             stopped = rotation % 2 == 1
             if stopped:
-                wait_for(lambda: delivered(config, identities), 60, "the lines so far to be delivered")
+                wait_delivered(config, identities, "the lines so far to be delivered")
                 duplicates += stop(sensor)["duplicates"]
             oldest = tmp_path / "access.log.3"
             if oldest.exists():
-                wait_for(lambda: delivered(config, identities[:-3]), 60, "the oldest file to be delivered")
+                wait_delivered(config, identities[:-3], "the oldest file to be delivered")
                 oldest.unlink()
             for number in (2, 1):
                 older = tmp_path / f"access.log.{number}"
@@ -425,7 +429,7 @@ def test_d13_glob_matching_rotated_files_reads_each_line_once_across_rotations_a
         last.append(seq, seq + 300)
         seq += 300
         identities.append(Identity(fingerprint(current), last))
-        wait_for(lambda: delivered(config, identities), 120, "every file to be delivered")
+        wait_delivered(config, identities, "every file to be delivered")
         counters = stop(sensor)
     finally:
         sensor.kill()
@@ -446,7 +450,7 @@ def test_d14_a_2_mib_line_is_stored_truncated_and_flagged_and_the_file_stays_tai
     long_line = b"Feb  5 08:00:10 web01 app[1010]: job done seq=10 " + b"x" * (2 * 1024 * 1024) + b"\n"
     sensor.start()
     try:
-        wait_for(lambda: delivered(config, [identity]), 60, "the first lines to be delivered")
+        wait_delivered(config, [identity], "the first lines to be delivered")
         with open(path, "ab") as handle:  # written in pieces, as a slow writer would
             for start in range(0, len(long_line), 64 * 1024):
                 handle.write(long_line[start : start + 64 * 1024])
@@ -454,9 +458,9 @@ def test_d14_a_2_mib_line_is_stored_truncated_and_flagged_and_the_file_stays_tai
                 time.sleep(0.005)
         log.ends.append(log.size + len(long_line))
         log.append(11, 21)
-        wait_for(lambda: delivered(config, [identity]), 60, "the long line and the next ones to be delivered")
+        wait_delivered(config, [identity], "the long line and the next ones to be delivered")
         log.append(21, 31)
-        wait_for(lambda: delivered(config, [identity]), 60, "later lines to be delivered")
+        wait_delivered(config, [identity], "later lines to be delivered")
         counters = stop(sensor)
     finally:
         sensor.kill()

@@ -13,7 +13,6 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from tests.reliability.sensor_process import (
     sqlite_env,
     write_sensor_config,
 )
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -43,15 +43,6 @@ def stored_lines(database: Path) -> tuple[list[int], set[str]]:
     finally:
         store.close()
     return [seq_of(str(event["message"])) for event in events], {str(event["event.id"]) for event in events}
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``condition``; the timeout only stops a hung test, it is not the criterion."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def delivered_more_than(database: Path, count: int) -> bool:
@@ -93,7 +84,7 @@ def test_d3_sensor_killed_at_random_points_loses_and_duplicates_nothing(tmp_path
             before = len(stored_lines(database)[0]) if database.exists() else 0
             sensor.start()
             # no crash loop: every run makes progress of its own before it is killed
-            wait_for(partial(delivered_more_than, database, before), 60, "the restarted sensor to deliver")
+            wait_for(partial(delivered_more_than, database, before), "the restarted sensor to deliver")
             time.sleep(rng.uniform(0.0, 0.8))
             assert sensor.alive(), sensor.log_text()[-2000:]
             sensor.kill()
@@ -103,8 +94,10 @@ def test_d3_sensor_killed_at_random_points_loses_and_duplicates_nothing(tmp_path
         writer.join(timeout=60)
         lines = log.lines
         sensor.start()
-        wait_for(lambda: sensor.is_following(log.path), 60, "the last run to follow the file")
-        wait_for(lambda: checkpoint_offset(config) == log.size, 120, "the last run to deliver everything")
+        wait_for(lambda: sensor.is_following(log.path), "the last run to follow the file")
+        wait_for(
+            lambda: checkpoint_offset(config), "the last run to deliver everything", until=lambda seen: seen == log.size
+        )
         sensor.signal(signal.SIGTERM)
         assert sensor.wait(timeout=60) == 0, sensor.log_text()[-2000:]
     finally:
@@ -143,7 +136,6 @@ def test_d15_sigterm_flushes_and_saves_the_last_acknowledged_offset(tmp_path: Pa
     try:
         wait_for(
             lambda: spool.exists() and sum(p.stat().st_size for p in spool.glob("segment-*.log")) > 0,
-            60,
             "the sensor to spool lines",
         )
         time.sleep(0.3)

@@ -34,10 +34,10 @@ from tests.reliability.sensor_process import (
     read_position,
     seq_of,
     sqlite_env,
-    wait_for,
     write_sensor_config,
 )
 from tests.reliability.stored_events import repeated, stored_count, stored_seqs
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -126,8 +126,8 @@ def spool_first_run(
         written += lines
         if not sensor.alive():
             sensor.start()
-        wait_for(partial(read_to_end, sensor, log), 60, f"{log.path.name} to be read")
-        wait_for(partial(spooled_records, spool, written), 60, "every line read to be spooled")
+        wait_for(partial(read_to_end, sensor, log), f"{log.path.name} to be read")
+        wait_for(partial(spooled_records, spool, written), "every line read to be spooled")
     assert "store unreachable at" in sensor.log_text()
     sensor.kill()
     assert all(offset == 0 for offset in checkpoint_offsets(config).values()), "acknowledged with the store down"
@@ -182,17 +182,14 @@ def test_d7_damaged_spool_restarts_fast_delivers_intact_records_once_and_counts_
     started = time.monotonic()
     sensor.start()
     try:
-        wait_for(lambda: stored_count(database, tenant) > 0, 60, "the restarted sensor to deliver")
+        wait_for(lambda: stored_count(database, tenant), "the restarted sensor to deliver", until=lambda seen: seen > 0)
         up_and_delivering = time.monotonic() - started
         intact_gone = {r.seq for r in records if r.file == str(gone.path)} - damaged
         expected = len(intact_gone) + kept.lines
         wait_for(
-            lambda: (
-                stored_count(database, tenant) >= expected
-                and checkpoint_offsets(config).get(fingerprint(kept)) == kept.size
-            ),
-            120,
-            "every intact record and every line of kept.log to be delivered",
+            lambda: (stored_count(database, tenant), checkpoint_offsets(config).get(fingerprint(kept))),
+            f"{expected} rows stored and kept.log checkpointed at {kept.size}",
+            until=lambda seen: seen[0] >= expected and seen[1] == kept.size,
         )
         sensor.signal(signal.SIGTERM)
         assert sensor.wait(timeout=60) == 0, sensor.log_text()[-3000:]
@@ -252,8 +249,12 @@ def test_d8_crash_around_deleting_a_delivered_segment_neither_loops_nor_loses(tm
 
     sensor.start()
     try:
-        wait_for(lambda: stored_count(database, tenant) >= lines, 120, "every spooled line to be delivered")
-        wait_for(lambda: not spooled(spool, whole=False), 60, "the spool to be drained")
+        wait_for(
+            lambda: stored_count(database, tenant),
+            "every spooled line to be delivered",
+            until=lambda seen: seen >= lines,
+        )
+        wait_for(lambda: not spooled(spool, whole=False), "the spool to be drained")
         assert sensor.alive(), sensor.log_text()[-3000:]  # no crash loop
         sensor.signal(signal.SIGTERM)
         assert sensor.wait(timeout=60) == 0, sensor.log_text()[-3000:]

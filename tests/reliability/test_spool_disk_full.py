@@ -33,10 +33,10 @@ from tests.reliability.sensor_process import (
     read_position,
     seq_of,
     sqlite_env,
-    wait_for,
     write_sensor_config,
 )
 from tests.shared_data import unavailable
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -132,7 +132,11 @@ def test_d6_spool_disk_full_acknowledges_nothing_unpersisted_and_delivers_all_on
     sensor.start()
     try:
         # 1. the store is down: everything read is spooled, nothing acknowledged
-        wait_for(lambda: read_position(sensor.pid, log.path) == log.size, 60, "the first lines to be read")
+        wait_for(
+            lambda: read_position(sensor.pid, log.path),
+            "the first lines to be read",
+            until=lambda seen: seen == log.size,
+        )
         settled(lambda: spool_bytes(spool))
         assert spool_bytes(spool) > 0 and checkpoint_offset(config) == 0
         assert "store unreachable at" in sensor.log_text()
@@ -140,7 +144,7 @@ def test_d6_spool_disk_full_acknowledges_nothing_unpersisted_and_delivers_all_on
         # 2. the disk fills up; new lines cannot be spooled
         filler = fill(small_disk)
         log.append(BEFORE, BEFORE + DURING)
-        wait_for(lambda: "(ENOSPC)" in sensor.log_text(), 60, "the sensor to report ENOSPC")
+        wait_for(lambda: "(ENOSPC)" in sensor.log_text(), "the sensor to report ENOSPC")
         time.sleep(1.0)  # a few more rounds of offering the same events again
         assert sensor.alive(), sensor.log_text()[-3000:]
         assert checkpoint_offset(config) == 0
@@ -153,7 +157,9 @@ def test_d6_spool_disk_full_acknowledges_nothing_unpersisted_and_delivers_all_on
         # 3. the store is back, the disk still full: what was spooled is delivered, and the
         #    checkpoint never covers a line that is not stored
         blocker.unlink()
-        wait_for(lambda: len(stored_seqs(database)) >= BEFORE, 120, "the spooled lines to be delivered")
+        wait_for(
+            lambda: len(stored_seqs(database)), "the spooled lines to be delivered", until=lambda seen: seen >= BEFORE
+        )
         settled(lambda: (len(stored_seqs(database)), checkpoint_offset(config)))
         seqs = stored_seqs(database)
         assert sorted(seqs) == list(range(len(seqs))), "the stored lines are not a prefix, or duplicated"
@@ -163,7 +169,9 @@ def test_d6_spool_disk_full_acknowledges_nothing_unpersisted_and_delivers_all_on
 
         # 4. space returns: the rest is spooled and delivered, each line once
         filler.unlink()
-        wait_for(lambda: checkpoint_offset(config) == log.size, 120, "the checkpoint to reach the end")
+        wait_for(
+            lambda: checkpoint_offset(config), "the checkpoint to reach the end", until=lambda seen: seen == log.size
+        )
         sensor.signal(signal.SIGTERM)
         assert sensor.wait(timeout=60) == 0, sensor.log_text()[-3000:]
     finally:

@@ -28,10 +28,10 @@ from tests.reliability.sensor_process import (
     elasticsearch_env,
     read_position,
     seq_of,
-    wait_for,
     write_sensor_config,
 )
 from tests.shared_data import unavailable
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.elasticsearch, pytest.mark.slow]
 
@@ -84,9 +84,17 @@ def test_sensor_starts_with_the_store_down_and_delivers_every_line_once_when_it_
     sensor.start()
     client = None
     try:
-        wait_for(lambda: read_position(sensor.pid, log.path) == log.size, 60, "the sensor to read the file")
+        wait_for(
+            lambda: read_position(sensor.pid, log.path),
+            "the sensor to read the file",
+            until=lambda seen: seen == log.size,
+        )
         log.append(LINES // 2, LINES)  # it keeps following while the store is down
-        wait_for(lambda: read_position(sensor.pid, log.path) == log.size, 60, "the sensor to read the new lines")
+        wait_for(
+            lambda: read_position(sensor.pid, log.path),
+            "the sensor to read the new lines",
+            until=lambda seen: seen == log.size,
+        )
         assert sensor.alive(), sensor.log_text()[-3000:]
         assert f"store unreachable at {later_node.url}" in sensor.log_text()
         assert "spooling until it answers" in sensor.log_text()
@@ -94,7 +102,7 @@ def test_sensor_starts_with_the_store_down_and_delivers_every_line_once_when_it_
         assert checkpoint_offset(config) == 0
 
         client = start(later_node)
-        wait_for(lambda: checkpoint_offset(config) == log.size, 120, "every line to be delivered")
+        wait_for(lambda: checkpoint_offset(config), "every line to be delivered", until=lambda seen: seen == log.size)
         sensor.signal(signal.SIGTERM)
         assert sensor.wait(timeout=60) == 0, sensor.log_text()[-3000:]
         seqs = stored_seqs(client, tenant)

@@ -8,14 +8,11 @@ import contextlib
 import json
 import select
 import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from soc_api.main import create_app
@@ -26,6 +23,7 @@ from soc_core.devnode import free_port
 from soc_core.events import format_timestamp, utcnow
 from soc_core.query import event_query
 from soc_core.store import SqliteStore, Store
+from tests.support.servers import serve
 
 PASSWORD = "a-very-long-password"
 HUGE = 250 * 1024 * 1024
@@ -63,16 +61,8 @@ def server(tmp_path: Path) -> Iterator[Server]:
     app = create_app(settings, store)
     sensor_key, admin_token = setup_accounts(TestClient(app))
     port = free_port()
-    runner = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=runner.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not runner.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the API server did not start"
-        time.sleep(0.05)
-    yield Server(port, sensor_key, admin_token)
-    runner.should_exit = True
-    thread.join(timeout=10)
+    with serve(app, port=port):
+        yield Server(port, sensor_key, admin_token)
     store.close()
 
 

@@ -45,14 +45,14 @@ class Api:
 
 
 @contextmanager
-def sensor_api(directory: Path) -> Iterator[Api]:
-    """A live API on SQLite in ``directory`` with admin ``boss`` and one logs sensor."""
+def sensor_api(directory: Path, *, name: str = "web01-logs") -> Iterator[Api]:
+    """A live API on SQLite in ``directory`` with admin ``boss`` and one logs sensor ``name``."""
     store = SqliteStore(directory / "soc.sqlite")
     store.setup()
     accounts.add_tenant(store, tenant_id=TENANT, name="Police")
     accounts.add_user(store, username="boss", password=PASSWORD, memberships=[Membership(PROVINCE, "admin")])
     actor = Actor(Principal(id="boss", name="boss", kind="user"))
-    doc, key = register_sensor(store, name="web01-logs", tenant=TENANT, kind="logs", actor=actor)
+    doc, key = register_sensor(store, name=name, tenant=TENANT, kind="logs", actor=actor)
     key_file = directory / "sensor-api.key"
     key_file.write_text(key + "\n")
     key_file.chmod(0o600)

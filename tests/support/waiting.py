@@ -21,7 +21,7 @@ def wait_for(
     what: str,
     *,
     until: Callable[[T], object] = bool,
-    stall: float = 30.0,
+    stall: float = 60.0,
     poll: float = 0.05,
     ignore: tuple[type[Exception], ...] = (),
 ) -> T:

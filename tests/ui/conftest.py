@@ -9,24 +9,21 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
-from soc_api.demo import DEMO_PASSWORD, load_demo
+from soc_api.demo import load_demo
 from soc_api.main import create_app
 from soc_api.runtime import build_engine
 from soc_core.config import Settings
 from soc_core.events import make_event, utcnow
 from soc_core.store import SqliteStore
 from tests.shared_data import unavailable
+from tests.support.browser import World
+from tests.support.servers import serve
 
 CHROMIUM = Path(os.environ.get("SOC_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -39,21 +36,10 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SHOTS = Path(os.environ.get("SOC_UI_SHOTS", "/tmp/ui-shots"))
 XSS_SCRIPT = "<script>window.__pwned=1</script>"
 XSS_IMG = '<img src=x onerror="window.__pwned=2;alert(1)">'
 ANSI = "\x1b[31mRED\x1b[0m\x1b]0;title\x07"
 HUGE = "A" * 1_000_000
-
-
-@dataclass
-class World:
-    url: str
-    store: SqliteStore
-    settings: Settings
-    police_alert: str
-    health_alert: str
-    hostile_alert: str
 
 
 def _hostile_event(tenant: str) -> dict[str, Any]:
@@ -73,12 +59,6 @@ def _hostile_event(tenant: str) -> dict[str, Any]:
             "process.name": ANSI + '\r\nfake: {"json": true}',
         },
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -113,28 +93,17 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     alerts = {
         doc.body["tenant"]: doc.id for doc in store.list_docs("alerts", filters={"rule.name": "SSH Brute Force"}).items
     }
-    port = _free_port()
-    app = create_app(Settings(data_dir=data_dir), store)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, name="ui-test-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the test server did not start")
-        time.sleep(0.05)
     try:
-        yield World(
-            url=f"http://127.0.0.1:{port}",
-            store=store,
-            settings=settings,
-            police_alert=alerts["police"],
-            health_alert=alerts["health"],
-            hostile_alert=hostile.id,
-        )
+        with serve(create_app(Settings(data_dir=data_dir), store)) as url:
+            yield World(
+                url=url,
+                store=store,
+                settings=settings,
+                police_alert=alerts["police"],
+                health_alert=alerts["health"],
+                hostile_alert=hostile.id,
+            )
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         store.close()
 
 
@@ -169,25 +138,3 @@ def page(browser: Any, world: World) -> Iterator[Any]:
         yield page
     finally:
         context.close()
-
-
-def sign_in(page: Any, username: str = "analyst_police", password: str = DEMO_PASSWORD) -> None:
-    page.goto("/ui/login")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/ui/alerts")
-
-
-def shot(page: Any, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-
-
-def fresh_alert(world: World, source_id: str | None = None) -> str:
-    """A new copy of an alert (same tenant, rule and events), so tests do not share state."""
-    body = dict(world.store.get_doc("alerts", source_id or world.police_alert).body)
-    for key in ("case_id", "assignee", "acknowledged_at", "resolved_at", "resolved_by", "tags", "comments"):
-        body.pop(key, None)
-    body["status"] = "new"
-    return world.store.create_doc("alerts", body).id

@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from soc_api.ui.session import CSRF_HEADER
-from tests.ui.conftest import World, fresh_alert, shot, sign_in
+from tests.support.browser import World, fresh_alert, shot, sign_in
 
 
 def test_sign_in_and_see_the_queue_in_vietnamese(page: Any, world: World) -> None:

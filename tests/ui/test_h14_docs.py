@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from soc_api.ui.mount import SECURITY_HEADERS
-from tests.ui.conftest import World, shot
+from tests.support.browser import World, shot
 
 
 def test_h14_docs_page_references_no_other_host_and_has_the_ui_csp(world: World) -> None:

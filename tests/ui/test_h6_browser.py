@@ -5,8 +5,6 @@ person uses on the reset page; everyone can change their own password."""
 from __future__ import annotations
 
 import re
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +12,6 @@ from typing import Any
 
 import pyotp
 import pytest
-import uvicorn
 
 from soc_api.main import create_app
 from soc_api.runtime import ensure_admin
@@ -22,7 +19,8 @@ from soc_api.services import accounts
 from soc_core.auth import Membership
 from soc_core.config import Settings
 from soc_core.store import SqliteStore
-from tests.ui.conftest import _free_port, shot
+from tests.support.browser import shot
+from tests.support.servers import serve
 
 PASSWORD = "a-very-long-password"
 ADMIN_NEW = "lantern-harbour-quiet-41"
@@ -46,22 +44,10 @@ def site(tmp_path: Path) -> Iterator[Site]:
     accounts.add_user(store, username="ana", password=PASSWORD, memberships=[Membership("police", "analyst")])
     settings = Settings(data_dir=tmp_path)
     settings.auth.totp_required_roles = ["admin"]  # the default, as `soc up` runs
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings, store), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the test server did not start")
-        time.sleep(0.05)
     try:
-        yield Site(f"http://127.0.0.1:{port}", store, admin_password)
+        with serve(create_app(settings, store)) as url:
+            yield Site(url, store, admin_password)
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         store.close()
 
 

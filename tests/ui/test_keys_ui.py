@@ -16,7 +16,7 @@ from soc_api.ui.session import CSRF_HEADER
 from soc_core.auth import PROVINCE, Membership
 from soc_core.config import Settings
 from soc_core.store import Store
-from tests.ui.conftest import World, shot, sign_in
+from tests.support.browser import World, shot, sign_in
 from tests.ui.test_pages import PASSWORD
 from tests.ui.test_pages import sign_in as form_sign_in
 
