@@ -1,12 +1,13 @@
 # Two commands for a fresh machine:
 #   make demo   install and run Canh Gác on the embedded SQLite store with demo data
 #   make test   install what the tests need (incl. the Elasticsearch zip) and run the full suite
+#   make check  the fast tests only: no Elasticsearch, browser, root or slow tests (under 2 minutes)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8000
 
-.PHONY: demo test install install-dev system-deps lint typecheck elasticsearch clean
+.PHONY: demo test check install install-dev system-deps lint typecheck elasticsearch clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +37,10 @@ typecheck: install-dev
 
 test: system-deps install-dev elasticsearch lint typecheck
 	$(BIN)/pytest -p no:cacheprovider
+
+# markers: tests/conftest.py marks by fixture use (elasticsearch, browser, netns); slow by hand
+check: install-dev
+	$(BIN)/pytest -p no:cacheprovider -q -m "not slow and not elasticsearch and not browser and not netns"
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -6,7 +6,6 @@ import multiprocessing
 import os
 import signal
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -26,6 +25,7 @@ from soc_core.store import ElasticsearchStore, Store
 from soc_core.store.sqlite import SqliteStore
 from tests.detections.test_differential import finish, otrf_events, shipped_sample_events
 from tests.shared_data import shared_data
+from tests.support.waiting import wait_for
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 POISON = "poison-event"
@@ -380,15 +380,21 @@ def test_engine_thread_closes_the_engines_it_drops_and_stops(thread_store: Sqlit
     thread = EngineThread(rebuild(), interval=0.05, batch_size=50, rebuild=rebuild)
     assert built[0].workers == 2
     thread.start()
-    deadline = time.monotonic() + 60
-    while built[0].checkpoint is None or built[0]._pool is None:
-        assert time.monotonic() < deadline and thread.is_alive()
-        time.sleep(0.05)
+
+    def first_engine() -> tuple[object, bool]:
+        assert thread.is_alive()
+        return built[0].checkpoint, built[0]._pool is not None
+
+    wait_for(first_engine, "the first engine's checkpoint and pool", until=lambda seen: seen[0] is not None and seen[1])
+    assert built[0]._pool is not None
     first = [proc for proc in built[0]._pool.processes if proc is not None]
     lifecycle.bump_generation(thread_store)
-    while len(built) < 2:
-        assert time.monotonic() < deadline and thread.is_alive()
-        time.sleep(0.05)
+
+    def engines() -> int:
+        assert thread.is_alive()
+        return len(built)
+
+    wait_for(engines, "the engine rebuilt for the new generation", until=lambda count: count >= 2)
     thread.stop_event.set()
     thread.join(timeout=30)
     assert not thread.is_alive()

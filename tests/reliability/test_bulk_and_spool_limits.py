@@ -25,6 +25,7 @@ from soc_core.events import Event, make_event
 from soc_core.store.base import BulkResult, PreparedEvents
 from soc_core.store.elasticsearch import ElasticsearchStore
 from tests.shared_data import dev_node
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.elasticsearch, pytest.mark.slow]
 
@@ -102,12 +103,12 @@ def stored_ids(client: Elasticsearch, tenant: str) -> list[str]:
     return [hit["_id"] for hit in body["hits"]["hits"]]
 
 
-def drain(forwarder: Forwarder, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not forwarder.drained:
-        assert time.monotonic() < deadline, f"not drained: {forwarder.counters()}"
+def drain(forwarder: Forwarder) -> None:
+    def pumped() -> dict[str, int]:
         forwarder.pump(flush=True)
-        time.sleep(0.01)
+        return dict(forwarder.counters())
+
+    wait_for(pumped, "the forwarder to drain", until=lambda _: forwarder.drained, poll=0.01)
 
 
 # --------------------------------------------------------------------------------------- D4

@@ -17,7 +17,6 @@ import shutil
 import signal
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +28,7 @@ from detections.engine import DetectionEngine
 from detections.loader import load_rules, shipped_rules_dir
 from soc_core.store import SqliteStore
 from tests.reliability.sensor_process import SensorProcess, sqlite_env, write_sensor_config
+from tests.support.waiting import wait_for
 
 paramiko = pytest.importorskip("paramiko")
 
@@ -182,11 +182,12 @@ def test_real_sshd_logins_become_events_and_a_brute_force_alert(ssh_server: SshS
     sensor = SensorProcess(config, sqlite_env(database), tmp_path / "sensor.log")
     sensor.start()
     try:
-        deadline = time.monotonic() + 60
-        while len(logins(database)) < FAILURES + 1:
-            assert time.monotonic() < deadline, f"login events missing: {logins(database)}"
+
+        def stored_logins() -> list[dict[str, object]]:
             assert sensor.alive(), sensor.log_text()[-2000:]
-            time.sleep(0.1)
+            return logins(database)
+
+        wait_for(stored_logins, f"{FAILURES + 1} login events", until=lambda seen: len(seen) >= FAILURES + 1)
         sensor.signal(signal.SIGTERM)
         assert sensor.wait(timeout=60) == 0, sensor.log_text()[-2000:]
     finally:

@@ -97,17 +97,19 @@ def spool_bytes(spool: Path) -> int:
     return sum(path.stat().st_size for path in spool.glob("segment-*.log"))
 
 
-def settled(read: Callable[[], object], seconds: float = 1.0, timeout: float = 60.0) -> None:
-    """Wait until ``read()`` gives the same value ``seconds`` apart."""
-    deadline = time.monotonic() + timeout
-    value = read()
-    while time.monotonic() < deadline:
+def settled(read: Callable[[], object], seconds: float = 1.0) -> None:
+    """Wait until ``read()`` gives the same value ``seconds`` apart (a value that keeps changing
+    is progress: waited on)."""
+    previous: list[object] = [read()]
+
+    def step() -> tuple[bool, object]:
         time.sleep(seconds)
         again = read()
-        if again == value:
-            return
-        value = again
-    raise AssertionError("never settled")
+        same = again == previous[0]
+        previous[0] = again
+        return same, again
+
+    wait_for(step, "the value to settle", until=lambda seen: seen[0], poll=0)
 
 
 def test_d6_spool_disk_full_acknowledges_nothing_unpersisted_and_delivers_all_once(

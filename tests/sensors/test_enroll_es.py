@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from soc_core.devnode import DevNode, distribution_home, find_jdk
 from soc_core.events import make_event
 from soc_core.store import ElasticsearchStore
 from tests.shared_data import dev_node
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.elasticsearch
 
@@ -83,13 +83,15 @@ def add_file_realm_user(secure: SecureNode, username: str, password: str, role: 
     owner = secure.node.workdir.stat()
     for path in conf.iterdir():  # the node (another user when we are root) must read them
         os.chown(path, owner.st_uid, owner.st_gid)
-    deadline = time.monotonic() + 30  # the file realm re-reads its files every 5 s
-    while time.monotonic() < deadline:
+
+    def answer() -> tuple[int, list[str]]:
         response = httpx.get(f"{secure.url}/_security/_authenticate", auth=(username, password), timeout=5)
-        if response.status_code == 200 and role_name in response.json()["roles"]:
-            return
-        time.sleep(0.5)
-    pytest.fail(f"file-realm user {username} not accepted by the node within 30 s")
+        return response.status_code, response.json().get("roles", []) if response.status_code == 200 else []
+
+    # the file realm re-reads its files every 5 s
+    wait_for(
+        answer, f"the node to accept file-realm user {username}", until=lambda seen: role_name in seen[1], poll=0.5
+    )
 
 
 def secret_file(path: Path, text: str) -> Path:

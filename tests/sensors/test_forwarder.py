@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from sensors.forwarder.forwarder import WINDOW
 from soc_core.errors import ConfigError, StoreUnavailable
 from soc_core.events import Event
 from soc_core.store.base import BulkResult, ItemResult, PreparedEvents
+from tests.support.waiting import wait_for
 
 
 class FlakyStore:
@@ -310,9 +310,7 @@ def test_background_window_queues_the_next_batch_and_never_acks_past_an_unfinish
     # one batch on the wire and the next queued behind it: no pump needed between the two
     assert sum(batch.answer is not None for batch in forwarder._window) == WINDOW == 2
     store.gate.set()
-    deadline = time.monotonic() + 10
-    while store.calls < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: store.calls, "the second batch sent", until=lambda calls: calls >= 2, stall=10, poll=0.01)
     assert store.calls == 2  # the second was sent without waiting for the caller
     forwarder.wait(5)
     assert forwarder.pump() == 0  # the second batch is done, the first waits for its retry

@@ -21,6 +21,7 @@ from soc_core.errors import ConfigError
 from soc_core.events import Event, validate_event
 from soc_core.store.sqlite import SqliteStore
 from tests.shared_data import unavailable
+from tests.support.waiting import wait_for
 
 LOCAL = "127.0.0.1"
 TENANT = "police"
@@ -55,12 +56,14 @@ def stored(store: SqliteStore) -> list[Event]:
     return [json.loads(doc) for (doc,) in store.select("SELECT doc FROM events ORDER BY rowid")]
 
 
-def deliver(sensor: SyslogSensor, store: SqliteStore, count: int, timeout: float = 10.0) -> list[Event]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def deliver(sensor: SyslogSensor, store: SqliteStore, count: int) -> list[Event]:
+    def events_out() -> int:
         sensor.step(timeout=0.05)
-        if sensor.forwarder.counters()["events_out"] >= count and sensor.forwarder.drained:
-            break
+        return sensor.forwarder.counters()["events_out"]
+
+    wait_for(
+        events_out, f"{count} events out, drained", until=lambda n: n >= count and sensor.forwarder.drained, poll=0
+    )
     assert sensor.close()
     return stored(store)
 
@@ -211,9 +214,12 @@ def test_s8_rsyslog_forwarding_is_parsed(tmp_path: Path, store: SqliteStore, tem
         [RSYSLOGD, "-n", "-f", str(conf), "-i", str(work / "pid")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     try:
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and sensor.forwarder.counters()["events_out"] < 1:
+
+        def events_out() -> int:
             sensor.step(timeout=0.05)
+            return sensor.forwarder.counters()["events_out"]
+
+        wait_for(events_out, "rsyslog's canary line", poll=0)
     finally:
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=10)
@@ -236,15 +242,14 @@ def test_cli_syslog_command_runs_until_sigterm(tmp_path: Path) -> None:
     argv += ["--state-dir", str(tmp_path / "state")]
     process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with socket.create_connection((LOCAL, port), timeout=0.2) as conn:
-                    conn.sendall(b"<13>Feb  5 10:00:00 h app: over the cli\n")
-                break
-            except OSError:
-                assert time.monotonic() < deadline, process.stderr.read() if process.stderr else ""
-                time.sleep(0.1)
+
+        def sent() -> bool:
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            with socket.create_connection((LOCAL, port), timeout=0.2) as conn:
+                conn.sendall(b"<13>Feb  5 10:00:00 h app: over the cli\n")
+            return True
+
+        wait_for(sent, "the CLI sensor to listen", ignore=(OSError,), poll=0.1)
         time.sleep(1.5)
     finally:
         process.send_signal(signal.SIGTERM)

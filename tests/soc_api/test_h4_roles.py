@@ -10,8 +10,7 @@ import re
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -26,21 +25,12 @@ from soc_core.auth import PROVINCE, Membership
 from soc_core.devnode import free_port
 from soc_core.events import format_timestamp, utcnow
 from soc_core.store import SqliteStore
+from tests.support.waiting import wait_for
 
 SOC = Path(sys.executable).with_name("soc")
 PASSWORD = "a-very-long-password"
 SAMPLES = shipped_rules_dir() / "linux" / "samples" / "74d45926-2b16-4397-acdf-3728c2a10647" / "match.jsonl"
 STACK_FRAME = re.compile(r'File "([^"]+)", line \d+ in (\w+)')
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 90) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 class Soc:
@@ -69,7 +59,12 @@ class Soc:
         """(file path, function) of every frame of every thread, from faulthandler on SIGUSR1."""
         before = self.text().count("most recent call first")
         self.process.send_signal(signal.SIGUSR1)
-        wait_for("a stack dump", lambda: self.text().count("most recent call first") > before, 10)
+        wait_for(
+            lambda: self.text().count("most recent call first"),
+            "a stack dump",
+            until=lambda dumps: dumps > before,
+            stall=10,
+        )
         return set(STACK_FRAME.findall(self.text()))
 
     def stop(self) -> int:
@@ -118,9 +113,9 @@ def processes(config: Path, tmp_path: Path) -> Iterator[tuple[Soc, Soc, str]]:
             except httpx.TransportError:
                 return False
 
-        wait_for("the api process to answer", healthy)
+        wait_for(healthy, "the api process to answer")
         engine = Soc(config, "engine", tmp_path / "engine.log")
-        wait_for("the engine process to start", lambda: any(r["message"] == "started" for r in engine.records()))
+        wait_for(lambda: any(r["message"] == "started" for r in engine.records()), "the engine process to start")
         yield api, engine, url
     finally:
         # uvicorn ends on SIGTERM by raising the signal again once it has shut down
@@ -161,7 +156,7 @@ def test_h4_api_and_engine_roles_run_apart_on_one_store(config: Path, processes:
             items = client.get("/api/alerts", headers=analyst).json()["items"]
             return [alert for alert in items if alert["rule_name"] == "SSH Brute Force"]
 
-        (alert,) = wait_for("the engine's alert, served by the api process", brute_force_alert)
+        (alert,) = wait_for(brute_force_alert, "the engine's alert, served by the api process")
         assert alert["tenant"] == "police" and alert["count"] >= 5
 
     started = {r["role"]: r["parts"] for r in api.records() + engine.records() if r["message"] == "started"}
