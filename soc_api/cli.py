@@ -23,7 +23,7 @@ from soc_core.auth import KEY_ROLES, ROLES, Membership
 from soc_core.config import Settings, load_settings
 from soc_core.datasets import allowed_datasets
 from soc_core.devnode import DEV_NODE_DIR, ES_VERSION, DevNode, distribution_home
-from soc_core.errors import SocError
+from soc_core.errors import InvalidInput, SocError
 from soc_core.store import Store, open_store
 
 app = typer.Typer(help="Canh Gác — security-operations toolkit.", no_args_is_help=True, add_completion=False)
@@ -151,7 +151,9 @@ def _memberships(items: list[str]) -> list[Membership]:
     for item in items:
         tenant, sep, role = item.partition(":")
         if not sep or role not in ROLES:
-            raise SocError(f"bad membership {item!r}", hint=f"write TENANT:ROLE with ROLE one of {', '.join(ROLES)}")
+            raise InvalidInput(
+                f"bad membership {item!r}", hint=f"write TENANT:ROLE with ROLE one of {', '.join(ROLES)}"
+            )
         memberships.append(Membership(tenant, role))
     return memberships
 
@@ -161,7 +163,7 @@ def _read_password(password_stdin: bool) -> str:
         return sys.stdin.readline().rstrip("\n")
     first = getpass.getpass("Password: ")
     if first != getpass.getpass("Again: "):
-        raise SocError("the two passwords differ")
+        raise InvalidInput("the two passwords differ", hint="type the same password twice")
     return first
 
 

@@ -144,10 +144,7 @@ DOC_KINDS = frozenset(
         "checkpoints",
         "audit",
         "rules",
-        "deadletters",
         "throttle",
-        "playbook_runs",
-        "reports",
     }
 )
 

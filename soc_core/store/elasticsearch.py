@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 import json
 import re
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -1021,20 +1020,6 @@ class ElasticsearchStore(Store):
         items = [Doc(hit["_id"], self._version(hit), self._body(hit["_source"])) for hit in hits[:size]]
         next_cursor = encode_cursor(hits[size - 1]["sort"]) if len(hits) > size else None
         return Page(items, next_cursor)
-
-    def wait_until_ready(self, timeout: float = 60.0) -> None:
-        """Poll cluster health until yellow; raise StoreUnavailable naming the URL."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.client.cluster.health(wait_for_status="yellow", timeout="2s")
-                return
-            except (ApiError, TransportError) as exc:
-                if time.monotonic() > deadline:
-                    raise StoreUnavailable(
-                        f"Elasticsearch not ready after {timeout:.0f}s: {exc}", where=self.url
-                    ) from exc
-                time.sleep(0.5)
 
 
 __all__ = ["ElasticsearchStore", "docs_template", "event_index", "events_template", "index_refused"]
