@@ -33,6 +33,7 @@ from elasticsearch import ApiError, Elasticsearch
 from elasticsearch.serializer import OrjsonSerializer
 
 from soc_core.bounds import EventBounds
+from soc_core.config import Settings
 from soc_core.errors import Conflict, InvalidInput, NotFound, StoreError, StoreUnavailable
 from soc_core.events import (
     TENANT_FIELD,
@@ -443,6 +444,19 @@ class ElasticsearchStore(Store):
     """Events and documents in an Elasticsearch 9.x cluster."""
 
     name: ClassVar[str] = "elasticsearch"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Store:
+        es = settings.store.elasticsearch
+        return ElasticsearchStore(
+            es.url,
+            api_key=es.api_key,
+            username=es.username,
+            password=es.password,
+            replicas=es.replicas,
+            request_timeout=es.request_timeout,
+            bounds=EventBounds.from_settings(settings.store),
+        )
 
     def __init__(
         self,
