@@ -1,6 +1,6 @@
 """``soc sensor net`` and ``soc sensor pcap``: the network sensor on the command line.
 
-The product CLI mounts these with :func:`register`, passing the function that opens its store::
+The sensor group mounts these with :func:`build_network_app`, passing the function that opens its store::
 
     soc sensor net --iface eth1 --bpf "not port 22" --tenant police --sensor-id tap01
     soc sensor pcap capture1.pcap capture2.pcapng --tenant police --sensor-id lab
@@ -110,8 +110,9 @@ def _settings(
     )
 
 
-def register(app: typer.Typer, open_store: Callable[[], Store]) -> None:
-    """Add the ``net`` and ``pcap`` commands to ``app``."""
+def build_network_app(open_store: Callable[[], Store]) -> typer.Typer:
+    """The ``net`` and ``pcap`` commands (mounted without a name: they join the sensor group)."""
+    app = typer.Typer()
 
     @app.command("net")
     def net(
@@ -207,5 +208,7 @@ def register(app: typer.Typer, open_store: Callable[[], Store]) -> None:
         if not ok:
             raise typer.Exit(1)
 
+    return app
 
-__all__ = ["health_config", "register", "reporting"]
+
+__all__ = ["build_network_app", "health_config", "reporting"]

@@ -418,13 +418,10 @@ def es_status(workdir: DevDir = DEV_NODE_DIR) -> None:
 def _register_subcommands() -> None:
     """Sub-apps from the other packages, given a way to open the configured store."""
     from detections.cli import build_rules_app  # noqa: PLC0415
-    from sensors import cli as sensor_cli  # noqa: PLC0415
-    from sensors.net_cli import register as register_network  # noqa: PLC0415
+    from sensors.cli import build_sensor_app  # noqa: PLC0415
 
-    sensor_cli.set_store_factory(lambda: open_store(settings()))  # the sensors ping and set up themselves
-    # the network sensor too starts while the store is down (it spools, and sets the store up later)
-    register_network(sensor_cli.app, lambda: sensor_cli.sensor_store(None))
-    app.add_typer(sensor_cli.app, name="sensor")
+    # one pattern for every group from another package: build_<group>_app(open_store) -> Typer
+    app.add_typer(build_sensor_app(lambda: open_store(settings())), name="sensor")  # pings and sets up itself
     app.add_typer(build_rules_app(store), name="rules")
 
 
