@@ -16,7 +16,7 @@ from soc_core.auth import PROVINCE, Membership
 from soc_core.config import Settings, load_settings
 from soc_core.errors import ConfigError
 from soc_core.store import SqliteStore
-from tests.soc_api.test_cli import soc
+from tests.support.cli import soc
 
 # six levels of nine aliases: a detection of 9**6 = 531,441 values from about 500 bytes of YAML, which
 # pySigma expands in full (tens of seconds and hundreds of MB before this fix)

@@ -13,7 +13,7 @@ from soc_api.services import apikeys
 from soc_core.auth import api_key_id
 from soc_core.errors import AuthError
 from soc_core.store import SqliteStore
-from tests.soc_api.test_cli import soc
+from tests.support.cli import soc
 
 
 def listed(tmp_path: Path) -> dict[str, dict[str, object]]:

@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from soc_core.query import event_query
 from soc_core.store import SqliteStore
-
-SOC = [sys.executable, "-c", "from soc_api.cli import main; main()"]
-
-
-def soc(
-    *args: str, cwd: Path, stdin: str | None = None, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("SOC_")}
-    environment.update(env or {}, COLUMNS="200")
-    return subprocess.run(
-        [*SOC, *args], cwd=cwd, input=stdin, capture_output=True, text=True, env=environment, timeout=120, check=False
-    )
+from tests.support.cli import soc
 
 
 def test_version(tmp_path: Path) -> None:

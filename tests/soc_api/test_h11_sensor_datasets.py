@@ -18,7 +18,7 @@ from soc_core.config import Settings, StoreSettings
 from soc_core.events import format_timestamp, parse_timestamp, utcnow
 from soc_core.query import event_query
 from soc_core.store import Store
-from tests.soc_api.test_cli import soc
+from tests.support.cli import soc
 
 PASSWORD = "a-very-long-password"
 

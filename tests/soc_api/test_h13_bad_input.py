@@ -15,8 +15,8 @@ from soc_core.auth import PROVINCE, Membership
 from soc_core.config import Settings
 from soc_core.events import make_event
 from soc_core.store import Store
-from tests.soc_api.test_cli import soc
 from tests.soc_api.test_rules_api import PASSWORD, login
+from tests.support.cli import soc
 
 PATH_NAMED = """title: Path Named
 name: ../../../etc/passwd

@@ -20,8 +20,8 @@ from soc_core.auth import PROVINCE, Membership
 from soc_core.config import Settings
 from soc_core.events import TENANT_FIELD
 from soc_core.store import Store
-from tests.soc_api.test_cli import soc
 from tests.soc_api.test_rules_api import CUSTOM, PASSWORD, login, ssh_event
+from tests.support.cli import soc
 
 CATASTROPHIC = "^(?=a)(a+)+#"  # the pattern: exponential on Python's re, refused by RE2
 CUSTOM_ID = "5b1c4f0e-3a55-4bd4-9f4e-1b5e2f0a9c11"

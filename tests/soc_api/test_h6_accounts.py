@@ -17,7 +17,7 @@ from soc_core.auth import PROVINCE, Membership, password_problem
 from soc_core.config import Settings, load_settings
 from soc_core.errors import ConfigError
 from soc_core.store import SqliteStore, Store
-from tests.soc_api.test_cli import soc
+from tests.support.cli import soc
 
 PASSWORD = "a-very-long-password"
 NEW_PASSWORD = "quiet-harbour-lantern-41"

@@ -9,21 +9,18 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from soc_api.main import create_app
 from soc_api.services import accounts
 from soc_core.auth import PROVINCE, Membership
 from soc_core.config import Settings, ThrottleSettings
-from soc_core.devnode import free_port
 from soc_core.store import SqliteStore
+from tests.support.servers import serve
 
 PASSWORD = "a-very-long-password"
 ROLES = {"analyst": "police", "manager": "police", "admin": PROVINCE}
@@ -42,15 +39,8 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     app = create_app(Settings(), store)
     # generated sign-ins would trip the throttle; throttling has its own tests
     app.state.login_throttle.settings = ThrottleSettings(free_failures=10**6, address_failures=10**6)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve(app) as url:
+        yield url
 
 
 def schemathesis(base_url: str, workdir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
