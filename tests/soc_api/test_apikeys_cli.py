@@ -22,6 +22,7 @@ def listed(tmp_path: Path) -> dict[str, dict[str, object]]:
     return {item["id"]: item for item in json.loads(done.stdout)}
 
 
+@pytest.mark.slow  # a dozen `soc` processes
 def test_h5_cli_create_list_revoke_and_owner(tmp_path: Path) -> None:
     assert soc("tenant", "add", "police", "Công an", cwd=tmp_path).returncode == 0
     for name, member in (("chief", "police:admin"), ("ana", "police:analyst")):

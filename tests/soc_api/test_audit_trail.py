@@ -219,6 +219,7 @@ def soc(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow  # several `soc` processes
 def test_h12_cli_verify_exit_codes_and_json(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "var")  # what `soc` finds from this directory
     store = SqliteStore(settings.sqlite_path)

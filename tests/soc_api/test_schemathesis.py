@@ -26,6 +26,9 @@ PASSWORD = "a-very-long-password"
 ROLES = {"analyst": "police", "manager": "police", "admin": PROVINCE}
 
 
+pytestmark = pytest.mark.slow  # property-based: hundreds of generated requests per role
+
+
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     store = SqliteStore(Path(tmp_path_factory.mktemp("schemathesis")) / "canhgac.db")
