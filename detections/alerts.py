@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from soc_core.alert_status import OPEN_STATUSES
 from soc_core.events import TENANT_FIELD, parse_timestamp
 
 from .loader import LoadedRule
@@ -34,7 +35,6 @@ from .loader import LoadedRule
 ENTITY_FIELDS = ("source.ip", "destination.ip", "user.name", "host.name")
 MAX_EVENT_IDS = 100
 MAX_ENTITY_VALUES = 20
-OPEN_STATUSES = frozenset({"new", "acknowledged", "in_progress"})
 DEFAULT_WINDOW = timedelta(hours=1)
 
 

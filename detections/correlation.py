@@ -174,10 +174,6 @@ class CorrelationEngine:
         self.skipped_events = 0
         self.watermark = 0.0
 
-    @property
-    def base_rule_ids(self) -> set[str]:
-        return set(self.by_base_rule)
-
     def feed(self, base_rule_id: str, event: Mapping[str, Any]) -> list[CorrelationHit]:
         """Account one event matched by ``base_rule_id``; the correlations it makes fire."""
         specs = self.by_base_rule.get(base_rule_id)

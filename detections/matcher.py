@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, Generic, TypeVar
@@ -671,34 +671,11 @@ def _timestamp_part_test(part: TimestampPart, number: float) -> ValueTest:
     return test
 
 
-def required_fields(rule: SigmaRule) -> set[str]:
-    """Field names a processed rule refers to (for docs, routing checks and `rules list`)."""
-    names: set[str] = set()
-
-    def walk(node: object) -> None:
-        if isinstance(node, ConditionFieldEqualsValueExpression):
-            names.add(node.field)
-        elif isinstance(node, ConditionAND | ConditionOR | ConditionNOT):
-            for arg in node.args:
-                walk(arg)
-
-    for condition in rule.detection.parsed_condition:
-        walk(condition.parse())
-    return names
-
-
-def match_any(matcher: Matcher, events: Iterable[Event]) -> list[Event]:
-    """The events a matcher accepts, in order (sample tests, backtests)."""
-    return [event for event in events if matcher(event)]
-
-
 __all__ = [
     "KEYWORD_FIELDS",
     "Matcher",
     "UnsupportedConstruct",
     "compile_gate",
     "compile_rule",
-    "match_any",
     "needed_fields",
-    "required_fields",
 ]

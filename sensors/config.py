@@ -52,17 +52,17 @@ from pathlib import Path
 from typing import Any, Self, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sensors.forwarder.forwarder import WhenFull
 from sensors.parsers import PARSERS
 from sensors.sources.logfile import DEFAULT_EXCLUDE
 from sensors.sources.syslog import DEFAULT_MAX_MESSAGE_BYTES, LIMIT_MAX_MESSAGE_BYTES, Listener
 from soc_core.bounds import EventBounds
+from soc_core.config import read_config_file, validate_config
 from soc_core.datasets import allowed_datasets, check_dataset
 from soc_core.errors import ConfigError, InvalidInput, ParseError
 from soc_core.events import check_tenant_id
-from soc_core.safe_yaml import load_yaml_file
 
 
 class _Strict(BaseModel):
@@ -197,13 +197,7 @@ class _SensorBase(_Strict):
     @classmethod
     def from_dict(cls, data: Any, *, source: str = "<config>") -> Self:
         """Validate; every problem becomes one line of a single :class:`ConfigError`."""
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            problems = [
-                f"{'.'.join(str(part) for part in error['loc']) or '(top)'}: {error['msg']}" for error in exc.errors()
-            ]
-            raise ConfigError("invalid sensor configuration:\n  " + "\n  ".join(problems), where=source) from exc
+        return validate_config(cls, data, where=source, what="sensor configuration")
 
 
 class SensorConfig(_SensorBase):
@@ -263,12 +257,7 @@ ConfigT = TypeVar("ConfigT", bound=_SensorBase)
 
 def load_config(path: Path, model: type[ConfigT] = SensorConfig) -> ConfigT:  # type: ignore[assignment]
     """Read a sensor YAML file (safe loader only) as ``model``."""
-    try:
-        data = load_yaml_file(Path(path))
-    except OSError as exc:
-        raise ConfigError(f"cannot read sensor configuration: {exc}", where=str(path)) from exc
-    except ParseError as exc:
-        raise ConfigError(exc.message, where=exc.where, hint=exc.hint) from exc
+    data = read_config_file(Path(path), what="sensor configuration")
     return model.from_dict(data, source=str(path))
 
 

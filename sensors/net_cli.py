@@ -1,6 +1,6 @@
 """``soc sensor net`` and ``soc sensor pcap``: the network sensor on the command line.
 
-The product CLI mounts these with :func:`register`, passing the function that opens its store::
+The sensor group mounts these with :func:`build_network_app`, passing the function that opens its store::
 
     soc sensor net --iface eth1 --bpf "not port 22" --tenant police --sensor-id tap01
     soc sensor pcap capture1.pcap capture2.pcapng --tenant police --sensor-id lab
@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
@@ -34,8 +33,8 @@ from sensors.health import HealthReporter
 from sensors.netsensor import NetSensorSettings, NetworkSensor
 from sensors.packets.analyzer import AnalyzerOptions
 from sensors.sources.network import LiveCapture
-from soc_core.errors import ConfigError, ParseError, SocError
-from soc_core.safe_yaml import load_yaml_file
+from soc_core.config import read_config_file, validate_config
+from soc_core.errors import ConfigError, SocError
 from soc_core.store.base import Store
 
 _console = Console(stderr=True)
@@ -59,12 +58,7 @@ def health_config(
     where = "--health-api-url/--health-key-file"
     section: dict[str, object] = {}
     if config is not None:
-        try:
-            data = load_yaml_file(config) or {}
-        except OSError as exc:
-            raise ConfigError(f"cannot read the sensor configuration: {exc}", where=str(config)) from exc
-        except ParseError as exc:
-            raise ConfigError(exc.message, where=exc.where, hint=exc.hint) from exc
+        data = read_config_file(config, what="sensor configuration") or {}
         if not isinstance(data, dict) or not isinstance(data.get("health") or {}, dict):
             raise ConfigError("expected a mapping with a health: mapping", where=str(config))
         section = dict(data.get("health") or {})
@@ -77,11 +71,7 @@ def health_config(
         return None
     if interval is not None:
         section["interval"] = interval
-    try:
-        return HealthConfig.model_validate(section)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"invalid health settings: {problems}", where=where) from exc
+    return validate_config(HealthConfig, section, where=where, what="health settings")
 
 
 @contextmanager
@@ -120,8 +110,9 @@ def _settings(
     )
 
 
-def register(app: typer.Typer, open_store: Callable[[], Store]) -> None:
-    """Add the ``net`` and ``pcap`` commands to ``app``."""
+def build_network_app(open_store: Callable[[], Store]) -> typer.Typer:
+    """The ``net`` and ``pcap`` commands (mounted without a name: they join the sensor group)."""
+    app = typer.Typer()
 
     @app.command("net")
     def net(
@@ -217,5 +208,7 @@ def register(app: typer.Typer, open_store: Callable[[], Store]) -> None:
         if not ok:
             raise typer.Exit(1)
 
+    return app
 
-__all__ = ["health_config", "register", "reporting"]
+
+__all__ = ["build_network_app", "health_config", "reporting"]

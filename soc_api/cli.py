@@ -23,7 +23,7 @@ from soc_core.auth import KEY_ROLES, ROLES, Membership
 from soc_core.config import Settings, load_settings
 from soc_core.datasets import allowed_datasets
 from soc_core.devnode import DEV_NODE_DIR, ES_VERSION, DevNode, distribution_home
-from soc_core.errors import SocError
+from soc_core.errors import InvalidInput, SocError
 from soc_core.store import Store, open_store
 
 app = typer.Typer(help="Canh Gác — security-operations toolkit.", no_args_is_help=True, add_completion=False)
@@ -151,7 +151,9 @@ def _memberships(items: list[str]) -> list[Membership]:
     for item in items:
         tenant, sep, role = item.partition(":")
         if not sep or role not in ROLES:
-            raise SocError(f"bad membership {item!r}", hint=f"write TENANT:ROLE with ROLE one of {', '.join(ROLES)}")
+            raise InvalidInput(
+                f"bad membership {item!r}", hint=f"write TENANT:ROLE with ROLE one of {', '.join(ROLES)}"
+            )
         memberships.append(Membership(tenant, role))
     return memberships
 
@@ -161,7 +163,7 @@ def _read_password(password_stdin: bool) -> str:
         return sys.stdin.readline().rstrip("\n")
     first = getpass.getpass("Password: ")
     if first != getpass.getpass("Again: "):
-        raise SocError("the two passwords differ")
+        raise InvalidInput("the two passwords differ", hint="type the same password twice")
     return first
 
 
@@ -416,13 +418,10 @@ def es_status(workdir: DevDir = DEV_NODE_DIR) -> None:
 def _register_subcommands() -> None:
     """Sub-apps from the other packages, given a way to open the configured store."""
     from detections.cli import build_rules_app  # noqa: PLC0415
-    from sensors import cli as sensor_cli  # noqa: PLC0415
-    from sensors.net_cli import register as register_network  # noqa: PLC0415
+    from sensors.cli import build_sensor_app  # noqa: PLC0415
 
-    sensor_cli.set_store_factory(lambda: open_store(settings()))  # the sensors ping and set up themselves
-    # the network sensor too starts while the store is down (it spools, and sets the store up later)
-    register_network(sensor_cli.app, lambda: sensor_cli.sensor_store(None))
-    app.add_typer(sensor_cli.app, name="sensor")
+    # one pattern for every group from another package: build_<group>_app(open_store) -> Typer
+    app.add_typer(build_sensor_app(lambda: open_store(settings())), name="sensor")  # pings and sets up itself
     app.add_typer(build_rules_app(store), name="rules")
 
 

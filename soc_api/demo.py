@@ -16,7 +16,7 @@ from sensors.pipeline import LogSensor
 from soc_api.services import accounts
 from soc_core.auth import Membership
 from soc_core.config import Settings
-from soc_core.errors import SocError
+from soc_core.errors import Conflict
 from soc_core.events import utcnow
 from soc_core.store import Store
 
@@ -70,7 +70,7 @@ def load_demo(settings: Settings, store: Store) -> str:
     for tenant_id, name in TENANTS.items():
         if not accounts.tenant_exists(store, tenant_id):
             accounts.add_tenant(store, tenant_id=tenant_id, name=name)
-        with contextlib.suppress(SocError):  # already there from an earlier demo run
+        with contextlib.suppress(Conflict):  # already there from an earlier demo run
             accounts.add_user(
                 store,
                 username=f"analyst_{tenant_id}",

@@ -1,12 +1,15 @@
 """Errors as ``application/problem+json`` (RFC 9457), with the request id in every body.
 
-Known errors keep their message; anything unexpected answers a generic 500 and the details go
-to the server log only.
+:data:`ANSWERS` is the one table from error class to HTTP answer: routes raise the product's
+errors and never catch them only to pick a status. An error answers as its nearest class in the
+table. Errors a client caused keep their message; server-side failures answer a generic text and
+the details go to the server log only.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -17,10 +20,26 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from detections.workers import WorkerError
+from sensors.errors import SensorError
 from soc_api.client import client_address
 from soc_api.services import audit
+from soc_api.services.accounts import Throttled
 from soc_api.services.alerts import WorkflowError
-from soc_core.errors import AuthError, Conflict, InvalidInput, NotFound, NotVisible, SocError, StoreUnavailable
+from soc_core.errors import (
+    AuthError,
+    ConfigError,
+    Conflict,
+    DevNodeError,
+    InvalidInput,
+    NotFound,
+    NotVisible,
+    ParseError,
+    RuleError,
+    SocError,
+    StoreError,
+    StoreUnavailable,
+)
 from soc_core.query import QueryError
 
 log = logging.getLogger("canhgac.api")
@@ -81,6 +100,57 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+@dataclass(frozen=True)
+class Answer:
+    """How one error class answers: its status and title, and the detail the client reads
+    (``None``: the error's own rendered message; a text: that text, the error only logged)."""
+
+    status: int
+    title: str
+    detail: str | None = None
+
+
+_SERVER = "the request failed; quote the request id to an admin"
+ANSWERS: dict[type[SocError], Answer] = {
+    SocError: Answer(500, "Internal error", _SERVER),
+    ConfigError: Answer(500, "Internal error", _SERVER),
+    InvalidInput: Answer(400, "Bad request"),
+    QueryError: Answer(400, "Bad query"),
+    StoreError: Answer(500, "Internal error", _SERVER),
+    StoreUnavailable: Answer(503, "Store unavailable", "the data store cannot be reached; try again"),
+    NotFound: Answer(404, "Not found", "no such object"),
+    NotVisible: Answer(404, "Not found", "no such object"),  # the same answer; audited apart
+    Conflict: Answer(409, "Conflict"),
+    ParseError: Answer(400, "Bad input"),
+    RuleError: Answer(422, "Invalid rule"),
+    WorkflowError: Answer(422, "Not allowed by the workflow"),
+    AuthError: Answer(401, "Unauthorized", "authentication required"),
+    Throttled: Answer(429, "Too many attempts"),
+    DevNodeError: Answer(500, "Internal error", _SERVER),
+    SensorError: Answer(500, "Internal error", _SERVER),
+    WorkerError: Answer(500, "Internal error", _SERVER),
+}
+
+
+def answer_for(exc: SocError) -> Answer:
+    """The answer of the nearest class of ``exc`` in :data:`ANSWERS` (``SocError`` at worst)."""
+    for cls in type(exc).__mro__:
+        if cls in ANSWERS:
+            return ANSWERS[cls]
+    return ANSWERS[SocError]  # unreachable: every SocError has SocError in its MRO
+
+
+def soc_problem(request: Request, exc: SocError) -> JSONResponse:
+    """The problem document for ``exc``; server-side failures go to the log."""
+    answer = answer_for(exc)
+    if answer.status >= 500:
+        log.error("request failed", extra={"request_id": request.state.request_id, "error": exc.render()})
+    response = problem(request, answer.status, answer.title, exc.render() if answer.detail is None else answer.detail)
+    if isinstance(exc, Throttled):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
+
+
 def record_cross_tenant(request: Request, exc: NotVisible) -> None:
     """Record a refused attempt on another agency's object (rate-limited per principal). The
     caller's answer does not change: the same 404 as for an object that does not exist."""
@@ -132,25 +202,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(SocError)
     async def _soc(request: Request, exc: SocError) -> JSONResponse:
-        if isinstance(exc, NotFound):
-            if isinstance(exc, NotVisible):
-                await note_cross_tenant(request, exc)
-            return problem(request, 404, "Not found", "no such object")
-        if isinstance(exc, Conflict):
-            return problem(request, 409, "Conflict", exc.render())
-        if isinstance(exc, QueryError):
-            return problem(request, 400, "Bad query", exc.render())
-        if isinstance(exc, InvalidInput):
-            return problem(request, 400, "Bad request", exc.message)
-        if isinstance(exc, WorkflowError):
-            return problem(request, 422, "Not allowed by the workflow", exc.render())
-        if isinstance(exc, AuthError):
-            return problem(request, 401, "Unauthorized", "authentication required")
-        if isinstance(exc, StoreUnavailable):
-            log.error("store unavailable", extra={"request_id": request.state.request_id, "error": exc.render()})
-            return problem(request, 503, "Store unavailable", "the data store cannot be reached; try again")
-        log.error("request failed", extra={"request_id": request.state.request_id, "error": exc.render()})
-        return problem(request, 500, "Internal error", "the request failed; quote the request id to an admin")
+        if isinstance(exc, NotVisible):
+            await note_cross_tenant(request, exc)
+        return soc_problem(request, exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -159,12 +213,16 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 __all__ = [
+    "ANSWERS",
     "ERROR_RESPONSES",
     "PROBLEM",
+    "Answer",
     "ApiProblem",
     "Problem",
+    "answer_for",
     "install_error_handlers",
     "note_cross_tenant",
     "problem",
     "record_cross_tenant",
+    "soc_problem",
 ]

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-AlertStatus = Literal["new", "acknowledged", "in_progress", "resolved", "false_positive", "benign", "duplicate"]
+from soc_core.alert_status import AlertStatus, SettableStatus
 
 
 class Strict(BaseModel):
@@ -185,9 +185,7 @@ class Health(BaseModel):
 
 class AlertUpdate(Strict):
     version: str = Field(min_length=1, max_length=100, description="The version you read; a stale one is a 409.")
-    status: (
-        Literal["new", "acknowledged", "in_progress", "resolved", "false_positive", "benign", "duplicate"] | None
-    ) = None
+    status: AlertStatus | None = None
     assignee: str | None = Field(None, min_length=1, max_length=100)
     unassign: bool = False
     add_tags: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(default_factory=list, max_length=20)
@@ -200,7 +198,7 @@ class CommentCreate(Strict):
 
 class BulkAlertUpdate(Strict):
     ids: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(min_length=1, max_length=200)
-    status: Literal["acknowledged", "in_progress", "resolved", "false_positive", "benign", "duplicate"] | None = None
+    status: SettableStatus | None = None
     assignee: str | None = Field(None, min_length=1, max_length=100)
     add_tags: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(default_factory=list, max_length=20)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -184,13 +184,39 @@ class Settings(BaseSettings):
         return env_settings, init_settings
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def read_config_file(path: Path, *, what: str = "configuration file") -> Any:
+    """The data of a YAML configuration file (through :mod:`soc_core.safe_yaml`); a file that
+    cannot be read or parsed is a :class:`ConfigError` naming it (file:line for bad YAML)."""
     try:
-        data = load_yaml_file(path)
+        return load_yaml_file(path)
     except OSError as exc:
-        raise ConfigError(f"cannot read configuration file: {exc.strerror}", where=str(path)) from exc
+        raise ConfigError(f"cannot read {what}: {exc.strerror or exc}", where=str(path)) from exc
     except ParseError as exc:
         raise ConfigError(exc.message, where=exc.where, hint=exc.hint) from exc
+
+
+def validation_problems(exc: ValidationError) -> list[str]:
+    """Every problem pydantic found (not only the first), as ``key.path: message``."""
+    return [
+        f"{'.'.join(str(part) for part in error['loc']) or '(top level)'}: "
+        + ("unknown key" if error["type"] == "extra_forbidden" else error["msg"])
+        for error in exc.errors()
+    ]
+
+
+def validate_config(model: type[ModelT], data: Any, *, where: str, what: str, hint: str | None = None) -> ModelT:
+    """``data`` as ``model``; its problems, all of them, become one :class:`ConfigError` at ``where``."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid {what}: " + "; ".join(validation_problems(exc)), where=where, hint=hint) from exc
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    data = read_config_file(path)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -205,14 +231,10 @@ def load_settings(path: Path | None = None) -> Settings:
     data = _read_yaml(path) if path else {}
     try:
         return Settings(**data)
-    except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            key = ".".join(str(part) for part in error["loc"]) or "(top level)"
-            message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
-            problems.append(f"{key}: {message}")
+    except ValidationError as exc:  # not validate_config: Settings(...) also reads the environment
         where = str(path) if path else "environment (SOC_* variables)"
-        raise ConfigError("; ".join(problems), where=where, hint="see `soc config show` for every key") from exc
+        problems = "; ".join(validation_problems(exc))
+        raise ConfigError(problems, where=where, hint="see `soc config show` for every key") from exc
 
 
 __all__ = [
@@ -226,4 +248,7 @@ __all__ = [
     "StoreSettings",
     "ThrottleSettings",
     "load_settings",
+    "read_config_file",
+    "validate_config",
+    "validation_problems",
 ]

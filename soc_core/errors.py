@@ -5,6 +5,7 @@
     SocError
     ├── ConfigError          bad configuration file, key or value (names the key / file:line)
     ├── InvalidInput         a caller's request that cannot be served as asked (bad cursor, field, query)
+    │   └── QueryError       a hunting query that does not parse (soc_core.query; names the position)
     ├── StoreError           a store failed to do what was asked
     │   ├── StoreUnavailable the store cannot be reached (names the URL); retry later
     │   ├── NotFound         no such object (or not visible to the caller's tenants)
@@ -12,9 +13,20 @@
     │   └── Conflict         optimistic-concurrency check failed, or the id already exists
     ├── ParseError           input that could not be understood (names the source and position)
     ├── RuleError            a detection rule that cannot be loaded or compiled (file:line)
+    │   └── UnsupportedConstruct  a Sigma construct the matcher does not run (detections.matcher)
     ├── AuthError            authentication or authorisation failed
-    └── DevNodeError         the development Elasticsearch node could not be fetched or started
+    │   └── Throttled        too many failed sign-ins; wait (soc_api.services.accounts)
+    ├── DevNodeError         the development Elasticsearch node could not be fetched or started
+    ├── WorkflowError        a triage change the alert workflow forbids (soc_api.services.alerts)
+    ├── WorkerError          a detection worker process failed or stopped answering (detections.workers)
+    └── SensorError          a sensor could not do what was asked (sensors.errors)
+        ├── SpoolError       the on-disk spool cannot persist a record
+        │   └── SpoolFull    the spool reached its size limit under ``when_full: block``
+        ├── DecodeError      a malformed frame, counted and skipped (sensors.packets.decode)
+        ├── FramingError     a TCP syslog stream that cannot be framed (sensors.sources.syslog)
+        └── CaptureError     a network capture that cannot start or read (sensors.sources.network)
 
+Each error answers the API with the status in ``soc_api.errors.ANSWERS``.
 Library exceptions are translated once, at the boundary: ``raise StoreUnavailable(...) from exc``.
 """
 

@@ -127,6 +127,10 @@ class _Sender:
 
     A daemon, unlike a ``ThreadPoolExecutor`` worker, so a process whose shutdown timeout has
     passed exits even while a request to a frozen store is still waiting for its own timeout.
+
+    A ``KeyboardInterrupt`` is only ever raised in the main thread, out of ``pump``/``close``:
+    the spool moves only past batches whose answer was taken there, so what was on the wire
+    stays spooled and goes again next run (same ids, stored once).
     """
 
     def __init__(self, sink: Sink) -> None:
@@ -150,7 +154,7 @@ class _Sender:
                 continue
             try:
                 future.set_result(self._sink.deliver(prepared))
-            except BaseException as exc:  # handed to the caller's thread, which raises it
+            except Exception as exc:  # handed to the caller's thread: a StoreError backs off, a bug raises there
                 future.set_exception(exc)
 
 

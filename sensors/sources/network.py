@@ -14,7 +14,6 @@ Every packet comes out as a :class:`Frame`. Both sources raise :class:`CaptureEr
 from __future__ import annotations
 
 import ctypes
-import os
 import select
 import socket
 import struct
@@ -318,8 +317,4 @@ class LiveCapture:
         self.close()
 
 
-def interface_exists(name: str) -> bool:
-    return os.path.exists(f"/sys/class/net/{name}")
-
-
-__all__ = ["CaptureError", "Frame", "KernelStats", "LiveCapture", "PcapFile", "compile_bpf", "interface_exists"]
+__all__ = ["CaptureError", "Frame", "KernelStats", "LiveCapture", "PcapFile", "compile_bpf"]

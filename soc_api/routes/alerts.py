@@ -22,12 +22,12 @@ from soc_api.schemas import (
 from soc_api.services import alerts
 from soc_api.services.accounts import Principal
 from soc_api.services.alerts import Actor
+from soc_core.alert_status import AlertStatus
 from soc_core.errors import Conflict, NotFound, NotVisible
 from soc_core.store import Doc
 
 router = APIRouter(prefix="/api/alerts", tags=["alerts"])
 
-Status = Literal["new", "acknowledged", "in_progress", "resolved", "false_positive", "benign", "duplicate"]
 Level = Literal["informational", "low", "medium", "high", "critical"]
 
 
@@ -60,7 +60,7 @@ def to_public(doc: Doc) -> dict[str, Any]:
 def list_alerts(
     store: StoreDep,
     scope: TenantScope,
-    status: Annotated[list[Status] | None, Query()] = None,
+    status: Annotated[list[AlertStatus] | None, Query()] = None,
     level: Annotated[list[Level] | None, Query()] = None,
     rule_id: Annotated[str | None, Query(max_length=200)] = None,
     assignee: Annotated[str | None, Query(max_length=100)] = None,

@@ -148,19 +148,16 @@ def submit_rule(
     ruleset, states = _rules(request, store)
     custom = {rule_id for rule_id, state in states.items() if state.body.get("source") == "custom"}
     shipped = RuleSet(rules={k: v for k, v in ruleset.rules.items() if k not in custom})
-    try:
-        doc = lifecycle.save_custom_rule(
-            store,
-            text=body.yaml,
-            author=principal.id,
-            reason=body.reason,
-            scope=body.scope,
-            allowed=scope,
-            shipped=shipped,
-            version=body.version,
-        )
-    except RuleError as exc:
-        raise ApiProblem(422, "Invalid rule", exc.render()) from exc
+    doc = lifecycle.save_custom_rule(
+        store,
+        text=body.yaml,
+        author=principal.id,
+        reason=body.reason,
+        scope=body.scope,
+        allowed=scope,
+        shipped=shipped,
+        version=body.version,
+    )
     after = {"scope": doc.body.get("scope"), "reason": body.reason}
     _audit(request, store, principal, "rule.save", doc.id, after, tenant=doc.body.get("tenant"))
     return get_rule(doc.id, request, store, scope)
@@ -211,19 +208,16 @@ def add_exception(
             tenant = scope[0]
         if tenant is None or tenant not in scope:
             raise NotVisible("no such tenant", target=f"tenants/{tenant}", owner=tenant)
-    try:
-        lifecycle.add_exception(
-            store,
-            rule_id=rule_id,
-            conditions=body.conditions,
-            reason=body.reason,
-            author=principal.id,
-            tenant=tenant,
-            expires_at=body.expires_at,
-            shipped=ruleset,
-        )
-    except RuleError as exc:
-        raise ApiProblem(422, "Invalid exception", exc.render()) from exc
+    lifecycle.add_exception(
+        store,
+        rule_id=rule_id,
+        conditions=body.conditions,
+        reason=body.reason,
+        author=principal.id,
+        tenant=tenant,
+        expires_at=body.expires_at,
+        shipped=ruleset,
+    )
     _audit(
         request,
         store,
@@ -285,28 +279,25 @@ def run_backtest(
     rule_scope = state.body.get("scope") if state else None
     if loaded.is_correlation:
         raise ApiProblem(422, "Not supported", "backtests run detection rules; test correlations with samples")
-    try:
-        if body.yaml:
-            candidate_set = lifecycle.validate_rule_text(body.yaml)
-            candidate = next(iter(candidate_set))
-            diff = backtest_change(
-                store, loaded, candidate, tenants=scope, scope=rule_scope, start=body.start, end=body.end
-            )
-            return BacktestPublic(
-                rule_id=rule_id,
-                version=diff.current.version,
-                total=diff.current.total,
-                truncated=diff.current.truncated or diff.candidate.truncated,
-                per_day=diff.current.per_day,
-                candidate_version=diff.candidate.version,
-                candidate_total=diff.candidate.total,
-                candidate_per_day=diff.candidate.per_day,
-                added=diff.added[:1000],
-                removed=diff.removed[:1000],
-            )
-        result = backtest(store, loaded, tenants=scope, scope=rule_scope, start=body.start, end=body.end)
-    except RuleError as exc:
-        raise ApiProblem(422, "Cannot backtest this rule", exc.render()) from exc
+    if body.yaml:
+        candidate_set = lifecycle.validate_rule_text(body.yaml)
+        candidate = next(iter(candidate_set))
+        diff = backtest_change(
+            store, loaded, candidate, tenants=scope, scope=rule_scope, start=body.start, end=body.end
+        )
+        return BacktestPublic(
+            rule_id=rule_id,
+            version=diff.current.version,
+            total=diff.current.total,
+            truncated=diff.current.truncated or diff.candidate.truncated,
+            per_day=diff.current.per_day,
+            candidate_version=diff.candidate.version,
+            candidate_total=diff.candidate.total,
+            candidate_per_day=diff.candidate.per_day,
+            added=diff.added[:1000],
+            removed=diff.removed[:1000],
+        )
+    result = backtest(store, loaded, tenants=scope, scope=rule_scope, start=body.start, end=body.end)
     return BacktestPublic(
         rule_id=rule_id, version=result.version, total=result.total, truncated=result.truncated, per_day=result.per_day
     )

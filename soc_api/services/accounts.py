@@ -30,7 +30,7 @@ from soc_core.auth import (
     verify_password,
     verify_totp,
 )
-from soc_core.errors import AuthError, Conflict, InvalidInput, NotFound, SocError
+from soc_core.errors import AuthError, Conflict, InvalidInput, NotFound
 from soc_core.events import check_tenant_id, format_timestamp, parse_timestamp, utcnow
 from soc_core.store import Doc, Store
 
@@ -83,7 +83,7 @@ def add_tenant(store: Store, *, tenant_id: str, name: str, actor: str = "system"
     try:
         store.create_doc("tenants", {"name": name, "created_at": format_timestamp(utcnow())}, doc_id=tenant_id)
     except Conflict as exc:
-        raise SocError(f"tenant {tenant_id!r} exists already") from exc
+        raise Conflict(f"tenant {tenant_id!r} exists already", hint="pick another id") from exc
     audit.record(
         store, actor=actor, action="tenant.add", tenant=tenant_id, target=f"tenants/{tenant_id}", after={"name": name}
     )
@@ -121,7 +121,7 @@ def add_user(
     try:
         store.create_doc("users", body, doc_id=username.lower())
     except Conflict as exc:
-        raise SocError(f"user {username!r} exists already") from exc
+        raise Conflict(f"user {username!r} exists already", hint="pick another username") from exc
     audit.record(
         store,
         actor=actor,
@@ -157,9 +157,9 @@ def set_memberships(store: Store, *, username: str, memberships: Sequence[Member
 def _check_memberships(store: Store, memberships: Sequence[Membership]) -> None:
     for membership in memberships:
         if membership.role not in ROLES:
-            raise SocError(f"unknown role {membership.role!r}", hint=f"use one of {', '.join(ROLES)}")
+            raise InvalidInput(f"unknown role {membership.role!r}", hint=f"use one of {', '.join(ROLES)}")
         if membership.tenant != PROVINCE and not tenant_exists(store, membership.tenant):
-            raise SocError(f"unknown tenant {membership.tenant!r}", hint="create it with `soc tenant add`")
+            raise InvalidInput(f"unknown tenant {membership.tenant!r}", hint="create it with `soc tenant add`")
 
 
 @dataclass(frozen=True)

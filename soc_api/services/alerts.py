@@ -13,18 +13,11 @@ from typing import Any
 
 from soc_api.services import audit
 from soc_api.services.accounts import Principal
+from soc_core.alert_status import CLOSED_STATUSES, TRANSITIONS
 from soc_core.errors import Conflict, NotVisible, SocError
 from soc_core.events import format_timestamp, utcnow
 from soc_core.store import Doc, Store
 
-OPEN = ("new", "acknowledged", "in_progress")
-CLOSED = ("resolved", "false_positive", "benign", "duplicate")
-TRANSITIONS: dict[str, frozenset[str]] = {
-    "new": frozenset({"acknowledged", "in_progress", *CLOSED}),
-    "acknowledged": frozenset({"in_progress", *CLOSED}),
-    "in_progress": frozenset(CLOSED),
-    **{closed: frozenset({"in_progress"}) for closed in CLOSED},  # reopen
-}
 MAX_COMMENTS = 500
 MAX_TAGS = 50
 
@@ -68,10 +61,10 @@ def apply_change(
         changed["status"] = status
         if current == "new" and not changed.get("acknowledged_at"):
             changed["acknowledged_at"] = now
-        if status in CLOSED:
+        if status in CLOSED_STATUSES:
             changed["resolved_at"] = now
             changed["resolved_by"] = actor
-        elif current in CLOSED:
+        elif current in CLOSED_STATUSES:
             changed.pop("resolved_at", None)
             changed.pop("resolved_by", None)
     if unassign:
@@ -154,4 +147,4 @@ def add_comment(store: Store, *, alert_id: str, scope: tuple[str, ...] | None, a
     raise WorkflowError("the alert kept changing; try again")
 
 
-__all__ = ["CLOSED", "OPEN", "TRANSITIONS", "Actor", "WorkflowError", "add_comment", "apply_change", "update_alert"]
+__all__ = ["Actor", "WorkflowError", "add_comment", "apply_change", "update_alert"]

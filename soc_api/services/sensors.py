@@ -19,7 +19,7 @@ from soc_api.services import accounts, apikeys, audit
 from soc_api.services.alerts import Actor
 from soc_core.bounds import EventBounds
 from soc_core.datasets import KNOWN_DATASETS
-from soc_core.errors import Conflict, InvalidInput, NotFound, NotVisible, SocError
+from soc_core.errors import Conflict, InvalidInput, NotFound, NotVisible
 from soc_core.events import event_id, format_timestamp, parse_timestamp, utcnow
 from soc_core.store import BulkResult, Doc, Store
 from soc_core.tenant_claims import assign_tenant
@@ -140,7 +140,7 @@ def heartbeat(
             return store.update_doc("sensors", sensor_id, body, version=doc.version)
         except Conflict:
             continue
-    raise SocError("sensor record kept changing; send the heartbeat again")
+    raise Conflict("sensor record kept changing", where=f"sensors/{sensor_id}", hint="send the heartbeat again")
 
 
 def ingest(

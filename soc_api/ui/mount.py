@@ -19,12 +19,11 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from soc_api.deps import LoginRequired, PasswordChangeRequired
-from soc_api.errors import ApiProblem, note_cross_tenant
-from soc_api.services.alerts import WorkflowError
+from soc_api.errors import ApiProblem, answer_for, note_cross_tenant
 from soc_api.ui.render import render
 from soc_api.ui.routes import account, alerts, auth, cases, hunt, keys
 from soc_api.ui.session import SESSION_COOKIE, is_ui_path, secure_cookies_default
-from soc_core.errors import AuthError, Conflict, InvalidInput, NotFound, NotVisible, SocError
+from soc_core.errors import AuthError, NotVisible, SocError
 
 ROUTERS = (auth.router, account.router, alerts.router, cases.router, hunt.router, keys.router)
 
@@ -72,6 +71,9 @@ def _to_login(request: Request) -> Response:
     return response
 
 
+_PAGE_MESSAGES = {404: "error.not_found", 409: "error.conflict", 422: "error.refused"}
+
+
 def ui_error(request: Request, exc: Exception) -> Response | None:
     """The UI's answer to an error raised under ``/ui``; ``None`` for anything unexpected."""
     if isinstance(exc, LoginRequired | AuthError):
@@ -81,14 +83,12 @@ def ui_error(request: Request, exc: Exception) -> Response | None:
     if isinstance(exc, ApiProblem):
         message = {403: "error.forbidden", 404: "error.not_found"}.get(exc.status, "error.request")
         return _error_page(request, exc.status, message, exc.detail)
-    if isinstance(exc, NotFound):
-        return _error_page(request, 404, "error.not_found")
-    if isinstance(exc, Conflict):
-        return _error_page(request, 409, "error.conflict")
-    if isinstance(exc, WorkflowError):
-        return _error_page(request, 422, "error.refused", exc.message)
-    if isinstance(exc, InvalidInput):
-        return _error_page(request, 400, "error.request", exc.render())
+    if isinstance(exc, SocError):
+        answer = answer_for(exc)  # the API's table decides the status; the page only words it
+        if answer.status >= 500:
+            return None
+        detail = exc.render() if answer.detail is None else ""
+        return _error_page(request, answer.status, _PAGE_MESSAGES.get(answer.status, "error.request"), detail)
     if isinstance(exc, RequestValidationError):
         return _error_page(request, 400, "error.request")
     if isinstance(exc, StarletteHTTPException):

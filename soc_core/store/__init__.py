@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from soc_core.bounds import EventBounds
 from soc_core.config import Settings
 from soc_core.errors import ConfigError
 from soc_core.store.base import Bucket, BulkResult, Doc, EventQuery, ItemResult, Page, Store
@@ -18,24 +17,11 @@ STORES: dict[str, type[Store]] = {
 def open_store(settings: Settings) -> Store:
     """The store the configuration names, not yet set up (call ``setup()``)."""
     backend = settings.store.backend
-    if backend == "sqlite":
-        return SqliteStore(settings.sqlite_path)
-    if backend == "elasticsearch":
-        es = settings.store.elasticsearch
-        return ElasticsearchStore(
-            es.url,
-            api_key=es.api_key,
-            username=es.username,
-            password=es.password,
-            replicas=es.replicas,
-            request_timeout=es.request_timeout,
-            bounds=EventBounds.from_settings(settings.store),
+    if backend not in STORES:
+        raise ConfigError(
+            f"unknown store backend {backend!r}", where="store.backend", hint=f"use one of {sorted(STORES)}"
         )
-    raise ConfigError(
-        f"unknown store backend {backend!r}",
-        where="store.backend",
-        hint=f"use one of {sorted(STORES)}",
-    )
+    return STORES[backend].from_settings(settings)
 
 
 __all__ = [

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Generic, Literal, NamedTuple, TypeVar
 
+from soc_core.config import Settings
 from soc_core.errors import Conflict, InvalidInput, NotFound, StoreError
 from soc_core.events import Event
 from soc_core.query import EventQuery
@@ -144,10 +145,7 @@ DOC_KINDS = frozenset(
         "checkpoints",
         "audit",
         "rules",
-        "deadletters",
         "throttle",
-        "playbook_runs",
-        "reports",
     }
 )
 
@@ -180,6 +178,11 @@ class Store(abc.ABC):
     name: ClassVar[str]
 
     # lifecycle -----------------------------------------------------------------------------
+    @classmethod
+    @abc.abstractmethod
+    def from_settings(cls, settings: Settings) -> Store:
+        """The store the configuration describes (``store.*``), not yet set up."""
+
     @abc.abstractmethod
     def setup(self) -> None:
         """Create tables / index templates. Idempotent."""

@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 import json
 import re
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -35,6 +34,7 @@ from elasticsearch.serializer import OrjsonSerializer
 
 from soc_core.bounds import EventBounds
 from soc_core.casefolding import lucene_pattern, needs_pattern
+from soc_core.config import Settings
 from soc_core.errors import Conflict, InvalidInput, NotFound, StoreError, StoreUnavailable
 from soc_core.events import (
     TENANT_FIELD,
@@ -450,6 +450,19 @@ class ElasticsearchStore(Store):
     """Events and documents in an Elasticsearch 9.x cluster."""
 
     name: ClassVar[str] = "elasticsearch"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Store:
+        es = settings.store.elasticsearch
+        return ElasticsearchStore(
+            es.url,
+            api_key=es.api_key,
+            username=es.username,
+            password=es.password,
+            replicas=es.replicas,
+            request_timeout=es.request_timeout,
+            bounds=EventBounds.from_settings(settings.store),
+        )
 
     def __init__(
         self,
@@ -1027,20 +1040,6 @@ class ElasticsearchStore(Store):
         items = [Doc(hit["_id"], self._version(hit), self._body(hit["_source"])) for hit in hits[:size]]
         next_cursor = encode_cursor(hits[size - 1]["sort"]) if len(hits) > size else None
         return Page(items, next_cursor)
-
-    def wait_until_ready(self, timeout: float = 60.0) -> None:
-        """Poll cluster health until yellow; raise StoreUnavailable naming the URL."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.client.cluster.health(wait_for_status="yellow", timeout="2s")
-                return
-            except (ApiError, TransportError) as exc:
-                if time.monotonic() > deadline:
-                    raise StoreUnavailable(
-                        f"Elasticsearch not ready after {timeout:.0f}s: {exc}", where=self.url
-                    ) from exc
-                time.sleep(0.5)
 
 
 __all__ = ["ElasticsearchStore", "docs_template", "event_index", "events_template", "index_refused"]

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from soc_core.casefolding import Wildcard, fold
+from soc_core.config import Settings
 from soc_core.errors import Conflict, NotFound, StoreError, StoreUnavailable
 from soc_core.events import TENANT_FIELD, Event, encode_stored, format_timestamp, utcnow, validate_event
 from soc_core.query import (
@@ -278,6 +279,10 @@ class SqliteStore(Store):
     """Events and documents in one SQLite file (WAL)."""
 
     name: ClassVar[str] = "sqlite"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Store:
+        return SqliteStore(settings.sqlite_path)
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)

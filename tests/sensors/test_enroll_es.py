@@ -32,7 +32,7 @@ from sensors import cli
 from sensors.enroll import sensor_role_descriptor
 from soc_core.devnode import DevNode, distribution_home, find_jdk
 from soc_core.events import make_event
-from soc_core.store import ElasticsearchStore
+from soc_core.store import ElasticsearchStore, Store
 from tests.shared_data import dev_node
 
 pytestmark = pytest.mark.elasticsearch
@@ -41,6 +41,13 @@ TENANT = "police"
 OTHER = "health"
 SENSOR_USER = "sensor_police"
 SENSOR_PASSWORD = "sensor-police-password"
+
+
+def _no_product_store() -> Store:
+    raise AssertionError("these commands use the sensor's own Elasticsearch credential, never the product store")
+
+
+SENSOR_APP = cli.build_sensor_app(_no_product_store)
 
 
 @dataclass(frozen=True)
@@ -111,7 +118,7 @@ def test_enroll_creates_a_key_or_says_why_not(secure_node: SecureNode, tmp_path:
     key_file = tmp_path / "sensor-es.key"
     args = ["enroll", "--es-url", secure_node.url, "--tenant", TENANT, "--sensor-id", "web01"]
     args += ["--es-user", "elastic", "--es-password", secure_node.node.password, "--key-file", str(key_file)]
-    result = CliRunner().invoke(cli.app, args)
+    result = CliRunner().invoke(SENSOR_APP, args)
     if result.exit_code == 0:  # a cluster that can store API keys
         assert key_file.stat().st_mode & 0o777 == 0o600
         snippet = yaml.safe_load(result.stdout)
@@ -166,7 +173,7 @@ def test_log_sensor_with_its_credential_stores_its_tenants_events(
     config_file = tmp_path / "sensor.yml"
     config_file.write_text(yaml.safe_dump(config))
 
-    result = CliRunner().invoke(cli.app, ["logs", "--config", str(config_file), "--once"])
+    result = CliRunner().invoke(SENSOR_APP, ["logs", "--config", str(config_file), "--once"])
 
     assert result.exit_code == 0, result.output
     counters = json.loads(result.stdout.strip().splitlines()[-1])

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import typer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -61,15 +62,17 @@ def test_last_line_without_newline_is_kept() -> None:
 
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
-    path = tmp_path / "events.sqlite"
+    return tmp_path / "events.sqlite"
 
+
+@pytest.fixture
+def sensor_app(db: Path) -> typer.Typer:
     def open_store() -> SqliteStore:
-        store = SqliteStore(path)
+        store = SqliteStore(db)
         store.setup()
         return store
 
-    cli.set_store_factory(open_store)
-    return path
+    return cli.build_sensor_app(open_store)
 
 
 def docs(path: Path) -> list[dict[str, object]]:
@@ -80,10 +83,12 @@ def docs(path: Path) -> list[dict[str, object]]:
         store.close()
 
 
-def test_jsonl_from_stdin_invalid_lines_become_parse_failures(tmp_path: Path, db: Path) -> None:
+def test_jsonl_from_stdin_invalid_lines_become_parse_failures(
+    tmp_path: Path, db: Path, sensor_app: typer.Typer
+) -> None:
     stdin = '{"a": {"b": 1}}\nnot json at all\n{"message": "hi"}\n\n'
     args = ["jsonl", "-", "--tenant", "police", "--sensor-id", "app01", "--state-dir", str(tmp_path / "s")]
-    result = CliRunner().invoke(cli.app, [*args, "--source-id", "run1"], input=stdin)
+    result = CliRunner().invoke(sensor_app, [*args, "--source-id", "run1"], input=stdin)
     assert result.exit_code == 0, result.output
     counters = json.loads(result.stdout.strip().splitlines()[-1])
     assert counters["records"] == counters["events_out"] == 4
@@ -91,15 +96,15 @@ def test_jsonl_from_stdin_invalid_lines_become_parse_failures(tmp_path: Path, db
     events = docs(db)
     assert events[0]["a.b"] == 1 and events[0]["event.dataset"] == "json.generic"
     assert events[1]["event.original"] == "not json at all" and "parse_failure" in events[1]["tags"]  # type: ignore[operator]
-    again = CliRunner().invoke(cli.app, [*args, "--source-id", "run1"], input=stdin)
+    again = CliRunner().invoke(sensor_app, [*args, "--source-id", "run1"], input=stdin)
     assert json.loads(again.stdout.strip().splitlines()[-1])["duplicates"] == 4
     assert len(docs(db)) == 4
 
 
-def test_logs_dash_reads_stdin_with_any_parser(tmp_path: Path, db: Path) -> None:
+def test_logs_dash_reads_stdin_with_any_parser(tmp_path: Path, db: Path, sensor_app: typer.Typer) -> None:
     line = '10.0.0.1 - - [05/Feb/2024:10:00:00 +0000] "GET /a?b=c HTTP/1.1" 200 5 "-" "curl/8"\n'
     args = ["logs", "-", "--parser", "nginx", "--tenant", "police", "--sensor-id", "web01"]
-    result = CliRunner().invoke(cli.app, [*args, "--state-dir", str(tmp_path / "s")], input=line * 3)
+    result = CliRunner().invoke(sensor_app, [*args, "--state-dir", str(tmp_path / "s")], input=line * 3)
     assert result.exit_code == 0, result.output
     events = docs(db)
     assert len(events) == 3
@@ -107,9 +112,9 @@ def test_logs_dash_reads_stdin_with_any_parser(tmp_path: Path, db: Path) -> None
     assert events[0]["url.query"] == "b=c"
 
 
-def test_jsonl_files_go_through_the_tailer(tmp_path: Path, db: Path) -> None:
+def test_jsonl_files_go_through_the_tailer(tmp_path: Path, db: Path, sensor_app: typer.Typer) -> None:
     (tmp_path / "app.jsonl").write_text('{"event": {"action": "x"}}\n{"event": {"action": "y"}}\n')
     args = ["jsonl", str(tmp_path / "*.jsonl"), "--tenant", "police", "--sensor-id", "a"]
-    result = CliRunner().invoke(cli.app, [*args, "--from-beginning", "--once", "--state-dir", str(tmp_path / "s")])
+    result = CliRunner().invoke(sensor_app, [*args, "--from-beginning", "--once", "--state-dir", str(tmp_path / "s")])
     assert result.exit_code == 0, result.output
     assert [e["event.action"] for e in docs(db)] == ["x", "y"]

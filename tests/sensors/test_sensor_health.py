@@ -118,9 +118,9 @@ def test_cli_log_sensor_reports_its_counters(api: Api, events_store: SqliteStore
         "health": {"api_url": api.url, "api_key_file": str(api.key_file), "interval": 0.2},
     }
     (tmp_path / "sensor.yml").write_text(yaml.safe_dump(config))
-    cli.set_store_factory(lambda: events_store)
+    app = cli.build_sensor_app(lambda: events_store)
 
-    result = CliRunner().invoke(cli.app, ["logs", "--config", str(tmp_path / "sensor.yml"), "--once"])
+    result = CliRunner().invoke(app, ["logs", "--config", str(tmp_path / "sensor.yml"), "--once"])
 
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout.strip().splitlines()[-1])["events_out"] == 10
@@ -216,10 +216,10 @@ def test_unreachable_api_is_logged_and_never_blocks_ingestion(
         "health": {"api_url": nowhere, "api_key_file": str(key_file), "interval": 0.05},
     }
     (tmp_path / "sensor.yml").write_text(yaml.safe_dump(config))
-    cli.set_store_factory(lambda: events_store)
+    app = cli.build_sensor_app(lambda: events_store)
 
     with caplog.at_level(logging.WARNING, logger="sensors.health"):
-        result = CliRunner().invoke(cli.app, ["logs", "--config", str(tmp_path / "sensor.yml"), "--once"])
+        result = CliRunner().invoke(app, ["logs", "--config", str(tmp_path / "sensor.yml"), "--once"])
 
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout.strip().splitlines()[-1])["events_out"] == 4

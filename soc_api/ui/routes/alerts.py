@@ -14,12 +14,12 @@ from soc_api.schemas import AlertUpdate, CommentCreate
 from soc_api.services import alerts
 from soc_api.ui.forms import FormDep
 from soc_api.ui.render import render
+from soc_core.alert_status import ALERT_STATUSES
 from soc_core.errors import Conflict, InvalidInput
 from soc_core.store import Doc, Store
 
 router = APIRouter(prefix="/ui/alerts", include_in_schema=False)
 
-STATUSES = ("new", "acknowledged", "in_progress", "resolved", "false_positive", "benign", "duplicate")
 LEVELS = ("critical", "high", "medium", "low", "informational")
 PAGE_SIZE = 50
 COUNT_CAP = 10_000  # the status counts scan at most this many alerts
@@ -38,7 +38,7 @@ def status_counts(
     store: Store, tenants: tuple[str, ...] | None, filters: dict[str, Any]
 ) -> tuple[dict[str, int], bool]:
     """Alerts per status under the other filters; ``True`` when the scan hit the cap."""
-    counts = dict.fromkeys(STATUSES, 0)
+    counts: dict[str, int] = dict.fromkeys(ALERT_STATUSES, 0)
     seen = 0
     cursor = None
     while seen < COUNT_CAP:
@@ -64,7 +64,7 @@ def queue(
     assignee: Annotated[str, Query(max_length=100)] = "",
     cursor: Annotated[str, Query(max_length=2000)] = "",
 ) -> HTMLResponse:
-    statuses = _checked(status, STATUSES, "status")
+    statuses = _checked(status, ALERT_STATUSES, "status")
     levels = _checked(level, LEVELS, "level")
     filters: dict[str, Any] = {}
     if levels:
@@ -89,7 +89,7 @@ def queue(
         params=params,
         counts=counts,
         counts_capped=capped,
-        statuses=STATUSES,
+        statuses=ALERT_STATUSES,
         levels=LEVELS,
         show_tenant=scope is None or len(scope) > 1,
         entity_columns=ENTITY_COLUMNS,
@@ -105,7 +105,7 @@ def _detail_context(store: Store, doc: Doc) -> dict[str, Any]:
 @router.get("/{alert_id}", response_class=HTMLResponse)
 def detail(alert_id: str, request: Request, store: StoreDep, scope: TenantScope) -> HTMLResponse:
     doc = alerts.visible_alert(store, alert_id, scope)
-    return render(request, "alert.html", statuses=STATUSES, **_detail_context(store, doc))
+    return render(request, "alert.html", statuses=ALERT_STATUSES, **_detail_context(store, doc))
 
 
 def _triage(request: Request, doc: Doc, *, message: str = "", error: str = "", status: int = 200) -> HTMLResponse:
@@ -114,7 +114,7 @@ def _triage(request: Request, doc: Doc, *, message: str = "", error: str = "", s
         "_triage.html",
         status_code=status,
         alert=to_public(doc),
-        statuses=STATUSES,
+        statuses=ALERT_STATUSES,
         message=message,
         error=error,
     )
@@ -186,4 +186,4 @@ def comment(
     return render(request, "_comments.html", alert=to_public(doc), comments=doc.body.get("comments") or [], error="")
 
 
-__all__ = ["LEVELS", "STATUSES", "router", "status_counts"]
+__all__ = ["LEVELS", "router", "status_counts"]

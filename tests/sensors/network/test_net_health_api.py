@@ -18,11 +18,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import typer
 import yaml
 from typer.testing import CliRunner
 
-from sensors.net_cli import health_config, register, reporting
+from sensors.net_cli import build_network_app, health_config, reporting
 from sensors.netsensor import HEALTH_DATASET, NetSensorSettings, NetworkSensor
 from sensors.sources.network import LiveCapture
 from soc_core.store.sqlite import SqliteStore
@@ -194,8 +193,7 @@ def test_pcap_cli_reports_its_counters(api: Api, tmp_path: Path) -> None:
         opened.setup()
         return opened
 
-    app = typer.Typer()
-    register(app, open_store)
+    app = build_network_app(open_store)
     arguments = ["pcap", str(WIKIPEDIA), "--tenant", "police", "--sensor-id", "lab", "--state-dir", str(tmp_path)]
     health = ["--health-api-url", api.url, "--health-key-file", str(api.key_file), "--health-interval", "0.2"]
     result = CliRunner().invoke(app, [*arguments, *health])

@@ -7,10 +7,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from sensors.net_cli import register
+from sensors.net_cli import build_network_app
 from sensors.netsensor import HEALTH_DATASET, NetSensorSettings, NetworkSensor
 from sensors.sources.network import KernelStats
 from soc_core.events import validate_event
@@ -79,8 +78,7 @@ def test_pcap_cli(tmp_path: Path) -> None:
         opened.setup()
         return opened
 
-    app = typer.Typer()
-    register(app, open_store)
+    app = build_network_app(open_store)
     result = CliRunner().invoke(
         app, ["pcap", str(WIKIPEDIA), "--tenant", "police", "--sensor-id", "lab", "--state-dir", str(tmp_path / "s")]
     )
