@@ -13,10 +13,12 @@ Why not the pySigma backends' output as it is
 
 Elasticsearch (:func:`compile_es`)
     Strings: ``term``/``wildcard`` with ``case_insensitive`` (unless ``|cased``) on keyword
-    fields; ``text`` fields (``message``) are matched on their ``.keyword`` sub-field, whole
-    value like the matcher. Regexes are translated from RE2 syntax to Lucene syntax and wrapped
-    in ``.*….*`` because Lucene regexes are anchored and the matcher searches (a ``^``/``$``
-    at the edges drops the wrapper on that side). Numbers, ``|cidr``, comparisons and string
+    fields, or a ``regexp`` spelling out every case and composition of a non-ASCII value, since
+    ``case_insensitive`` folds ASCII only (:mod:`soc_core.casefolding`); ``text`` fields
+    (``message``) are matched on their ``.keyword`` sub-field, whole value like the matcher.
+    Regexes are translated from RE2 syntax to Lucene syntax and wrapped in ``.*….*`` because
+    Lucene regexes are anchored and the matcher searches (a ``^``/``$`` at the edges drops the
+    wrapper on that side). Numbers, ``|cidr``, comparisons and string
     values are compiled per field type (the live mapping when the store is at hand, ECS types
     otherwise), e.g. ``|cidr`` on a keyword field becomes a regex over dotted quads and
     ``|startswith: '10.'`` on an ``ip`` field becomes address ranges.
@@ -24,9 +26,10 @@ Elasticsearch (:func:`compile_es`)
 SQLite (:func:`compile_sql`)
     A ``WHERE`` fragment over table ``events``; every field value is read with
     ``json_each(events.doc, '$."field"')`` so list-valued fields match on any element. Value
-    tests call small SQL functions (:func:`register_sql_functions`, added to the store's
-    connections by :func:`rule_hits`) that reuse the matcher's own definitions: case folding,
-    number parsing, ``REGEXP`` (RE2, unanchored), CIDR, timestamp parts.
+    tests call the store's value functions (:mod:`soc_core.store.sqlite_functions`: case
+    folding, number parsing, CIDR, shared with hunts) and the rule-only ones of
+    :func:`register_sql_functions` (added to the store's connections by :func:`rule_hits`):
+    ``REGEXP`` (RE2, unanchored), timestamp parts, field references.
 
 Known differences, by design of the Elasticsearch mapping (tested in test_differential.py):
     * keywords (values without a field) search ``message`` and ``event.original`` in the matcher
@@ -84,10 +87,12 @@ from sigma.types import (
     TimestampPart,
 )
 
+from soc_core.casefolding import Wildcard, fold, lucene_pattern, needs_pattern
 from soc_core.errors import RuleError, SocError, StoreError
 from soc_core.events import check_tenant_id, format_timestamp, parse_timestamp
 from soc_core.store.base import Store
 from soc_core.store.fields import NUMERIC_TYPES, check_field_name, field_type
+from soc_core.store.sqlite_functions import glob_literal
 
 from .engine import LogSource, event_logsources, process_rule
 from .loader import LoadedRule
@@ -207,54 +212,6 @@ class SqlQuery:
     params: tuple[Any, ...]
 
 
-def _sql_text(kind: str | None, value: Any) -> str | None:
-    """A JSON scalar from ``json_each`` as the matcher's text (``true``, ``4624``, ``1.5``)."""
-    if kind == "text":
-        return str(value)
-    if kind == "true":
-        return "true"
-    if kind == "false":
-        return "false"
-    if kind in ("integer", "real"):
-        return str(value)
-    return None
-
-
-def _sql_lower(kind: str | None, value: Any) -> str | None:
-    text = _sql_text(kind, value)
-    return text.lower() if text is not None else None
-
-
-def _sql_number(kind: str | None, value: Any) -> float | None:
-    if kind in ("integer", "real"):
-        return float(value)
-    if kind == "text":
-        try:
-            return float(str(value).strip())
-        except ValueError:
-            return None
-    return None
-
-
-def _sql_bool(kind: str | None, value: Any, expected: int) -> int:
-    if kind in ("true", "false"):
-        return int((kind == "true") == bool(expected))
-    if kind == "text":
-        return int(str(value).strip().lower() == ("true" if expected else "false"))
-    return 0
-
-
-def _sql_cidr(kind: str | None, value: Any, block: str) -> int:
-    if kind != "text":
-        return 0
-    try:
-        address = ipaddress.ip_address(str(value).strip())
-    except ValueError:
-        return 0
-    network = ipaddress.ip_network(block)
-    return int(address.version == network.version and address in network)
-
-
 _TS_PARTS: dict[str, Callable[[datetime], int]] = {
     TimestampPart.MINUTE.name: lambda moment: moment.minute,
     TimestampPart.HOUR.name: lambda moment: moment.hour,
@@ -292,12 +249,8 @@ def _sql_fieldref(left: str | None, right: str | None, mode: str) -> int:
 
 
 def register_sql_functions(conn: sqlite3.Connection) -> None:
-    """The SQL functions compiled rules call (``REGEXP`` included); idempotent."""
-    conn.create_function("sigma_text", 2, _sql_text, deterministic=True)
-    conn.create_function("sigma_lower", 2, _sql_lower, deterministic=True)
-    conn.create_function("sigma_number", 2, _sql_number, deterministic=True)
-    conn.create_function("sigma_bool", 3, _sql_bool, deterministic=True)
-    conn.create_function("sigma_cidr", 3, _sql_cidr, deterministic=True)
+    """The SQL functions only rules call (``REGEXP`` included), beside the store's value
+    functions (:mod:`soc_core.store.sqlite_functions`); idempotent."""
     conn.create_function("sigma_ts_part", 3, _sql_ts_part, deterministic=True)
     conn.create_function("sigma_fieldref", 3, _sql_fieldref, deterministic=True)
     conn.create_function("regexp", 2, _sql_regexp, deterministic=True)
@@ -312,8 +265,7 @@ def _glob(parts: Sequence[Any], fold: bool) -> str:
         elif part == _QMARK:
             out.append("?")
         else:
-            text = part.lower() if fold else part
-            out.append("".join(f"[{c}]" if c in "*?[" else c for c in text))
+            out.append(glob_literal(part, cased=not fold))
     return "".join(out)
 
 
@@ -383,27 +335,27 @@ class _SqlCompiler(_Target[str]):
         if isinstance(value, SigmaTimestampPart):
             return self._any(name, "sigma_ts_part(v.type, v.value, ?) = ?", value.timestamp_part.name, value.number)
         if isinstance(value, SigmaNumber):
-            return self._any(name, "sigma_number(v.type, v.value) = ?", value.number)
+            return self._any(name, "value_number(v.type, v.value) = ?", value.number)
         if isinstance(value, SigmaBool):
-            return self._any(name, "sigma_bool(v.type, v.value, ?)", int(value.boolean))
+            return self._any(name, "value_bool(v.type, v.value, ?)", int(value.boolean))
         if isinstance(value, SigmaRegularExpression):
             pattern = _regex_pattern(value, self.unsupported)
             compile_regex(pattern, where=self.where)  # refused here, not inside SQLite at query time
-            return self._any(name, "sigma_text(v.type, v.value) REGEXP ?", pattern)
+            return self._any(name, "value_text(v.type, v.value) REGEXP ?", pattern)
         if isinstance(value, SigmaCompareExpression):
             op = _SQL_COMPARE[value.op]
-            return self._any(name, f"sigma_number(v.type, v.value) {op} ?", value.number.number)
+            return self._any(name, f"value_number(v.type, v.value) {op} ?", value.number.number)
         if isinstance(value, SigmaCIDRExpression):
-            return self._any(name, "sigma_cidr(v.type, v.value, ?)", str(value.network))
+            return self._any(name, "value_in_cidr(v.type, v.value, ?)", str(value.network))
         raise self.unsupported(f"value of type {type(value).__name__} ({value!r})")
 
     def string(self, name: str, value: SigmaString) -> str:
         parts = _parts(value, self.unsupported)
         cased = isinstance(value, SigmaCasedString)
-        text = "sigma_text(v.type, v.value)" if cased else "sigma_lower(v.type, v.value)"
+        text = "value_text(v.type, v.value)" if cased else "value_fold(v.type, v.value)"
         if all(isinstance(part, str) for part in parts):
             plain = "".join(parts)
-            return self._any(name, f"{text} = ?", plain if cased else plain.lower())
+            return self._any(name, f"{text} = ?", plain if cased else fold(plain))
         return self._any(name, f"{text} GLOB ?", _glob(parts, fold=not cased))
 
     def fieldref(self, name: str, ref: SigmaFieldReference) -> str:
@@ -418,7 +370,7 @@ class _SqlCompiler(_Target[str]):
         self.params.extend([self._path(name), self._path(ref.field), mode])
         return (
             "EXISTS (SELECT 1 FROM json_each(events.doc, ?) AS a, json_each(events.doc, ?) AS b"
-            " WHERE sigma_fieldref(sigma_lower(a.type, a.value), sigma_lower(b.type, b.value), ?))"
+            " WHERE sigma_fieldref(value_fold(a.type, a.value), value_fold(b.type, b.value), ?))"
         )
 
 
@@ -708,6 +660,12 @@ class _EsCompiler(_Target[DslQuery]):
         plain = all(isinstance(part, str) for part in parts)
         text = "".join(part if isinstance(part, str) else "" for part in parts)
         if kind == "keyword":
+            if not cased and needs_pattern(text):
+                pattern = lucene_pattern(
+                    Wildcard.ANY_RUN if part == _STAR else Wildcard.ANY_ONE if part == _QMARK else part
+                    for part in parts
+                )
+                return {"regexp": {target: {"value": pattern, "flags": "NONE", "max_determinized_states": 100_000}}}
             if plain:
                 body: dict[str, Any] = {"value": text}
                 query = "term"

@@ -61,6 +61,7 @@ from sigma.types import (
     TimestampPart,
 )
 
+from soc_core.casefolding import fold
 from soc_core.errors import RuleError, SocError
 from soc_core.events import parse_timestamp
 
@@ -307,7 +308,7 @@ class _Compiler(ConditionWalk[Matcher]):
         """OR, with the plain case-insensitive string tests on one field merged into one test.
 
         SigmaHQ rules often list dozens of values for one field (``Image|endswith: [...]``):
-        merged, the field is read and lower-cased once, and the comparisons run in C
+        merged, the field is read and case-folded once, and the comparisons run in C
         (``str.endswith`` with a tuple, a set lookup, one RE2 alternation for many substrings).
         """
         if not self.merge_or:
@@ -366,7 +367,7 @@ class _Compiler(ConditionWalk[Matcher]):
             lefts = [_text(v) for v in _values(event.get(name))]
             rights = [_text(v) for v in _values(event.get(other_name))]
             return any(
-                left is not None and right is not None and compare(left.lower(), right.lower())
+                left is not None and right is not None and compare(fold(left), fold(right))
                 for left in lefts
                 for right in rights
             )
@@ -440,7 +441,7 @@ _CONTAINS_REGEX_FROM = 8  # with this many substrings one RE2 alternation beats 
 
 
 def _plain_shape(node: object) -> tuple[str, str] | None:
-    """(kind, lower-cased needle) of a case-insensitive field test :func:`_folded_test` can merge."""
+    """(kind, case-folded needle) of a case-insensitive field test :func:`_folded_test` can merge."""
     if not isinstance(node, ConditionFieldEqualsValueExpression):
         return None
     value = node.value
@@ -453,13 +454,13 @@ def _string_shape(parts: tuple[Any, ...]) -> tuple[str, str] | None:
     """ "equals"/"prefix"/"suffix"/"contains" and the needle, for wildcard shapes that need no regex."""
     star = SpecialChars.WILDCARD_MULTI
     if all(isinstance(part, str) for part in parts):
-        return "equals", "".join(parts).lower()
+        return "equals", fold("".join(parts))
     lead = bool(parts) and parts[0] == star
     trail = len(parts) > 1 and parts[-1] == star
     core = parts[int(lead) : len(parts) - int(trail)]
     if not all(isinstance(part, str) for part in core):
         return None
-    needle = "".join(core).lower()
+    needle = fold("".join(core))
     if lead and trail:
         return "contains", needle
     return ("suffix" if lead else "prefix"), needle
@@ -505,7 +506,7 @@ def _folded_test(kinds: Mapping[str, list[str]]) -> ValueTest:
 
     def test(found: Any) -> bool:
         text = found if found.__class__ is str else _text(found)
-        return text is not None and check(text.lower())
+        return text is not None and check(fold(text))
 
     return test
 
@@ -548,28 +549,28 @@ def _string_test(parts: tuple[Any, ...], cased: bool) -> ValueTest:
         shape = _string_shape(parts)
         if shape is not None:
             return _folded_test({shape[0]: [shape[1]]})
-    fold: Callable[[str], str] = lambda s: s  # noqa: E731
+    literal: Callable[[str], str] = (lambda s: s) if cased else fold
     if all(isinstance(part, str) for part in parts):
-        needle = fold("".join(parts))
-        return _wrap(lambda text: fold(text) == needle)
+        needle = literal("".join(parts))
+        return _wrap(lambda text: literal(text) == needle)
     inner = parts
     lead = bool(inner) and inner[0] == star
     trail = len(inner) > 1 and inner[-1] == star
     core = inner[int(lead) : len(inner) - int(trail)]
     if all(isinstance(part, str) for part in core):
-        needle = fold("".join(core))
+        needle = literal("".join(core))
         if lead and trail:
-            return _wrap(lambda text: needle in fold(text))
+            return _wrap(lambda text: needle in literal(text))
         if lead:
-            return _wrap(lambda text: fold(text).endswith(needle))
+            return _wrap(lambda text: literal(text).endswith(needle))
         if trail:
-            return _wrap(lambda text: fold(text).startswith(needle))
+            return _wrap(lambda text: literal(text).startswith(needle))
     pattern = "".join(
-        ".*" if part == star else "." if part == SpecialChars.WILDCARD_SINGLE else re.escape(part) for part in parts
+        ".*" if part == star else "." if part == SpecialChars.WILDCARD_SINGLE else re.escape(literal(part))
+        for part in parts
     )
-    flags = "(?s)" if cased else "(?is)"
-    compiled = re2.compile(f"{flags}^(?:{pattern})$", options=_RE2_OPTIONS)
-    return _wrap(lambda text: compiled.search(text) is not None)
+    compiled = re2.compile(f"(?s)^(?:{pattern})$", options=_RE2_OPTIONS)
+    return _wrap(lambda text: compiled.search(literal(text)) is not None)
 
 
 def _wrap(check: Callable[[str], bool]) -> ValueTest:

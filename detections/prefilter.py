@@ -14,6 +14,7 @@ smallest set among its branches; NOT and every other value give nothing.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -111,11 +112,16 @@ class Prefilter:
 
 
 def event_text(event: Mapping[str, Any]) -> str:
-    """Every value of the event (lists flattened) as text, lower-cased, NUL-separated."""
+    """Every value of the event (lists flattened) as text, lower-cased, NUL-separated.
+
+    Composed (NFC) first, as :func:`soc_core.casefolding.fold` composes what the matcher reads:
+    a few characters compose to ASCII (U+037E to ``;``), and every ASCII letter or sign ``fold``
+    gives, NFC then ``lower()`` gives too, so no event the matcher accepts is filtered out.
+    """
     values = list(event.values())
-    if all(value.__class__ is str for value in values):  # the usual case: skip the flattening
-        return "\x00".join(values).lower()
-    return "\x00".join(_texts(values)).lower()
+    # the usual case, only strings, skips the flattening
+    text = "\x00".join(values if all(value.__class__ is str for value in values) else _texts(values))
+    return (text if text.isascii() else unicodedata.normalize("NFC", text)).lower()
 
 
 def _texts(values: Iterable[Any]) -> Iterable[str]:

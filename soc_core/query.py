@@ -28,6 +28,7 @@ from luqum import tree
 from luqum.exceptions import ParseError as LuqumParseError
 from luqum.parser import parser as luqum_parser
 
+from soc_core.casefolding import Wildcard
 from soc_core.errors import InvalidInput
 
 MAX_QUERY_LENGTH = 2000
@@ -57,6 +58,27 @@ class FieldEquals:
     field: str
     value: str
     wildcard: bool = False
+
+    def parts(self) -> list[str | Wildcard]:
+        """A wildcard value as literal texts and wildcards (``\\`` escapes resolved)."""
+        parts: list[str | Wildcard] = []
+        literal: list[str] = []
+        escaped = False
+        for char in self.value:
+            if not escaped and char in "*?":
+                if literal:
+                    parts.append("".join(literal))
+                    literal = []
+                parts.append(Wildcard.ANY_RUN if char == "*" else Wildcard.ANY_ONE)
+            elif not escaped and char == "\\":
+                escaped = True
+                continue
+            else:
+                literal.append(char)
+            escaped = False
+        if literal:
+            parts.append("".join(literal))
+        return parts
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from elasticsearch import ApiError, Elasticsearch
 from elasticsearch.serializer import OrjsonSerializer
 
 from soc_core.bounds import EventBounds
+from soc_core.casefolding import lucene_pattern, needs_pattern
 from soc_core.config import Settings
 from soc_core.errors import Conflict, InvalidInput, NotFound, StoreError, StoreUnavailable
 from soc_core.events import (
@@ -412,6 +413,11 @@ class _DslBuilder:
             return {"term": {field: node.value}}
         if kind in NUMERIC_TYPES or kind in ("boolean", "date"):
             return {"term": {field: node.value}}
+        parts = node.parts() if node.wildcard else [node.value]
+        if needs_pattern("".join(part for part in parts if isinstance(part, str))):
+            # case_insensitive folds ASCII only: spell out every case and composition instead
+            pattern = lucene_pattern(parts)
+            return {"regexp": {field: {"value": pattern, "flags": "NONE", "max_determinized_states": 100_000}}}
         if node.wildcard:
             return {"wildcard": {field: {"value": node.value, "case_insensitive": True}}}
         return {"term": {field: {"value": node.value, "case_insensitive": True}}}

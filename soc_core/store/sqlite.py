@@ -14,7 +14,6 @@ own (:meth:`SqliteStore.reopened`).
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import sqlite3
@@ -26,6 +25,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from soc_core.casefolding import Wildcard, fold
 from soc_core.config import Settings
 from soc_core.errors import Conflict, NotFound, StoreError, StoreUnavailable
 from soc_core.events import TENANT_FIELD, Event, encode_stored, format_timestamp, utcnow, validate_event
@@ -41,6 +41,7 @@ from soc_core.query import (
     Text,
     parse_query,
 )
+from soc_core.store import sqlite_functions
 from soc_core.store.base import (
     MAX_LIST_SIZE,
     Bucket,
@@ -58,6 +59,7 @@ from soc_core.store.base import (
     encode_cursor,
 )
 from soc_core.store.fields import NUMERIC_TYPES, check_field_name, field_type, numeric_bound
+from soc_core.store.sqlite_functions import glob_literal
 from soc_core.tenant_claims import as_stored
 
 READ_BLOCK = 256  # events per block of a read plan at most (see block_size)
@@ -198,30 +200,12 @@ def _json_path(field: str) -> str:
     return '$."' + check_field_name(field) + '"'
 
 
-def _cidr_contains(value: object, block: str) -> int:
-    try:
-        return int(ipaddress.ip_address(str(value)) in ipaddress.ip_network(block, strict=False))
-    except ValueError:
-        return 0
-
-
-def _glob_from_wildcard(pattern: str) -> str:
-    """Sigma/Lucene wildcards (``*``, ``?``, ``\\`` escapes) to a SQLite GLOB pattern."""
-    out = []
-    escaped = False
-    for char in pattern.lower():
-        if escaped:
-            out.append(f"[{char}]" if char in "*?[]" else char)
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char in "*?":
-            out.append(char)
-        elif char in "[]":
-            out.append(f"[{char}]")
-        else:
-            out.append(char)
-    return "".join(out)
+def _glob(node: FieldEquals) -> str:
+    """A hunt wildcard value as a GLOB pattern over folded text."""
+    return "".join(
+        "*" if part is Wildcard.ANY_RUN else "?" if part is Wildcard.ANY_ONE else glob_literal(part)
+        for part in node.parts()
+    )
 
 
 def _fts_phrase(words: str) -> str:
@@ -257,8 +241,8 @@ class _SqlBuilder:
             self.params.append(_fts_phrase(words))
             return "events.seq IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)"
         # other text fields: every word present, case-insensitively
-        self.params.extend([_json_path(field), f"%{words.lower()}%"])
-        return "lower(json_extract(events.doc, ?)) LIKE ?"
+        self.params.extend([_json_path(field), fold(words)])
+        return "instr(fold(json_extract(events.doc, ?)), ?) > 0"
 
     def _any_value(self, field: str, predicate: str, *args: Any) -> str:
         self.params.append(_json_path(field))
@@ -270,16 +254,16 @@ class _SqlBuilder:
         if kind == "text":
             return self._text(node.field, node.value)
         if kind == "ip" and "/" in node.value:
-            return self._any_value(node.field, "cidr_contains(v.value, ?)", node.value)
+            return self._any_value(node.field, "value_in_cidr(v.type, v.value, ?)", node.value)
         if node.wildcard:
-            return self._any_value(node.field, "lower(v.value) GLOB ?", _glob_from_wildcard(node.value))
+            return self._any_value(node.field, "value_fold(v.type, v.value) GLOB ?", _glob(node))
         if kind in NUMERIC_TYPES:
-            return self._any_value(node.field, "CAST(v.value AS REAL) = CAST(? AS REAL)", node.value)
-        return self._any_value(node.field, "lower(v.value) = lower(?)", node.value)
+            return self._any_value(node.field, "value_number(v.type, v.value) = CAST(? AS REAL)", node.value)
+        return self._any_value(node.field, "value_fold(v.type, v.value) = ?", fold(node.value))
 
     def _range(self, node: FieldRange) -> str:
         numeric = field_type(node.field) in NUMERIC_TYPES
-        value = "CAST(v.value AS REAL)" if numeric else "v.value"
+        value = "value_number(v.type, v.value)" if numeric else "v.value"
         parts = []
         args: list[Any] = []
         if node.low is not None:
@@ -324,7 +308,7 @@ class SqliteStore(Store):
             conn.execute("PRAGMA busy_timeout=30000")
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable(f"cannot open SQLite store: {exc}", where=str(self.path)) from exc
-        conn.create_function("cidr_contains", 2, _cidr_contains, deterministic=True)
+        sqlite_functions.register(conn)
         for hook in self._hooks:
             hook(conn)
         self._local.conn = conn

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -300,3 +301,75 @@ def test_large_batches_keep_per_item_results_in_order(store: Store) -> None:
     assert result.created == 4499 and result.items[2345].status == "rejected"
     wait_visible(store)
     assert store.count_events(event_query(tenants=["police"]))[0].count == 4499
+
+
+# issue 10 item 1: case-insensitive matching of non-ASCII text, the same on every store. "Equal"
+# means equal after soc_core.casefolding.fold: NFC, then simple case folding (one character for
+# one), so precomposed and decomposed Vietnamese agree, ß is not SS and Turkish İ is not i/I.
+def _nfd(text: str) -> str:
+    return unicodedata.normalize("NFD", text)
+
+
+UNICODE_NAMES = {
+    "vi-upper": "NGUYỄN VĂN AN",
+    "vi-lower": "nguyễn văn an",
+    "vi-upper-nfd": _nfd("NGUYỄN VĂN AN"),
+    "vi-lower-nfd": _nfd("nguyễn văn an"),
+    "vi-other": "Nguyễn Thị Bình",
+    "vi-no-marks": "nguyen van an",
+    "de-capital-sharp-s": "STRAẞE",
+    "de-sharp-s": "straße",
+    "de-double-s": "STRASSE",
+    "tr-dotted-capital": "İSTANBUL",
+    "tr-dotless": "ıstanbul",
+    "ascii-lower": "istanbul",
+    "ascii-upper": "ISTANBUL",
+    "el-upper": "ΟΔΥΣΣΕΥΣ",
+    "el-final-sigma": "οδυσσευς",
+}
+
+
+def unicode_events() -> list[dict]:
+    return [
+        make_event(
+            tenant="police",
+            dataset="system.auth",
+            sensor_id="s1",
+            source="unicode",
+            position=number,
+            raw=key.encode(),
+            timestamp=BASE + timedelta(minutes=number),
+            fields={"user.name": name, "labels.case": key, "message": f"login by {name}"},
+        )
+        for number, (key, name) in enumerate(UNICODE_NAMES.items())
+    ]
+
+
+VI_FULL = {"vi-upper", "vi-lower", "vi-upper-nfd", "vi-lower-nfd"}
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ('user.name:"nguyễn văn an"', VI_FULL),
+        ('user.name:"NGUYỄN VĂN AN"', VI_FULL),
+        (f'user.name:"{_nfd("Nguyễn Văn An")}"', VI_FULL),  # typed with combining marks
+        ("user.name:nguyễn*", VI_FULL | {"vi-other"}),
+        ("user.name:NGUYỄ*", VI_FULL | {"vi-other"}),  # the issue's case: missed even in stored case
+        (f"user.name:{_nfd('NGUYỄ')}*", VI_FULL | {"vi-other"}),
+        ("user.name:ngu?ễn*", VI_FULL | {"vi-other"}),
+        ("user.name:straße", {"de-capital-sharp-s", "de-sharp-s"}),  # simple folding: ß is not ss
+        ("user.name:STRASSE", {"de-double-s"}),
+        ("user.name:istanbul", {"ascii-lower", "ascii-upper"}),  # İ and ı are letters of their own
+        ("user.name:İSTANBUL", {"tr-dotted-capital"}),
+        ("user.name:ıSTANBUL", {"tr-dotless"}),
+        ("user.name:οδυσσευσ", {"el-upper", "el-final-sigma"}),  # σ, ς and Σ fold together
+        ("user.name:ΟΔΥΣ*", {"el-upper", "el-final-sigma"}),
+    ],
+)
+def test_issue10_unicode_hunt_folds_case_beyond_ascii(store: Store, query: str, expected: set[str]) -> None:
+    store.add_events(unicode_events())
+    wait_visible(store)
+    page = store.search_events(event_query(tenants=["police"], query=query, size=100))
+    assert {event["labels.case"] for event in page.items} == expected
+    assert store.count_events(event_query(tenants=["police"], query=query))[0].count == len(expected)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -151,3 +152,26 @@ def test_routing_keeps_rules_to_their_logsource(tmp_path: Path) -> None:
     sysmon = {"event.dataset": "windows.sysmon", "event.code": "1", "user.name": "bob", "organization.id": "p"}
     assert evaluator.matching_rules(linux) == []
     assert len(evaluator.matching_rules(sysmon)) == 1
+
+
+def test_issue10_unicode_engine_matches_what_the_matcher_folds(tmp_path: Path) -> None:
+    """The prefilter keeps every event the matcher accepts, when NFC makes the text match."""
+    (tmp_path / "vi.yml").write_text(
+        "title: V\nid: 3d1f0a7e-0000-4000-8000-000000000002\n"
+        "logsource: {product: linux, service: sshd}\n"
+        "detection: {sel: {user.name|contains: 'NGUYỄN'}, condition: sel}\nlevel: low\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "semicolon.yml").write_text(
+        "title: S\nid: 3d1f0a7e-0000-4000-8000-000000000003\n"
+        "logsource: {product: linux, service: sshd}\n"
+        "detection: {sel: {message|contains: 'user;admin'}, condition: sel}\nlevel: low\n",
+        encoding="utf-8",
+    )
+    evaluator = Evaluator(compile_ruleset(load_rules([tmp_path])))
+    base = {"event.dataset": "system.auth", "process.name": "sshd", "organization.id": "p"}
+    decomposed = {**base, "user.name": unicodedata.normalize("NFD", "nguyễn văn an")}
+    # U+037E GREEK QUESTION MARK is canonically a semicolon: NFC turns it into ";"
+    greek_semicolon = {**base, "message": "USER\u037eADMIN login"}
+    assert [rule.meta.id[-1] for rule in evaluator.matching_rules(decomposed)] == ["2"]
+    assert [rule.meta.id[-1] for rule in evaluator.matching_rules(greek_semicolon)] == ["3"]

@@ -18,6 +18,7 @@ import hashlib
 import io
 import ipaddress
 import json
+import unicodedata
 import zipfile
 from collections.abc import Iterator
 from typing import Any
@@ -52,6 +53,7 @@ from soc_core.errors import RuleError
 from soc_core.events import flatten
 from soc_core.store import ElasticsearchStore, SqliteStore
 from soc_core.store.fields import FIELD_NAME, NUMERIC_TYPES, field_type
+from tests.detections.helpers import load_one, rule_yaml
 from tests.shared_data import SHARED_DATA
 
 SIGMAHQ = SHARED_DATA / "sigmahq/rules"
@@ -362,3 +364,65 @@ def _diff(expected: list[str], got: list[str]) -> str:
     missing = sorted(set(expected) - set(got))[:5]
     extra = sorted(set(got) - set(expected))[:5]
     return f"has {len(expected)}, target {len(got)}; target misses {missing}, adds {extra}"
+
+
+# issue 10 item 1 ------------------------------------------------------------------------------
+# Non-ASCII values: the matcher, SQL and Elasticsearch give the same hits, and the hits are the
+# ones soc_core.casefolding.fold defines (NFC, then simple case folding: precomposed and
+# decomposed Vietnamese are one text, ß is not SS, Turkish İ/ı are not i/I, Σ/σ/ς are one letter).
+def _nfd(text: str) -> str:
+    return unicodedata.normalize("NFD", text)
+
+
+UNICODE_NAMES = {
+    "vi-upper": "NGUYỄN VĂN AN",
+    "vi-lower": "nguyễn văn an",
+    "vi-upper-nfd": _nfd("NGUYỄN VĂN AN"),
+    "vi-lower-nfd": _nfd("nguyễn văn an"),
+    "vi-other": "Trần Thị Bình",
+    "vi-no-marks": "nguyen van an",
+    "de-capital-sharp-s": "STRAẞE",
+    "de-sharp-s": "straße",
+    "de-double-s": "STRASSE",
+    "tr-dotted-capital": "İSTANBUL",
+    "ascii-lower": "istanbul",
+    "el-upper": "ΟΔΥΣΣΕΥΣ",
+    "el-final-sigma": "οδυσσευς",
+}
+VI_FULL = {"vi-upper", "vi-lower", "vi-upper-nfd", "vi-lower-nfd"}
+UNICODE_RULES = [
+    ("user.name: 'nguyễn văn an'", VI_FULL),
+    (f"user.name: '{_nfd('Nguyễn Văn An')}'", VI_FULL),
+    ("user.name|startswith: 'NGUYỄ'", VI_FULL),
+    ("user.name|contains: 'VĂN'", VI_FULL),
+    ("user.name|contains:\n        - 'văn'\n        - 'THỊ'", VI_FULL | {"vi-other"}),  # merged OR
+    ("user.name|endswith: 'bình'", {"vi-other"}),
+    ("user.name: 'ngu?ễn*an'", VI_FULL),  # wildcards in the middle: the regex paths
+    ("user.name|cased: 'NGUYỄN VĂN AN'", {"vi-upper"}),  # cased: as written, no folding
+    ("user.name: 'straße'", {"de-capital-sharp-s", "de-sharp-s"}),
+    ("user.name: 'İSTANBUL'", {"tr-dotted-capital"}),
+    ("user.name: 'ISTANBUL'", {"ascii-lower"}),
+    ("user.name|startswith: 'οδυσσευσ'", {"el-upper", "el-final-sigma"}),
+]
+
+
+@pytest.mark.elasticsearch
+def test_issue10_unicode_matcher_sql_and_es_agree(sqlite_store: SqliteStore, es_store: ElasticsearchStore) -> None:
+    events = [
+        finish({"event.id": f"unicode-{key}", "user.name": name, "labels.case": key})
+        for key, name in UNICODE_NAMES.items()
+    ]
+    for store in (sqlite_store, es_store):
+        assert stored_events(store, events) == events
+    wrong: list[str] = []
+    for selection, expected in UNICODE_RULES:
+        loaded = load_one(rule_yaml(f"selection:\n    {selection}\ncondition: selection"))
+        matcher = compile_rule(process_rule(loaded), where=loaded.where)
+        want = sorted(f"unicode-{key}" for key in expected)
+        found = {
+            "matcher": sorted(event["event.id"] for event in events if matcher(event)),
+            "SQL": sorted(rule_hits(sqlite_store, loaded, tenants=(TENANT,), routed=False)),
+            "ES": sorted(rule_hits(es_store, loaded, tenants=(TENANT,), routed=False)),
+        }
+        wrong.extend(f"{target} {selection!r}: {_diff(want, got)}" for target, got in found.items() if got != want)
+    assert not wrong, "\n".join(wrong)
