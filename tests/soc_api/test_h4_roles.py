@@ -59,13 +59,17 @@ class Soc:
         """(file path, function) of every frame of every thread, from faulthandler on SIGUSR1."""
         before = self.text().count("most recent call first")
         self.process.send_signal(signal.SIGUSR1)
-        wait_for(
-            lambda: self.text().count("most recent call first"),
-            "a stack dump",
-            until=lambda dumps: dumps > before,
-            stall=10,
-        )
-        return set(STACK_FRAME.findall(self.text()))
+        seen = [""]
+
+        def whole_dump(text: str) -> bool:
+            # faulthandler writes one thread after another: the dump is whole once a new one has
+            # begun and the log stopped growing between two looks
+            settled = text == seen[0]
+            seen[0] = text
+            return settled and text.count("most recent call first") > before
+
+        text = wait_for(self.text, "a whole stack dump", until=whole_dump, stall=10, poll=0.3)
+        return set(STACK_FRAME.findall(text))
 
     def stop(self) -> int:
         if self.process.poll() is None:

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FAST = "not slow and not elasticsearch and not browser and not netns"
 
 
-def test_h5_production_password_hashing_keeps_argon2_defaults() -> None:
+def test_i10_5_production_password_hashing_keeps_argon2_defaults() -> None:
     environment = {name: value for name, value in os.environ.items() if name != CHEAP_TEST_HASHING_ENV}
     produced = subprocess.run(
         [sys.executable, "-c", "from soc_core.auth import hash_password; print(hash_password('x' * 16))"],
@@ -34,12 +34,12 @@ def test_h5_production_password_hashing_keeps_argon2_defaults() -> None:
     assert verify_password(produced, "x" * 16)
 
 
-def test_h5_tests_hash_passwords_cheaply() -> None:
+def test_i10_5_tests_hash_passwords_cheaply() -> None:
     assert os.environ.get(CHEAP_TEST_HASHING_ENV) == "1"
     assert hash_password("y" * 16).startswith("$argon2id$v=19$m=8,t=1,p=1$")
 
 
-def test_h5_wait_for_keeps_waiting_while_the_value_moves() -> None:
+def test_i10_5_wait_for_keeps_waiting_while_the_value_moves() -> None:
     calls = itertools.count()
     started = time.monotonic()
     # each call is progress: it outlasts many stall windows and still succeeds
@@ -48,14 +48,14 @@ def test_h5_wait_for_keeps_waiting_while_the_value_moves() -> None:
     assert time.monotonic() - started > 0.05
 
 
-def test_h5_wait_for_fails_after_no_progress_saying_what_and_what_was_seen() -> None:
+def test_i10_5_wait_for_fails_after_no_progress_saying_what_and_what_was_seen() -> None:
     with pytest.raises(AssertionError) as failed:
         wait_for(lambda: 7, "eight events stored", until=lambda n: n == 8, stall=0.1, poll=0.01)
     message = str(failed.value)
     assert "eight events stored" in message and "no progress for 0.1 s" in message and "last seen: 7" in message
 
 
-def test_h5_wait_for_counts_ignored_errors_as_not_yet() -> None:
+def test_i10_5_wait_for_counts_ignored_errors_as_not_yet() -> None:
     refusals = iter([ConnectionRefusedError("refused"), ConnectionRefusedError("refused")])
 
     def probe() -> str:
@@ -87,7 +87,7 @@ def fast_selection(*arguments: str) -> list[str]:
     return [line for line in collected.splitlines() if "::" in line]
 
 
-def test_h5_make_check_leaves_out_elasticsearch_browser_netns_and_slow_tests() -> None:
+def test_i10_5_make_check_leaves_out_elasticsearch_browser_netns_and_slow_tests() -> None:
     makefile = (ROOT / "Makefile").read_text()
     assert f'-m "{FAST}"' in makefile
     chosen = fast_selection(
