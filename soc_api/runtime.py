@@ -243,7 +243,7 @@ def serve(
         console.print(f"  API: [bold]{url}/api[/] (reference at {url}/docs)")
     if password:
         console.print(f"first login: user [bold]admin[/], password [bold]{password}[/] (shown once)")
-        console.print("  at first sign-in admin enrols a TOTP authenticator app and chooses a new password")
+        console.print("  at first sign-in admin sets up TOTP and chooses a new password")
     if demo:
         console.print("demo analysts: [bold]analyst_police[/] / [bold]analyst_health[/], password demo-password-2026")
     if on_ready:
