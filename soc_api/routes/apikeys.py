@@ -79,13 +79,12 @@ def list_keys(
     return ApiKeyPage(items=public_keys(store, page.items), next_cursor=page.next_cursor)
 
 
-@router.post("", response_model=ApiKeyCreated, status_code=201)
-def create_key(
-    body: ApiKeyCreate, request: Request, store: StoreDep, scope: TenantScope, principal: CurrentPrincipal
-) -> ApiKeyCreated:
-    """A new key owned by a person; it never holds more than its owner does at each request."""
+def create_in_scope(
+    store: Store, body: ApiKeyCreate, scope: tuple[str, ...] | None, caller: apikeys.Caller
+) -> tuple[Doc, str]:
+    """Create the key ``body`` asks for, for an agency in the caller's scope (API and UI alike)."""
     check_tenant_in_scope(body.tenant, scope)
-    doc, key = apikeys.create_api_key(
+    return apikeys.create_api_key(
         store,
         name=body.name,
         tenant=body.tenant,
@@ -93,8 +92,16 @@ def create_key(
         owner=body.owner,
         expires_days=body.expires_days,
         sensor_id=body.sensor_id,
-        caller=caller_of(request, principal),
+        caller=caller,
     )
+
+
+@router.post("", response_model=ApiKeyCreated, status_code=201)
+def create_key(
+    body: ApiKeyCreate, request: Request, store: StoreDep, scope: TenantScope, principal: CurrentPrincipal
+) -> ApiKeyCreated:
+    """A new key owned by a person; it never holds more than its owner does at each request."""
+    doc, key = create_in_scope(store, body, scope, caller_of(request, principal))
     return ApiKeyCreated(**public_keys(store, [doc])[0].model_dump(), api_key=key)
 
 

@@ -26,10 +26,6 @@ from soc_core.events import format_timestamp
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
 
-def client_ip(request: Request) -> str | None:
-    return client_address(request)
-
-
 def too_many(exc: accounts.Throttled) -> ApiProblem:
     return ApiProblem(
         429,
@@ -63,7 +59,7 @@ def login(
             lifetime=timedelta(minutes=settings.api.session_minutes),
             totp_required_roles=settings.auth.totp_required_roles,
             request_id=request.state.request_id,
-            source_ip=client_ip(request),
+            source_ip=client_address(request),
         )
     except accounts.Throttled as exc:
         raise too_many(exc) from exc
@@ -97,7 +93,7 @@ def enrol_totp(body: TotpEnrolRequest, request: Request, store: StoreDep, settin
                 lifetime=timedelta(minutes=settings.api.session_minutes),
             ),
             request_id=request.state.request_id,
-            source_ip=client_ip(request),
+            source_ip=client_address(request),
         )
     except accounts.Throttled as exc:
         raise too_many(exc) from exc
@@ -112,21 +108,14 @@ def change_password(body: PasswordChange, principal: CurrentPrincipal, request: 
     if principal.kind != "user":
         raise ApiProblem(403, "Forbidden", "only a person signed in with a password can change it")
     try:
-        accounts.throttled(
+        accounts.change_own_password(
             store,
             request.app.state.login_throttle,
-            username=principal.id,
-            action="auth.password_check",
-            attempt=lambda: accounts.change_password(
-                store,
-                principal,
-                current=body.current_password,
-                new=body.new_password,
-                request_id=request.state.request_id,
-                source_ip=client_ip(request),
-            ),
+            principal,
+            current=body.current_password,
+            new=body.new_password,
             request_id=request.state.request_id,
-            source_ip=client_ip(request),
+            source_ip=client_address(request),
         )
     except accounts.Throttled as exc:
         raise too_many(exc) from exc
@@ -147,7 +136,7 @@ def reset_password(body: PasswordReset, request: Request, store: StoreDep) -> No
                 store, username=body.username, code=body.code, new=body.new_password
             ),
             request_id=request.state.request_id,
-            source_ip=client_ip(request),
+            source_ip=client_address(request),
         )
     except accounts.Throttled as exc:
         raise too_many(exc) from exc
@@ -157,7 +146,7 @@ def reset_password(body: PasswordReset, request: Request, store: StoreDep) -> No
 
 @router.post("/logout", status_code=204)
 def logout(principal: CurrentPrincipal, request: Request, store: StoreDep) -> None:
-    accounts.sign_out(store, principal, request_id=request.state.request_id, source_ip=client_ip(request))
+    accounts.sign_out(store, principal, request_id=request.state.request_id, source_ip=client_address(request))
 
 
 @router.get("/me", response_model=MePublic)

@@ -318,6 +318,31 @@ def throttled(
     return result
 
 
+def change_own_password(
+    store: Store,
+    throttle: LoginThrottle,
+    principal: Principal,
+    *,
+    current: str,
+    new: str,
+    request_id: str | None,
+    source_ip: str | None,
+) -> None:
+    """A person changes their own password: the current one is checked under the sign-in
+    throttle (API and UI alike). Raises :class:`Throttled` or :class:`AuthError`."""
+    throttled(
+        store,
+        throttle,
+        username=principal.id,
+        action="auth.password_check",
+        attempt=lambda: change_password(
+            store, principal, current=current, new=new, request_id=request_id, source_ip=source_ip
+        ),
+        request_id=request_id,
+        source_ip=source_ip,
+    )
+
+
 def sign_in(
     store: Store,
     throttle: LoginThrottle,

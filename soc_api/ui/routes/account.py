@@ -44,19 +44,12 @@ def change_password(request: Request, form: FormDep, store: StoreDep, principal:
     if new != form.get("new_password2")[:1024]:
         return _password_page(request, principal, error="password.mismatch", status=400)
     try:
-        accounts.throttled(
+        accounts.change_own_password(
             store,
             request.app.state.login_throttle,
-            username=principal.id,
-            action="auth.password_check",
-            attempt=lambda: accounts.change_password(
-                store,
-                principal,
-                current=form.get("current_password")[:1024],
-                new=new,
-                request_id=request.state.request_id,
-                source_ip=client_address(request),
-            ),
+            principal,
+            current=form.get("current_password")[:1024],
+            new=new,
             request_id=request.state.request_id,
             source_ip=client_address(request),
         )

@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 
 from soc_api.deps import CurrentPrincipal, StoreDep, TenantScope
-from soc_api.routes.apikeys import caller_of, check_tenant_in_scope, public_keys
+from soc_api.routes.apikeys import caller_of, create_in_scope, public_keys
 from soc_api.schemas import ApiKeyCreate
 from soc_api.services import apikeys
 from soc_api.ui.forms import FormDep
@@ -73,17 +73,7 @@ def create_key(
             expires_days=int(form.get("expires_days")) if form.get("expires_days") else None,
             sensor_id=form.get("sensor_id") or None,
         )
-        check_tenant_in_scope(body.tenant, scope)
-        doc, key = apikeys.create_api_key(
-            store,
-            name=body.name,
-            tenant=body.tenant,
-            role=body.role,
-            owner=body.owner,
-            expires_days=body.expires_days,
-            sensor_id=body.sensor_id,
-            caller=caller_of(request, principal),
-        )
+        doc, key = create_in_scope(store, body, scope, caller_of(request, principal))
     except (ValidationError, ValueError):
         return render(request, "_keys_body.html", status_code=422, **{**context, "error": "keys.invalid"})
     except InvalidInput as exc:
