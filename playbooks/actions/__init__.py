@@ -1,0 +1,1 @@
+"""Playbook actions, registered by name in :data:`playbooks.actions.base.ACTIONS`."""
