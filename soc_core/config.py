@@ -117,6 +117,17 @@ class DetectionSettings(_Section):
     slow_batch_seconds: float = Field(10.0, gt=0, le=3600)
 
 
+class PlaybookSettings(_Section):
+    """The playbook runner (``playbooks.runner``), run by ``soc up --role engine|all``."""
+
+    enabled: bool = True
+    dirs: list[Path] = Field(default_factory=list)  # folders of playbook YAML files
+    max_concurrent_runs: int = Field(4, ge=1, le=64)
+    approval_expiry_minutes: float = Field(240.0, gt=0, le=30 * 24 * 60)  # a gate without `expires`
+    poll_seconds: float = Field(1.0, gt=0, le=3600)  # new alerts, approvals, pending runs
+    retry_backoff_seconds: float = Field(2.0, ge=0, le=3600)  # first retry; doubles, at most 5 min
+
+
 class LogSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_format: bool = False
@@ -156,6 +167,7 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     auth: AuthSettings = AuthSettings()
     detection: DetectionSettings = DetectionSettings()
+    playbooks: PlaybookSettings = PlaybookSettings()
     log: LogSettings = LogSettings()
     audit: AuditSettings = AuditSettings()
 
@@ -244,6 +256,7 @@ __all__ = [
     "AuthSettings",
     "DetectionSettings",
     "ElasticsearchSettings",
+    "PlaybookSettings",
     "Settings",
     "StoreSettings",
     "ThrottleSettings",

@@ -18,6 +18,8 @@
     │   └── Throttled        too many failed sign-ins; wait (soc_api.services.accounts)
     ├── DevNodeError         the development Elasticsearch node could not be fetched or started
     ├── WorkflowError        a triage change the alert workflow forbids (soc_api.services.alerts)
+    ├── PlaybookError        a playbook that cannot be loaded (file:line), run or decided as asked
+    │   └── ActionError      a step's action failed (playbooks.actions.base)
     ├── WorkerError          a detection worker process failed or stopped answering (detections.workers)
     └── SensorError          a sensor could not do what was asked (sensors.errors)
         ├── SpoolError       the on-disk spool cannot persist a record
@@ -95,6 +97,11 @@ class AuthError(SocError):
     """Authentication or authorisation failed."""
 
 
+class PlaybookError(SocError):
+    """A playbook that cannot be loaded (names file:line), or a run, step or approval that
+    cannot be handled as asked."""
+
+
 class DevNodeError(SocError):
     """The development Elasticsearch node could not be fetched or started."""
 
@@ -108,6 +115,7 @@ __all__ = [
     "NotFound",
     "NotVisible",
     "ParseError",
+    "PlaybookError",
     "RuleError",
     "SocError",
     "StoreError",

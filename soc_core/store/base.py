@@ -146,6 +146,7 @@ DOC_KINDS = frozenset(
         "audit",
         "rules",
         "throttle",
+        "playbook_runs",
     }
 )
 
