@@ -53,8 +53,6 @@ from soc_core.auth import ROLES, Role
 from soc_core.errors import ParseError, PlaybookError
 from soc_core.safe_yaml import load_yaml, read_yaml_text
 
-load_all()  # the registry is complete before any playbook is checked against it
-
 LEVELS = ("informational", "low", "medium", "high", "critical")
 Level = Literal["informational", "low", "medium", "high", "critical"]
 NAME = re.compile(r"^[a-z][a-z0-9_-]{1,63}$")
@@ -63,6 +61,9 @@ TECHNIQUE = re.compile(r"^T\d{4}(\.\d{3})?$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_STEPS = 50
+# Names of values that are secrets: blanked out of run records (playbooks.records.redact), and
+# refused as input names, since a run's inputs are kept in its record to resume it.
+SECRET_NAME = re.compile(r"pass(word|phrase)?|secret|token|api[_-]?key|authori[sz]ation|credential|private[_-]?key", re.I)
 MAX_TIMEOUT = 24 * 3600.0
 
 
@@ -401,7 +402,16 @@ def _check_steps(data: Mapping[str, Any], report: _Report) -> None:
 
 def _check_inputs(data: Mapping[str, Any], report: _Report) -> None:
     trigger, inputs = data.get("trigger"), data.get("inputs")
-    if not (isinstance(trigger, Mapping) and trigger.get("type") == "alert" and isinstance(inputs, Mapping)):
+    if not isinstance(inputs, Mapping):
+        return
+    for name in inputs:
+        if SECRET_NAME.search(str(name)):
+            report.add(
+                ("inputs", str(name)),
+                "an input may not be a secret: the run record keeps inputs",
+                hint="actions take secrets from the configuration",
+            )
+    if not (isinstance(trigger, Mapping) and trigger.get("type") == "alert"):
         return
     for name, spec in inputs.items():
         if isinstance(spec, Mapping) and spec.get("required") and spec.get("default") is None:
@@ -427,6 +437,7 @@ def check_text(text: str, *, source: str) -> Checked:
         return Checked(
             source, None, [PlaybookError("a playbook is a YAML mapping (name, steps, …)", where=f"{source}:1")]
         )
+    load_all()  # the registry is complete before a playbook is checked against it
     report = _Report(source, _lines(text))
     playbook: Playbook | None = None
     try:

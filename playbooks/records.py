@@ -21,11 +21,11 @@ again and re-applies. Each status change is written to the audit trail (actor
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from playbooks.format import SECRET_NAME
 from soc_api.services import audit
 from soc_api.services.accounts import Principal
 from soc_api.services.alerts import Actor
@@ -44,9 +44,6 @@ FINAL: tuple[RunStatus, ...] = ("succeeded", "failed", "cancelled", "interrupted
 STEP_DONE: tuple[StepStatus, ...] = ("succeeded", "failed", "skipped", "cancelled", "interrupted")
 REDACTED = "***"
 MAX_TIMELINE = 2000
-_SECRET_KEY = re.compile(
-    r"pass(word|phrase)?|secret|token|api[_-]?key|authori[sz]ation|credential|private[_-]?key", re.I
-)
 
 
 def now_text() -> str:
@@ -71,7 +68,7 @@ def config_secrets(settings: Settings) -> dict[str, str]:
         if isinstance(value, Mapping):
             for key, item in value.items():
                 child = f"{path}.{key}" if path else str(key)
-                if _SECRET_KEY.search(str(key)) and isinstance(item, str) and item:
+                if SECRET_NAME.search(str(key)) and isinstance(item, str) and item:
                     found[child] = item
                 else:
                     walk(item, child)
@@ -88,7 +85,7 @@ def redact(value: Any, secrets: Mapping[str, str] | None = None) -> Any:
         if isinstance(item, Mapping):
             return {
                 str(key): REDACTED
-                if _SECRET_KEY.search(str(key)) and item_value not in (None, "")
+                if SECRET_NAME.search(str(key)) and item_value not in (None, "")
                 else clean(item_value)
                 for key, item_value in item.items()
             }
