@@ -58,6 +58,15 @@ def _short(value: Any, width: int = 80) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def _output_text(output: Mapping[str, Any]) -> str:
+    """A step's output in a line: a change as ``field: old → new``, anything else as JSON."""
+    before, after = output.get("before"), output.get("after")
+    if isinstance(before, Mapping) and isinstance(after, Mapping):
+        moves = [f"{k}: {before.get(k)} → {v}" for k, v in after.items() if before.get(k) != v]
+        return f"{output.get('result')}: {'; '.join(moves) or 'nothing to change'}"
+    return _short(dict(output))
+
+
 def print_run(out: Console, run_id: str, body: Mapping[str, Any]) -> None:
     """A run as a person reads it: what, on what, how it ended, and each step."""
     mode = " (dry run)" if body.get("dry_run") else ""
@@ -72,7 +81,7 @@ def print_run(out: Console, run_id: str, body: Mapping[str, Any]) -> None:
         out.print(f"  {body['error']}", highlight=False, markup=False)
     table = Table("step", "action", "status", "tries", "ms", "output / error")
     for step in body.get("steps") or []:
-        detail = step.get("error") or (_short(step.get("output")) if step.get("output") else "")
+        detail = step.get("error") or (_output_text(step["output"]) if step.get("output") else "")
         approval = step.get("approval") or {}
         if step.get("status") == "waiting_approval":
             roles = ", ".join(approval.get("roles") or [])
@@ -197,18 +206,20 @@ def build_playbook_app(open_store: Callable[[], Store], load_settings: Callable[
             for doc in page.items:
                 print_run(out, doc.id, doc.body)
             return
-        table = Table("run", "playbook", "alert", "agency", "status", "started", "steps")
+        table = Table("playbook", "agency", "status", "started", "steps")
+        table.add_column("run", no_wrap=True, min_width=32)
+        table.add_column("alert", no_wrap=True, min_width=32)
         for doc in page.items:
             body = doc.body
             done = sum(1 for s in body.get("steps") or [] if s.get("status") == "succeeded")
             table.add_row(
-                doc.id,
                 str(body.get("playbook")),
-                str(body.get("alert_id") or ""),
                 str(body.get("tenant")),
                 _styled(str(body.get("status"))) + (" (dry run)" if body.get("dry_run") else ""),
                 str(body.get("created_at")),
                 f"{done}/{len(body.get('steps') or [])} succeeded",
+                doc.id,
+                str(body.get("alert_id") or ""),
             )
         out.print(table)
         if not page.items:

@@ -63,7 +63,9 @@ _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_STEPS = 50
 # Names of values that are secrets: blanked out of run records (playbooks.records.redact), and
 # refused as input names, since a run's inputs are kept in its record to resume it.
-SECRET_NAME = re.compile(r"pass(word|phrase)?|secret|token|api[_-]?key|authori[sz]ation|credential|private[_-]?key", re.I)
+SECRET_NAME = re.compile(
+    r"pass(word|phrase)?|secret|token|api[_-]?key|authori[sz]ation|credential|private[_-]?key", re.I
+)
 MAX_TIMEOUT = 24 * 3600.0
 
 

@@ -19,7 +19,9 @@
     ├── DevNodeError         the development Elasticsearch node could not be fetched or started
     ├── WorkflowError        a triage change the alert workflow forbids (soc_api.services.alerts)
     ├── PlaybookError        a playbook that cannot be loaded (file:line), run or decided as asked
-    │   └── ActionError      a step's action failed (playbooks.actions.base)
+    │   ├── ActionError      a step's action failed (playbooks.actions.base)
+    │   ├── TemplateProblem  a template that does not compile or reaches for internals (playbooks.templating)
+    │   └── ApprovalRefused  a person who may not decide a gate, or no gate waiting (playbooks.service)
     ├── WorkerError          a detection worker process failed or stopped answering (detections.workers)
     └── SensorError          a sensor could not do what was asked (sensors.errors)
         ├── SpoolError       the on-disk spool cannot persist a record

@@ -118,9 +118,14 @@ steps:
 
 
 def test_pb1_manual_and_alert_triggers_are_told_apart() -> None:
-    errors = check_text("name: x1\ntrigger: {type: alert}\nsteps: [{id: a, action: alert.comment, with: {text: hi}}]\n", source="t.yml").errors
+    errors = check_text(
+        "name: x1\ntrigger: {type: alert}\nsteps: [{id: a, action: alert.comment, with: {text: hi}}]\n", source="t.yml"
+    ).errors
     assert [e.where for e in errors] == ["t.yml:2"] and "needs at least one of" in errors[0].message
-    errors = check_text("name: x1\ntrigger: {levels: [high]}\nsteps: [{id: a, action: alert.comment, with: {text: hi}}]\n", source="t.yml").errors
+    errors = check_text(
+        "name: x1\ntrigger: {levels: [high]}\nsteps: [{id: a, action: alert.comment, with: {text: hi}}]\n",
+        source="t.yml",
+    ).errors
     assert "belong to `type: alert`" in errors[0].message
     errors = check_text(
         "name: x1\ntrigger: {type: alert, levels: [high]}\ninputs:\n  who: {required: true}\n"

@@ -30,7 +30,10 @@ def steps_of(store: Store, run_id: str) -> dict[str, dict[str, Any]]:
 
 def person(name: str, *memberships: tuple[str, str]) -> Principal:
     return Principal(
-        id=name, name=name, kind="user", memberships=tuple(Membership(t, r) for t, r in memberships)  # type: ignore[arg-type]
+        id=name,
+        name=name,
+        kind="user",
+        memberships=tuple(Membership(t, r) for t, r in memberships),  # type: ignore[arg-type]
     )
 
 
@@ -222,7 +225,9 @@ def test_pb3_approval_approved_by_a_person_of_the_right_role_and_agency(
         decide(pstore, run_id=run.id, step_id="cut", principal=person("m", ("police", "manager")), approve=True)
     with pytest.raises(Exception, match="no such playbook run"):  # another agency's analyst: not even visible
         decide(pstore, run_id=run.id, step_id="cut", principal=person("h", ("health", "analyst")), approve=True)
-    decide(pstore, run_id=run.id, step_id="cut", principal=person("ana", ("police", "analyst")), approve=True, comment="ok")
+    decide(
+        pstore, run_id=run.id, step_id="cut", principal=person("ana", ("police", "analyst")), approve=True, comment="ok"
+    )
     with pytest.raises(ApprovalRefused, match="not waiting"):
         decide(pstore, run_id=run.id, step_id="cut", principal=person("ana", ("police", "analyst")), approve=False)
     [future] = runner.dispatch()
@@ -315,7 +320,11 @@ steps:
     idempotent = start_run(pstore, playbook=book, alert_id=make_alert(pstore), scope=None, actor="tester")
     _crashed_mid_step(pstore, idempotent.id, "read")
     # a live lease of another process is respected: nothing is touched
-    mutate(pstore, idempotent.id, lambda b: {**b, "lease": {"holder": "alive", "until": format_timestamp(utcnow() + timedelta(hours=1))}})
+    mutate(
+        pstore,
+        idempotent.id,
+        lambda b: {**b, "lease": {"holder": "alive", "until": format_timestamp(utcnow() + timedelta(hours=1))}},
+    )
     assert runner.execute(idempotent.id) == "running" and CALLS[f"{k}-read"] == 0
     assert runner.dispatch() == []
     _crashed_mid_step(pstore, idempotent.id, "read")
@@ -326,7 +335,9 @@ steps:
 
     not_idempotent = start_run(pstore, playbook=book, alert_id=make_alert(pstore), scope=None, actor="tester")
     _crashed_mid_step(pstore, not_idempotent.id, "send")
-    mutate(pstore, not_idempotent.id, lambda b: {**b, "steps": [{**b["steps"][0], "status": "succeeded"}, *b["steps"][1:]]})
+    mutate(
+        pstore, not_idempotent.id, lambda b: {**b, "steps": [{**b["steps"][0], "status": "succeeded"}, *b["steps"][1:]]}
+    )
     sent = CALLS[f"{k}-send"]  # the first run sent once
     assert runner.execute(not_idempotent.id) == "succeeded"  # on_error: continue
     steps = steps_of(pstore, not_idempotent.id)
@@ -338,7 +349,9 @@ steps:
 def test_pb3_concurrency_limit(pstore: Store, make_runner: Callable[..., Runner], settings: Any) -> None:
     k = key()
     book = playbook(f"name: limited\nsteps:\n  - id: hold\n    action: test.block\n    with: {{key: {k}}}\n")
-    limited = settings.model_copy(update={"playbooks": settings.playbooks.model_copy(update={"max_concurrent_runs": 2})})
+    limited = settings.model_copy(
+        update={"playbooks": settings.playbooks.model_copy(update={"max_concurrent_runs": 2})}
+    )
     runner = make_runner(book, settings=limited)
     runs = [start_run(pstore, playbook=book, alert_id=make_alert(pstore), scope=None, actor="t") for _ in range(4)]
     first = runner.dispatch()
@@ -353,7 +366,9 @@ def test_pb3_concurrency_limit(pstore: Store, make_runner: Callable[..., Runner]
     assert all(get_run(pstore, r.id).body["status"] == "succeeded" for r in runs)
 
 
-def test_pb3_every_change_is_audited_and_on_the_alert_timeline(pstore: Store, make_runner: Callable[..., Runner]) -> None:
+def test_pb3_every_change_is_audited_and_on_the_alert_timeline(
+    pstore: Store, make_runner: Callable[..., Runner]
+) -> None:
     k = key()
     book = playbook(
         f"""\

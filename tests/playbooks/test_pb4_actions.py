@@ -113,7 +113,10 @@ def test_pb4_alert_actions_dry_run_and_agency_scope(pstore: Store, make_runner: 
     assert {k: v for k, v in after.body.items() if k != "timeline"} == before.body  # only the run's timeline entries
 
     other = make_alert(pstore, tenant="health")
-    reach = playbook(f"name: reach\nsteps:\n  - id: ack\n    action: alert.set_status\n    with: {{status: resolved, alert_id: {other}}}\n")
+    reach = playbook(
+        "name: reach\nsteps:\n  - id: ack\n    action: alert.set_status\n"
+        f"    with: {{status: resolved, alert_id: {other}}}\n"
+    )
     run_id = run_on(pstore, make_runner(reach), reach, alert_id)
     ack = steps_of(pstore, run_id)["ack"]
     assert ack["status"] == "failed" and "no such alert" in ack["error"]
@@ -157,7 +160,10 @@ steps:
     action: case.add_observables
   - id: domain
     action: case.add_observables
-    with: {observables: [{type: domain, value: evil.example}, {type: ip, value: "{{ alert.entities['source.ip'][0] }}"}]}
+    with:
+      observables:
+        - {type: domain, value: evil.example}
+        - {type: ip, value: "{{ alert.entities['source.ip'][0] }}"}
   - id: related
     action: case.link_related
     with: {window_hours: 24, fields: [source.ip]}
