@@ -42,7 +42,6 @@ from pydantic import ValidationError
 from playbooks.actions.base import ACTIONS, ActionContext, ActionResult
 from playbooks.format import Library, Playbook, Step
 from playbooks.records import (
-    ACTIVE,
     FINAL,
     STEP_DONE,
     actor_of,
@@ -69,8 +68,10 @@ CHECKPOINT_ID = "playbooks-alerts"
 # How far back each poll looks again for alerts stored out of creation order (their run ids
 # are remembered in the checkpoint, so looking twice starts nothing twice).
 LATE_ALERT_MARGIN = timedelta(minutes=2)
+LATE_SWEEP_POLLS = 30
 MAX_BACKOFF = 300.0
-ALERTS_PER_POLL = 1000
+DISPATCH_PAGES = 5  # of 200 runs per status group and poll
+ALERTS_PER_POLL = 1000  # new alerts matched per poll; the rest wait for the next
 
 
 @dataclass
@@ -104,6 +105,7 @@ class Runner:
         self.secrets = config_secrets(settings)
         self.stop_event = threading.Event()
         self._active: set[str] = set()
+        self._polls = 0
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(
             max_workers=settings.playbooks.max_concurrent_runs, thread_name_prefix="playbook-run"
@@ -138,32 +140,42 @@ class Runner:
 
     # --- new alerts -------------------------------------------------------------------------
     def trigger_new_alerts(self) -> int:
-        """Create the runs new alerts start; how many were created here."""
+        """Create the runs new alerts start; how many were created here.
+
+        Alerts are read in (created_at, id) order after the checkpoint; every
+        :data:`LATE_SWEEP_POLLS`-th poll reads again from :data:`LATE_ALERT_MARGIN` before it, for
+        alerts stored after newer ones (the ids seen in that margin are in the checkpoint)."""
         automatic = [p for p in self.library.playbooks.values() if p.trigger.type == "alert"]
+        if not automatic:
+            return 0
         try:
             checkpoint = self.store.get_doc(CHECKPOINT_KIND, CHECKPOINT_ID).body
-        except NotFound:
-            checkpoint = {"since": now_text(), "seen": []}  # first start: from now on, not history
-        since = parse_timestamp(str(checkpoint["since"]))
+        except NotFound:  # first start: alerts from now on (and the margin), not the history
+            checkpoint = {"since": now_text(), "last_id": "", "seen": []}
+        self._polls += 1
+        last = (str(checkpoint["since"]), str(checkpoint.get("last_id") or ""))
         seen = set(checkpoint.get("seen") or [])
-        cursor: str | None = encode_cursor([format_timestamp(since - LATE_ALERT_MARGIN), ""])
-        created, newest, recent = 0, since, dict.fromkeys(seen, since)
-        read = 0
-        while cursor and read < ALERTS_PER_POLL:
+        if self._polls % LATE_SWEEP_POLLS == 1:
+            cursor: str | None = encode_cursor([format_timestamp(parse_timestamp(last[0]) - LATE_ALERT_MARGIN), ""])
+        else:
+            cursor = encode_cursor(list(last))
+        recent = dict.fromkeys(seen, last[0])
+        created = handled = 0
+        while cursor and handled < ALERTS_PER_POLL:
             page = self.store.list_docs("alerts", sort="created_at", descending=False, size=200, cursor=cursor)
             for alert in page.items:
-                read += 1
+                stamp = str(alert.body.get("created_at") or "")
+                last = max(last, (stamp, alert.id))
                 if alert.id in seen:
                     continue
-                stamp = parse_timestamp(str(alert.body.get("created_at") or checkpoint["since"]))
-                newest = max(newest, stamp)
+                handled += 1
                 recent[alert.id] = stamp
                 for playbook in automatic:
                     if playbook.trigger.matches(alert.body) and self._start(playbook, alert.id, alert.body):
                         created += 1
             cursor = page.next_cursor
-        keep = newest - LATE_ALERT_MARGIN
-        body = {"since": format_timestamp(newest), "seen": sorted(i for i, at in recent.items() if at >= keep)}
+        keep = format_timestamp(parse_timestamp(last[0]) - LATE_ALERT_MARGIN)
+        body = {"since": last[0], "last_id": last[1], "seen": sorted(i for i, at in recent.items() if at >= keep)}
         if body != checkpoint:
             self.store.put_doc(CHECKPOINT_KIND, CHECKPOINT_ID, body)
         return created
@@ -179,24 +191,38 @@ class Runner:
 
     # --- handing runs out ---------------------------------------------------------------------
     def dispatch(self) -> list[Future[str]]:
+        """Hand due runs to the pool, oldest first, up to the concurrency limit: pending and
+        running ones, then those whose approval was decided or expired (read apart, so that runs
+        waiting for people never crowd out the others)."""
         started: list[Future[str]] = []
-        page = self.store.list_docs(
-            "playbook_runs", filters={"status": list(ACTIVE)}, sort="created_at", descending=False, size=200
-        )
         now = utcnow()
-        for doc in page.items:
-            with self._lock:
-                if len(self._active) >= self.settings.playbooks.max_concurrent_runs:
+        for statuses in (["pending", "running"], ["waiting_approval"]):
+            cursor: str | None = None
+            for _ in range(DISPATCH_PAGES):
+                page = self.store.list_docs(
+                    "playbook_runs",
+                    filters={"status": statuses},
+                    sort="created_at",
+                    descending=False,
+                    size=200,
+                    cursor=cursor,
+                )
+                for doc in page.items:
+                    with self._lock:
+                        if len(self._active) >= self.settings.playbooks.max_concurrent_runs:
+                            return started
+                        if doc.id in self._active or not self._due(doc.body, now):
+                            continue
+                        self._active.add(doc.id)
+                    try:
+                        started.append(self._pool.submit(self._execute_then_release, doc.id))
+                    except RuntimeError:  # the pool shut down meanwhile
+                        with self._lock:
+                            self._active.discard(doc.id)
+                        return started
+                cursor = page.next_cursor
+                if cursor is None:
                     break
-                if doc.id in self._active or not self._due(doc.body, now):
-                    continue
-                self._active.add(doc.id)
-            try:
-                started.append(self._pool.submit(self._execute_then_release, doc.id))
-            except RuntimeError:  # the pool shut down meanwhile
-                with self._lock:
-                    self._active.discard(doc.id)
-                break
         return started
 
     def _due(self, body: Mapping[str, Any], now: datetime) -> bool:
@@ -619,4 +645,4 @@ class RunnerThread(threading.Thread):
             self.runner.close(wait=False)
 
 
-__all__ = ["CHECKPOINT_ID", "Runner", "RunnerThread"]
+__all__ = ["CHECKPOINT_ID", "LATE_SWEEP_POLLS", "Runner", "RunnerThread"]

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from playbooks.records import KIND, auto_run_id, get_run, mutate
-from playbooks.runner import CHECKPOINT_ID, Runner
+from playbooks.runner import CHECKPOINT_ID, LATE_SWEEP_POLLS, Runner
 from playbooks.service import ApprovalRefused, cancel_run, decide, list_runs, rerun, start_run
 from soc_api.services.accounts import Principal
 from soc_core.auth import Membership
@@ -403,3 +403,22 @@ steps:
     timeline = pstore.get_doc("alerts", alert_id).body["timeline"]
     assert [e["text"] for e in timeline][-1] == "recorded: run succeeded"
     assert all(e["run_id"] == run.id and e["kind"] == "playbook" for e in timeline)
+
+
+def test_pb3_an_alert_stored_after_newer_ones_is_started_by_the_sweep(
+    pstore: Store, make_runner: Callable[..., Runner]
+) -> None:
+    book = playbook(
+        "name: late\ntrigger: {type: alert, levels: [high]}\n"
+        "steps:\n  - id: echo\n    action: test.echo\n    with: {key: late}\n"
+    )
+    runner = make_runner(book)
+    assert runner.trigger_new_alerts() == 0  # poll 1 sets the checkpoint
+    make_alert(pstore)
+    assert runner.trigger_new_alerts() == 1  # poll 2: read after the checkpoint
+    late = make_alert(pstore, created_at=format_timestamp(utcnow() - timedelta(seconds=30)))
+    for _ in range(LATE_SWEEP_POLLS - 2):  # polls 3..30 read only after the checkpoint
+        assert runner.trigger_new_alerts() == 0
+    assert runner.trigger_new_alerts() == 1  # poll 31 sweeps the margin again
+    assert runner.trigger_new_alerts() == 0
+    assert sorted(d.body["alert_id"] == late for d in list_runs(pstore, scope=None).items) == [False, True]
