@@ -150,8 +150,9 @@ class Runner:
             return 0
         try:
             checkpoint = self.store.get_doc(CHECKPOINT_KIND, CHECKPOINT_ID).body
+            saved = True
         except NotFound:  # first start: alerts from now on (and the margin), not the history
-            checkpoint = {"since": now_text(), "last_id": "", "seen": []}
+            checkpoint, saved = {"since": now_text(), "last_id": "", "seen": []}, False
         self._polls += 1
         last = (str(checkpoint["since"]), str(checkpoint.get("last_id") or ""))
         seen = set(checkpoint.get("seen") or [])
@@ -176,7 +177,7 @@ class Runner:
             cursor = page.next_cursor
         keep = format_timestamp(parse_timestamp(last[0]) - LATE_ALERT_MARGIN)
         body = {"since": last[0], "last_id": last[1], "seen": sorted(i for i, at in recent.items() if at >= keep)}
-        if body != checkpoint:
+        if body != checkpoint or not saved:
             self.store.put_doc(CHECKPOINT_KIND, CHECKPOINT_ID, body)
         return created
 
