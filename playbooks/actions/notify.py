@@ -154,10 +154,25 @@ def compose(params: EmailParams, *, language: str, sender: str) -> EmailMessage:
     message["Subject"] = _text(language, f"subject.{kind}", level=level, title=title, tenant=tenant)
     message["From"] = sender
     message["To"] = ", ".join(params.to)
-    message["Content-Language"] = language
     message["Message-ID"] = make_msgid(domain="canhgac")
     message.set_content("\n".join(lines) + "\n")
+    message["Content-Language"] = language  # after set_content, which clears Content-* headers
     return message
+
+
+def _sign_in(client: smtplib.SMTP, username: str, password: str, *, where: str) -> None:
+    """One attempt with one mechanism (PLAIN, else LOGIN): ``SMTP.login`` would try the same
+    wrong password once per mechanism the relay offers, counting twice against its lockout."""
+    offered = (client.esmtp_features.get("auth") or "").upper().split()
+    mechanism = next((name for name in ("PLAIN", "LOGIN") if name in offered), None)
+    if mechanism is None:
+        raise ActionError(
+            f"the mail relay offers no PLAIN or LOGIN sign-in (it offers {offered or 'none'})",
+            where=where,
+            hint="unset playbooks.smtp.username if the relay takes mail without signing in",
+        )
+    client.user, client.password = username, password
+    client.auth(mechanism, client.auth_plain if mechanism == "PLAIN" else client.auth_login)
 
 
 @register
@@ -198,7 +213,7 @@ class Email(Action[EmailParams]):
                     client.starttls(context=tls_context(smtp.ca_file))
                     client.ehlo()
                 if smtp.username and smtp.password is not None:
-                    client.login(smtp.username, smtp.password.get_secret_value())
+                    _sign_in(client, smtp.username, smtp.password.get_secret_value(), where=where)
                 refused = client.send_message(message)
         except smtplib.SMTPAuthenticationError as exc:
             # the relay's answer only: the password is never part of the message
