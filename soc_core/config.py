@@ -206,8 +206,8 @@ class ContainSettings(_Section):
     allow_networks: list[str] = Field(default_factory=list, max_length=1000)
     max_prefix_v4: int = Field(24, ge=8, le=32)  # widest network one block may cover
     max_prefix_v6: int = Field(64, ge=16, le=128)
-    default_minutes: int = Field(60, ge=1, le=366 * 24 * 60)  # a block's expiry when the step names none
-    max_minutes: int = Field(7 * 24 * 60, ge=1, le=366 * 24 * 60)
+    default_seconds: int = Field(3600, ge=1, le=366 * 24 * 3600)  # a block's expiry when the step names none
+    max_seconds: int = Field(7 * 24 * 3600, ge=1, le=366 * 24 * 3600)
     table: str = Field("canhgac", pattern=r"^[a-z][a-z0-9_]{0,30}$")  # nftables table (family inet)
     gateways: dict[str, GatewaySettings] = Field(default_factory=dict)
 

@@ -146,6 +146,7 @@ DOC_KINDS = frozenset(
         "audit",
         "rules",
         "throttle",
+        "containment",  # addresses blocked by playbooks (playbooks.actions.contain)
     }
 )
 
