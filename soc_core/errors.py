@@ -19,6 +19,8 @@
     ├── DevNodeError         the development Elasticsearch node could not be fetched or started
     ├── WorkflowError        a triage change the alert workflow forbids (soc_api.services.alerts)
     ├── WorkerError          a detection worker process failed or stopped answering (detections.workers)
+    ├── ActionError          a playbook step's action failed (playbooks.actions.base)
+    │   └── OutboundRefused  a webhook target refused before connecting (playbooks.actions.outbound)
     └── SensorError          a sensor could not do what was asked (sensors.errors)
         ├── SpoolError       the on-disk spool cannot persist a record
         │   └── SpoolFull    the spool reached its size limit under ``when_full: block``

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("soc_core", "sensors", "detections", "soc_api")
+PACKAGES = ("soc_core", "sensors", "detections", "soc_api", "playbooks")
 SOURCES = sorted(path for package in PACKAGES for path in (ROOT / package).rglob("*.py"))
 
 
