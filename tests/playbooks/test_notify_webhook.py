@@ -61,7 +61,17 @@ def webhook_net(tmp_path: Path) -> Iterator[WebhookNet]:
 
 
 def settings(tmp_path: Path, **webhook: object) -> Settings:
-    allow = [PUBLIC, "127.0.0.1", "[::1]", "10.0.0.1", "169.254.169.254", "localhost", "2130706433", "::ffff:127.0.0.1"]
+    allow = [
+        PUBLIC,
+        "127.0.0.1",
+        "[::1]",
+        "10.0.0.1",
+        "169.254.169.254",
+        "localhost",
+        "2130706433",
+        "::ffff:127.0.0.1",
+        "0.0.0.0",
+    ]
     return Settings(
         data_dir=tmp_path,
         playbooks={"webhook": {"allow": allow, "allow_plain_http": True, "timeout_seconds": 10, **webhook}},
@@ -102,6 +112,7 @@ def test_webhook_posts_json_to_an_allowed_public_target(webhook_net: WebhookNet,
         f"http://[::1]:{PORT}/",
         f"http://169.254.169.254:{PORT}/latest/meta-data/",
         f"http://10.0.0.1:{PORT}/",
+        f"http://0.0.0.0:{PORT}/",  # the unspecified address reaches local listeners on Linux
         f"http://localhost:{PORT}/",  # a name that resolves to loopback
         f"http://2130706433:{PORT}/",  # 127.0.0.1 spelled as one decimal number
         f"http://[::ffff:127.0.0.1]:{PORT}/",  # IPv4-mapped IPv6
