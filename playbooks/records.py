@@ -25,6 +25,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from pydantic import BaseModel, SecretStr
+
 from playbooks.format import SECRET_NAME
 from soc_api.services import audit
 from soc_api.services.accounts import Principal
@@ -60,20 +62,26 @@ def auto_run_id(playbook: str, alert_id: str) -> str:
 
 
 def config_secrets(settings: Settings) -> dict[str, str]:
-    """Every secret-looking value of the configuration (passwords, tokens, keys), by dotted
-    key: handed to actions as ``ctx.secrets`` and blanked out of every record."""
+    """Every secret of the configuration (``SecretStr`` values, and text under secret-looking
+    keys: passwords, tokens, keys), by dotted key: handed to actions as ``ctx.secrets`` and
+    blanked out of every record."""
     found: dict[str, str] = {}
 
-    def walk(value: Any, path: str) -> None:
-        if isinstance(value, Mapping):
+    def walk(value: Any, path: str, named_secret: bool) -> None:
+        if isinstance(value, SecretStr):
+            if value.get_secret_value():
+                found[path] = value.get_secret_value()
+        elif isinstance(value, BaseModel):
+            for key in type(value).model_fields:
+                child = f"{path}.{key}" if path else key
+                walk(getattr(value, key), child, bool(SECRET_NAME.search(key)))
+        elif isinstance(value, Mapping):
             for key, item in value.items():
-                child = f"{path}.{key}" if path else str(key)
-                if SECRET_NAME.search(str(key)) and isinstance(item, str) and item:
-                    found[child] = item
-                else:
-                    walk(item, child)
+                walk(item, f"{path}.{key}", bool(SECRET_NAME.search(str(key))))
+        elif named_secret and isinstance(value, str) and value:
+            found[path] = value
 
-    walk(settings.model_dump(mode="json"), "")
+    walk(settings, "", False)
     return found
 
 

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from soc_core.auth import Role
@@ -117,17 +117,6 @@ class DetectionSettings(_Section):
     slow_batch_seconds: float = Field(10.0, gt=0, le=3600)
 
 
-class PlaybookSettings(_Section):
-    """The playbook runner (``playbooks.runner``), run by ``soc up --role engine|all``."""
-
-    enabled: bool = True
-    dirs: list[Path] = Field(default_factory=list)  # folders of playbook YAML files
-    max_concurrent_runs: int = Field(4, ge=1, le=64)
-    approval_expiry_minutes: float = Field(240.0, gt=0, le=30 * 24 * 60)  # a gate without `expires`
-    poll_seconds: float = Field(1.0, gt=0, le=3600)  # new alerts, approvals, pending runs
-    retry_backoff_seconds: float = Field(2.0, ge=0, le=3600)  # first retry; doubles, at most 5 min
-
-
 class LogSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_format: bool = False
@@ -155,6 +144,96 @@ class AuditSettings(_Section):
         return value
 
 
+class WebhookSettings(_Section):
+    """Outbound webhooks (playbooks.actions.notify). Nothing is posted unless its target is
+    allowed here; private, loopback and link-local addresses are refused whatever this says."""
+
+    # host names (``hooks.example.org``) or URL prefixes (``https://hooks.example.org/soc/``)
+    allow: list[str] = Field(default_factory=list, max_length=1000)
+    timeout_seconds: float = Field(10.0, gt=0, le=120)
+    allow_plain_http: bool = False  # http:// targets (no TLS); off: https only, certificate verified
+    ca_file: Path | None = None  # a private CA for https targets; default: the system's
+
+    @field_validator("allow")
+    @classmethod
+    def _targets(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if "://" in item:
+                if not item.startswith(("https://", "http://")):
+                    raise ValueError(f"{item!r}: a URL prefix must start with https:// or http://")
+            elif not item or any(ch in item for ch in "/@?# "):
+                raise ValueError(f"{item!r}: give a host name or a URL prefix (https://host/path/)")
+        return value
+
+
+class SmtpSettings(_Section):
+    """The mail relay e-mail notifications go through (playbooks.actions.notify)."""
+
+    host: str | None = None  # unset: the email action is refused
+    port: int = Field(587, ge=1, le=65535)
+    starttls: bool = True  # required: a relay that does not offer STARTTLS is refused
+    username: str | None = None
+    password: SecretStr | None = None
+    sender: str = "canhgac@localhost"  # the From address
+    timeout_seconds: float = Field(20.0, gt=0, le=300)
+    ca_file: Path | None = None  # a private CA for the relay's certificate; default: the system's
+
+
+class GatewaySettings(_Section):
+    """An agency gateway that blocks addresses through its SSH forced command
+    (playbooks/gateway/contain_gateway.py in its authorized_keys)."""
+
+    host: str
+    port: int = Field(22, ge=1, le=65535)
+    user: str = "canhgac"
+    key_file: Path  # the dedicated private key, used for nothing else
+    known_hosts_file: Path  # the gateway's host key; unknown keys are refused
+    tenant: str  # the agency the gateway belongs to: only its runs may use it
+
+    @field_validator("host", "user")
+    @classmethod
+    def _plain(cls, value: str) -> str:
+        if not value or value.startswith("-") or not all(ch.isalnum() or ch in ".-_:" for ch in value):
+            raise ValueError(f"{value!r}: letters, digits and . - _ : only, not starting with -")
+        return value
+
+
+class ContainSettings(_Section):
+    """Blocking addresses with nftables (playbooks.actions.contain)."""
+
+    # never blocked: the SOC's own addresses and anything that must stay reachable
+    own_networks: list[str] = Field(default_factory=list, max_length=1000)
+    allow_networks: list[str] = Field(default_factory=list, max_length=1000)
+    max_prefix_v4: int = Field(24, ge=8, le=32)  # widest network one block may cover
+    max_prefix_v6: int = Field(64, ge=16, le=128)
+    default_seconds: int = Field(3600, ge=1, le=366 * 24 * 3600)  # a block's expiry when the step names none
+    max_seconds: int = Field(7 * 24 * 3600, ge=1, le=366 * 24 * 3600)
+    table: str = Field("canhgac", pattern=r"^[a-z][a-z0-9_]{0,30}$")  # nftables table (family inet)
+    gateways: dict[str, GatewaySettings] = Field(default_factory=dict)
+
+    @field_validator("own_networks", "allow_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)  # ValueError names the bad entry
+        return value
+
+
+class PlaybookSettings(_Section):
+    """Playbooks: the runner (``playbooks.runner``, run by ``soc up --role engine|all``) and the
+    actions' settings."""
+
+    enabled: bool = True
+    dirs: list[Path] = Field(default_factory=list)  # folders of playbook YAML files
+    max_concurrent_runs: int = Field(4, ge=1, le=64)
+    approval_expiry_minutes: float = Field(240.0, gt=0, le=30 * 24 * 60)  # a gate without `expires`
+    poll_seconds: float = Field(1.0, gt=0, le=3600)  # new alerts, approvals, pending runs
+    retry_backoff_seconds: float = Field(2.0, ge=0, le=3600)  # first retry; doubles, at most 5 min
+    webhook: WebhookSettings = WebhookSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    contain: ContainSettings = ContainSettings()
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SOC_",
@@ -167,9 +246,9 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     auth: AuthSettings = AuthSettings()
     detection: DetectionSettings = DetectionSettings()
-    playbooks: PlaybookSettings = PlaybookSettings()
     log: LogSettings = LogSettings()
     audit: AuditSettings = AuditSettings()
+    playbooks: PlaybookSettings = PlaybookSettings()
 
     @property
     def sqlite_path(self) -> Path:
@@ -254,12 +333,16 @@ __all__ = [
     "ApiSettings",
     "AuditSettings",
     "AuthSettings",
+    "ContainSettings",
     "DetectionSettings",
     "ElasticsearchSettings",
+    "GatewaySettings",
     "PlaybookSettings",
     "Settings",
+    "SmtpSettings",
     "StoreSettings",
     "ThrottleSettings",
+    "WebhookSettings",
     "load_settings",
     "read_config_file",
     "validate_config",

@@ -19,7 +19,8 @@
     ├── DevNodeError         the development Elasticsearch node could not be fetched or started
     ├── WorkflowError        a triage change the alert workflow forbids (soc_api.services.alerts)
     ├── PlaybookError        a playbook that cannot be loaded (file:line), run or decided as asked
-    │   ├── ActionError      a step's action failed (playbooks.actions.base)
+    │   ├── ActionError      a playbook step's action failed (playbooks.actions.base)
+    │   │   └── OutboundRefused  a webhook target refused before connecting (playbooks.actions.outbound)
     │   ├── TemplateProblem  a template that does not compile or reaches for internals (playbooks.templating)
     │   └── ApprovalRefused  a person who may not decide a gate, or no gate waiting (playbooks.service)
     ├── WorkerError          a detection worker process failed or stopped answering (detections.workers)

@@ -45,7 +45,13 @@ def elasticsearch_url() -> Iterator[str]:
 
 # Markers by fixture use, so a new test is marked without anyone remembering to (`make check`
 # leaves these out): a real Elasticsearch node, headless Chromium, network namespaces (root).
-MARK_BY_FIXTURE = {"elasticsearch_url": "elasticsearch", "browser": "browser", "pair": "netns"}
+MARK_BY_FIXTURE = {
+    "elasticsearch_url": "elasticsearch",
+    "browser": "browser",
+    "pair": "netns",
+    "webhook_net": "netns",
+    "firewall_net": "netns",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -147,6 +147,7 @@ DOC_KINDS = frozenset(
         "rules",
         "throttle",
         "playbook_runs",
+        "containment",  # addresses blocked by playbooks (playbooks.actions.contain)
     }
 )
 

@@ -10,12 +10,14 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from playbooks.records import KIND, auto_run_id, get_run, mutate
 from playbooks.runner import CHECKPOINT_ID, LATE_SWEEP_POLLS, Runner
 from playbooks.service import ApprovalRefused, cancel_run, decide, list_runs, rerun, start_run
 from soc_api.services.accounts import Principal
 from soc_core.auth import Membership
+from soc_core.config import Settings
 from soc_core.errors import PlaybookError
 from soc_core.events import format_timestamp, parse_timestamp, utcnow
 from soc_core.store import Store
@@ -367,7 +369,7 @@ def test_pb3_concurrency_limit(pstore: Store, make_runner: Callable[..., Runner]
 
 
 def test_pb3_every_change_is_audited_and_on_the_alert_timeline(
-    pstore: Store, make_runner: Callable[..., Runner]
+    pstore: Store, make_runner: Callable[..., Runner], settings: Settings
 ) -> None:
     k = key()
     book = playbook(
@@ -384,8 +386,11 @@ steps:
     # an event carried a configured secret (a password typed as a user name)
     alert_id = make_alert(pstore, entities={"user.name": ["s3cret-value"]})
     run = start_run(pstore, playbook=book, alert_id=alert_id, scope=None, actor="tester")
-    runner = make_runner(book)
-    runner.secrets = {"notify.smtp.password": "s3cret-value"}
+    # the configured SMTP password (a SecretStr) is one of the secrets blanked out of records
+    smtp = settings.playbooks.smtp.model_copy(update={"password": SecretStr("s3cret-value")})
+    configured = settings.model_copy(update={"playbooks": settings.playbooks.model_copy(update={"smtp": smtp})})
+    runner = make_runner(book, settings=configured)
+    assert runner.secrets == {"playbooks.smtp.password": "s3cret-value"}
     assert runner.execute(run.id) == "succeeded"
     step = steps_of(pstore, run.id)["say"]
     assert step["params"]["value"] == {"text": "seen ***", "api_key": "***"}
