@@ -3,7 +3,9 @@ released, so a test can see exactly how often and when a step's action ran."""
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from collections import Counter
 from typing import Any, ClassVar
 
@@ -106,3 +108,39 @@ class Contain(Action["Contain.Params"]):
     def run(self, ctx: ActionContext, params: Params) -> ActionResult:
         _count(params.key)
         return ActionResult({"dry_run": ctx.dry_run}, changed=not ctx.dry_run)
+
+
+class _MarkParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    path: str  # a line is appended per call: counts calls across processes
+    hold: str  # while this file exists, the action waits (a process can be killed meanwhile)
+
+
+def _mark(params: _MarkParams) -> ActionResult:
+    with open(params.path, "a", encoding="utf-8") as handle:
+        handle.write("called\n")
+    deadline = time.monotonic() + 120
+    while os.path.exists(params.hold) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return ActionResult({"marked": params.path}, changed=True)
+
+
+@register
+class Mark(Action[_MarkParams]):
+    """Not idempotent; marks a file per call."""
+
+    name: ClassVar[str] = "test.mark"
+    Params: ClassVar[type[BaseModel]] = _MarkParams
+
+    def run(self, ctx: ActionContext, params: _MarkParams) -> ActionResult:
+        return _mark(params)
+
+
+@register
+class MarkIdempotent(Action[_MarkParams]):
+    name: ClassVar[str] = "test.mark_idempotent"
+    idempotent: ClassVar[bool] = True
+    Params: ClassVar[type[BaseModel]] = _MarkParams
+
+    def run(self, ctx: ActionContext, params: _MarkParams) -> ActionResult:
+        return _mark(params)
