@@ -244,6 +244,9 @@ class Runner:
         except SocError as exc:
             log.error("playbook run stopped by an error", extra={"run": run_id, "error": exc.render()})
             return "error"
+        except Exception:  # nobody reads the loop's futures: say it here, with the traceback
+            log.exception("playbook run crashed", extra={"run": run_id})
+            raise
         finally:
             with self._lock:
                 self._active.discard(run_id)

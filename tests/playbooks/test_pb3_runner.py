@@ -227,6 +227,9 @@ def test_pb3_approval_approved_by_a_person_of_the_right_role_and_agency(
         decide(pstore, run_id=run.id, step_id="cut", principal=person("m", ("police", "manager")), approve=True)
     with pytest.raises(Exception, match="no such playbook run"):  # another agency's analyst: not even visible
         decide(pstore, run_id=run.id, step_id="cut", principal=person("h", ("health", "analyst")), approve=True)
+    key_of_ana = Principal(id="k1", name="k1", kind="apikey", memberships=(Membership("police", "analyst"),))
+    with pytest.raises(ApprovalRefused, match="people, not by API keys"):
+        decide(pstore, run_id=run.id, step_id="cut", principal=key_of_ana, approve=True)
     decide(
         pstore, run_id=run.id, step_id="cut", principal=person("ana", ("police", "analyst")), approve=True, comment="ok"
     )
