@@ -147,6 +147,8 @@ DOC_KINDS = frozenset(
         "rules",
         "throttle",
         "containment",  # addresses blocked by playbooks (playbooks.actions.contain)
+        "intel",  # threat-intel lists (intel.lists); their indicators are in intel_chunks
+        "intel_chunks",
     }
 )
 
