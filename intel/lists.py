@@ -26,7 +26,7 @@ from typing import Any
 from intel.indicators import PROVINCE_WIDE, Indicator, check_list_name, check_scope
 from intel.lookup import IntelIndex, ListedIndicators
 from intel.parsers import Parsed, Problem, merge
-from soc_core.errors import Conflict, InvalidInput, NotFound
+from soc_core.errors import Conflict, InvalidInput, NotFound, ParseError
 from soc_core.events import format_timestamp, utcnow
 from soc_core.store import Store
 from soc_core.store.base import DocWrite
@@ -77,6 +77,8 @@ def _chunk_id(tenant: str, name: str, generation: str, number: int) -> str:
 def _check(tenant: str, name: str) -> tuple[str, str]:
     try:
         return check_scope(tenant), check_list_name(name)
+    except ParseError as exc:
+        raise InvalidInput(exc.message, hint=exc.hint) from exc
     except ValueError as exc:
         raise InvalidInput(str(exc), hint="name lists like 'abuse-ch-feodo' or 'police_blocklist'") from exc
 
