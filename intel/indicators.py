@@ -106,7 +106,7 @@ def normalise(kind: str, value: str) -> tuple[IndicatorType, str]:
         if not HEX.match(digest) or len(digest) not in HASH_BY_LENGTH:
             raise ValueError(f"{text!r} is not a hex MD5, SHA-1 or SHA-256 digest")
         found = HASH_BY_LENGTH[len(digest)]
-        if kind != "hash" and kind != found:
+        if kind not in ("hash", found):
             raise ValueError(f"{text!r} has {len(digest)} hex digits, which is {found}, not {kind}")
         return found, digest
     raise ValueError(f"unknown indicator type {kind!r} (use one of ip, domain, url, md5, sha1, sha256, hash)")

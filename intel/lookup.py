@@ -221,17 +221,19 @@ class IntelIndex:
         return list(hits.values())
 
     def lookup(self, kind: str, value: str, tenant: str) -> list[Hit]:
-        """A value by itself (enrichment): ``kind`` is ip, domain, url or hash."""
+        """A value by itself (enrichment): ``kind`` is ip, domain, url or hash (others find nothing)."""
         found: list[Listed] = []
         for scope in self._visible(tenant):
             if kind == "ip":
                 found.extend(scope.ip(value))
-            elif kind == "domain":
-                found.extend(scope.domain(value.rstrip(".").lower()))
+            elif kind in ("domain", "url"):
+                try:
+                    normal = normalise_domain(value) if kind == "domain" else normalise_url(value)
+                except ValueError:
+                    continue
+                found.extend(scope.domain(normal) if kind == "domain" else scope.other("url", normal))
             elif kind == "hash":
                 found.extend(scope.other(HASH_TYPES.get(len(value), ""), value.lower()))
-            else:
-                found.extend(scope.other(kind, value))
         return [Hit("", value, listed) for listed in dict.fromkeys(found)]
 
 
