@@ -94,6 +94,8 @@ def merge(old: Indicator, new: Indicator) -> Indicator:
 
 def detect_format(path: Path) -> Format:
     """The format of ``path`` from its name and, for JSON, its first bytes."""
+    if not path.exists():
+        raise ParseError("no such file or directory", where=str(path))
     if path.is_dir() or path.name == "manifest.json":
         return "misp"
     if path.suffix.lower() in (".csv", ".txt", ".tsv"):
