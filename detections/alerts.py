@@ -9,7 +9,8 @@ of events (correlation rule). Detections become alert documents (plain dicts, st
       "tenant", "group_key", "group", "dedup_key",
       "entities": {"source.ip": [...], "user.name": [...], ...},
       "event_ids": [... at most MAX_EVENT_IDS ...], "count": <all events, not capped>,
-      "first_seen", "last_seen", "status": "new", "created_at", "updated_at"
+      "first_seen", "last_seen", "status": "new", "created_at", "updated_at",
+      "details": {...}   # only when the detection has some (threat-intel hits), never indexed
     }
 
 Suppression: a detection of the same (rule, tenant, group key) whose events come within
@@ -69,6 +70,7 @@ class Detection:
     first_seen: str
     last_seen: str
     entities: dict[str, list[str]] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)  # free-form facts for the alert (intel hits)
 
     @property
     def group_key(self) -> str:
@@ -145,6 +147,7 @@ def new_alert(detection: Detection, *, now: str) -> dict[str, Any]:
         "status": "new",
         "created_at": now,
         "updated_at": now,
+        **({"details": dict(detection.details)} if detection.details else {}),
     }
 
 

@@ -84,6 +84,7 @@ from .alerts import (
     group_detections,
 )
 from .correlation import CorrelationEngine, CorrelationHit, CorrelationSpec
+from .intel import IntelDetector
 from .lifecycle import RulePolicy
 from .loader import LoadedRule, RuleSet, translate_sigma_error
 from .matcher import Matcher, compile_gate, compile_rule, needed_fields
@@ -597,6 +598,7 @@ class DetectionEngine:
         self._pool: WorkerPool | None = None
         # the next batch, planned while the workers matched the last one: (planned after, limit, plan, checkpoint)
         self._ahead: tuple[str | None, int, ReadPlan, str] | None = None
+        self.intel = IntelDetector(store)  # threat-intel lists raise alerts too (detections.intel)
 
     def load_state(self) -> None:
         """Read the checkpoint and correlation windows saved by the previous run."""
@@ -638,8 +640,11 @@ class DetectionEngine:
         if plan.blocks:
             started = self.timer()
             detections, batch = self._evaluate(plan, result, checkpoint=checkpoint, limit=limit)
+            # threat intel: every event of the batch (the workers hand back only rule matches)
+            whole = batch if len(batch) == result.events else [event for _, event in self.store.read_plan(plan)]
+            detections += self.intel.detect(whole)
             matched = self.timer()
-            detections = self._admitted(detections, batch)
+            detections = self._admitted(detections, whole)
             result.detections = len(detections)
             self._write_alerts(detections, result)
             finished = self.timer()

@@ -418,6 +418,7 @@ def es_status(workdir: DevDir = DEV_NODE_DIR) -> None:
 def _register_subcommands() -> None:
     """Sub-apps from the other packages, given a way to open the configured store."""
     from detections.cli import build_rules_app  # noqa: PLC0415
+    from intel.cli import build_intel_app  # noqa: PLC0415
     from playbooks.cli import build_playbook_app  # noqa: PLC0415
     from sensors.cli import build_sensor_app  # noqa: PLC0415
 
@@ -425,6 +426,7 @@ def _register_subcommands() -> None:
     app.add_typer(build_sensor_app(lambda: open_store(settings())), name="sensor")  # pings and sets up itself
     app.add_typer(build_rules_app(store), name="rules")
     app.add_typer(build_playbook_app(store, settings), name="playbook")
+    app.add_typer(build_intel_app(store), name="intel")
 
 
 def main() -> None:

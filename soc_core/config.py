@@ -219,6 +219,30 @@ class ContainSettings(_Section):
         return value
 
 
+class AssetSettings(_Section):
+    """The asset inventory the enrich_assets action reads (playbooks.assets)."""
+
+    paths: list[Path] = Field(default_factory=list, max_length=100)  # YAML or CSV files of agency hosts
+
+
+class ShareSettings(_Section):
+    """Where share_stix may POST a case's STIX bundle (playbooks.actions.share), through the same
+    guard as webhooks: a public address only, checked after resolution, no redirects."""
+
+    url: str | None = None  # a TAXII-like collection endpoint; unset: bundles are only kept in the run
+    timeout_seconds: float = Field(20.0, gt=0, le=300)
+    allow_plain_http: bool = False
+    ca_file: Path | None = None
+    identity: str = Field("Canh Gác SOC", min_length=1, max_length=200)  # the bundle's producer name
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError(f"{value!r}: must be an https:// (or http://) URL")
+        return value
+
+
 class PlaybookSettings(_Section):
     """Playbooks: the runner (``playbooks.runner``, run by ``soc up --role engine|all``) and the
     actions' settings."""
@@ -232,6 +256,8 @@ class PlaybookSettings(_Section):
     webhook: WebhookSettings = WebhookSettings()
     smtp: SmtpSettings = SmtpSettings()
     contain: ContainSettings = ContainSettings()
+    assets: AssetSettings = AssetSettings()
+    share: ShareSettings = ShareSettings()
 
 
 class Settings(BaseSettings):

@@ -148,6 +148,8 @@ DOC_KINDS = frozenset(
         "throttle",
         "playbook_runs",
         "containment",  # addresses blocked by playbooks (playbooks.actions.contain)
+        "intel",  # threat-intel lists (intel.lists); their indicators are in intel_chunks
+        "intel_chunks",
     }
 )
 
