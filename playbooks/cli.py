@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from playbooks.format import check_file, load_library
+from playbooks.format import check_file, configured_library
 from playbooks.runner import Runner
 from playbooks.service import list_runs, start_run
 from soc_core.config import Settings
@@ -127,8 +127,9 @@ def build_playbook_app(open_store: Callable[[], Store], load_settings: Callable[
 
     @app.command("list")
     def list_playbooks() -> None:
-        """The playbooks in the configured folders (playbooks.dirs)."""
-        library = load_library(load_settings().playbooks.dirs)
+        """The playbooks in the configured folders (playbooks.dirs) and the shipped library."""
+        settings = load_settings()
+        library = configured_library(settings.playbooks.dirs, shipped=settings.playbooks.library)
         table = Table("name", "version", "trigger", "steps", "file")
         for name, playbook in sorted(library.playbooks.items()):
             trigger = playbook.trigger
@@ -174,7 +175,8 @@ def build_playbook_app(open_store: Callable[[], Store], load_settings: Callable[
         from soc_api.cli import cli_actor  # noqa: PLC0415 - the one way the CLI names its user
 
         settings = load_settings()
-        playbook = load_library(settings.playbooks.dirs).get(name)
+        library = configured_library(settings.playbooks.dirs, shipped=settings.playbooks.library)
+        playbook = library.get(name)
         store = open_store()
         doc = start_run(
             store,
@@ -185,7 +187,7 @@ def build_playbook_app(open_store: Callable[[], Store], load_settings: Callable[
             inputs=_parse_inputs(inputs or []),
             dry_run=dry_run,
         )
-        runner = Runner(store, settings, load_library(settings.playbooks.dirs))
+        runner = Runner(store, settings, library)
         try:
             status = runner.execute(doc.id)
         finally:

@@ -8,7 +8,7 @@ pydantic models, every problem of a file reported at once with its ``file:line``
     version: 1
     trigger:                        # type: manual (the default) — run by a person only
       type: alert                   # or on every new alert matching ALL the lists given
-      rule_ids: [...]               #   (each list: any of its values)
+      rule_ids: [...]               #   (each list: any of its values; intel:* — a prefix)
       levels: [high, critical]
       tags: [...]                   #   the alert's tags or its rule's tags
       techniques: [T1110]           #   ATT&CK; T1110 also matches T1110.001
@@ -26,7 +26,8 @@ pydantic models, every problem of a file reported at once with its ``file:line``
         on_error: stop              # or continue
         approval: {roles: [analyst], agency: own, expires: 4h}   # wait for a person first
 
-Templates see ``alert``, ``case``, ``inputs``, ``steps.<id>.output`` and ``run``
+Templates see ``alert``, ``case``, ``inputs``, ``steps.<id>.output``, ``run`` and ``agency`` (its contacts in
+``playbooks.agencies``: ``email``, ``webhook``, ``language``)
 (:mod:`playbooks.templating`); a ``steps.X`` a template reads must be an earlier step.
 """
 
@@ -148,7 +149,7 @@ class Trigger(_Strict):
         tags = {str(tag).lower() for tag in [*(alert.get("tags") or []), *(alert.get("rule.tags") or [])]}
         rule_techniques = {tag.removeprefix("attack.") for tag in tags if tag.startswith("attack.t")}
         checks: tuple[tuple[list[str], Callable[[], bool]], ...] = (
-            (self.rule_ids, lambda: alert.get("rule.id") in self.rule_ids),
+            (self.rule_ids, lambda: _rule_matches(str(alert.get("rule.id") or ""), self.rule_ids)),
             (list(self.levels), lambda: alert.get("rule.level") in self.levels),
             (self.tags, lambda: bool(tags & {tag.lower() for tag in self.tags})),
             (
@@ -162,6 +163,12 @@ class Trigger(_Strict):
             (self.agencies, lambda: alert.get("tenant") in self.agencies),
         )
         return all(check() for given, check in checks if given)
+
+
+def _rule_matches(rule_id: str, wanted: Iterable[str]) -> bool:
+    """``rule_id`` is one of ``wanted``, where an entry ending in ``*`` is a prefix: ``intel:*``
+    is every threat-intel list's synthetic rule (``intel:<list>``)."""
+    return any(rule_id.startswith(item[:-1]) if item.endswith("*") else rule_id == item for item in wanted)
 
 
 class Approval(_Strict):
@@ -491,6 +498,25 @@ class Library:
             ) from None
 
 
+LIBRARY_DIR = Path(__file__).parent / "library"
+
+
+def configured_library(dirs: Iterable[Path], *, shipped: bool = True) -> Library:
+    """The playbooks of ``dirs`` and, with ``shipped`` (``playbooks.library``), the shipped
+    library (:data:`LIBRARY_DIR`). A playbook of ``dirs`` overrides a shipped one of the same
+    name, so an agency adapts a shipped playbook by copying it under its own folder."""
+    library = load_library(dirs)
+    if not shipped:
+        return library
+    shipped_library = load_library([LIBRARY_DIR])
+    library.errors += shipped_library.errors
+    for name, playbook in shipped_library.playbooks.items():
+        if name not in library.playbooks:
+            library.playbooks[name] = playbook
+            library.sources[name] = shipped_library.sources[name]
+    return library
+
+
 def load_library(paths: Iterable[Path]) -> Library:
     """Every ``*.yml``/``*.yaml`` under ``paths`` (folders or files); a name used twice keeps
     the first and reports the second."""
@@ -528,7 +554,9 @@ __all__ = [
     "Trigger",
     "check_file",
     "check_input_value",
+    "LIBRARY_DIR",
     "check_text",
+    "configured_library",
     "load_library",
     "load_playbook",
     "parse_duration",

@@ -56,7 +56,7 @@ from playbooks.records import (
 )
 from playbooks.service import approval_expiry, start_auto_run
 from playbooks.templating import evaluate, render
-from soc_core.config import Settings
+from soc_core.config import AgencyContact, Settings
 from soc_core.errors import NotFound, PlaybookError, SocError, StoreUnavailable
 from soc_core.events import format_timestamp, parse_timestamp, utcnow
 from soc_core.store import Store
@@ -369,7 +369,18 @@ class Runner:
         run = {
             k: body.get(k) for k in ("playbook", "tenant", "dry_run", "trigger", "started_by", "alert_id", "case_id")
         }
-        return {"alert": alert, "case": case, "inputs": dict(body.get("inputs") or {}), "steps": steps, "run": run}
+        # the agency's contacts (playbooks.agencies): whom notify steps tell; none configured
+        # gives empty ones, so a step guarded by `if: agency.email` is skipped, not failed
+        contact = self.settings.playbooks.agencies.get(str(body.get("tenant")))
+        agency = {"id": body.get("tenant"), **(contact or AgencyContact()).model_dump(mode="json")}
+        return {
+            "alert": alert,
+            "case": case,
+            "inputs": dict(body.get("inputs") or {}),
+            "steps": steps,
+            "run": run,
+            "agency": agency,
+        }
 
     def _step_failed(self, run_id: str, step_id: str, error: str, *, status: str = "failed") -> str:
         updated = self._set_step(run_id, step_id, status=status, error=error, finished_at=now_text())

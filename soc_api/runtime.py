@@ -27,7 +27,7 @@ from rich.console import Console
 from detections import lifecycle
 from detections.engine import DetectionEngine
 from detections.loader import shipped_rules_dir
-from playbooks.format import load_library
+from playbooks.format import configured_library
 from playbooks.runner import Runner, RunnerThread
 from soc_api.main import create_app
 from soc_api.services import accounts, audit, throttle
@@ -171,9 +171,9 @@ def build_engine(settings: Settings, store: Store) -> DetectionEngine:
 
 
 def build_runner_thread(settings: Settings, store: Store) -> RunnerThread:
-    """The playbook runner over the playbooks of ``playbooks.dirs`` (broken ones are logged and
-    left out; the others run)."""
-    library = load_library(settings.playbooks.dirs)
+    """The playbook runner over the playbooks of ``playbooks.dirs`` and the shipped library
+    (broken ones are logged and left out; the others run)."""
+    library = configured_library(settings.playbooks.dirs, shipped=settings.playbooks.library)
     for error in library.errors:
         log.warning("playbook not loaded", extra={"error": error.render()})
     return RunnerThread(Runner(store, settings, library))

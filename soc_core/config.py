@@ -243,12 +243,22 @@ class ShareSettings(_Section):
         return value
 
 
+class AgencyContact(_Section):
+    """Whom a playbook tells about an agency's alerts: templates read it as ``agency``
+    (``agency.email``, ``agency.webhook``, ``agency.language``)."""
+
+    email: list[str] = Field(default_factory=list, max_length=20)  # the agency's security contacts
+    webhook: str | None = Field(None, max_length=2048)  # e.g. its chat room's incoming hook
+    language: Literal["vi", "en"] = "vi"  # of the messages sent to it
+
+
 class PlaybookSettings(_Section):
     """Playbooks: the runner (``playbooks.runner``, run by ``soc up --role engine|all``) and the
     actions' settings."""
 
     enabled: bool = True
     dirs: list[Path] = Field(default_factory=list)  # folders of playbook YAML files
+    library: bool = True  # also load the shipped playbooks/library/ (a playbook in dirs overrides one of the same name)
     max_concurrent_runs: int = Field(4, ge=1, le=64)
     approval_expiry_minutes: float = Field(240.0, gt=0, le=30 * 24 * 60)  # a gate without `expires`
     poll_seconds: float = Field(1.0, gt=0, le=3600)  # new alerts, approvals, pending runs
@@ -258,6 +268,7 @@ class PlaybookSettings(_Section):
     contain: ContainSettings = ContainSettings()
     assets: AssetSettings = AssetSettings()
     share: ShareSettings = ShareSettings()
+    agencies: dict[str, AgencyContact] = Field(default_factory=dict)  # agency id → its contacts
 
 
 class Settings(BaseSettings):
@@ -355,6 +366,7 @@ def load_settings(path: Path | None = None) -> Settings:
 
 
 __all__ = [
+    "AgencyContact",
     "ApiLimits",
     "ApiSettings",
     "AuditSettings",
