@@ -4,8 +4,13 @@ Windows Defender rules) over the rules' own sample events, plus a threat-intel l
 from __future__ import annotations
 
 import json
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from detections.engine import DetectionEngine
 from detections.loader import load_rules, shipped_rules_dir
@@ -13,6 +18,7 @@ from intel import lists
 from intel.parsers import parse_file
 from soc_core.store import Store
 from tests.shared_data import shared_data
+from tests.support.netns import in_netns
 
 SSH_BRUTEFORCE = "74d45926-2b16-4397-acdf-3728c2a10647"
 SQL_INJECTION = "4b93f6e6-f86c-4260-a9b6-f1ba07ddc73b"
@@ -100,3 +106,43 @@ def make_alerts(store: Store, tmp: Path, events: list[dict[str, Any]] | None = N
     for doc in store.list_docs("alerts", size=1000).items:
         alerts.setdefault(str(doc.body["rule.id"]), {**doc.body, "id": doc.id})
     return alerts
+
+
+@contextmanager
+def forward_into(namespace: str, url: str) -> Iterator[None]:
+    """Make ``url``'s host:port (a loopback service of this namespace, like the ES node) reachable
+    at the same address inside network namespace ``namespace``: a listener made there, whose
+    connections are relayed through sockets made here (a socket stays in the namespace it was
+    made in, whichever thread uses it)."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    with in_netns(namespace):
+        server = socket.create_server((host, port))
+    done = threading.Event()
+
+    def pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                end.close()
+
+    def serve() -> None:
+        while not done.is_set():
+            try:
+                client, _ = server.accept()
+            except OSError:  # closed at the end
+                return
+            upstream = socket.create_connection((host, port))
+            threading.Thread(target=pump, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield
+    finally:
+        done.set()
+        server.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from soc_api.services import audit
 from soc_api.services.accounts import Membership, Principal
 from soc_core.config import Settings
 from soc_core.store import Store
+from soc_core.store.elasticsearch import ElasticsearchStore
 from tests.playbooks.library_support import (
     DEFENDER_THREAT,
     IOC_ADDRESS,
@@ -34,6 +36,7 @@ from tests.playbooks.library_support import (
     SUDO_ROOT_SHELL,
     _samples,
     defender_event,
+    forward_into,
     intel_event,
     load_ioc_list,
     make_alerts,
@@ -186,13 +189,16 @@ def world(store: Store, firewall_net: FirewallNet, tmp_path: Path) -> Iterator[W
     )
     audit.configure(store, settings)
     runner = Runner(store, settings, configured_library([]))
-    try:
-        yield World(store, settings, firewall_net, inbox, receiver, runner, tmp_path)
-    finally:
-        runner.close()
-        controller.stop()
-        receiver.server.shutdown()
-        receiver.server.server_close()
+    with ExitStack() as stack:
+        if isinstance(store, ElasticsearchStore):  # the node, reached from the SOC's namespace too
+            stack.enter_context(forward_into(firewall_net.firewall, store.url))
+        try:
+            yield World(store, settings, firewall_net, inbox, receiver, runner, tmp_path)
+        finally:
+            runner.close()
+            controller.stop()
+            receiver.server.shutdown()
+            receiver.server.server_close()
 
 
 def _replace(events: list[dict[str, Any]], old: str, new: str) -> list[dict[str, Any]]:
