@@ -545,6 +545,7 @@ def load_library(paths: Iterable[Path]) -> Library:
 
 __all__ = [
     "LEVELS",
+    "LIBRARY_DIR",
     "Approval",
     "Checked",
     "InputSpec",
@@ -554,7 +555,6 @@ __all__ = [
     "Trigger",
     "check_file",
     "check_input_value",
-    "LIBRARY_DIR",
     "check_text",
     "configured_library",
     "load_library",

@@ -47,7 +47,7 @@ def defender_event(host: str = WINDOWS_HOST, *, tenant: str = "police") -> dict[
     """Event 1116 of the Defender channel as the Windows parser writes it."""
     return {
         "@timestamp": "2026-11-25T10:09:00.000Z",
-        "event.id": "d3f3nd3r1116" + host.split(".")[0].lower(),
+        "event.id": "d3f3nd3r1116" + host.split(".", maxsplit=1)[0].lower(),
         "event.kind": "event",
         "organization.id": tenant,
         "event.dataset": "windows.windefend",

@@ -23,7 +23,8 @@ from playbooks.records import FINAL, auto_run_id, get_run
 from playbooks.runner import Runner
 from playbooks.service import decide, start_run
 from soc_api.services import audit
-from soc_api.services.accounts import Membership, Principal
+from soc_api.services.accounts import Principal
+from soc_core.auth import Membership
 from soc_core.config import Settings
 from soc_core.store import Store
 from soc_core.store.elasticsearch import ElasticsearchStore
