@@ -9,7 +9,7 @@ time from the first poll to the last run finished. The playbook is 5 steps of en
 in the same session: the same alerts with a 1-step playbook (``enrich_assets``).
 
 Phase 2 (latency): alerts written at ``--rate`` per second for ``--seconds`` while the runner
-loops as in production (``poll_seconds`` 1 s, the default); alert → first step latency = the first step's
+loops as in production (``--poll-seconds``, default 1 s as shipped); alert → first step latency = the first step's
 ``started_at`` minus the alert's ``created_at`` (p50/p99/max).
 
 Start-up costs are reported apart: opening the store (Elasticsearch: index templates and
@@ -113,11 +113,11 @@ def _store_alerts(store: Store, first: int, count: int) -> dict[str, str]:
     return made
 
 
-def _settings(data: Path, inventory: Path) -> Settings:
+def _settings(data: Path, inventory: Path, poll_seconds: float) -> Settings:
     return Settings(
         data_dir=data,
-        # the defaults of playbooks.max_concurrent_runs (4) and poll_seconds (1 s)
-        playbooks={"assets": {"paths": [inventory]}},
+        # playbooks.max_concurrent_runs at its default (4); poll_seconds 1 s by default too
+        playbooks={"assets": {"paths": [inventory]}, "poll_seconds": poll_seconds},
     )
 
 
@@ -249,7 +249,7 @@ def one(es: str | None, text: str, args: argparse.Namespace) -> None:
         opened = time.perf_counter() - start
         start = time.perf_counter()
         inventory = _fixtures(data, store)
-        settings = _settings(data, inventory)
+        settings = _settings(data, inventory, args.poll_seconds)
         audit.configure(store, settings)
         fixtures = time.perf_counter() - start
         try:
@@ -259,7 +259,7 @@ def one(es: str | None, text: str, args: argparse.Namespace) -> None:
             _drop(store)
     name = "5-step enrich+case" if text is FIVE_STEPS else "1-step baseline"
     print(
-        f"{'Elasticsearch' if es else 'SQLite'} | {name} | start-up: store {opened:.1f} s, inventory + intel list "
+        f"{'Elasticsearch' if es else 'SQLite'} | {name} | poll {args.poll_seconds:g} s | start-up: store {opened:.1f} s, inventory + intel list "
         f"{fixtures:.1f} s, {args.alerts} alerts stored in {figures['store_alerts_s']:.1f} s | "
         f"{figures['runs']:.0f} runs in {figures['elapsed_s']:.1f} s = {figures['runs_per_s']:.1f} runs/s"
         + (
@@ -279,6 +279,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=10.0, help="alerts/s written in the latency phase")
     parser.add_argument("--seconds", type=float, default=30.0, help="length of the latency phase (0: skip it)")
     parser.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--poll-seconds", type=float, default=1.0, help="playbooks.poll_seconds (default 1, as shipped)")
     args = parser.parse_args()
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
