@@ -259,7 +259,8 @@ def one(es: str | None, text: str, args: argparse.Namespace) -> None:
             _drop(store)
     name = "5-step enrich+case" if text is FIVE_STEPS else "1-step baseline"
     print(
-        f"{'Elasticsearch' if es else 'SQLite'} | {name} | poll {args.poll_seconds:g} s | start-up: store {opened:.1f} s, inventory + intel list "
+        f"{'Elasticsearch' if es else 'SQLite'} | {name} | poll {args.poll_seconds:g} s | "
+        f"start-up: store {opened:.1f} s, inventory + intel list "
         f"{fixtures:.1f} s, {args.alerts} alerts stored in {figures['store_alerts_s']:.1f} s | "
         f"{figures['runs']:.0f} runs in {figures['elapsed_s']:.1f} s = {figures['runs_per_s']:.1f} runs/s"
         + (
@@ -279,7 +280,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=10.0, help="alerts/s written in the latency phase")
     parser.add_argument("--seconds", type=float, default=30.0, help="length of the latency phase (0: skip it)")
     parser.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--poll-seconds", type=float, default=1.0, help="playbooks.poll_seconds (default 1, as shipped)")
+    parser.add_argument("--poll-seconds", type=float, default=1.0, help="playbooks.poll_seconds (shipped: 1)")
     args = parser.parse_args()
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
