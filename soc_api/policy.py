@@ -116,6 +116,9 @@ UI_POLICY: dict[tuple[str, str], str] = {
     ("GET", "/ui/keys"): "users:admin",
     ("POST", "/ui/keys"): "users:admin",
     ("POST", "/ui/keys/{key_id}/revoke"): "users:admin",
+    ("GET", "/ui/intel"): "alerts:read",
+    ("POST", "/ui/intel"): "rules:write",
+    ("POST", "/ui/intel/{tenant}/{name}/delete"): "rules:write",
 }
 
 # What a session whose password must change (first sign-in, admin-set) may still do

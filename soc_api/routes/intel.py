@@ -24,6 +24,7 @@ from soc_api.errors import ApiProblem
 from soc_api.routes.alerts import actor_of
 from soc_api.schemas import IntelImportPublic, IntelListPage, IntelListPublic, IntelProblem
 from soc_api.services import audit
+from soc_api.services.alerts import Actor
 from soc_core.errors import NotVisible, ParseError
 from soc_core.store import Store
 
@@ -50,9 +51,10 @@ def list_lists(store: StoreDep, scope: TenantScope) -> IntelListPage:
     return IntelListPage(items=[IntelListPublic.model_validate(item) for item in found])
 
 
-def _import(
-    store: Store, body: bytes, *, tenant: str, name: str, fmt: Format, value_type: str | None, actor: str
+def import_upload(
+    store: Store, body: bytes, *, tenant: str, name: str, fmt: Format, value_type: str | None, actor: Actor
 ) -> lists.ImportReport:
+    """Parse an uploaded file, create or update the list, audit it (the API's and the UI's path)."""
     with tempfile.TemporaryDirectory(prefix="canhgac-intel-") as directory:
         path = FilePath(directory) / f"upload{SUFFIX[fmt]}"
         path.write_bytes(body)
@@ -62,7 +64,33 @@ def _import(
             raise ParseError(exc.message, where="upload", hint=exc.hint) from exc
         # name the upload, not the server's temporary file
         parsed.skipped = [Problem(p.where.replace(str(path), "upload"), p.reason) for p in parsed.skipped]
-        return lists.import_list(store, parsed, tenant=tenant, name=name, fmt=fmt, source="upload", actor=actor)
+    report = lists.import_list(
+        store, parsed, tenant=tenant, name=name, fmt=fmt, source="upload", actor=actor.principal.id
+    )
+    audit.record(
+        store,
+        actor=actor.principal.id,
+        action="intel.import",
+        tenant=None if tenant == PROVINCE_WIDE else tenant,
+        target=f"intel/{tenant}:{name}",
+        after=report.to_dict(),
+        request_id=actor.request_id,
+        source_ip=actor.source_ip,
+    )
+    return report
+
+
+def delete_audited(store: Store, *, tenant: str, name: str, actor: Actor) -> None:
+    lists.delete_list(store, tenant=tenant, name=name)
+    audit.record(
+        store,
+        actor=actor.principal.id,
+        action="intel.delete",
+        tenant=None if tenant == PROVINCE_WIDE else tenant,
+        target=f"intel/{tenant}:{name}",
+        request_id=actor.request_id,
+        source_ip=actor.source_ip,
+    )
 
 
 @router.post("/lists", response_model=IntelImportPublic, status_code=200)
@@ -81,19 +109,9 @@ async def upload_list(
     """Create the list, or replace its content; every skipped line or object with where and why."""
     check_writable(tenant, scope)
     body = await request.body()
-    report = await run_in_threadpool(
-        _import, store, body, tenant=tenant, name=name, fmt=fmt, value_type=value_type, actor=principal.id
-    )
     actor = actor_of(request, principal)
-    audit.record(
-        store,
-        actor=principal.id,
-        action="intel.import",
-        tenant=None if tenant == PROVINCE_WIDE else tenant,
-        target=f"intel/{tenant}:{name}",
-        after=report.to_dict(),
-        request_id=actor.request_id,
-        source_ip=actor.source_ip,
+    report = await run_in_threadpool(
+        import_upload, store, body, tenant=tenant, name=name, fmt=fmt, value_type=value_type, actor=actor
     )
     return IntelImportPublic(
         **report.to_dict(),
@@ -112,15 +130,5 @@ def delete_list(
 ) -> Response:
     """Delete a list and its indicators; it stops matching at the engine's next reload."""
     check_writable(tenant, scope)
-    lists.delete_list(store, tenant=tenant, name=name)
-    actor = actor_of(request, principal)
-    audit.record(
-        store,
-        actor=principal.id,
-        action="intel.delete",
-        tenant=None if tenant == PROVINCE_WIDE else tenant,
-        target=f"intel/{tenant}:{name}",
-        request_id=actor.request_id,
-        source_ip=actor.source_ip,
-    )
+    delete_audited(store, tenant=tenant, name=name, actor=actor_of(request, principal))
     return Response(status_code=204)
