@@ -419,11 +419,13 @@ def _register_subcommands() -> None:
     """Sub-apps from the other packages, given a way to open the configured store."""
     from detections.cli import build_rules_app  # noqa: PLC0415
     from intel.cli import build_intel_app  # noqa: PLC0415
+    from playbooks.cli import build_playbook_app  # noqa: PLC0415
     from sensors.cli import build_sensor_app  # noqa: PLC0415
 
     # one pattern for every group from another package: build_<group>_app(open_store) -> Typer
     app.add_typer(build_sensor_app(lambda: open_store(settings())), name="sensor")  # pings and sets up itself
     app.add_typer(build_rules_app(store), name="rules")
+    app.add_typer(build_playbook_app(store, settings), name="playbook")
     app.add_typer(build_intel_app(store), name="intel")
 
 

@@ -16,7 +16,7 @@ import logging
 import secrets
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -27,6 +27,8 @@ from rich.console import Console
 from detections import lifecycle
 from detections.engine import DetectionEngine
 from detections.loader import shipped_rules_dir
+from playbooks.format import load_library
+from playbooks.runner import Runner, RunnerThread
 from soc_api.main import create_app
 from soc_api.services import accounts, audit, throttle
 from soc_core.auth import PROVINCE, Membership, password_problem
@@ -168,6 +170,15 @@ def build_engine(settings: Settings, store: Store) -> DetectionEngine:
     return engine
 
 
+def build_runner_thread(settings: Settings, store: Store) -> RunnerThread:
+    """The playbook runner over the playbooks of ``playbooks.dirs`` (broken ones are logged and
+    left out; the others run)."""
+    library = load_library(settings.playbooks.dirs)
+    for error in library.errors:
+        log.warning("playbook not loaded", extra={"error": error.render()})
+    return RunnerThread(Runner(store, settings, library))
+
+
 def build_scheduler(store: Store, *, anchor_minutes: float = 5.0) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(timezone="Asia/Ho_Chi_Minh")
 
@@ -221,7 +232,9 @@ def serve(
         with console.status("loading demo agencies, users and attack logs…"):
             summary = load_demo(settings, store)
         console.print(f"demo: {summary}")
-    threads: list[EngineThread] = []
+    threads: list[EngineThread | RunnerThread] = []
+    if engine_side and settings.playbooks.enabled:
+        threads.append(build_runner_thread(settings, store))
     if engine_side and settings.detection.enabled:
         thread = EngineThread(
             build_engine(settings, store),
@@ -229,12 +242,24 @@ def serve(
             batch_size=settings.detection.batch_size,
             rebuild=lambda: build_engine(settings, store),
         )
-        thread.start()
         threads.append(thread)
     scheduler = build_scheduler(store, anchor_minutes=settings.audit.anchor_every_minutes) if engine_side else None
     if scheduler is not None:
         scheduler.start()
-    parts = [name for name, on in (("api", api), ("engine", bool(threads)), ("scheduler", engine_side)) if on]
+    for started in threads:
+        started.start()
+    engines = [t for t in threads if isinstance(t, EngineThread)]
+    runners = [t for t in threads if isinstance(t, RunnerThread)]
+    parts = [
+        name
+        for name, on in (
+            ("api", api),
+            ("engine", bool(engines)),
+            ("playbooks", bool(runners)),
+            ("scheduler", engine_side),
+        )
+        if on
+    ]
     log.info("started", extra={"role": role, "parts": parts, "store": store.name})
     url = f"http://{settings.api.host}:{settings.api.port}"
     console.print(f"[bold green]Canh Gác[/] ({role}: {', '.join(parts)}) is running on {store.name}")
@@ -260,9 +285,10 @@ def serve(
         else:
             _run_until_stopped(threads)
     finally:
-        for thread in threads:
-            thread.stop_event.set()
-            thread.join(timeout=10)
+        for stopping in threads:
+            stopping.stop_event.set()
+        for stopping in threads:
+            stopping.join(timeout=10)
         if scheduler is not None:
             scheduler.shutdown(wait=False)
         try:
@@ -272,9 +298,9 @@ def serve(
         store.close()
 
 
-def _run_until_stopped(threads: list[EngineThread]) -> None:
-    """The engine role's main thread: wait for SIGTERM or Ctrl-C; a dead engine thread is an
-    error (exit 1), not a process that looks alive and detects nothing."""
+def _run_until_stopped(threads: Sequence[threading.Thread]) -> None:
+    """The engine role's main thread: wait for SIGTERM or Ctrl-C; a dead engine or playbook
+    thread is an error (exit 1), not a process that looks alive and does nothing."""
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
@@ -285,8 +311,19 @@ def _run_until_stopped(threads: list[EngineThread]) -> None:
     signal.signal(signal.SIGINT, on_signal)
     while not stop.wait(1.0):
         if any(not thread.is_alive() for thread in threads):
-            log.error("the detection engine thread stopped; exiting")
+            log.error(
+                "an engine thread stopped; exiting", extra={"threads": [t.name for t in threads if not t.is_alive()]}
+            )
             raise SystemExit(1)
 
 
-__all__ = ["ROLES", "EngineThread", "build_engine", "check_role", "configure_logging", "ensure_admin", "serve"]
+__all__ = [
+    "ROLES",
+    "EngineThread",
+    "build_engine",
+    "build_runner_thread",
+    "check_role",
+    "configure_logging",
+    "ensure_admin",
+    "serve",
+]

@@ -245,6 +245,15 @@ class ShareSettings(_Section):
 
 
 class PlaybookSettings(_Section):
+    """Playbooks: the runner (``playbooks.runner``, run by ``soc up --role engine|all``) and the
+    actions' settings."""
+
+    enabled: bool = True
+    dirs: list[Path] = Field(default_factory=list)  # folders of playbook YAML files
+    max_concurrent_runs: int = Field(4, ge=1, le=64)
+    approval_expiry_minutes: float = Field(240.0, gt=0, le=30 * 24 * 60)  # a gate without `expires`
+    poll_seconds: float = Field(1.0, gt=0, le=3600)  # new alerts, approvals, pending runs
+    retry_backoff_seconds: float = Field(2.0, ge=0, le=3600)  # first retry; doubles, at most 5 min
     webhook: WebhookSettings = WebhookSettings()
     smtp: SmtpSettings = SmtpSettings()
     contain: ContainSettings = ContainSettings()

@@ -18,9 +18,12 @@
     │   └── Throttled        too many failed sign-ins; wait (soc_api.services.accounts)
     ├── DevNodeError         the development Elasticsearch node could not be fetched or started
     ├── WorkflowError        a triage change the alert workflow forbids (soc_api.services.alerts)
+    ├── PlaybookError        a playbook that cannot be loaded (file:line), run or decided as asked
+    │   ├── ActionError      a playbook step's action failed (playbooks.actions.base)
+    │   │   └── OutboundRefused  a webhook target refused before connecting (playbooks.actions.outbound)
+    │   ├── TemplateProblem  a template that does not compile or reaches for internals (playbooks.templating)
+    │   └── ApprovalRefused  a person who may not decide a gate, or no gate waiting (playbooks.service)
     ├── WorkerError          a detection worker process failed or stopped answering (detections.workers)
-    ├── ActionError          a playbook step's action failed (playbooks.actions.base)
-    │   └── OutboundRefused  a webhook target refused before connecting (playbooks.actions.outbound)
     └── SensorError          a sensor could not do what was asked (sensors.errors)
         ├── SpoolError       the on-disk spool cannot persist a record
         │   └── SpoolFull    the spool reached its size limit under ``when_full: block``
@@ -97,6 +100,11 @@ class AuthError(SocError):
     """Authentication or authorisation failed."""
 
 
+class PlaybookError(SocError):
+    """A playbook that cannot be loaded (names file:line), or a run, step or approval that
+    cannot be handled as asked."""
+
+
 class DevNodeError(SocError):
     """The development Elasticsearch node could not be fetched or started."""
 
@@ -110,6 +118,7 @@ __all__ = [
     "NotFound",
     "NotVisible",
     "ParseError",
+    "PlaybookError",
     "RuleError",
     "SocError",
     "StoreError",

@@ -20,11 +20,11 @@ from typing import Any, ClassVar, Generic, TypeVar
 from pydantic import BaseModel
 
 from soc_core.config import Settings
-from soc_core.errors import SocError
+from soc_core.errors import PlaybookError
 from soc_core.store.base import Store
 
 
-class ActionError(SocError):
+class ActionError(PlaybookError):
     """A step's action failed; the message says what and the runner records it on the step."""
 
 

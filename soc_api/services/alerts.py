@@ -19,6 +19,7 @@ from soc_core.events import format_timestamp, utcnow
 from soc_core.store import Doc, Store
 
 MAX_COMMENTS = 500
+LEVELS = ("critical", "high", "medium", "low", "informational")
 MAX_TAGS = 50
 
 
@@ -50,6 +51,7 @@ def apply_change(
     unassign: bool = False,
     add_tags: Sequence[str] = (),
     remove_tags: Sequence[str] = (),
+    level: str | None = None,
     now: str,
 ) -> dict[str, Any]:
     """Pure: the alert body after the change (raises WorkflowError for forbidden moves)."""
@@ -67,6 +69,11 @@ def apply_change(
         elif current in CLOSED_STATUSES:
             changed.pop("resolved_at", None)
             changed.pop("resolved_by", None)
+    if level is not None and level != body.get("rule.level"):
+        if level not in LEVELS:
+            raise WorkflowError(f"no alert level {level!r}; use one of {', '.join(LEVELS)}")
+        changed.setdefault("rule.level_original", body.get("rule.level"))  # the rule's own, kept once
+        changed["rule.level"] = level
     if unassign:
         changed.pop("assignee", None)
     elif assignee is not None:
@@ -93,6 +100,7 @@ def update_alert(
     unassign: bool = False,
     add_tags: Sequence[str] = (),
     remove_tags: Sequence[str] = (),
+    level: str | None = None,
 ) -> Doc:
     doc = visible_alert(store, alert_id, scope)
     now = format_timestamp(utcnow())
@@ -104,6 +112,7 @@ def update_alert(
         unassign=unassign,
         add_tags=add_tags,
         remove_tags=remove_tags,
+        level=level,
         now=now,
     )
     updated = store.update_doc("alerts", alert_id, body, version=version)
@@ -113,8 +122,8 @@ def update_alert(
         action="alert.update",
         tenant=body.get("tenant"),
         target=f"alerts/{alert_id}",
-        before={k: doc.body.get(k) for k in ("status", "assignee", "tags")},
-        after={k: body.get(k) for k in ("status", "assignee", "tags")},
+        before={k: doc.body.get(k) for k in ("status", "assignee", "tags", "rule.level")},
+        after={k: body.get(k) for k in ("status", "assignee", "tags", "rule.level")},
         request_id=actor.request_id,
         source_ip=actor.source_ip,
     )

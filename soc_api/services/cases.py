@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from soc_api.services import audit
@@ -22,6 +22,7 @@ CASE_STATUSES = ("open", "in_progress", "closed")
 CLASSIFICATIONS = ("true_positive", "false_positive", "benign", "duplicate", "inconclusive")
 MAX_ALERTS = 500
 MAX_OBSERVABLES = 1000
+MAX_HUNTS = 100
 
 OBSERVABLE_FIELDS: dict[str, str] = {
     "source.ip": "ip",
@@ -219,11 +220,138 @@ def update_case(
     return updated
 
 
+def _change_case(
+    store: Store,
+    case_id: str,
+    scope: tuple[str, ...] | None,
+    change: Callable[[dict[str, Any]], dict[str, Any]],
+) -> tuple[Doc, Doc]:
+    """Apply ``change`` to the case's current body, re-reading on a race (changes made without
+    the caller's version: appends that cannot lose anyone's edit). (before, after)."""
+    for _ in range(10):
+        doc = visible_case(store, case_id, scope)
+        body = change(dict(doc.body))
+        body["updated_at"] = format_timestamp(utcnow())
+        try:
+            return doc, store.update_doc("cases", case_id, body, version=doc.version)
+        except Conflict:
+            continue
+    raise WorkflowError(f"case {case_id} kept changing; try again")
+
+
+def add_observables(
+    store: Store, *, case_id: str, observables: Sequence[Mapping[str, str]], scope: tuple[str, ...] | None, actor: Actor
+) -> tuple[Doc, list[dict[str, str]]]:
+    """Add observables the case does not hold yet; the case and those added."""
+    added: list[dict[str, str]] = []
+
+    def change(body: dict[str, Any]) -> dict[str, Any]:
+        held = {(o.get("type"), o.get("value")) for o in body.get("observables") or []}
+        added[:] = [
+            {"type": str(o["type"]), "value": str(o["value"])}
+            for o in observables
+            if (o["type"], o["value"]) not in held
+        ]
+        room = MAX_OBSERVABLES - len(held)
+        del added[max(room, 0) :]
+        body["observables"] = [*(body.get("observables") or []), *added]
+        if added:
+            text = ", ".join(f"{o['type']} {o['value']}" for o in added[:20])
+            body["timeline"] = [*(body.get("timeline") or []), _entry(actor, "observables", f"added: {text}")][-2000:]
+        return body
+
+    _, updated = _change_case(store, case_id, scope, change)
+    if added:
+        audit.record(
+            store,
+            actor=actor.principal.id,
+            action="case.observables",
+            tenant=updated.body.get("tenant"),
+            target=f"cases/{case_id}",
+            after={"added": added},
+            request_id=actor.request_id,
+            source_ip=actor.source_ip,
+        )
+    return updated, added
+
+
+def link_alerts(
+    store: Store, *, case_id: str, alert_ids: Sequence[str], scope: tuple[str, ...] | None, actor: Actor
+) -> tuple[Doc, list[str]]:
+    """Link more alerts of the case's agency that are in no case yet; the case and those linked."""
+    case = visible_case(store, case_id, scope)
+    tenant = case.body.get("tenant")
+    wanted = []
+    for alert_id in dict.fromkeys(alert_ids):
+        doc = visible_alert(store, alert_id, scope)
+        if doc.body.get("tenant") != tenant:
+            raise WorkflowError("a case links alerts of one agency only")
+        if doc.body.get("case_id") not in (None, case_id):
+            raise WorkflowError(f"alert {alert_id} is already in case {doc.body['case_id']}")
+        if alert_id not in (case.body.get("alert_ids") or []):
+            wanted.append(alert_id)
+    if len(case.body.get("alert_ids") or []) + len(wanted) > MAX_ALERTS:
+        raise WorkflowError(f"a case links at most {MAX_ALERTS} alerts")
+
+    def change(body: dict[str, Any]) -> dict[str, Any]:
+        current = list(body.get("alert_ids") or [])
+        body["alert_ids"] = current + [a for a in wanted if a not in current]
+        if wanted:
+            text = f"linked {len(wanted)} related alert(s): {', '.join(wanted[:20])}"
+            body["timeline"] = [*(body.get("timeline") or []), _entry(actor, "alerts", text)][-2000:]
+        return body
+
+    _, updated = _change_case(store, case_id, scope, change)
+    for alert_id in wanted:
+        _link_alert(store, alert_id, case_id)
+    if wanted:
+        audit.record(
+            store,
+            actor=actor.principal.id,
+            action="case.link",
+            tenant=tenant,
+            target=f"cases/{case_id}",
+            after={"alert_ids": wanted},
+            request_id=actor.request_id,
+            source_ip=actor.source_ip,
+        )
+    return updated, wanted
+
+
+def attach_hunt(
+    store: Store, *, case_id: str, hunt: Mapping[str, Any], scope: tuple[str, ...] | None, actor: Actor
+) -> Doc:
+    """Keep a hunt's results (query, ids, summary) on the case; one per ``hunt["key"]``."""
+
+    def change(body: dict[str, Any]) -> dict[str, Any]:
+        hunts = [h for h in body.get("hunts") or [] if h.get("key") != hunt.get("key")]
+        body["hunts"] = [*hunts, dict(hunt)][-MAX_HUNTS:]
+        text = f"hunt {hunt.get('query')!r}: {hunt.get('count')} event(s)"
+        body["timeline"] = [*(body.get("timeline") or []), _entry(actor, "hunt", text)][-2000:]
+        return body
+
+    _, updated = _change_case(store, case_id, scope, change)
+    audit.record(
+        store,
+        actor=actor.principal.id,
+        action="case.hunt",
+        tenant=updated.body.get("tenant"),
+        target=f"cases/{case_id}",
+        after={"query": hunt.get("query"), "count": hunt.get("count")},
+        request_id=actor.request_id,
+        source_ip=actor.source_ip,
+    )
+    return updated
+
+
 __all__ = [
     "CASE_STATUSES",
     "CLASSIFICATIONS",
+    "add_observables",
+    "attach_hunt",
     "create_case",
     "extract_observables",
+    "link_alerts",
     "update_case",
     "visible_case",
 ]

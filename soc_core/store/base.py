@@ -146,6 +146,7 @@ DOC_KINDS = frozenset(
         "audit",
         "rules",
         "throttle",
+        "playbook_runs",
         "containment",  # addresses blocked by playbooks (playbooks.actions.contain)
         "intel",  # threat-intel lists (intel.lists); their indicators are in intel_chunks
         "intel_chunks",

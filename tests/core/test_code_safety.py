@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("soc_core", "sensors", "detections", "soc_api", "playbooks")
+PACKAGES = ("soc_core", "sensors", "detections", "playbooks", "soc_api")
+# Playbook templates are compiled from the playbook's own text on purpose, in jinja2's immutable
+# sandbox (tests/playbooks/test_pb2_templates.py proves what it refuses); nowhere else.
+SANDBOXED_TEMPLATES = {"playbooks/templating.py"}
 SOURCES = sorted(path for package in PACKAGES for path in (ROOT / package).rglob("*.py"))
 
 
@@ -36,7 +39,8 @@ def violations(path: Path, root: Path = ROOT) -> list[str]:
                 owner = func.value
                 if isinstance(owner, ast.Name) and owner.id == "yaml":
                     found.append(f"{where}: yaml.{name}() (use safe_load)")
-            if name == "from_string" and isinstance(func, ast.Attribute):
+            sandboxed = str(path.relative_to(root)) in SANDBOXED_TEMPLATES
+            if name == "from_string" and isinstance(func, ast.Attribute) and not sandboxed:
                 found.append(f"{where}: a template built from a string")
             for keyword in node.keywords:
                 if keyword.arg == "shell" and isinstance(keyword.value, ast.Constant) and keyword.value.value:

@@ -22,6 +22,7 @@ from starlette.middleware.base import RequestResponseEndpoint
 
 import detections
 import detections.alerts
+import playbooks
 import sensors
 import soc_api
 import soc_core
@@ -42,7 +43,7 @@ from soc_core.store import STORES, open_store
 
 def _all_soc_errors() -> set[type[SocError]]:
     """Every SocError subclass in the product: import every module, then walk the tree."""
-    for package in (soc_core, sensors, detections, soc_api):
+    for package in (soc_core, sensors, detections, playbooks, soc_api):
         for module in pkgutil.walk_packages(package.__path__, prefix=f"{package.__name__}."):
             importlib.import_module(module.name)
     found: set[type[SocError]] = set()
@@ -51,7 +52,8 @@ def _all_soc_errors() -> set[type[SocError]]:
         cls = todo.pop()
         found.add(cls)
         todo.extend(cls.__subclasses__())
-    return {cls for cls in found if cls.__module__.split(".")[0] in {"soc_core", "sensors", "detections", "soc_api"}}
+    ours = {"soc_core", "sensors", "detections", "playbooks", "soc_api"}
+    return {cls for cls in found if cls.__module__.split(".")[0] in ours}
 
 
 def test_i10_4_every_soc_error_class_has_an_answer() -> None:

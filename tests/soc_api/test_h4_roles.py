@@ -164,7 +164,7 @@ def test_h4_api_and_engine_roles_run_apart_on_one_store(config: Path, processes:
         assert alert["tenant"] == "police" and alert["count"] >= 5
 
     started = {r["role"]: r["parts"] for r in api.records() + engine.records() if r["message"] == "started"}
-    assert started == {"api": ["api"], "engine": ["engine", "scheduler"]}
+    assert started == {"api": ["api"], "engine": ["engine", "playbooks", "scheduler"]}
     assert any(r["message"] == "detection pass" for r in engine.records())
     assert not any(r["message"] == "detection pass" for r in api.records())
     # the tiny slow_batch_seconds makes every batch "slow": the watchdog names rules

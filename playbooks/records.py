@@ -1,0 +1,255 @@
+"""The run record: one ``playbook_runs`` document per run, its steps inside it.
+
+::
+
+    {"tenant", "playbook", "playbook_version", "definition" (the playbook as it was started),
+     "trigger": "alert" | "manual" | "rerun", "started_by", "alert_id", "case_id", "rerun_of",
+     "inputs" (secrets redacted), "dry_run", "live_gated", "status", "error",
+     "cancel_requested", "cancelled_by", "lease": {"holder", "until"} | None,
+     "created_at", "updated_at", "started_at", "finished_at", "duration_ms",
+     "steps": [{"id", "action", "status", "attempts", "params" (rendered, redacted), "output",
+                "error", "started_at", "finished_at", "duration_ms",
+                "approval": {"roles", "agency", "requested_at", "expires_at",
+                             "decision", "decided_by", "decided_at", "comment"} | None}]}
+
+Every write is a conditional update (:func:`mutate`): the runner holding the run's lease writes
+the steps, people write a cancel request or an approval decision, and whoever loses a race reads
+again and re-applies. Each status change is written to the audit trail (actor
+``playbook:<name>`` or the person) and to the ``timeline`` of the run's alert and case.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, SecretStr
+
+from playbooks.format import SECRET_NAME
+from soc_api.services import audit
+from soc_api.services.accounts import Principal
+from soc_api.services.alerts import Actor
+from soc_core.config import Settings
+from soc_core.errors import Conflict, NotFound, PlaybookError
+from soc_core.events import format_timestamp, utcnow
+from soc_core.store import Doc, Store
+
+KIND = "playbook_runs"
+RunStatus = Literal["pending", "running", "waiting_approval", "succeeded", "failed", "cancelled", "interrupted"]
+StepStatus = Literal[
+    "pending", "running", "waiting_approval", "succeeded", "failed", "skipped", "cancelled", "interrupted"
+]
+ACTIVE: tuple[RunStatus, ...] = ("pending", "running", "waiting_approval")
+FINAL: tuple[RunStatus, ...] = ("succeeded", "failed", "cancelled", "interrupted")
+STEP_DONE: tuple[StepStatus, ...] = ("succeeded", "failed", "skipped", "cancelled", "interrupted")
+REDACTED = "***"
+MAX_TIMELINE = 2000
+
+
+def now_text() -> str:
+    return format_timestamp(utcnow())
+
+
+def auto_run_id(playbook: str, alert_id: str) -> str:
+    """The one run an alert-triggered playbook gets for an alert: every engine process, before
+    and after a restart, computes the same id, and creating it twice is a Conflict."""
+    return "auto-" + hashlib.sha256(f"{playbook}\0{alert_id}".encode()).hexdigest()[:40]
+
+
+# --- secrets ---------------------------------------------------------------------------------
+
+
+def config_secrets(settings: Settings) -> dict[str, str]:
+    """Every secret of the configuration (``SecretStr`` values, and text under secret-looking
+    keys: passwords, tokens, keys), by dotted key: handed to actions as ``ctx.secrets`` and
+    blanked out of every record."""
+    found: dict[str, str] = {}
+
+    def walk(value: Any, path: str, named_secret: bool) -> None:
+        if isinstance(value, SecretStr):
+            if value.get_secret_value():
+                found[path] = value.get_secret_value()
+        elif isinstance(value, BaseModel):
+            for key in type(value).model_fields:
+                child = f"{path}.{key}" if path else key
+                walk(getattr(value, key), child, bool(SECRET_NAME.search(key)))
+        elif isinstance(value, Mapping):
+            for key, item in value.items():
+                walk(item, f"{path}.{key}", bool(SECRET_NAME.search(str(key))))
+        elif named_secret and isinstance(value, str) and value:
+            found[path] = value
+
+    walk(settings, "", False)
+    return found
+
+
+def redact(value: Any, secrets: Mapping[str, str] | None = None) -> Any:
+    """``value`` with secret-named keys and every known secret value blanked out."""
+    known = [secret for secret in (secrets or {}).values() if len(secret) >= 4]
+
+    def clean(item: Any) -> Any:
+        if isinstance(item, Mapping):
+            return {
+                str(key): REDACTED
+                if SECRET_NAME.search(str(key)) and item_value not in (None, "")
+                else clean(item_value)
+                for key, item_value in item.items()
+            }
+        if isinstance(item, list | tuple):
+            return [clean(part) for part in item]
+        if isinstance(item, str):
+            for secret in known:
+                item = item.replace(secret, REDACTED)
+        return item
+
+    return clean(value)
+
+
+# --- reading and writing runs ------------------------------------------------------------------
+
+
+def get_run(store: Store, run_id: str) -> Doc:
+    try:
+        return store.get_doc(KIND, run_id)
+    except NotFound:
+        raise NotFound(f"no playbook run {run_id!r}") from None
+
+
+def step_record(body: Mapping[str, Any], step_id: str) -> dict[str, Any]:
+    for step in body.get("steps") or []:
+        if step.get("id") == step_id:
+            return dict(step)
+    raise PlaybookError(f"run has no step {step_id!r}")
+
+
+def with_step(body: dict[str, Any], step_id: str, **changes: Any) -> dict[str, Any]:
+    """``body`` with the changes applied to one step (a new steps list: bodies are shared)."""
+    body["steps"] = [{**step, **changes} if step.get("id") == step_id else step for step in body.get("steps") or []]
+    return body
+
+
+def mutate(store: Store, run_id: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]) -> Doc | None:
+    """Apply ``change`` to the run's current body and write it if still current; on a race read
+    again and apply again. ``change`` returns None to write nothing (then None is returned)."""
+    for _ in range(50):
+        doc = get_run(store, run_id)
+        body = change(dict(doc.body))
+        if body is None:
+            return None
+        body["updated_at"] = now_text()
+        try:
+            return store.update_doc(KIND, run_id, body, version=doc.version)
+        except Conflict:
+            continue
+    raise Conflict(f"playbook run {run_id} kept changing; try again")
+
+
+# --- audit and timelines ---------------------------------------------------------------------
+
+
+def record_change(
+    store: Store,
+    body: Mapping[str, Any],
+    run_id: str,
+    *,
+    actor: str,
+    action: str,
+    text: str,
+    details: Mapping[str, Any] | None = None,
+    request_id: str | None = None,
+    source_ip: str | None = None,
+) -> None:
+    """One run or step change in the audit trail and on the alert's and case's timelines."""
+    audit.record(
+        store,
+        actor=actor,
+        action=action,
+        tenant=body.get("tenant"),
+        target=f"{KIND}/{run_id}",
+        after={"status": body.get("status"), **(details or {})},
+        request_id=request_id,
+        source_ip=source_ip,
+        details={"playbook": body.get("playbook")},
+    )
+    entry = {"at": now_text(), "actor": actor, "kind": "playbook", "text": text, "run_id": run_id}
+    for kind, key in (("alerts", "alert_id"), ("cases", "case_id")):
+        if body.get(key):
+            append_timeline(store, kind, str(body[key]), entry)
+
+
+def append_timeline(store: Store, kind: str, doc_id: str, entry: Mapping[str, Any]) -> None:
+    """Append to an alert's or case's ``timeline`` (re-reading on a race with triage)."""
+    for _ in range(20):
+        try:
+            doc = store.get_doc(kind, doc_id)
+        except NotFound:
+            return  # deleted meanwhile: the audit trail still has the change
+        timeline = [*(doc.body.get("timeline") or []), dict(entry)][-MAX_TIMELINE:]
+        try:
+            store.update_doc(kind, doc_id, {**doc.body, "timeline": timeline}, version=doc.version)
+        except Conflict:
+            continue
+        return
+    raise Conflict(f"{kind}/{doc_id} kept changing; its timeline misses a playbook entry")
+
+
+def actor_of(body: Mapping[str, Any]) -> str:
+    return f"playbook:{body.get('playbook')}"
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What a step acts on: its run's playbook, agency, alert and case (read fresh: an earlier
+    step may have opened the case)."""
+
+    playbook: str
+    tenant: str
+    alert_id: str | None
+    case_id: str | None
+
+    @property
+    def actor(self) -> Actor:
+        """Who the services record as acting: the playbook, with no rights of its own (the
+        services are called with the run's agency as scope)."""
+        return Actor(principal=Principal(id=f"playbook:{self.playbook}", name=self.playbook, kind="playbook"))
+
+    @property
+    def scope(self) -> tuple[str, ...]:
+        return (self.tenant,)
+
+
+def subject(store: Store, run_id: str, tenant: str) -> Subject:
+    """The subject of a step of ``run_id``; the run must belong to ``tenant`` (the context's)."""
+    body = get_run(store, run_id).body
+    if body.get("tenant") != tenant:
+        raise PlaybookError(f"run {run_id} does not act for agency {tenant}")
+    alert_id, case_id = body.get("alert_id"), body.get("case_id")
+    if alert_id and not case_id:  # a case opened for the alert outside this run
+        case_id = store.get_doc("alerts", str(alert_id)).body.get("case_id")
+    return Subject(str(body.get("playbook")), tenant, alert_id, case_id)
+
+
+__all__ = [
+    "ACTIVE",
+    "FINAL",
+    "KIND",
+    "REDACTED",
+    "STEP_DONE",
+    "RunStatus",
+    "StepStatus",
+    "Subject",
+    "actor_of",
+    "append_timeline",
+    "auto_run_id",
+    "config_secrets",
+    "get_run",
+    "mutate",
+    "now_text",
+    "record_change",
+    "redact",
+    "step_record",
+    "subject",
+    "with_step",
+]

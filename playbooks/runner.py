@@ -1,0 +1,652 @@
+"""The playbook runner: starts alert-triggered runs and drives runs step by step.
+
+It runs in the engine role (``soc up --role engine|all``, :class:`RunnerThread`) and polls the
+store every ``playbooks.poll_seconds``:
+
+1. **new alerts** since its checkpoint (``checkpoints/playbooks-alerts``: a creation time and
+   the ids seen near it) are matched against every alert-triggered playbook; a match creates
+   the run under a deterministic id (:func:`playbooks.records.auto_run_id`) with
+   create-if-absent, so an alert starts a playbook once — across restarts (the checkpoint may
+   lag; the id does not) and across several engine processes (the loser gets a Conflict);
+2. **active runs** (pending, running, waiting for an approval that was decided or expired)
+   are handed to a pool of ``playbooks.max_concurrent_runs`` threads.
+
+A run is driven by whoever holds its **lease** (``{holder, until}``, taken by a conditional
+update; it covers the running step's timeout), so two processes never drive one run. A
+process that dies leaves the lease to expire; the next runner finds the step it was running:
+an ``idempotent`` action runs again, any other is marked ``interrupted`` and never repeated.
+
+Per step: ``if:`` (false: skipped), the approval gate (waits as ``waiting_approval`` until a
+person decides through :func:`playbooks.service.decide`; rejected or expired: cancelled), the
+rendered parameters checked against the action's Params, then the action in its own thread
+with the step's ``timeout``, retried ``retries`` times with doubling backoff (a timed-out
+attempt of a non-idempotent action is not retried: it may have acted). ``on_error: stop`` ends
+the run at a step that failed, was cancelled or interrupted; ``continue`` goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from playbooks.actions.base import ACTIONS, ActionContext, ActionResult
+from playbooks.format import Library, Playbook, Step
+from playbooks.records import (
+    FINAL,
+    STEP_DONE,
+    actor_of,
+    config_secrets,
+    get_run,
+    mutate,
+    now_text,
+    record_change,
+    redact,
+    step_record,
+    with_step,
+)
+from playbooks.service import approval_expiry, start_auto_run
+from playbooks.templating import evaluate, render
+from soc_core.config import Settings
+from soc_core.errors import NotFound, PlaybookError, SocError, StoreUnavailable
+from soc_core.events import format_timestamp, parse_timestamp, utcnow
+from soc_core.store import Store
+from soc_core.store.base import encode_cursor
+
+log = logging.getLogger("canhgac.playbooks")
+CHECKPOINT_KIND = "checkpoints"
+CHECKPOINT_ID = "playbooks-alerts"
+# How far back each poll looks again for alerts stored out of creation order (their run ids
+# are remembered in the checkpoint, so looking twice starts nothing twice).
+LATE_ALERT_MARGIN = timedelta(minutes=2)
+LATE_SWEEP_POLLS = 30
+MAX_BACKOFF = 300.0
+DISPATCH_PAGES = 5  # of 200 runs per status group and poll
+ALERTS_PER_POLL = 1000  # new alerts matched per poll; the rest wait for the next
+
+
+@dataclass
+class _Call:
+    result: ActionResult | None = None
+    error: str | None = None
+    timed_out: bool = False
+
+
+def _ms(start: str | None) -> int | None:
+    return None if not start else int((utcnow() - parse_timestamp(start)).total_seconds() * 1000)
+
+
+class Runner:
+    """Starts and drives playbook runs on one store. Any number may run against one store."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        library: Library,
+        *,
+        holder: str | None = None,
+        lease_seconds: float = 30.0,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.library = library
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lease_seconds = lease_seconds
+        self.secrets = config_secrets(settings)
+        self.stop_event = threading.Event()
+        self._active: set[str] = set()
+        self._polls = 0
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(
+            max_workers=settings.playbooks.max_concurrent_runs, thread_name_prefix="playbook-run"
+        )
+
+    # --- the loop ------------------------------------------------------------------------------
+    def poll_once(self) -> list[Future[str]]:
+        """Start runs for new alerts, then hand active runs to the pool; the futures started."""
+        self.trigger_new_alerts()
+        return self.dispatch()
+
+    def run_forever(self) -> None:
+        backoff = self.settings.playbooks.poll_seconds
+        while not self.stop_event.is_set():
+            try:
+                self.poll_once()
+            except StoreUnavailable as exc:
+                log.warning("playbooks paused: store unavailable", extra={"error": exc.render()})
+                backoff = min(backoff * 2, 30.0)
+                self.stop_event.wait(backoff)
+                continue
+            except SocError as exc:  # one bad poll (a run that kept conflicting): log it, poll again
+                log.error("playbook poll failed", extra={"error": exc.render()})
+            backoff = self.settings.playbooks.poll_seconds
+            self.stop_event.wait(backoff)
+
+    def close(self, *, wait: bool = True) -> None:
+        """Stop taking work; runs being driven stop at their next step (their lease is left to
+        expire, so another process resumes them)."""
+        self.stop_event.set()
+        self._pool.shutdown(wait=wait, cancel_futures=True)
+
+    # --- new alerts -------------------------------------------------------------------------
+    def trigger_new_alerts(self) -> int:
+        """Create the runs new alerts start; how many were created here.
+
+        Alerts are read in (created_at, id) order after the checkpoint; every
+        :data:`LATE_SWEEP_POLLS`-th poll reads again from :data:`LATE_ALERT_MARGIN` before it, for
+        alerts stored after newer ones (the ids seen in that margin are in the checkpoint)."""
+        automatic = [p for p in self.library.playbooks.values() if p.trigger.type == "alert"]
+        if not automatic:
+            return 0
+        try:
+            checkpoint = self.store.get_doc(CHECKPOINT_KIND, CHECKPOINT_ID).body
+            saved = True
+        except NotFound:  # first start: alerts from now on (and the margin), not the history
+            checkpoint, saved = {"since": now_text(), "last_id": "", "seen": []}, False
+        self._polls += 1
+        last = (str(checkpoint["since"]), str(checkpoint.get("last_id") or ""))
+        seen = set(checkpoint.get("seen") or [])
+        if self._polls % LATE_SWEEP_POLLS == 1:
+            cursor: str | None = encode_cursor([format_timestamp(parse_timestamp(last[0]) - LATE_ALERT_MARGIN), ""])
+        else:
+            cursor = encode_cursor(list(last))
+        recent = dict.fromkeys(seen, last[0])
+        created = handled = 0
+        while cursor and handled < ALERTS_PER_POLL:
+            page = self.store.list_docs("alerts", sort="created_at", descending=False, size=200, cursor=cursor)
+            for alert in page.items:
+                stamp = str(alert.body.get("created_at") or "")
+                last = max(last, (stamp, alert.id))
+                if alert.id in seen:
+                    continue
+                handled += 1
+                recent[alert.id] = stamp
+                for playbook in automatic:
+                    if playbook.trigger.matches(alert.body) and self._start(playbook, alert.id, alert.body):
+                        created += 1
+            cursor = page.next_cursor
+        keep = format_timestamp(parse_timestamp(last[0]) - LATE_ALERT_MARGIN)
+        body = {"since": last[0], "last_id": last[1], "seen": sorted(i for i, at in recent.items() if at >= keep)}
+        if body != checkpoint or not saved:
+            self.store.put_doc(CHECKPOINT_KIND, CHECKPOINT_ID, body)
+        return created
+
+    def _start(self, playbook: Playbook, alert_id: str, alert: Mapping[str, Any]) -> bool:
+        try:
+            return start_auto_run(self.store, playbook=playbook, alert_id=alert_id, alert=alert) is not None
+        except PlaybookError as exc:  # e.g. an input without default: reported, the others still start
+            log.error(
+                "playbook not started", extra={"playbook": playbook.name, "alert": alert_id, "error": exc.render()}
+            )
+            return False
+
+    # --- handing runs out ---------------------------------------------------------------------
+    def dispatch(self) -> list[Future[str]]:
+        """Hand due runs to the pool, oldest first, up to the concurrency limit: pending and
+        running ones, then those whose approval was decided or expired (read apart, so that runs
+        waiting for people never crowd out the others)."""
+        started: list[Future[str]] = []
+        now = utcnow()
+        for statuses in (["pending", "running"], ["waiting_approval"]):
+            cursor: str | None = None
+            for _ in range(DISPATCH_PAGES):
+                page = self.store.list_docs(
+                    "playbook_runs",
+                    filters={"status": statuses},
+                    sort="created_at",
+                    descending=False,
+                    size=200,
+                    cursor=cursor,
+                )
+                for doc in page.items:
+                    with self._lock:
+                        if len(self._active) >= self.settings.playbooks.max_concurrent_runs:
+                            return started
+                        if doc.id in self._active or not self._due(doc.body, now):
+                            continue
+                        self._active.add(doc.id)
+                    try:
+                        started.append(self._pool.submit(self._execute_then_release, doc.id))
+                    except RuntimeError:  # the pool shut down meanwhile
+                        with self._lock:
+                            self._active.discard(doc.id)
+                        return started
+                cursor = page.next_cursor
+                if cursor is None:
+                    break
+        return started
+
+    def _due(self, body: Mapping[str, Any], now: datetime) -> bool:
+        lease = body.get("lease")
+        if lease and lease.get("holder") != self.holder and parse_timestamp(str(lease["until"])) > now:
+            return False
+        if body.get("status") != "waiting_approval":
+            return True
+        for step in body.get("steps") or []:
+            approval = step.get("approval") or {}
+            if step.get("status") == "waiting_approval":
+                return bool(approval.get("decision")) or parse_timestamp(str(approval["expires_at"])) <= now
+        return True
+
+    def _execute_then_release(self, run_id: str) -> str:
+        try:
+            return self.execute(run_id)
+        except SocError as exc:
+            log.error("playbook run stopped by an error", extra={"run": run_id, "error": exc.render()})
+            return "error"
+        except Exception:  # nobody reads the loop's futures: say it here, with the traceback
+            log.exception("playbook run crashed", extra={"run": run_id})
+            raise
+        finally:
+            with self._lock:
+                self._active.discard(run_id)
+
+    # --- driving one run ----------------------------------------------------------------------
+    def _lease(self, seconds: float) -> dict[str, str]:
+        return {"holder": self.holder, "until": format_timestamp(utcnow() + timedelta(seconds=seconds))}
+
+    def _claim(self, run_id: str) -> bool:
+        def change(body: dict[str, Any]) -> dict[str, Any] | None:
+            if body.get("status") in FINAL:
+                return None
+            lease = body.get("lease")
+            if lease and lease.get("holder") != self.holder and parse_timestamp(str(lease["until"])) > utcnow():
+                return None
+            body["lease"] = self._lease(self.lease_seconds)
+            return body
+
+        return mutate(self.store, run_id, change) is not None
+
+    def _release(self, run_id: str) -> None:
+        def change(body: dict[str, Any]) -> dict[str, Any] | None:
+            if (body.get("lease") or {}).get("holder") != self.holder:
+                return None
+            body["lease"] = None
+            return body
+
+        mutate(self.store, run_id, change)
+
+    def execute(self, run_id: str) -> str:
+        """Drive a run as far as it goes now (to its end, or to a gate waiting for a person);
+        its status then. A run another live process holds is left alone."""
+        if not self._claim(run_id):
+            return str(get_run(self.store, run_id).body.get("status"))
+        try:
+            return self._drive(run_id)
+        finally:
+            self._release(run_id)
+
+    def _drive(self, run_id: str) -> str:
+        body = get_run(self.store, run_id).body
+        playbook = Playbook.model_validate(body["definition"])
+        if body.get("status") == "pending":
+            body = self._set_run(run_id, status="running", started_at=now_text())
+            record_change(
+                self.store,
+                body,
+                run_id,
+                actor=actor_of(body),
+                action="playbook.run.running",
+                text=f"{playbook.name}: running",
+            )
+        for step in playbook.steps:
+            if self.stop_event.is_set():
+                return str(get_run(self.store, run_id).body.get("status"))
+            body = get_run(self.store, run_id).body
+            if body.get("cancel_requested"):
+                return self._finish(run_id, "cancelled", f"cancelled by {body.get('cancelled_by')}")
+            outcome = str(step_record(body, step.id)["status"])
+            if outcome == "running":
+                outcome = self._recover(run_id, body, step)
+            if outcome in ("pending", "waiting_approval"):
+                outcome = self._run_step(run_id, playbook, step)
+            if outcome in ("waiting", "paused"):
+                return str(get_run(self.store, run_id).body.get("status"))
+            if outcome in ("failed", "cancelled", "interrupted") and step.on_error == "stop":
+                return self._finish(run_id, outcome, f"step {step.id} {outcome}")
+        return self._finish(run_id, "succeeded", None)
+
+    def _recover(self, run_id: str, body: Mapping[str, Any], step: Step) -> str:
+        """A step left ``running`` by a process that stopped: run it again only if its action
+        is idempotent."""
+        action = ACTIONS.get(step.action)
+        if action is not None and action.idempotent:
+            self._set_step(run_id, step.id, status="pending")
+            record_change(
+                self.store,
+                body,
+                run_id,
+                actor=actor_of(body),
+                action="playbook.step.resumed",
+                text=f"{body.get('playbook')}: step {step.id} resumed after a restart",
+                details={"step": step.id},
+            )
+            return "pending"
+        updated = self._set_step(
+            run_id,
+            step.id,
+            status="interrupted",
+            finished_at=now_text(),
+            error="the process running this step stopped; not repeated because the action is not idempotent"
+            " — check by hand what it did",
+        )
+        record_change(
+            self.store,
+            updated,
+            run_id,
+            actor=actor_of(updated),
+            action="playbook.step.interrupted",
+            text=f"{updated.get('playbook')}: step {step.id} interrupted (not repeated)",
+            details={"step": step.id},
+        )
+        return "interrupted"
+
+    def _context(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        alert: dict[str, Any] = {}
+        case: dict[str, Any] = {}
+        if body.get("alert_id"):
+            alert = {**self.store.get_doc("alerts", str(body["alert_id"])).body, "id": body["alert_id"]}
+        if body.get("case_id"):
+            try:
+                case = {**self.store.get_doc("cases", str(body["case_id"])).body, "id": body["case_id"]}
+            except NotFound:
+                case = {}
+        steps = {
+            s["id"]: {"output": s.get("output") or {}, "status": s.get("status")}
+            for s in body.get("steps") or []
+            if s.get("status") in STEP_DONE
+        }
+        run = {
+            k: body.get(k) for k in ("playbook", "tenant", "dry_run", "trigger", "started_by", "alert_id", "case_id")
+        }
+        return {"alert": alert, "case": case, "inputs": dict(body.get("inputs") or {}), "steps": steps, "run": run}
+
+    def _step_failed(self, run_id: str, step_id: str, error: str, *, status: str = "failed") -> str:
+        updated = self._set_step(run_id, step_id, status=status, error=error, finished_at=now_text())
+        record_change(
+            self.store,
+            updated,
+            run_id,
+            actor=actor_of(updated),
+            action=f"playbook.step.{status}",
+            text=f"{updated.get('playbook')}: step {step_id} {status}: {error}",
+            details={"step": step_id, "error": error},
+        )
+        return status
+
+    def _run_step(self, run_id: str, playbook: Playbook, step: Step) -> str:
+        body = get_run(self.store, run_id).body
+        record = step_record(body, step.id)
+        context = self._context(body)
+        action_cls = ACTIONS.get(step.action)
+        if action_cls is None:
+            return self._step_failed(run_id, step.id, f"no action {step.action!r} is registered in this process")
+        approval = record.get("approval")
+        if approval is None:  # the condition is decided once, before anyone is asked to approve
+            if step.if_ is not None:
+                try:
+                    wanted = evaluate(step.if_, context, what=f"step {step.id} if")
+                except PlaybookError as exc:
+                    return self._step_failed(run_id, step.id, exc.render())
+                if not wanted:
+                    updated = self._set_step(run_id, step.id, status="skipped", finished_at=now_text())
+                    record_change(
+                        self.store,
+                        updated,
+                        run_id,
+                        actor=actor_of(updated),
+                        action="playbook.step.skipped",
+                        text=f"{playbook.name}: step {step.id} skipped (if: false)",
+                        details={"step": step.id},
+                    )
+                    return "skipped"
+            if step.approval is not None or action_cls.gated:
+                return self._ask_approval(run_id, playbook, step)
+        elif approval.get("decision") == "rejected":
+            return self._step_failed(run_id, step.id, f"rejected by {approval.get('decided_by')}", status="cancelled")
+        elif approval.get("decision") != "approved":
+            if parse_timestamp(str(approval["expires_at"])) <= utcnow():
+                return self._step_failed(
+                    run_id, step.id, f"the approval expired at {approval['expires_at']}", status="cancelled"
+                )
+            return "waiting"
+        if body.get("status") == "waiting_approval":
+            self._set_run(run_id, status="running")
+        return self._attempts(run_id, step, context, body)
+
+    def _ask_approval(self, run_id: str, playbook: Playbook, step: Step) -> str:
+        gate = step.approval
+        requested = utcnow()
+        expires = requested + approval_expiry(playbook, step.id, self.settings.playbooks.approval_expiry_minutes)
+        roles: list[str] = list(gate.roles) if gate else ["admin"]
+        approval = {
+            "roles": roles,
+            "agency": gate.agency if gate else "own",
+            "requested_at": format_timestamp(requested),
+            "expires_at": format_timestamp(expires),
+            "decision": None,
+            "decided_by": None,
+            "decided_at": None,
+            "comment": None,
+        }
+
+        def change(body: dict[str, Any]) -> dict[str, Any]:
+            body["status"] = "waiting_approval"
+            return with_step(body, step.id, status="waiting_approval", approval=approval)
+
+        doc = mutate(self.store, run_id, change)
+        assert doc is not None
+        record_change(
+            self.store,
+            doc.body,
+            run_id,
+            actor=actor_of(doc.body),
+            action="playbook.step.waiting_approval",
+            text=f"{playbook.name}: step {step.id} waits for approval by {', '.join(roles)} "
+            f"until {approval['expires_at']}",
+            details={"step": step.id},
+        )
+        return "waiting"
+
+    def _attempts(self, run_id: str, step: Step, context: Mapping[str, Any], body: Mapping[str, Any]) -> str:
+        action_cls = ACTIONS[step.action]
+        try:
+            rendered = render(step.with_, context, what=f"step {step.id} with")
+            params = action_cls.Params.model_validate(rendered)
+        except PlaybookError as exc:
+            return self._step_failed(run_id, step.id, exc.render())
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or '(params)'}: {e['msg']}" for e in exc.errors()
+            )
+            return self._step_failed(run_id, step.id, f"parameters of {step.action} are not valid: {problems}")
+        dry_run = bool(body.get("dry_run")) or (action_cls.gated and not body.get("live_gated"))
+        ctx = ActionContext(
+            run_id=run_id,
+            step_id=step.id,
+            tenant=str(body["tenant"]),
+            dry_run=dry_run,
+            settings=self.settings,
+            store=self.store,
+            secrets=self.secrets,
+        )
+        shown = redact(rendered, self.secrets)
+        attempts = int(step_record(body, step.id).get("attempts") or 0)
+        while True:
+            attempts += 1
+            started = step_record(get_run(self.store, run_id).body, step.id).get("started_at") or now_text()
+            updated = self._set_step(
+                run_id,
+                step.id,
+                status="running",
+                attempts=attempts,
+                params=shown,
+                started_at=started,
+                error=None,
+                lease=step.timeout + self.lease_seconds,
+            )
+            record_change(
+                self.store,
+                updated,
+                run_id,
+                actor=actor_of(updated),
+                action="playbook.step.running",
+                text=f"{updated.get('playbook')}: step {step.id} running (attempt {attempts})"
+                + (" — dry run" if dry_run else ""),
+                details={"step": step.id, "attempt": attempts, "dry_run": dry_run},
+            )
+            call = self._call(action_cls(), ctx, params, step.timeout)
+            if call.result is not None:
+                return self._succeeded(run_id, step, call.result, started)
+            error = call.error or "failed"
+            retry = attempts <= step.retries and (action_cls.idempotent or not call.timed_out)
+            if retry and not get_run(self.store, run_id).body.get("cancel_requested"):
+                delay = min(self.settings.playbooks.retry_backoff_seconds * 2 ** (attempts - 1), MAX_BACKOFF)
+                # pending while waiting: a restart now runs the retry that was due anyway
+                self._set_step(
+                    run_id,
+                    step.id,
+                    status="pending",
+                    error=f"attempt {attempts}: {error}; retrying in {delay:g} s",
+                    lease=delay + self.lease_seconds,
+                )
+                if self.stop_event.wait(delay):
+                    return "paused"
+                continue
+            if call.timed_out and not action_cls.idempotent and attempts <= step.retries:
+                error += " (not retried: the action is not idempotent and may have acted)"
+            return self._step_failed(run_id, step.id, f"attempt {attempts}: {error}")
+
+    def _call(self, action: Any, ctx: ActionContext, params: Any, timeout: float) -> _Call:
+        """The action in a thread of its own, waited for ``timeout`` seconds. A thread that
+        overruns cannot be killed: it is left behind (daemon) and its result ignored."""
+        call = _Call()
+
+        def target() -> None:
+            try:
+                result = action.run(ctx, params)
+                if not isinstance(result, ActionResult):
+                    raise PlaybookError(
+                        f"action {type(action).name} returned {type(result).__name__}, not ActionResult"
+                    )
+                call.result = result
+            except SocError as exc:
+                call.error = exc.render()
+            except Exception as exc:  # an action's bug becomes the step's error, logged in full
+                log.exception("playbook action crashed", extra={"run": ctx.run_id, "step": ctx.step_id})
+                call.error = f"internal error in action {type(action).name}: {type(exc).__name__}: {exc}"
+
+        thread = threading.Thread(target=target, name=f"playbook-step-{ctx.run_id[:12]}-{ctx.step_id}", daemon=True)
+        thread.start()
+        thread.join(timeout)
+        if thread.is_alive():
+            return _Call(error=f"timed out after {timeout:g} s", timed_out=True)
+        return call
+
+    def _succeeded(self, run_id: str, step: Step, result: ActionResult, started: str) -> str:
+        output = redact(dict(result.output), self.secrets)
+        case_id = output.get("case_id") if isinstance(output.get("case_id"), str) else None
+
+        def change(body: dict[str, Any]) -> dict[str, Any]:
+            if case_id and not body.get("case_id"):
+                body["case_id"] = case_id  # a case the step opened: later steps and the timeline see it
+            return with_step(
+                body,
+                step.id,
+                status="succeeded",
+                output=output,
+                changed=result.changed,
+                error=None,
+                finished_at=now_text(),
+                duration_ms=_ms(started),
+            )
+
+        doc = mutate(self.store, run_id, change)
+        assert doc is not None
+        record_change(
+            self.store,
+            doc.body,
+            run_id,
+            actor=actor_of(doc.body),
+            action="playbook.step.succeeded",
+            text=f"{doc.body.get('playbook')}: step {step.id} succeeded" + ("" if result.changed else " (no change)"),
+            details={"step": step.id, "changed": result.changed},
+        )
+        return "succeeded"
+
+    def _finish(self, run_id: str, status: str, error: str | None) -> str:
+        finished = now_text()
+        left = "cancelled" if status == "cancelled" else "skipped"
+
+        def change(body: dict[str, Any]) -> dict[str, Any] | None:
+            if body.get("status") in FINAL:
+                return None
+            body.update(status=status, error=error, finished_at=finished, duration_ms=_ms(body.get("started_at")))
+            body["steps"] = [
+                {**s, "status": left, "finished_at": finished}
+                if s.get("status") in ("pending", "waiting_approval")
+                else s
+                for s in body.get("steps") or []
+            ]
+            return body
+
+        doc = mutate(self.store, run_id, change)
+        if doc is None:
+            return str(get_run(self.store, run_id).body.get("status"))
+        record_change(
+            self.store,
+            doc.body,
+            run_id,
+            actor=actor_of(doc.body),
+            action=f"playbook.run.{status}",
+            text=f"{doc.body.get('playbook')}: run {status}" + (f" ({error})" if error else ""),
+            details={"error": error} if error else None,
+        )
+        return status
+
+    def _set_run(self, run_id: str, **changes: Any) -> dict[str, Any]:
+        def change(body: dict[str, Any]) -> dict[str, Any]:
+            body.update(changes)
+            return body
+
+        doc = mutate(self.store, run_id, change)
+        assert doc is not None
+        return doc.body
+
+    def _set_step(self, run_id: str, step_id: str, *, lease: float | None = None, **changes: Any) -> dict[str, Any]:
+        def change(body: dict[str, Any]) -> dict[str, Any]:
+            if lease is not None:
+                body["lease"] = self._lease(lease)
+            return with_step(body, step_id, **changes)
+
+        doc = mutate(self.store, run_id, change)
+        assert doc is not None
+        return doc.body
+
+
+class RunnerThread(threading.Thread):
+    """The runner's poll loop in the engine process (``soc up --role engine|all``)."""
+
+    def __init__(self, runner: Runner) -> None:
+        super().__init__(name="playbook-runner", daemon=True)
+        self.runner = runner
+        self.stop_event = runner.stop_event
+
+    def run(self) -> None:
+        try:
+            self.runner.run_forever()
+        finally:
+            self.runner.close(wait=False)
+
+
+__all__ = ["CHECKPOINT_ID", "LATE_SWEEP_POLLS", "Runner", "RunnerThread"]
