@@ -9,11 +9,14 @@ both stores, even where two agencies hold the same event ids at the same instant
 from __future__ import annotations
 
 import ast
+from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import detections
-from soc_core.events import make_event
+from soc_core.events import format_timestamp, make_event
 from soc_core.store import Store
+from soc_core.store.base import RULE_PAGE_SIZE
 from soc_core.store.base import Store as StoreInterface
 
 from .helpers import load_one, rule_hits, rule_yaml
@@ -21,6 +24,8 @@ from .helpers import load_one, rule_hits, rule_yaml
 PACKAGE = Path(detections.__file__).parent
 MAX_LINES = 600
 SELECTION = "selection:\n  user.name: nguyễn1\ncondition: selection"
+EVERYONE = "selection:\n  user.name|startswith: nguyễn\ncondition: selection"
+BASE = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 STORE_MEMBERS = frozenset(name for name in dir(StoreInterface) if not name.startswith("_")) - {"name"}
 
 
@@ -99,7 +104,11 @@ def _twin_events(tenant: str, count: int) -> list[dict]:
             source="/var/log/auth.log",
             position=i,
             raw=f"line {i}".encode(),
-            fields={"message": f"Failed password for NGUYỄN{i % 2} from 10.0.0.{i}", "user.name": f"NGUYỄN{i % 2}"},
+            timestamp=BASE + timedelta(seconds=i),
+            fields={
+                "message": f"Failed password for NGUYỄN{i % 2} from 10.0.0.{i % 256}",
+                "user.name": f"NGUYỄN{i % 2}",
+            },
         )
         for i in range(count)
     ]
@@ -115,6 +124,20 @@ def test_i10_2_rule_hits_keep_to_the_callers_tenants(store: Store) -> None:
     assert sorted(both) == sorted(police * 2)  # the twin ids of both agencies, each once
     assert sorted(rule_hits(store, loaded, tenants=None, routed=False)) == sorted(both)
     assert rule_hits(store, loaded, tenants=("education",), routed=False) == []
+
+
+def test_i10_2_rule_hits_page_past_twin_ids_losing_none(store: Store) -> None:
+    """Over more hits than a page, a page that ends between two agencies' twin events (same
+    instant, same id) goes on with the other twin: paging breaks ties on the tenant."""
+    early = _twin_events("police", 1)[0] | {"@timestamp": format_timestamp(BASE - timedelta(minutes=1))}
+    early["event.id"] = "early"
+    twins = RULE_PAGE_SIZE // 2 + 5
+    store.add_events([early, *_twin_events("police", twins), *_twin_events("health", twins)])
+    store.refresh()
+    loaded = load_one(rule_yaml(EVERYONE, logsource="product: linux\n    service: auth"))
+    hits = Counter(rule_hits(store, loaded, tenants=None, routed=False))
+    assert len(hits) == twins + 1 and sum(hits.values()) == 2 * twins + 1
+    assert {count for event_id, count in hits.items() if event_id != "early"} == {2}
 
 
 def test_i10_2_rule_hits_route_as_the_engine_does(store: Store) -> None:
