@@ -20,12 +20,11 @@ from sigma.rule import SigmaRule
 
 from soc_core.store.base import Store
 
-from .engine import LogSource, event_logsources
 from .loader import LoadedRule
+from .routing import ROUTING_FIELDS, LogSource, event_logsources
 from .targets.query import StoreRuleQuery
 
 DEFAULT_LIMIT = 10_000
-ROUTING_FIELDS = ("event.dataset", "process.name", "winlog.channel", "event.code", "winlog.event_id")
 
 
 @dataclass(frozen=True)

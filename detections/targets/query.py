@@ -16,7 +16,7 @@ from soc_core.errors import RuleError
 from soc_core.store.base import SqlQuery
 from soc_core.store.fields import FieldTypes, field_type
 
-from ..engine import process_rule
+from ..evaluation import process_rule
 from ..loader import LoadedRule
 from .elasticsearch import DslQuery, compile_es, rule_fields
 from .sql import compile_sql

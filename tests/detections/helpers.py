@@ -6,7 +6,7 @@ import textwrap
 from typing import Any
 
 from detections.backtest import store_hits
-from detections.engine import process_rule
+from detections.evaluation import process_rule
 from detections.loader import LoadedRule, load_rule_text
 from detections.matcher import Matcher, compile_rule
 from soc_core.store import Store

@@ -15,7 +15,7 @@ import pytest
 from sigma.backends.elasticsearch import LuceneBackend
 from sigma.collection import SigmaCollection
 
-from detections.engine import process_rule
+from detections.evaluation import process_rule
 from detections.loader import LoadedRule, load_rule_text, load_rules, shipped_rules_dir
 from detections.matcher import compile_rule
 from detections.samples import read_samples
@@ -126,7 +126,7 @@ def test_routed_hits_equal_the_streaming_engine_on_shipped_samples(
     by_id = {e["event.id"]: e for e in events}
     store.add_events(list(by_id.values()))
     store.refresh()
-    from detections.engine import Evaluator, compile_ruleset  # noqa: PLC0415
+    from detections.evaluation import Evaluator, compile_ruleset  # noqa: PLC0415
 
     evaluator = Evaluator(compile_ruleset(ruleset, only_enabled=False))
     matched = 0
@@ -209,7 +209,7 @@ def test_documented_es_differences(sqlite_store: Store, es_store: Store) -> None
 
 @pytest.mark.elasticsearch
 def test_pysigma_lucene_output_misses_case_variants_on_our_mapping(es_store: Store) -> None:
-    """Why compiler.py builds the DSL itself: the backend's query_string is case-sensitive here."""
+    """Why targets/elasticsearch.py builds the DSL itself: the backend's query_string is case-sensitive here."""
     text = rule_yaml("sel:\n    CommandLine|contains: 'whoami'\ncondition: sel", WIN)
     item = event(process__command_line="C:\\> WHOAMI /all")
     es_store.add_events([item])

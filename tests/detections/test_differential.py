@@ -43,10 +43,11 @@ from sigma.types import (
     SpecialChars,
 )
 
-from detections.engine import WINDOWS_CATEGORIES, process_rule
+from detections.evaluation import process_rule
 from detections.loader import LoadedRule, load_rules, shipped_rules_dir
 from detections.matcher import compile_rule
 from detections.pipelines import canhgac_pipeline
+from detections.routing import WINDOWS_CATEGORIES
 from detections.samples import read_samples
 from detections.targets.query import rule_sql
 from detections.targets.walk import UnsupportedConstruct
