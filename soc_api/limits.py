@@ -39,6 +39,7 @@ ROUTE_LIMITS: dict[tuple[str, str], str] = {
     ("POST", "/api/ingest"): "ingest_bytes",
     ("POST", "/api/rules/validate"): "rule_bytes",
     ("POST", "/api/rules"): "rule_bytes",
+    ("POST", "/api/intel/lists"): "intel_bytes",
 }
 CREDENTIAL_HEADERS = ("authorization", "x-api-key")
 

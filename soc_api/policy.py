@@ -80,6 +80,9 @@ POLICY: dict[tuple[str, str], str] = {
     ("POST", "/api/rules/{rule_id}/exceptions/{exception_id}/revoke"): "rules:write",
     ("POST", "/api/rules/{rule_id}/test"): "rules:read",
     ("POST", "/api/rules/{rule_id}/backtest"): "rules:read",
+    ("GET", "/api/intel/lists"): "alerts:read",
+    ("POST", "/api/intel/lists"): "rules:write",  # a list raises alerts as a rule does
+    ("DELETE", "/api/intel/lists/{tenant}/{name}"): "rules:write",
     ("GET", "/api/apikeys"): "users:admin",
     ("POST", "/api/apikeys"): "users:admin",
     ("POST", "/api/apikeys/{key_id}/revoke"): "users:admin",
@@ -113,6 +116,9 @@ UI_POLICY: dict[tuple[str, str], str] = {
     ("GET", "/ui/keys"): "users:admin",
     ("POST", "/ui/keys"): "users:admin",
     ("POST", "/ui/keys/{key_id}/revoke"): "users:admin",
+    ("GET", "/ui/intel"): "alerts:read",
+    ("POST", "/ui/intel"): "rules:write",
+    ("POST", "/ui/intel/{tenant}/{name}/delete"): "rules:write",
 }
 
 # What a session whose password must change (first sign-in, admin-set) may still do

@@ -11,6 +11,9 @@ from fastapi.testclient import TestClient
 
 from detections import lifecycle
 from detections.loader import load_rules, shipped_rules_dir
+from intel import lists as intel_lists
+from intel.indicators import Indicator
+from intel.parsers import Parsed
 from soc_api.main import create_app
 from soc_api.policy import POLICY, permissions_of
 from soc_api.services import accounts, apikeys
@@ -69,6 +72,9 @@ def world(store: Store) -> tuple[TestClient, dict[str, str]]:
         shipped=shipped,
     )
     key, _ = apikeys.create_api_key(store, name="theirs", tenant="health", role="rule_admin", owner="health_ra")
+    listed = Parsed()
+    listed.add(Indicator("ip", "192.0.2.1"))
+    intel_lists.import_list(store, listed, tenant="health", name="theirs", fmt="csv", source="t.csv")
     ids = {
         "key_id": key.id,
         "alert_id": alert.id,
@@ -77,6 +83,8 @@ def world(store: Store) -> tuple[TestClient, dict[str, str]]:
         "rule_id": rule.id,
         "exception_id": exception.body["exceptions"][0]["id"],
         "username": "health_ra",  # a person of the other agency: never reset, disabled or enabled
+        "tenant": "health",  # with "name": the other agency's threat-intel list
+        "name": "theirs",
     }
     return TestClient(create_app(Settings(), store)), ids
 
@@ -84,7 +92,7 @@ def world(store: Store) -> tuple[TestClient, dict[str, str]]:
 def snapshot(store: Store) -> dict[str, object]:
     return {
         kind: sorted((d.id, d.version) for d in store.list_docs(kind, size=1000).items)
-        for kind in ("alerts", "cases", "sensors", "rules", "apikeys", "users")
+        for kind in ("alerts", "cases", "sensors", "rules", "apikeys", "users", "intel")
     }
 
 
