@@ -19,7 +19,9 @@ ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
         {"alerts:read", "alerts:write", "cases:read", "cases:write", "events:read", "rules:read", "sensors:read"}
         | {"playbooks:read", "playbooks:run", "containment:read", "intel:read"}
     ),
-    "rule_admin": frozenset({"alerts:read", "events:read", "rules:read", "rules:write"} | {"playbooks:read", "intel:read"}),
+    "rule_admin": frozenset(
+        {"alerts:read", "events:read", "rules:read", "rules:write"} | {"playbooks:read", "intel:read"}
+    ),
     "manager": frozenset(
         {"alerts:read", "cases:read", "events:read", "reports:read", "rules:read", "sensors:read"}
         | {"playbooks:read", "containment:read", "containment:admin", "intel:read"}
@@ -142,6 +144,7 @@ UI_POLICY: dict[tuple[str, str], str] = {
     ("POST", "/ui/keys"): "users:admin",
     ("POST", "/ui/keys/{key_id}/revoke"): "users:admin",
     ("GET", "/ui/playbooks"): "playbooks:read",
+    ("GET", "/ui/playbooks/panel"): "playbooks:read",
     ("POST", "/ui/playbooks/run"): "playbooks:run",
     ("GET", "/ui/playbook-runs/{run_id}"): "playbooks:read",
     ("GET", "/ui/playbook-runs/{run_id}/steps"): "playbooks:read",

@@ -18,8 +18,8 @@ from intel import lists
 from intel.indicators import PROVINCE_WIDE
 from intel.parsers import FORMATS, detect_format, parse_file
 from soc_api.client import client_address
-from soc_api.errors import ApiProblem
 from soc_api.deps import CurrentPrincipal, StoreDep, TenantScope
+from soc_api.errors import ApiProblem
 from soc_api.services import audit
 from soc_core.errors import InvalidInput, NotVisible
 from soc_core.store import Store
@@ -46,7 +46,7 @@ class IntelLists(BaseModel):
 
 class ImportResult(BaseModel):
     tenant: str
-    list: str
+    name: str
     loaded: int
     updated: int
     removed: int
@@ -106,12 +106,14 @@ def import_text(
         request_id=request_id,
         source_ip=source_ip,
     )
-    return ImportResult(**summary | {"skipped": len(report.skipped)}, problems=[p.render() for p in report.skipped[:100]])
+    return ImportResult(
+        **{key: value for key, value in summary.items() if key != "list"},
+        name=report.name,
+        problems=[problem.render() for problem in report.skipped[:100]],
+    )
 
 
-def delete(
-    store: Store, *, tenant: str, name: str, actor: str, request_id: str | None, source_ip: str | None
-) -> None:
+def delete(store: Store, *, tenant: str, name: str, actor: str, request_id: str | None, source_ip: str | None) -> None:
     lists.delete_list(store, tenant=tenant, name=name)
     audit.record(
         store,
@@ -138,8 +140,8 @@ async def upload_list(
     principal: CurrentPrincipal,
     tenant: Annotated[str, Query(min_length=1, max_length=40, description="An agency, or * for the province")],
     name: Annotated[str, Query(min_length=1, max_length=100, description="The list's name")],
-    format: Annotated[str | None, Query(max_length=10, description="misp, stix or csv (default: detected)")] = None,  # noqa: A002
-    type: Annotated[str | None, Query(max_length=10, description="A CSV of bare values: their type")] = None,  # noqa: A002
+    format: Annotated[str | None, Query(max_length=10, description="misp, stix or csv (default: detected)")] = None,
+    type: Annotated[str | None, Query(max_length=10, description="A CSV of bare values: their type")] = None,
 ) -> ImportResult:
     """Create or replace a list from the body (a MISP event JSON, a STIX 2.1 bundle or a CSV),
     at most ``api.limits.intel_bytes``."""

@@ -333,7 +333,10 @@ def waiting_approvals(store: StoreDep, principal: CurrentPrincipal) -> ApprovalL
 def active_blocks(store: StoreDep, scope: TenantScope) -> BlockList:
     """Addresses blocked now (not lifted, not expired), newest first."""
     return BlockList(
-        items=[BlockPublic(id=d.id, tenant=str(d.body.get("tenant")), body=d.body) for d in list_blocks(store, tenants=scope)]
+        items=[
+            BlockPublic(id=d.id, tenant=str(d.body.get("tenant")), body=d.body)
+            for d in list_blocks(store, tenants=scope)
+        ]
     )
 
 
@@ -366,7 +369,9 @@ __all__ = [
     "PlaybookProblem",
     "library_of",
     "problem_of",
+    "request_id_of",
     "router",
     "run_public",
     "summary_of",
+    "unblock",
 ]

@@ -112,7 +112,9 @@ def test_pbw1_list_view_and_validate(setup: tuple[TestClient, Settings]) -> None
     assert {1, 4, 7} <= {e["line"] for e in checked["errors"]}
     assert all(e["where"].startswith("body:") for e in checked["errors"])
     good = client.post("/api/playbooks/validate", content=TRIAGE, headers=headers).json()
-    assert good == {"valid": True, "errors": [], "playbook": good["playbook"]} and good["playbook"]["name"] == "ssh-triage"
+    assert (
+        good == {"valid": True, "errors": [], "playbook": good["playbook"]} and good["playbook"]["name"] == "ssh-triage"
+    )
     assert client.post("/api/playbooks/validate", content=b"\xff\xfe", headers=headers).status_code == 400
     # no route writes a playbook: they are files
     assert client.put("/api/playbooks/ssh-triage", content=TRIAGE, headers=auth(client, "hq")).status_code in (403, 405)
@@ -145,15 +147,15 @@ def test_pbw1_run_approve_and_record(setup: tuple[TestClient, Settings], store: 
     assert runner(store, settings).execute(run["id"]) == "waiting_approval"
     # the gate: not for a rule admin, not for another agency's analyst, not for an API key
     for who in ("rule_admin_police", "analyst_health", "admin_health"):
-        refused = client.post(
-            f"/api/playbook-runs/{run['id']}/steps/block/approve", json={}, headers=auth(client, who)
-        )
+        refused = client.post(f"/api/playbook-runs/{run['id']}/steps/block/approve", json={}, headers=auth(client, who))
         assert refused.status_code in (403, 404), (who, refused.text)
     mine = client.get("/api/approvals", headers=auth(client, "manager_police")).json()["items"]
     assert [(i["run"]["id"], i["step"]["id"]) for i in mine] == [(run["id"], "block")]
     assert client.get("/api/approvals", headers=auth(client, "manager_health")).json()["items"] == []
     approved = client.post(
-        f"/api/playbook-runs/{run['id']}/steps/block/approve", json={"comment": "go"}, headers=auth(client, "manager_police")
+        f"/api/playbook-runs/{run['id']}/steps/block/approve",
+        json={"comment": "go"},
+        headers=auth(client, "manager_police"),
     )
     assert approved.status_code == 200, approved.text
     assert approved.json()["steps"][1]["approval"]["decided_by"] == "manager_police"
@@ -183,7 +185,9 @@ def test_pbw1_runs_history_cancel_rerun_and_case_runs(setup: tuple[TestClient, S
         client.post("/api/playbooks/ssh-triage/run", json={"alert_id": a}, headers=ana).json()["id"] for a in alerts
     ]
     health_alert = make_alert(store, tenant="health")
-    client.post("/api/playbooks/ssh-triage/run", json={"alert_id": health_alert}, headers=auth(client, "analyst_health"))
+    client.post(
+        "/api/playbooks/ssh-triage/run", json={"alert_id": health_alert}, headers=auth(client, "analyst_health")
+    )
     case = cases.create_case(
         store,
         title="brute force",
@@ -196,7 +200,12 @@ def test_pbw1_runs_history_cancel_rerun_and_case_runs(setup: tuple[TestClient, S
     on_case = client.post("/api/playbooks/ssh-triage/run", json={"case_id": case.id}, headers=ana)
     assert on_case.status_code == 201 and on_case.json()["case_id"] == case.id
     assert on_case.json()["alert_id"] is None
-    assert client.post("/api/playbooks/ssh-triage/run", json={"case_id": case.id}, headers=auth(client, "analyst_health")).status_code == 404
+    assert (
+        client.post(
+            "/api/playbooks/ssh-triage/run", json={"case_id": case.id}, headers=auth(client, "analyst_health")
+        ).status_code
+        == 404
+    )
     # paged, newest first, only the caller's agency
     first = client.get("/api/playbook-runs", params={"size": 2}, headers=ana).json()
     second = client.get("/api/playbook-runs", params={"size": 2, "cursor": first["next_cursor"]}, headers=ana).json()
@@ -210,8 +219,12 @@ def test_pbw1_runs_history_cancel_rerun_and_case_runs(setup: tuple[TestClient, S
     assert client.get("/api/playbook-runs", params={"playbook": "other"}, headers=ana).json()["items"] == []
     assert client.get("/api/playbook-runs", params={"status": "bogus"}, headers=ana).status_code == 422
     # cancel and rerun: the run's agency only; a manager reads but does not steer
-    assert client.post(f"/api/playbook-runs/{runs[2]}/cancel", headers=auth(client, "manager_police")).status_code == 403
-    assert client.post(f"/api/playbook-runs/{runs[2]}/cancel", headers=auth(client, "analyst_health")).status_code == 404
+    assert (
+        client.post(f"/api/playbook-runs/{runs[2]}/cancel", headers=auth(client, "manager_police")).status_code == 403
+    )
+    assert (
+        client.post(f"/api/playbook-runs/{runs[2]}/cancel", headers=auth(client, "analyst_health")).status_code == 404
+    )
     cancelled = client.post(f"/api/playbook-runs/{runs[2]}/cancel", headers=ana).json()
     assert cancelled["status"] == "cancelled" and cancelled["cancelled_by"] == "analyst_police"
     assert client.post(f"/api/playbook-runs/{runs[2]}/cancel", headers=ana).status_code == 422
@@ -243,8 +256,14 @@ def test_pbw1_containment_blocks(setup: tuple[TestClient, Settings], store: Stor
     assert [b["body"]["address"] for b in listed] == ["203.0.113.7"]
     assert len(client.get("/api/containment/blocks", headers=auth(client, "hq")).json()["items"]) == 2
     assert client.get("/api/containment/blocks", headers=auth(client, "rule_admin_police")).status_code == 403
-    assert client.post("/api/containment/blocks/block-police/unblock", headers=auth(client, "analyst_police")).status_code == 403
-    assert client.post("/api/containment/blocks/block-health/unblock", headers=auth(client, "manager_police")).status_code == 404
+    assert (
+        client.post("/api/containment/blocks/block-police/unblock", headers=auth(client, "analyst_police")).status_code
+        == 403
+    )
+    assert (
+        client.post("/api/containment/blocks/block-health/unblock", headers=auth(client, "manager_police")).status_code
+        == 404
+    )
     failed = client.post("/api/containment/blocks/block-police/unblock", headers=auth(client, "manager_police"))
     assert failed.status_code == 502 and "gw-gone" in failed.json()["detail"], failed.text
     assert store.get_doc("containment", "block-police").body["status"] == "active"
@@ -273,8 +292,16 @@ def test_pbw1_intel_lists(setup: tuple[TestClient, Settings], store: Store) -> N
     assert _upload(client, "admin_police", "police", "empty", b"  ").status_code == 400
     assert _upload(client, "admin_police", "police", "x", data, format="pdf").status_code == 400
     assert _upload(client, "admin_police", "police", "x", b"{not json").status_code == 400
-    seen = {who: [(i["tenant"], i["name"]) for i in client.get("/api/intel/lists", headers=auth(client, who)).json()["items"]] for who in ("analyst_police", "analyst_health")}
-    assert seen == {"analyst_police": [("*", "national"), ("police", "blocklist")], "analyst_health": [("*", "national")]}
+    seen = {
+        who: [
+            (i["tenant"], i["name"]) for i in client.get("/api/intel/lists", headers=auth(client, who)).json()["items"]
+        ]
+        for who in ("analyst_police", "analyst_health")
+    }
+    assert seen == {
+        "analyst_police": [("*", "national"), ("police", "blocklist")],
+        "analyst_health": [("*", "national")],
+    }
     assert client.delete("/api/intel/lists/police/blocklist", headers=auth(client, "admin_health")).status_code == 404
     assert client.delete("/api/intel/lists/*/national", headers=auth(client, "admin_police")).status_code == 403
     assert client.delete("/api/intel/lists/police/blocklist", headers=auth(client, "admin_police")).status_code == 204
@@ -289,7 +316,10 @@ def test_pbw1_intel_upload_limit(store: Store, tmp_path: Path) -> None:
     accounts.add_user(store, username="adm", password=PASSWORD, memberships=[Membership("police", "admin")])
     client = TestClient(create_app(Settings(data_dir=tmp_path, api={"limits": {"intel_bytes": 4096}}), store))
     answer = client.post(
-        "/api/intel/lists", params={"tenant": "police", "name": "big"}, content=b"ip,203.0.113.1\n" * 1000, headers=auth(client, "adm")
+        "/api/intel/lists",
+        params={"tenant": "police", "name": "big"},
+        content=b"ip,203.0.113.1\n" * 1000,
+        headers=auth(client, "adm"),
     )
     assert answer.status_code == 413 and "intel_bytes" in answer.json()["detail"]
     assert store.list_docs("intel").items == []
