@@ -8,6 +8,7 @@ agency's lists, and only a province admin touches ``*``. Another agency's list a
 from __future__ import annotations
 
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,7 +22,7 @@ from soc_api.client import client_address
 from soc_api.deps import CurrentPrincipal, StoreDep, TenantScope
 from soc_api.errors import ApiProblem
 from soc_api.services import audit
-from soc_core.errors import InvalidInput, NotVisible
+from soc_core.errors import InvalidInput, NotVisible, ParseError
 from soc_core.store import Store
 
 router = APIRouter(prefix="/api/intel", tags=["intel"])
@@ -92,8 +93,13 @@ def import_text(
     with tempfile.TemporaryDirectory(prefix="intel-upload-") as folder:
         path = Path(folder) / f"{Path(source).stem or 'upload'}{SUFFIX[guess]}"
         path.write_bytes(data)
-        chosen = fmt or detect_format(path)
-        parsed = parse_file(path, chosen, value_type=value_type)
+        try:
+            chosen = fmt or detect_format(path)
+            parsed = parse_file(path, chosen, value_type=value_type)
+        except ParseError as exc:  # named by the upload, not the server's temporary file
+            where = (exc.where or "").replace(str(path), source) or source
+            raise ParseError(exc.message, where=where, hint=f"give format= one of {', '.join(FORMATS)}") from None
+    parsed.skipped = [replace(p, where=p.where.replace(str(path), source)) for p in parsed.skipped]
     report = lists.import_list(store, parsed, tenant=tenant, name=name, fmt=chosen, source=source, actor=actor)
     summary = report.to_dict()
     audit.record(

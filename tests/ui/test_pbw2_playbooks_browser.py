@@ -16,7 +16,8 @@ import pytest
 from playbooks.format import load_library
 from playbooks.runner import Runner, RunnerThread
 from soc_api.main import create_app
-from soc_api.services import accounts
+from soc_api.services import accounts, cases
+from soc_api.services.alerts import Actor
 from soc_core.auth import Membership
 from soc_core.config import Settings
 from soc_core.store import SqliteStore
@@ -184,6 +185,18 @@ def test_pbw2_playbooks_blocks_and_intel_pages(tabs: Any, site: Site) -> None:
     forged = ana.request.post("/ui/playbooks/run", form={"playbook": "ssh-triage", "alert_id": site.alert})
     assert forged.status == 403 and "CSRF" in forged.text()
     assert site.store.list_docs("playbook_runs").items == []
+    case = cases.create_case(
+        site.store,
+        title="SSH brute force on the portal",
+        description="",
+        severity="high",
+        alert_ids=[site.alert],
+        scope=("police",),
+        actor=Actor(principal=accounts.Principal(id="ana", name="ana", kind="user")),
+    )
+    ana.goto(f"/ui/cases/{case.id}")
+    ana.wait_for_selector("[data-testid=run-panel] [data-testid=run-start]")  # the case page runs playbooks too
+    shot(ana, "pbw-case-390")
     for path, name in (("/ui/playbooks", "pbw-playbooks-390"), (f"/ui/alerts/{site.alert}", "pbw-alert-390")):
         ana.goto(path)
         ana.wait_for_load_state("networkidle")
