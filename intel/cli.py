@@ -19,8 +19,8 @@ from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progres
 from rich.table import Table
 
 from intel import lists
-from intel.parsers import FORMATS, Format, detect_format, parse_file
-from soc_core.errors import InvalidInput, ParseError
+from intel.parsers import FORMATS, Format, detect_format, format_named, parse_file
+from soc_core.errors import ParseError
 from soc_core.store import Store
 
 Tenant = Annotated[str, typer.Option("--tenant", "-t", help="The agency the list belongs to, or * for province-wide.")]
@@ -37,13 +37,6 @@ def _progress_total(path: Path, fmt: Format) -> tuple[int | None, bool]:
         except (OSError, ValueError):
             return None, False  # the parser reports the broken manifest with its name
     return None, False
-
-
-def _format(text: str) -> Format:
-    for known in FORMATS:
-        if known == text:
-            return known
-    raise InvalidInput(f"unknown format {text!r}", where="--format", hint=f"use one of {', '.join(FORMATS)}")
 
 
 def build_intel_app(open_store: Callable[[], Store]) -> typer.Typer:
@@ -69,7 +62,7 @@ def build_intel_app(open_store: Callable[[], Store]) -> typer.Typer:
         """Create a list from FILE, or update the list of that name (new, updated, removed counted)."""
         if not file.exists():
             raise ParseError("no such file or directory", where=str(file))
-        chosen = detect_format(file) if fmt is None else _format(fmt)
+        chosen = detect_format(file) if fmt is None else format_named(fmt)
         list_name = name or (file.name if file.is_dir() else file.stem)
         total, in_bytes = _progress_total(file, chosen)
         columns = [TextColumn("{task.description}"), BarColumn()]

@@ -92,6 +92,14 @@ def merge(old: Indicator, new: Indicator) -> Indicator:
     )
 
 
+def format_named(text: str) -> Format:
+    """``text`` as a format name; :class:`ParseError` if it is none."""
+    for known in FORMATS:
+        if known == text:
+            return known
+    raise ParseError(f"unknown format {text!r}", where="format", hint=f"use one of {', '.join(FORMATS)}")
+
+
 def detect_format(path: Path) -> Format:
     """The format of ``path`` from its name and, for JSON, its first bytes."""
     if not path.exists():
@@ -423,6 +431,7 @@ __all__ = [
     "Parsed",
     "Problem",
     "detect_format",
+    "format_named",
     "merge",
     "parse_csv",
     "parse_file",

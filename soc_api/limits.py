@@ -42,7 +42,6 @@ ROUTE_LIMITS: dict[tuple[str, str], str] = {
     ("POST", "/api/rules"): "rule_bytes",
     ("POST", "/api/playbooks/validate"): "playbook_bytes",
     ("POST", "/api/intel/lists"): "intel_bytes",
-    ("POST", "/ui/intel"): "intel_bytes",
 }
 CREDENTIAL_HEADERS = ("authorization", "x-api-key")
 

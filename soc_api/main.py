@@ -35,11 +35,11 @@ ROUTERS = (
     events.router,
     sensors.router,
     rules.router,
+    intel.router,
     audit.router,
     apikeys.router,
     users.router,
     playbooks.router,
-    intel.router,
 )
 
 

@@ -17,14 +17,12 @@ AUTHENTICATED: Final = "authenticated"  # any signed-in principal, no tenant dat
 ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
     "analyst": frozenset(
         {"alerts:read", "alerts:write", "cases:read", "cases:write", "events:read", "rules:read", "sensors:read"}
-        | {"playbooks:read", "playbooks:run", "containment:read", "intel:read"}
+        | {"playbooks:read", "playbooks:run", "containment:read"}
     ),
-    "rule_admin": frozenset(
-        {"alerts:read", "events:read", "rules:read", "rules:write"} | {"playbooks:read", "intel:read"}
-    ),
+    "rule_admin": frozenset({"alerts:read", "events:read", "rules:read", "rules:write"} | {"playbooks:read"}),
     "manager": frozenset(
         {"alerts:read", "cases:read", "events:read", "reports:read", "rules:read", "sensors:read"}
-        | {"playbooks:read", "containment:read", "containment:admin", "intel:read"}
+        | {"playbooks:read", "containment:read", "containment:admin"}
     ),
     "sensor": frozenset({"events:ingest", "sensors:report"}),
     "admin": frozenset(
@@ -45,8 +43,6 @@ ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
             "playbooks:run",
             "containment:read",
             "containment:admin",  # lift a block (the people who approve containment: manager, admin)
-            "intel:read",
-            "intel:admin",  # upload and delete lists; "*" (province-wide) only for a province admin
         }
     ),
 }
@@ -92,6 +88,9 @@ POLICY: dict[tuple[str, str], str] = {
     ("POST", "/api/rules/{rule_id}/exceptions/{exception_id}/revoke"): "rules:write",
     ("POST", "/api/rules/{rule_id}/test"): "rules:read",
     ("POST", "/api/rules/{rule_id}/backtest"): "rules:read",
+    ("GET", "/api/intel/lists"): "alerts:read",
+    ("POST", "/api/intel/lists"): "rules:write",  # a list raises alerts as a rule does
+    ("DELETE", "/api/intel/lists/{tenant}/{name}"): "rules:write",
     ("GET", "/api/apikeys"): "users:admin",
     ("POST", "/api/apikeys"): "users:admin",
     ("POST", "/api/apikeys/{key_id}/revoke"): "users:admin",
@@ -110,9 +109,6 @@ POLICY: dict[tuple[str, str], str] = {
     ("GET", "/api/approvals"): AUTHENTICATED,
     ("GET", "/api/containment/blocks"): "containment:read",
     ("POST", "/api/containment/blocks/{block_id}/unblock"): "containment:admin",
-    ("GET", "/api/intel/lists"): "intel:read",
-    ("POST", "/api/intel/lists"): "intel:admin",
-    ("DELETE", "/api/intel/lists/{tenant}/{name}"): "intel:admin",
 }
 
 # The analysts' web UI (soc_api.ui): same permissions, but people sign in with a session cookie
@@ -155,9 +151,9 @@ UI_POLICY: dict[tuple[str, str], str] = {
     ("GET", "/ui/approvals/count"): AUTHENTICATED,
     ("GET", "/ui/blocks"): "containment:read",
     ("POST", "/ui/blocks/{block_id}/unblock"): "containment:admin",
-    ("GET", "/ui/intel"): "intel:read",
-    ("POST", "/ui/intel"): "intel:admin",
-    ("POST", "/ui/intel/{tenant}/{name}/delete"): "intel:admin",
+    ("GET", "/ui/intel"): "alerts:read",
+    ("POST", "/ui/intel"): "rules:write",
+    ("POST", "/ui/intel/{tenant}/{name}/delete"): "rules:write",
 }
 
 # What a session whose password must change (first sign-in, admin-set) may still do

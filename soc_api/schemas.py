@@ -485,3 +485,36 @@ class BacktestPublic(BaseModel):
     candidate_per_day: dict[str, int] | None = None
     added: list[str] = Field(default_factory=list)
     removed: list[str] = Field(default_factory=list)
+
+
+class IntelProblem(BaseModel):
+    where: str
+    reason: str
+
+
+class IntelImportPublic(BaseModel):
+    tenant: str
+    list_name: str = Field(alias="list")
+    loaded: int
+    updated: int
+    removed: int
+    duplicates: int
+    skipped: int
+    total: int
+    problems: list[IntelProblem] = Field(description="The skipped lines/objects, the first 500")
+
+
+class IntelListPublic(BaseModel):
+    tenant: str
+    name: str
+    format: str
+    source: str
+    count: int
+    counts: dict[str, int]
+    created_at: str
+    updated_at: str
+    last_import: dict[str, Any]
+
+
+class IntelListPage(BaseModel):
+    items: list[IntelListPublic]

@@ -68,7 +68,7 @@ class ApiLimits(_Section):
     ingest_bytes: int = Field(8 * 1024 * 1024, ge=1024, le=1024**3)  # POST /api/ingest
     rule_bytes: int = Field(1024 * 1024, ge=1024, le=1024**3)  # rule validate and create
     playbook_bytes: int = Field(256 * 1024, ge=1024, le=1024**3)  # POST /api/playbooks/validate
-    intel_bytes: int = Field(32 * 1024 * 1024, ge=1024, le=1024**3)  # a threat-intel list upload
+    intel_bytes: int = Field(32 * 1024 * 1024, ge=1024, le=1024**3)  # POST /api/intel/lists (one feed file)
     event_bytes: int = Field(256 * 1024, ge=256, le=1024**3)  # one event, as JSON
     event_fields: int = Field(1000, ge=10, le=1_000_000)  # keys in one event, nested ones too
     event_depth: int = Field(16, ge=2, le=128)  # nesting of objects and lists in one event

@@ -44,8 +44,10 @@ def _alert(ctx: ActionContext) -> tuple[Subject, Doc]:
     return about, visible_alert(ctx.store, about.alert_id, about.scope)
 
 
-def _case_of(about: Subject) -> str:
-    if not about.case_id:
+def _case_of(about: Subject, *, dry_run: bool) -> str | None:
+    """The run's case; in a dry run there may be none yet (the case.open before it only said it
+    would open one), and the step says what it would do to it."""
+    if not about.case_id and not dry_run:
         raise ActionError("the run's alert is in no case", hint="open one first with a case.open step")
     return about.case_id
 
@@ -117,17 +119,15 @@ class AddObservables(Action["AddObservables.Params"]):
 
     def run(self, ctx: ActionContext, params: Params) -> ActionResult:
         about, alert = _alert(ctx)
-        case_id = _case_of(about)
+        case_id = _case_of(about, dry_run=ctx.dry_run)
         if params.observables is None:
             events = ctx.store.get_events(list(alert.body.get("event_ids") or [])[:1000], tenants=about.scope)
             wanted = extract_observables([alert.body.get("entities") or {}, *events])
         else:
             wanted = [{"type": o.type, "value": o.value} for o in params.observables]
-        if ctx.dry_run:
-            held = {
-                (o.get("type"), o.get("value"))
-                for o in visible_case(ctx.store, case_id, about.scope).body.get("observables") or []
-            }
+        if ctx.dry_run or case_id is None:
+            case = visible_case(ctx.store, case_id, about.scope).body if case_id else {}
+            held = {(o.get("type"), o.get("value")) for o in case.get("observables") or []}
             new = [o for o in wanted if (o["type"], o["value"]) not in held]
             return ActionResult({"case_id": case_id, "result": "would add", "observables": new})
         _, added = add_observables(ctx.store, case_id=case_id, observables=wanted, scope=about.scope, actor=about.actor)
@@ -153,9 +153,9 @@ class LinkRelated(Action["LinkRelated.Params"]):
 
     def run(self, ctx: ActionContext, params: Params) -> ActionResult:
         about, alert = _alert(ctx)
-        case_id = _case_of(about)
+        case_id = _case_of(about, dry_run=ctx.dry_run)
         related = self._related(ctx, about, alert, params)
-        if ctx.dry_run:
+        if ctx.dry_run or case_id is None:
             return ActionResult({"case_id": case_id, "result": "would link", "alert_ids": related})
         _, linked = link_alerts(ctx.store, case_id=case_id, alert_ids=related, scope=about.scope, actor=about.actor)
         return ActionResult({"case_id": case_id, "result": "linked", "alert_ids": linked}, bool(linked))

@@ -64,14 +64,15 @@ class Hunt(Action["Hunt.Params"]):
         }
         if not params.attach:
             return ActionResult(output)
-        if not about.case_id:
+        if not about.case_id and not ctx.dry_run:  # a dry run's case.open opened nothing
             raise ActionError(
                 "the run's alert is in no case to attach the hunt to",
                 hint="open one first with case.open, or attach: false",
             )
         output["case_id"] = about.case_id
-        if ctx.dry_run:
-            visible_case(ctx.store, about.case_id, about.scope)
+        if ctx.dry_run or not about.case_id:
+            if about.case_id:
+                visible_case(ctx.store, about.case_id, about.scope)
             return ActionResult({**output, "result": "would attach"})
         hunt = {
             "key": f"{ctx.run_id}/{ctx.step_id}",

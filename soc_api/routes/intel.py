@@ -1,185 +1,134 @@
-"""Threat-intel lists: upload (the file as the body), list, delete.
+"""Threat-intel lists: list, upload (create or update), delete.
 
-A list belongs to one agency or to the whole province (``*``). Everyone with ``intel:read`` sees
-their agencies' lists and the province-wide ones; an agency's admins upload and delete their
-agency's lists, and only a province admin touches ``*``. Another agency's list answers 404.
+Reading needs ``alerts:read`` (whoever triages sees which lists exist for their agencies and the
+province); uploading and deleting need ``rules:write`` — a list raises alerts as a rule does —
+in the list's agency, and a province-wide (``*``) list a province-wide membership. The upload's
+body is the file itself (a MISP event, a STIX bundle or a CSV list; ``api.limits.intel_bytes``),
+with the format, agency and name in the query. Every change is audited.
 """
 
 from __future__ import annotations
 
 import tempfile
-from dataclasses import replace
-from pathlib import Path
-from typing import Annotated, Any
+from pathlib import Path as FilePath
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel
+from fastapi import APIRouter, Path, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from intel import lists
 from intel.indicators import PROVINCE_WIDE
-from intel.parsers import FORMATS, detect_format, parse_file
-from soc_api.client import client_address
+from intel.parsers import Format, Problem, parse_file
 from soc_api.deps import CurrentPrincipal, StoreDep, TenantScope
 from soc_api.errors import ApiProblem
+from soc_api.routes.alerts import actor_of
+from soc_api.schemas import IntelImportPublic, IntelListPage, IntelListPublic, IntelProblem
 from soc_api.services import audit
-from soc_core.errors import InvalidInput, NotVisible, ParseError
+from soc_api.services.alerts import Actor
+from soc_core.errors import NotVisible, ParseError
 from soc_core.store import Store
 
 router = APIRouter(prefix="/api/intel", tags=["intel"])
-SUFFIX = {"csv": ".csv", "stix": ".json", "misp": ".json"}
+MAX_PROBLEMS = 500
+SUFFIX = {"misp": ".json", "stix": ".json", "csv": ".csv"}
+Scope = Annotated[str, Query(min_length=1, max_length=40, description="An agency id, or * for province-wide")]
+ListName = Annotated[str, Query(min_length=1, max_length=64)]
 
 
-class IntelList(BaseModel):
-    id: str
-    tenant: str
-    name: str
-    count: int = 0
-    counts: dict[str, int] = {}
-    format: str = ""
-    source: str = ""
-    created_at: str | None = None
-    updated_at: str | None = None
-
-
-class IntelLists(BaseModel):
-    items: list[IntelList]
-
-
-class ImportResult(BaseModel):
-    tenant: str
-    name: str
-    loaded: int
-    updated: int
-    removed: int
-    duplicates: int
-    skipped: int
-    total: int
-    problems: list[str]
-
-
-def public(body: dict[str, Any]) -> IntelList:
-    return IntelList(**{key: body[key] for key in IntelList.model_fields if key in body})
-
-
-def check_admin_scope(tenant: str, scope: tuple[str, ...] | None) -> None:
-    """Uploads and deletes: an agency's admins for that agency, a province admin for any and ``*``."""
+def check_writable(tenant: str, scope: tuple[str, ...] | None) -> None:
     if scope is None:
         return
     if tenant == PROVINCE_WIDE:
-        raise ApiProblem(403, "Forbidden", "only a province admin changes province-wide (*) lists")
+        raise ApiProblem(403, "Forbidden", "only province-wide staff change province-wide lists")
     if tenant not in scope:
         raise NotVisible("no such agency", target=f"intel/{tenant}", owner=tenant)
 
 
-def import_text(
-    store: Store,
-    data: bytes,
-    *,
-    tenant: str,
-    name: str,
-    fmt: str | None,
-    value_type: str | None,
-    source: str,
-    actor: str,
-    request_id: str | None,
-    source_ip: str | None,
-) -> ImportResult:
-    """Parse an uploaded list (a file's bytes) and store it; audited. Shared with the UI."""
-    if not data.strip():
-        raise InvalidInput("the upload is empty", hint="send the list's file as the request body")
-    if fmt is not None and fmt not in FORMATS:
-        raise InvalidInput(f"unknown format {fmt!r}", hint=f"use one of {', '.join(FORMATS)}")
-    guess = fmt or ("misp" if data.lstrip()[:1] in (b"{", b"[") else "csv")
-    with tempfile.TemporaryDirectory(prefix="intel-upload-") as folder:
-        path = Path(folder) / f"{Path(source).stem or 'upload'}{SUFFIX[guess]}"
-        path.write_bytes(data)
+@router.get("/lists", response_model=IntelListPage)
+def list_lists(store: StoreDep, scope: TenantScope) -> IntelListPage:
+    """The lists of the caller's agencies and the province-wide ones."""
+    found = lists.lists(store, scope)
+    return IntelListPage(items=[IntelListPublic.model_validate(item) for item in found])
+
+
+def import_upload(
+    store: Store, body: bytes, *, tenant: str, name: str, fmt: Format, value_type: str | None, actor: Actor
+) -> lists.ImportReport:
+    """Parse an uploaded file, create or update the list, audit it (the API's and the UI's path)."""
+    with tempfile.TemporaryDirectory(prefix="canhgac-intel-") as directory:
+        path = FilePath(directory) / f"upload{SUFFIX[fmt]}"
+        path.write_bytes(body)
         try:
-            chosen = fmt or detect_format(path)
-            parsed = parse_file(path, chosen, value_type=value_type)
-        except ParseError as exc:  # named by the upload, not the server's temporary file
-            where = (exc.where or "").replace(str(path), source) or source
-            raise ParseError(exc.message, where=where, hint=f"give format= one of {', '.join(FORMATS)}") from None
-    parsed.skipped = [replace(p, where=p.where.replace(str(path), source)) for p in parsed.skipped]
-    report = lists.import_list(store, parsed, tenant=tenant, name=name, fmt=chosen, source=source, actor=actor)
-    summary = report.to_dict()
+            parsed = parse_file(path, fmt, value_type=value_type)
+        except ParseError as exc:
+            raise ParseError(exc.message, where="upload", hint=exc.hint) from exc
+        # name the upload, not the server's temporary file
+        parsed.skipped = [Problem(p.where.replace(str(path), "upload"), p.reason) for p in parsed.skipped]
+    report = lists.import_list(
+        store, parsed, tenant=tenant, name=name, fmt=fmt, source="upload", actor=actor.principal.id
+    )
     audit.record(
         store,
-        actor=actor,
+        actor=actor.principal.id,
         action="intel.import",
-        tenant=report.tenant,
-        target=f"intel/{lists.list_id(report.tenant, report.name)}",
-        after=summary,
-        request_id=request_id,
-        source_ip=source_ip,
+        tenant=None if tenant == PROVINCE_WIDE else tenant,
+        target=f"intel/{tenant}:{name}",
+        after=report.to_dict(),
+        request_id=actor.request_id,
+        source_ip=actor.source_ip,
     )
-    return ImportResult(
-        **{key: value for key, value in summary.items() if key != "list"},
-        name=report.name,
-        problems=[problem.render() for problem in report.skipped[:100]],
-    )
+    return report
 
 
-def delete(store: Store, *, tenant: str, name: str, actor: str, request_id: str | None, source_ip: str | None) -> None:
+def delete_audited(store: Store, *, tenant: str, name: str, actor: Actor) -> None:
     lists.delete_list(store, tenant=tenant, name=name)
     audit.record(
         store,
-        actor=actor,
+        actor=actor.principal.id,
         action="intel.delete",
-        tenant=tenant,
-        target=f"intel/{lists.list_id(tenant, name)}",
-        request_id=request_id,
-        source_ip=source_ip,
+        tenant=None if tenant == PROVINCE_WIDE else tenant,
+        target=f"intel/{tenant}:{name}",
+        request_id=actor.request_id,
+        source_ip=actor.source_ip,
     )
 
 
-@router.get("/lists", response_model=IntelLists)
-def list_lists(store: StoreDep, scope: TenantScope) -> IntelLists:
-    """The caller's agencies' lists and the province-wide ones."""
-    return IntelLists(items=[public(body) for body in lists.lists(store, scope)])
-
-
-@router.post("/lists", response_model=ImportResult, status_code=201)
+@router.post("/lists", response_model=IntelImportPublic, status_code=200)
 async def upload_list(
     request: Request,
     store: StoreDep,
     scope: TenantScope,
     principal: CurrentPrincipal,
-    tenant: Annotated[str, Query(min_length=1, max_length=40, description="An agency, or * for the province")],
-    name: Annotated[str, Query(min_length=1, max_length=100, description="The list's name")],
-    format: Annotated[str | None, Query(max_length=10, description="misp, stix or csv (default: detected)")] = None,
-    type: Annotated[str | None, Query(max_length=10, description="A CSV of bare values: their type")] = None,
-) -> ImportResult:
-    """Create or replace a list from the body (a MISP event JSON, a STIX 2.1 bundle or a CSV),
-    at most ``api.limits.intel_bytes``."""
-    check_admin_scope(tenant, scope)
-    data = await request.body()
-    return import_text(
-        store,
-        data,
-        tenant=tenant,
-        name=name,
-        fmt=format,
-        value_type=type,
-        source=name,
-        actor=principal.id,
-        request_id=getattr(request.state, "request_id", None),
-        source_ip=client_address(request),
+    tenant: Scope,
+    name: ListName,
+    fmt: Annotated[Literal["misp", "stix", "csv"], Query(alias="format")],
+    value_type: Annotated[
+        Literal["ip", "domain", "url", "md5", "sha1", "sha256", "hash"] | None, Query(alias="type")
+    ] = None,
+) -> IntelImportPublic:
+    """Create the list, or replace its content; every skipped line or object with where and why."""
+    check_writable(tenant, scope)
+    body = await request.body()
+    actor = actor_of(request, principal)
+    report = await run_in_threadpool(
+        import_upload, store, body, tenant=tenant, name=name, fmt=fmt, value_type=value_type, actor=actor
+    )
+    return IntelImportPublic(
+        **report.to_dict(),
+        problems=[IntelProblem(where=p.where, reason=p.reason) for p in report.skipped[:MAX_PROBLEMS]],
     )
 
 
 @router.delete("/lists/{tenant}/{name}", status_code=204)
 def delete_list(
-    tenant: str, name: str, request: Request, store: StoreDep, scope: TenantScope, principal: CurrentPrincipal
-) -> None:
-    check_admin_scope(tenant, scope)
-    delete(
-        store,
-        tenant=tenant,
-        name=name,
-        actor=principal.id,
-        request_id=getattr(request.state, "request_id", None),
-        source_ip=client_address(request),
-    )
-
-
-__all__ = ["check_admin_scope", "delete", "import_text", "router"]
+    request: Request,
+    store: StoreDep,
+    scope: TenantScope,
+    principal: CurrentPrincipal,
+    tenant: Annotated[str, Path(min_length=1, max_length=40)],
+    name: Annotated[str, Path(min_length=1, max_length=64)],
+) -> Response:
+    """Delete a list and its indicators; it stops matching at the engine's next reload."""
+    check_writable(tenant, scope)
+    delete_audited(store, tenant=tenant, name=name, actor=actor_of(request, principal))
+    return Response(status_code=204)

@@ -26,7 +26,7 @@ import playbooks
 import sensors
 import soc_api
 import soc_core
-from detections.matcher import UnsupportedConstruct
+from detections.targets.walk import UnsupportedConstruct
 from detections.workers import WorkerError
 from sensors.errors import SpoolFull
 from soc_api.errors import ANSWERS, install_error_handlers

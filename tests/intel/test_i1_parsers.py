@@ -135,8 +135,11 @@ def test_i1_whole_file_errors_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(ParseError, match="not JSON") as caught:
         parse_file(broken, "stix")
     assert caught.value.where == str(broken)
+    (tmp_path / "x.bin").write_bytes(b"\x00\x01")
     with pytest.raises(ParseError, match="cannot tell the format"):
         detect_format(tmp_path / "x.bin")
+    with pytest.raises(ParseError, match="no such file"):
+        detect_format(tmp_path / "missing.json")
     header = tmp_path / "h.csv"
     header.write_text("kind,value\nip,1.2.3.4\n", encoding="utf-8")
     with pytest.raises(ParseError, match="unknown columns") as bad_header:

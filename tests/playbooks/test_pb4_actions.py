@@ -189,7 +189,11 @@ def test_pb4_case_and_search_actions_end_to_end(pstore: Store, make_runner: Call
 
     dry = run_on(pstore, runner, book, alert_id, dry_run=True)
     assert steps_of(pstore, dry)["case"]["output"]["result"] == "would open"
-    assert steps_of(pstore, dry)["observables"]["status"] == "failed"  # no case to add to: nothing was opened
+    dry_steps = steps_of(pstore, dry)
+    assert all(step["status"] == "succeeded" for step in dry_steps.values()), dry_steps
+    assert {"type": "ip", "value": ip} in dry_steps["observables"]["output"]["observables"]
+    assert dry_steps["related"]["output"] == {"case_id": None, "result": "would link", "alert_ids": [related]}
+    assert dry_steps["hunt"]["output"]["result"] == "would attach" and dry_steps["hunt"]["output"]["count"] == 3
     assert pstore.get_doc("alerts", alert_id).body.get("case_id") is None
     assert pstore.list_docs("cases", size=10).items == []
 

@@ -12,7 +12,8 @@ from fastapi.testclient import TestClient
 
 from detections import lifecycle
 from detections.loader import load_rules, shipped_rules_dir
-from intel import lists
+from intel import lists as intel_lists
+from intel.indicators import Indicator
 from intel.parsers import Parsed
 from playbooks.format import Library, load_playbook
 from playbooks.runner import Runner
@@ -88,7 +89,7 @@ def world(store: Store, tmp_path: Path) -> tuple[TestClient, dict[str, str]]:
     )
     key, _ = apikeys.create_api_key(store, name="theirs", tenant="health", role="rule_admin", owner="health_ra")
     # a playbook (province-wide, like every playbook file), a run of it and a block in health,
-    # and a health intel list of the same name
+    # and (below) a health intel list of the same name
     (tmp_path / "theirs.yml").write_text(PLAYBOOK)
     playbook = load_playbook(PLAYBOOK, source="theirs.yml")
     run = start_run(store, playbook=playbook, alert_id=alert.id, scope=("health",), actor="health_ra")
@@ -107,13 +108,13 @@ def world(store: Store, tmp_path: Path) -> tuple[TestClient, dict[str, str]]:
             "expires_at": "2999-01-01T00:00:00.000Z",
         },
     )
-    lists.import_list(store, Parsed(), tenant="health", name="theirs", fmt="csv", source="theirs.csv")
+    listed = Parsed()
+    listed.add(Indicator("ip", "192.0.2.1"))
+    intel_lists.import_list(store, listed, tenant="health", name="theirs", fmt="csv", source="t.csv")
     ids = {
         "run_id": run.id,
         "step_id": "block",
         "block_id": block.id,
-        "name": "theirs",
-        "tenant": "health",
         "key_id": key.id,
         "alert_id": alert.id,
         "case_id": case.id,
@@ -121,6 +122,8 @@ def world(store: Store, tmp_path: Path) -> tuple[TestClient, dict[str, str]]:
         "rule_id": rule.id,
         "exception_id": exception.body["exceptions"][0]["id"],
         "username": "health_ra",  # a person of the other agency: never reset, disabled or enabled
+        "tenant": "health",  # with "name": the other agency's threat-intel list
+        "name": "theirs",  # and the province-wide playbook's name
     }
     return TestClient(create_app(settings, store)), ids
 

@@ -4,14 +4,13 @@ Playbooks are files: listed, viewed and validated (every problem with its line),
 through the API. Runs start on an alert or a case the caller can see (another agency's: 404),
 dry-run unless asked live; runs are listed with filters and paged; a gate is decided only by
 its roles in its agency and the approver is recorded; cancel and rerun; containment blocks
-listed and lifted by supervisors; threat-intel lists uploaded, listed and deleted by agency
-admins (``*`` by a province admin). Every change is in the audit trail.
+listed and lifted by supervisors. Every change is in the audit trail. (Threat-intel lists have
+their API tests in tests/intel/test_i6_api.py.)
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -27,7 +26,6 @@ from soc_core.store import Store
 from tests.playbooks.conftest import make_alert
 
 PASSWORD = "a-very-long-password"
-INTEL = Path(__file__).resolve().parents[1] / "intel" / "data"
 
 TRIAGE = """\
 name: ssh-triage
@@ -267,65 +265,3 @@ def test_pbw1_containment_blocks(setup: tuple[TestClient, Settings], store: Stor
     failed = client.post("/api/containment/blocks/block-police/unblock", headers=auth(client, "manager_police"))
     assert failed.status_code == 502 and "gw-gone" in failed.json()["detail"], failed.text
     assert store.get_doc("containment", "block-police").body["status"] == "active"
-
-
-def _upload(client: TestClient, who: str, tenant: str, name: str, data: bytes, **params: Any) -> Any:
-    return client.post(
-        "/api/intel/lists", params={"tenant": tenant, "name": name, **params}, content=data, headers=auth(client, who)
-    )
-
-
-def test_pbw1_intel_lists(setup: tuple[TestClient, Settings], store: Store) -> None:
-    client, _ = setup
-    data = (INTEL / "list.csv").read_bytes()
-    made = _upload(client, "admin_police", "police", "blocklist", data)
-    assert made.status_code == 201, made.text
-    report = made.json()
-    assert (
-        report["loaded"] > 0
-        and report["skipped"] >= 3
-        and any(p.startswith("blocklist:7:") for p in report["problems"])
-    )
-    assert "intel-upload" not in made.text  # the upload's name, never the server's temporary file
-    stix = _upload(client, "hq", "*", "national", (INTEL / "bundle.json").read_bytes())
-    assert stix.status_code == 201 and stix.json()["tenant"] == "*", stix.text
-    # agency admins for their agency only; the province list only for a province admin
-    assert _upload(client, "admin_health", "police", "x", data).status_code == 404
-    assert _upload(client, "admin_police", "*", "x", data).status_code == 403
-    assert _upload(client, "analyst_police", "police", "x", data).status_code == 403
-    assert _upload(client, "admin_police", "police", "bad name!", data).status_code == 400
-    assert _upload(client, "admin_police", "police", "empty", b"  ").status_code == 400
-    assert _upload(client, "admin_police", "police", "x", data, format="pdf").status_code == 400
-    not_json = _upload(client, "admin_police", "police", "x", b"{not json")
-    assert not_json.status_code == 400 and not_json.json()["detail"].startswith("x: ")
-    seen = {
-        who: [
-            (i["tenant"], i["name"]) for i in client.get("/api/intel/lists", headers=auth(client, who)).json()["items"]
-        ]
-        for who in ("analyst_police", "analyst_health")
-    }
-    assert seen == {
-        "analyst_police": [("*", "national"), ("police", "blocklist")],
-        "analyst_health": [("*", "national")],
-    }
-    assert client.delete("/api/intel/lists/police/blocklist", headers=auth(client, "admin_health")).status_code == 404
-    assert client.delete("/api/intel/lists/*/national", headers=auth(client, "admin_police")).status_code == 403
-    assert client.delete("/api/intel/lists/police/blocklist", headers=auth(client, "admin_police")).status_code == 204
-    assert client.delete("/api/intel/lists/police/blocklist", headers=auth(client, "admin_police")).status_code == 404
-    actions = audit_actions(store)
-    assert ("intel.import", "admin_police") in actions and ("intel.import", "hq") in actions
-    assert ("intel.delete", "admin_police") in actions
-
-
-def test_pbw1_intel_upload_limit(store: Store, tmp_path: Path) -> None:
-    accounts.add_tenant(store, tenant_id="police", name="police")
-    accounts.add_user(store, username="adm", password=PASSWORD, memberships=[Membership("police", "admin")])
-    client = TestClient(create_app(Settings(data_dir=tmp_path, api={"limits": {"intel_bytes": 4096}}), store))
-    answer = client.post(
-        "/api/intel/lists",
-        params={"tenant": "police", "name": "big"},
-        content=b"ip,203.0.113.1\n" * 1000,
-        headers=auth(client, "adm"),
-    )
-    assert answer.status_code == 413 and "intel_bytes" in answer.json()["detail"]
-    assert store.list_docs("intel").items == []

@@ -1,8 +1,9 @@
 """Issue 12, pbweb item 2, in headless Chromium: an analyst runs a playbook from an alert page,
 a manager sees the approvals count in the top bar and approves the gated step on the approvals
 page, the run page follows the run to its end by itself, and the run is on the alert's timeline;
-an agency admin uploads a threat-intel list; forms without the CSRF token are refused. Each page
-is also shot at desktop width and at 390 px (``SOC_UI_SHOTS``)."""
+active blocks are listed and an unblock that fails says why; forms without the CSRF token are
+refused (the threat-intel page has its own test, tests/ui/test_intel_ui.py). Each page is also
+shot at desktop width and at 390 px (``SOC_UI_SHOTS``)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,6 @@ from tests.support.browser import shot, sign_in
 from tests.support.servers import serve
 
 PASSWORD = "a-very-long-password"
-INTEL = Path(__file__).resolve().parents[1] / "intel" / "data"
 TRIAGE = """\
 name: ssh-triage
 description: tag the alert, then block its source once a manager approves
@@ -152,7 +152,7 @@ def test_pbw2_run_from_alert_approve_and_timeline(tabs: Any, site: Site) -> None
         assert page.errors == []
 
 
-def test_pbw2_playbooks_blocks_and_intel_pages(tabs: Any, site: Site) -> None:
+def test_pbw2_playbooks_and_blocks_pages_and_csrf(tabs: Any, site: Site) -> None:
     adm = tabs()
     sign_in(adm, "adm", PASSWORD)
     adm.click("[data-testid=nav-playbooks]")
@@ -160,28 +160,29 @@ def test_pbw2_playbooks_blocks_and_intel_pages(tabs: Any, site: Site) -> None:
     problems = adm.inner_text("[data-testid=playbook-problems]")
     assert "broken.yml:1" in problems and "broken.yml:2" in problems
     shot(adm, "pbw-playbooks")
-    adm.click("[data-testid=nav-intel]")
-    adm.set_input_files("[data-testid=intel-file]", str(INTEL / "list.csv"))
-    adm.wait_for_function("document.querySelector('[data-testid=intel-content]').value.length > 0")
-    assert adm.input_value("[data-testid=intel-name]") == "list"
-    adm.fill("[data-testid=intel-name]", "blocklist")
-    adm.click("[data-testid=intel-submit]")
-    adm.wait_for_selector("[data-testid=intel-report]")
-    assert adm.locator("tr[data-list='police:blocklist']").count() == 1
-    assert int(adm.inner_text("tr[data-list='police:blocklist'] [data-testid=intel-count]").split()[0]) > 0
-    shot(adm, "pbw-intel")
-    assert [entry["action"] for entry in _audit(site) if entry["action"].startswith("intel.")] == ["intel.import"]
-    adm.click("tr[data-list='police:blocklist'] [data-testid=intel-delete]")
-    adm.wait_for_selector("[data-testid=intel-lists] .empty")
+    site.store.create_doc(
+        "containment",
+        {
+            "tenant": "police",
+            "address": "203.0.113.7",
+            "target": "gw-gone",  # a gateway no longer configured: lifting it fails, and says so
+            "status": "active",
+            "reason": "SSH brute force",
+            "created_at": "2026-12-06T10:00:00.000Z",
+            "expires_at": "2999-01-01T00:00:00.000Z",
+        },
+        doc_id="block-1",
+    )
     adm.click("[data-testid=nav-blocks]")
-    adm.wait_for_selector("[data-testid=blocks]")
+    adm.wait_for_selector("[data-testid=blocks] tr[data-block=block-1]")
+    adm.click("tr[data-block=block-1] [data-testid=unblock]")
+    adm.wait_for_selector("[data-testid=blocks-error]")
+    assert "gw-gone" in adm.inner_text("[data-testid=blocks-error]")
+    assert site.store.get_doc("containment", "block-1").body["status"] == "active"
     shot(adm, "pbw-blocks")
-    # an analyst reads lists but has no upload form; forms without the CSRF token are refused
+    # forms without the CSRF token are refused
     ana = tabs(width=390)
     sign_in(ana, "ana", PASSWORD)
-    ana.goto("/ui/intel")
-    ana.wait_for_selector("[data-testid=intel-lists]")
-    assert ana.locator("[data-testid=intel-form]").count() == 0
     forged = ana.request.post("/ui/playbooks/run", form={"playbook": "ssh-triage", "alert_id": site.alert})
     assert forged.status == 403 and "CSRF" in forged.text()
     assert site.store.list_docs("playbook_runs").items == []
@@ -202,7 +203,3 @@ def test_pbw2_playbooks_blocks_and_intel_pages(tabs: Any, site: Site) -> None:
         ana.wait_for_load_state("networkidle")
         shot(ana, name)
     assert adm.errors == [] and ana.errors == []
-
-
-def _audit(site: Site) -> list[dict[str, Any]]:
-    return [doc.body for doc in site.store.list_docs("audit", size=1000, descending=False).items]

@@ -1,9 +1,9 @@
 """Playbooks in the UI: the list (with the problems of broken files), a run's steps (refreshed
 while it runs), the approvals waiting for the user (counted in the top bar), the "run playbook"
-panel of alert and case pages, threat-intel lists and active containment blocks.
+panel of alert and case pages and the active containment blocks.
 
-The same services and scoping as the API (:mod:`soc_api.routes.playbooks`,
-:mod:`soc_api.routes.intel`); every change is audited there.
+The same services and scoping as the API (:mod:`soc_api.routes.playbooks`); every change is
+audited there.
 """
 
 from __future__ import annotations
@@ -13,23 +13,18 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from intel import lists
-from intel.parsers import FORMATS
 from playbooks.actions.contain import list_blocks
 from playbooks.records import ACTIVE
 from playbooks.service import approvals_for, cancel_run, decide, list_runs, may_approve, rerun, start_run, visible_run
 from soc_api.client import client_address
 from soc_api.deps import CurrentPrincipal, SettingsDep, StoreDep, TenantScope
-from soc_api.errors import ApiProblem
-from soc_api.routes import intel as intel_api
 from soc_api.routes.playbooks import library_of, problem_of, request_id_of, summary_of, unblock
 from soc_api.services.accounts import Principal
 from soc_api.services.alerts import visible_alert
 from soc_api.services.cases import visible_case
 from soc_api.ui.forms import FormDep
 from soc_api.ui.render import render
-from soc_core.auth import PROVINCE
-from soc_core.errors import InvalidInput, ParseError, PlaybookError
+from soc_core.errors import InvalidInput, PlaybookError
 from soc_core.store import Doc, Store
 
 router = APIRouter(include_in_schema=False)
@@ -221,95 +216,6 @@ def unblock_one(
             request, "_blocks_body.html", status_code=502, blocks=_blocks(store, scope), notice="", error=exc.render()
         )
     return render(request, "_blocks_body.html", blocks=_blocks(store, scope), notice="blocks.lifted", error="")
-
-
-# --- threat intel ---------------------------------------------------------------------------------
-def _intel_context(store: Store, scope: tuple[str, ...] | None, principal: Principal) -> dict[str, Any]:
-    admin_scope = principal.tenants_for("intel:admin")
-    targets: list[str] = []
-    if admin_scope is None:
-        targets = ["*", *sorted(d.id for d in store.list_docs("tenants", size=1000).items if d.id != PROVINCE)]
-    elif admin_scope:
-        targets = list(admin_scope)
-    return {
-        "lists": lists.lists(store, scope),
-        "targets": targets,
-        "admin_scope": admin_scope,
-        "formats": FORMATS,
-        "report": None,
-        "error": "",
-    }
-
-
-@router.get("/ui/intel", response_class=HTMLResponse)
-def intel_page(request: Request, store: StoreDep, scope: TenantScope, principal: CurrentPrincipal) -> HTMLResponse:
-    read_scope = principal.tenants_for("intel:read")
-    return render(request, "intel.html", **_intel_context(store, read_scope, principal))
-
-
-async def _upload_form(request: Request, limit: int) -> dict[str, str]:
-    """The upload form (urlencoded, the file's text in ``content``), up to ``api.limits.intel_bytes``."""
-    from urllib.parse import parse_qsl  # noqa: PLC0415 - only this form is this large
-
-    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
-        raise ApiProblem(415, "Unsupported media type", "send the form as application/x-www-form-urlencoded")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise ApiProblem(413, "Too large", f"the upload is larger than {limit} bytes (api.limits.intel_bytes)")
-    try:
-        return {key: value for key, value in parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=20)}
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ApiProblem(400, "Bad request", "malformed form") from exc
-
-
-@router.post("/ui/intel", response_class=HTMLResponse)
-async def intel_upload(
-    request: Request, store: StoreDep, settings: SettingsDep, scope: TenantScope, principal: CurrentPrincipal
-) -> HTMLResponse:
-    form = await _upload_form(request, settings.api.limits.intel_bytes)
-    tenant, name = form.get("tenant", "").strip(), form.get("name", "").strip()
-    read_scope = principal.tenants_for("intel:read")
-    intel_api.check_admin_scope(tenant, scope)
-    try:
-        report = intel_api.import_text(
-            store,
-            form.get("content", "").encode("utf-8"),
-            tenant=tenant,
-            name=name,
-            fmt=form.get("format") or None,
-            value_type=form.get("type") or None,
-            source=form.get("filename") or name,
-            actor=principal.id,
-            request_id=request_id_of(request),
-            source_ip=client_address(request),
-        )
-    except (InvalidInput, ParseError) as exc:
-        context = _intel_context(store, read_scope, principal)
-        return render(request, "_intel_body.html", status_code=422, **{**context, "error": exc.render()})
-    return render(request, "_intel_body.html", **{**_intel_context(store, read_scope, principal), "report": report})
-
-
-@router.post("/ui/intel/{tenant}/{name}/delete", response_class=HTMLResponse)
-def intel_delete(
-    tenant: Annotated[str, Path(max_length=40)],
-    name: Annotated[str, Path(max_length=100)],
-    request: Request,
-    store: StoreDep,
-    scope: TenantScope,
-    principal: CurrentPrincipal,
-) -> HTMLResponse:
-    intel_api.check_admin_scope(tenant, scope)
-    intel_api.delete(
-        store,
-        tenant=tenant,
-        name=name,
-        actor=principal.id,
-        request_id=request_id_of(request),
-        source_ip=client_address(request),
-    )
-    return render(request, "_intel_body.html", **_intel_context(store, principal.tenants_for("intel:read"), principal))
 
 
 __all__ = ["router"]

@@ -28,22 +28,3 @@ document.addEventListener("change", function (event) {
     });
   }
 });
-
-// Threat-intel upload: the chosen file's text goes into the form's content field (the form is
-// sent urlencoded like every other; the server bounds it by api.limits.intel_bytes).
-document.addEventListener("change", function (event) {
-  const input = event.target;
-  if (!(input instanceof HTMLInputElement) || !input.classList.contains("intel-file") || !input.files || !input.files[0]) {
-    return;
-  }
-  const file = input.files[0];
-  const form = input.form;
-  file.text().then(function (text) {
-    form.querySelector("textarea[name=content]").value = text;
-    form.querySelector("input[name=filename]").value = file.name;
-    const name = form.querySelector("input[name=name]");
-    if (!name.value) {
-      name.value = file.name.replace(/\.[^.]*$/, "").replace(/[^A-Za-z0-9._-]/g, "-");
-    }
-  });
-});
