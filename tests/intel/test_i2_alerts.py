@@ -119,3 +119,8 @@ def test_i2_lookup_overlapping_networks_and_scopes() -> None:
     assert names("10.255.255.255", "police") == {"10.0.0.0/8"} and names("11.0.0.0", "police") == set()
     assert names("9.255.255.255", "police") == set() and names("2001:db8:ffff::1", "police") == {"2001:db8::/32"}
     assert names("2001:db8::1", "health") == set()
+    # event values in other spellings (IPv6 upper case, zeros written out) still match
+    spelled = IntelIndex([listed("police", "v6", "2001:db8::5", "2001:db8:bad::/48")])
+    event = {"source.ip": "2001:DB8:0:0::5", "destination.ip": ["2001:0db8:0bad::9", "not-an-ip"]}
+    found = {(hit.field, hit.listed.indicator.value) for hit in spelled.match_event(event, "police")}
+    assert found == {("source.ip", "2001:db8::5"), ("destination.ip", "2001:db8:bad::/48")}
