@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from soc_core.errors import Conflict, NotFound, StoreError
-from soc_core.events import make_event
+from soc_core.events import Event, make_event
 from soc_core.query import QueryError, event_query
 from soc_core.store import Store
 from soc_core.store.base import Doc, DocWrite
@@ -16,7 +16,7 @@ from soc_core.store.base import Doc, DocWrite
 BASE = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 
 
-def sample_events(tenant: str, count: int, *, day_offset: int = 0, sensor: str = "s1") -> list[dict]:
+def sample_events(tenant: str, count: int, *, day_offset: int = 0, sensor: str = "s1") -> list[Event]:
     events = []
     for i in range(count):
         outcome = "failure" if i % 3 else "success"
@@ -329,7 +329,7 @@ UNICODE_NAMES = {
 }
 
 
-def unicode_events() -> list[dict]:
+def unicode_events() -> list[Event]:
     return [
         make_event(
             tenant="police",

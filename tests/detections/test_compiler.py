@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sigma.backends.elasticsearch import LuceneBackend
+from sigma.backends.elasticsearch.elasticsearch_lucene import LuceneBackend
 from sigma.collection import SigmaCollection
 
 from detections.compiler import compile_es, compile_sql, rule_es_query, rule_hits, rule_sql

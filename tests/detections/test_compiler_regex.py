@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from detections.compiler import UnsupportedConstruct, _LuceneRegex
+from detections.compiler import _LuceneRegex
+from detections.matcher import UnsupportedConstruct
 from soc_core.store import ElasticsearchStore
 
 
