@@ -7,11 +7,16 @@ import os
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
+from soc_api.main import create_app, route_inventory
 from soc_core.auth import CHEAP_TEST_HASHING_ENV, hash_password, verify_password
+from soc_core.config import Settings
+from soc_core.store import Store
 from tests.support.waiting import wait_for
 
 PRODUCTION_PREFIX = "$argon2id$v=19$m=65536,t=3,p=4$"
@@ -102,3 +107,83 @@ def test_i10_5_make_check_leaves_out_elasticsearch_browser_netns_and_slow_tests(
     assert not [node for node in chosen if "test_browser.py" in node or "test_h6_browser" in node]  # browser
     assert [node for node in chosen if "test_store_contract.py" in node and "[sqlite]" in node]
     assert [node for node in chosen if "tests/ui/test_pages.py" in node]  # the TestClient UI tests stay
+
+
+def test_i10_5_mypy_is_strict_for_every_package_the_tests_and_the_benchmarks() -> None:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]
+    assert config["strict"] is True
+    packages = {path.parent.name for path in ROOT.glob("*/__init__.py")}
+    assert {"soc_core", "sensors", "detections", "soc_api", "tests"} <= packages
+    checked = set(config["files"])
+    assert packages | {"bench"} <= checked, f"not type-checked: {sorted((packages | {'bench'}) - checked)}"
+    assert {f"scripts/{path.name}" for path in (ROOT / "scripts").iterdir() if is_python(path)} <= checked
+    # nothing loosens it again for some modules
+    loosening = {"strict", "ignore_errors", "check_untyped_defs", "disallow_untyped_defs", "disallow_any_generics"}
+    assert not [override for override in config.get("overrides", []) if loosening & set(override)], config
+
+
+def is_python(path: Path) -> bool:
+    return path.suffix == ".py" or path.read_bytes().startswith(b"#!/usr/bin/env python3")
+
+
+def test_i10_5_an_app_is_built_without_its_openapi_document(sqlite_store: Store) -> None:
+    """Building the document cost ~0.5 s per app (most of an API test's set-up); the policy
+    check reads the routes instead, and the document is built on the first request for it."""
+    app = create_app(Settings(), sqlite_store)
+    assert app.openapi_schema is None
+    inventory = route_inventory(app)
+    assert app.openapi_schema is None
+    document = TestClient(app).get("/openapi.json").json()
+    from_document = {
+        (method.upper(), path)
+        for path, operations in document["paths"].items()
+        for method in operations
+        if method in {"get", "post", "put", "patch", "delete"}
+    }
+    assert inventory == from_document and len(inventory) > 30
+
+
+def test_i10_5_cpu_hog_runs_a_command_next_to_busy_processes_and_stops_them() -> None:
+    check = (
+        "import os, pathlib\n"
+        "pids = os.environ['CPU_HOG_PIDS'].split(',')\n"
+        "assert len(pids) == 2, pids\n"
+        "assert all(pathlib.Path(f'/proc/{pid}').exists() for pid in pids)\n"
+        "raise SystemExit(7)\n"
+    )
+    started = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "cpu-hog"), "--procs", "2", "--", sys.executable, "-c", check],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert started.returncode == 7, started.stderr  # the command's own exit status
+    pids = started.stderr.split("(")[1].split(")")[0].split(",")
+    assert len(pids) == 2, started.stderr
+    assert not [pid for pid in pids if Path(f"/proc/{pid}").exists()], "busy processes left behind"
+
+
+def test_i10_5_cpu_hog_killed_outright_leaves_nothing_spinning() -> None:
+    hog = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "cpu-hog"), "--procs", "2"], stderr=subprocess.PIPE, text=True
+    )
+    assert hog.stderr is not None
+    line = hog.stderr.readline()
+    pids = line.split("(")[1].split(")")[0].split(",")
+    assert all(cpu_seconds(pid) is not None for pid in pids), line
+    wait_for(lambda: min(cpu_seconds(pid) or 0 for pid in pids), "the hogs to burn CPU", until=lambda t: t > 0)
+    hog.kill()
+    hog.wait()
+    hog.stderr.close()
+    wait_for(lambda: [pid for pid in pids if cpu_seconds(pid) is not None], "the hogs to stop", until=lambda a: not a)
+
+
+def cpu_seconds(pid: str) -> float | None:
+    """User+system CPU time of a live process, None once it is gone (or a zombie)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return None
+    if fields[0] == "Z":
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
