@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -17,6 +18,8 @@ from soc_api.main import create_app, route_inventory
 from soc_core.auth import CHEAP_TEST_HASHING_ENV, hash_password, verify_password
 from soc_core.config import Settings
 from soc_core.store import Store
+from tests.shared_data import SHARED_DATA
+from tests.support import tshark as peer
 from tests.support.waiting import wait_for
 
 PRODUCTION_PREFIX = "$argon2id$v=19$m=65536,t=3,p=4$"
@@ -156,6 +159,7 @@ def test_i10_5_cpu_hog_runs_a_command_next_to_busy_processes_and_stops_them() ->
         capture_output=True,
         text=True,
         timeout=120,
+        check=False,
     )
     assert started.returncode == 7, started.stderr  # the command's own exit status
     pids = started.stderr.split("(")[1].split(")")[0].split(",")
@@ -187,3 +191,27 @@ def cpu_seconds(pid: str) -> float | None:
     if fields[0] == "Z":
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed (Debian package: tshark)")
+def test_i10_5_tshark_answers_are_kept_by_version_pcap_bytes_and_arguments(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pcap = SHARED_DATA / "pcaps" / "zeek" / "dns-edns-cookie.pcap"
+    assert pcap.is_file(), pcap
+    monkeypatch.setattr(peer, "CACHE", tmp_path / "cache")
+    asked = peer.tshark(pcap, "dns", "dns.qry.name")
+    assert asked and len(list((tmp_path / "cache").iterdir())) == 1
+
+    def no_tshark(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"tshark run although its answer is kept: {args}")
+
+    monkeypatch.setattr(peer.subprocess, "run", no_tshark)
+    copy = tmp_path / "copy.pcap"
+    copy.write_bytes(pcap.read_bytes())
+    assert peer.tshark(copy, "dns", "dns.qry.name") == asked  # the same bytes elsewhere: kept
+    with pytest.raises(AssertionError, match="tshark run"):
+        peer.tshark(pcap, "dns", "dns.qry.name", options=("-o", "ip.defragment:FALSE"))
+    copy.write_bytes(pcap.read_bytes() + b"\0")
+    with pytest.raises(AssertionError, match="tshark run"):
+        peer.tshark(copy, "dns", "dns.qry.name")
