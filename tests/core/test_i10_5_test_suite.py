@@ -206,7 +206,7 @@ def test_i10_5_tshark_answers_are_kept_by_version_pcap_bytes_and_arguments(
     def no_tshark(*args: object, **kwargs: object) -> None:
         raise AssertionError(f"tshark run although its answer is kept: {args}")
 
-    monkeypatch.setattr(peer.subprocess, "run", no_tshark)
+    monkeypatch.setattr(subprocess, "run", no_tshark)
     copy = tmp_path / "copy.pcap"
     copy.write_bytes(pcap.read_bytes())
     assert peer.tshark(copy, "dns", "dns.qry.name") == asked  # the same bytes elsewhere: kept
