@@ -25,7 +25,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from detections.engine import CompiledRuleSet, Evaluator, compile_ruleset, process_rule  # noqa: E402
+from detections.evaluation import CompiledRuleSet, Evaluator, compile_ruleset, process_rule  # noqa: E402
 from detections.loader import load_rules, shipped_rules_dir  # noqa: E402
 from detections.matcher import compile_rule  # noqa: E402
 from tests.detections.test_differential import (  # noqa: E402

@@ -1,22 +1,34 @@
 """Sigma detection: load rules, map fields per schema, match events, correlate, raise alerts.
 
-::
+The module map, one line per module of the package and of its subpackages (a subpackage's
+modules as ``package.module``; ``tests/detections/test_i10_3_layout.py`` checks it is complete)::
 
     loader      YAML → RuleSet (rules by id + every RuleError with file:line)
     pipelines   pySigma processing pipelines per schema (linux, web, windows, network)
-    matcher     one processed rule → Python predicate over flat ECS events
+    matcher     one processed rule → Python predicate over flat ECS events; routing gates
+    regex       RE2, the one regex engine for rule patterns
+    compiler    one processed rule → store queries (SQLite SQL, Elasticsearch DSL) and their hits
     prefilter   Aho-Corasick over the literals each rule requires
+    routing     log-source table, ROUTING_FIELDS, Router: which rules an event meets
+    evaluation  CompiledRule, compile_ruleset, Evaluator (pure core: events in, detections out)
     correlation event_count / value_count / temporal / temporal_ordered, sliding windows
     alerts      alert documents and suppression (pure)
-    engine      routing by log source, Evaluator (pure core), DetectionEngine (store shell)
+    workers     WorkerPool: the Evaluator's matching over forked processes
+    watchdog    a slow batch's slowest rules
+    engine      DetectionEngine: the store shell (batches, checkpoint, alert writes)
+    lifecycle   custom rules, enable/disable, tenant scopes and exceptions (versioned)
+    backtest    a rule over stored history through its store query
     samples     per-rule match/nomatch sample tests
+    cli         ``soc rules``: check, list, test, import, backtest
 """
 
 from .alerts import Detection, RuleMeta, group_detections
 from .correlation import CorrelationEngine, CorrelationSpec
-from .engine import DetectionEngine, Evaluator, RunResult, compile_ruleset, event_logsources
+from .engine import DetectionEngine, RunResult
+from .evaluation import Evaluator, compile_ruleset
 from .loader import LoadedRule, RuleSet, load_rule_text, load_rules, shipped_rules_dir
 from .matcher import compile_rule
+from .routing import event_logsources
 from .samples import SampleResult, check_rule_samples, check_samples
 
 __all__ = [

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from detections import lifecycle
 from detections.backtest import backtest
-from detections.engine import compile_ruleset
+from detections.evaluation import compile_ruleset
 from detections.loader import load_paths_or_shipped, load_rules, shipped_rules_dir
 from detections.samples import check_samples, samples_error
 from soc_core.errors import NotFound, RuleError

@@ -94,10 +94,11 @@ from soc_core.store.base import Store
 from soc_core.store.fields import NUMERIC_TYPES, check_field_name, field_type
 from soc_core.store.sqlite_functions import glob_literal
 
-from .engine import LogSource, event_logsources, process_rule
+from .evaluation import process_rule
 from .loader import LoadedRule
 from .matcher import KEYWORD_FIELDS, ConditionWalk, UnsupportedConstruct
 from .regex import compile_regex
+from .routing import ROUTING_FIELDS, LogSource, event_logsources
 
 # pySigma parses Sigma; the regex parser of the standard library parses regexes (RE2's syntax is
 # a subset of it for everything we translate). Loaded by name: it is an internal module.
@@ -109,7 +110,6 @@ FieldTypes = Callable[[str], str]
 Q = TypeVar("Q")  # what a compiler target builds: an SQL fragment, an Elasticsearch query
 
 MATCH_NONE: DslQuery = {"match_none": {}}
-ROUTING_FIELDS = ("event.dataset", "process.name", "winlog.channel", "event.code", "winlog.event_id")
 DEFAULT_LIMIT = 10_000
 PAGE_SIZE = 1_000
 ES_KEYWORD_FIELD = "message"  # event.original is not indexed in Elasticsearch

@@ -15,7 +15,7 @@ from typing import Any
 
 from soc_core.errors import ParseError, RuleError
 
-from .engine import Evaluator, compile_ruleset
+from .evaluation import Evaluator, compile_ruleset
 from .loader import LoadedRule, RuleSet, rule_key
 
 SAMPLE_FILES = ("match.jsonl", "nomatch.jsonl")

@@ -12,12 +12,11 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from soc_core.events import TENANT_FIELD
 
-if TYPE_CHECKING:
-    from .engine import Evaluator
+from .evaluation import Evaluator
 
 log = logging.getLogger("canhgac.detections.watchdog")
 SLOWEST = 3

@@ -10,7 +10,7 @@ matches it, and so on until none is left; it sends back only the events that mat
 with their stream positions and the positions of the rules they matched (matches are rare, so
 that traffic is small). The compiled rule set is inherited through fork: compiled matchers are
 closures and do not pickle. The parent merges the matches in stream order and hands them to
-:meth:`detections.engine.Evaluator.emit`, which writes detections and feeds the correlation
+:meth:`detections.evaluation.Evaluator.emit`, which writes detections and feeds the correlation
 windows exactly as a single process would; so any split of the stream gives the detections of
 one process (the tests check it).
 
@@ -45,7 +45,7 @@ from soc_core.errors import ConfigError, SocError
 from soc_core.store.base import Position, ReadPlan, Store
 
 from .alerts import Detection
-from .engine import Evaluator
+from .evaluation import Evaluator
 
 Event = Mapping[str, Any]
 

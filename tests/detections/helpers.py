@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 from typing import Any
 
-from detections.engine import process_rule
+from detections.evaluation import process_rule
 from detections.loader import LoadedRule, load_rule_text
 from detections.matcher import Matcher, compile_rule
 

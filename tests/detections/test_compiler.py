@@ -16,7 +16,7 @@ from sigma.backends.elasticsearch.elasticsearch_lucene import LuceneBackend
 from sigma.collection import SigmaCollection
 
 from detections.compiler import compile_es, compile_sql, rule_es_query, rule_hits, rule_sql
-from detections.engine import process_rule
+from detections.evaluation import process_rule
 from detections.loader import LoadedRule, load_rule_text, load_rules, shipped_rules_dir
 from detections.matcher import UnsupportedConstruct, compile_rule
 from detections.samples import read_samples
@@ -123,7 +123,7 @@ def test_routed_hits_equal_the_streaming_engine_on_shipped_samples(
     by_id = {e["event.id"]: e for e in events}
     store.add_events(list(by_id.values()))
     store.refresh()
-    from detections.engine import Evaluator, compile_ruleset  # noqa: PLC0415
+    from detections.evaluation import Evaluator, compile_ruleset  # noqa: PLC0415
 
     evaluator = Evaluator(compile_ruleset(ruleset, only_enabled=False))
     matched = 0

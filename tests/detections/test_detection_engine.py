@@ -7,14 +7,10 @@ from typing import Any
 
 import pytest
 
-from detections.engine import (
-    CHECKPOINT_ID,
-    DetectionEngine,
-    Evaluator,
-    compile_ruleset,
-    event_logsources,
-)
+from detections.engine import CHECKPOINT_ID, DetectionEngine
+from detections.evaluation import Evaluator, compile_ruleset
 from detections.loader import load_rules, shipped_rules_dir
+from detections.routing import event_logsources
 from soc_core.store.sqlite import SqliteStore
 
 SAMPLES = shipped_rules_dir() / "linux" / "samples"

@@ -4,7 +4,7 @@ import base64
 
 import pytest
 
-from detections.engine import process_rule
+from detections.evaluation import process_rule
 from detections.loader import load_rule_text
 from detections.matcher import UnsupportedConstruct
 from detections.prefilter import Prefilter, rule_literals

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from detections.engine import CompiledRuleSet, Evaluator, compile_ruleset
+from detections.evaluation import CompiledRuleSet, Evaluator, compile_ruleset
 from detections.loader import RuleSet, load_rules, shipped_rules_dir
 from detections.samples import read_samples
 from tests.shared_data import shared_data

@@ -44,10 +44,11 @@ from sigma.types import (
 )
 
 from detections.compiler import rule_hits, rule_sql
-from detections.engine import WINDOWS_CATEGORIES, process_rule
+from detections.evaluation import process_rule
 from detections.loader import LoadedRule, load_rules, shipped_rules_dir
 from detections.matcher import UnsupportedConstruct, compile_rule
 from detections.pipelines import canhgac_pipeline
+from detections.routing import WINDOWS_CATEGORIES
 from detections.samples import read_samples
 from soc_core.errors import RuleError
 from soc_core.events import flatten

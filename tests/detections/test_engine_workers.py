@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from detections import lifecycle, workers
-from detections.engine import CHECKPOINT_ID, CHECKPOINT_KIND, DetectionEngine, Evaluator
+from detections.engine import CHECKPOINT_ID, CHECKPOINT_KIND, DetectionEngine
+from detections.evaluation import Evaluator
 from detections.loader import RuleSet, load_rules, shipped_rules_dir
 from soc_api.runtime import EngineThread, build_engine
 from soc_core.config import Settings, load_settings

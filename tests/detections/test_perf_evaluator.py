@@ -1,7 +1,7 @@
 """The optimised streaming Evaluator returns exactly what a naive evaluation returns.
 
 Naive: for every event, every SigmaHQ rule whose log source the event can satisfy
-(:func:`detections.engine.event_logsources`, no route cache, no gates, no prefilter), run
+(:func:`detections.routing.event_logsources`, no route cache, no gates, no prefilter), run
 through a matcher compiled without merged OR tests. Optimised: ``Evaluator.matching_rules``
 with route caching, routing gates, per-route prefilter and merged matchers. Events: the OTRF
 Windows corpus and the shipped samples as they are, then variants drawn by Hypothesis (fields
@@ -18,17 +18,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from detections.engine import (
-    CompiledRule,
-    CompiledRuleSet,
-    Evaluator,
-    LogSource,
-    compile_ruleset,
-    event_logsources,
-    process_rule,
-)
+from detections.evaluation import CompiledRule, CompiledRuleSet, Evaluator, compile_ruleset, process_rule
 from detections.loader import load_rules
 from detections.matcher import compile_rule
+from detections.routing import LogSource, event_logsources
 from tests.detections.test_differential import SIGMAHQ, finish, otrf_events, shipped_sample_events
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not SIGMAHQ.is_dir(), reason="SigmaHQ rules not available")]

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from detections.engine import Evaluator, compile_ruleset
+from detections.evaluation import Evaluator, compile_ruleset
 from detections.loader import load_rules, shipped_rules_dir
 from sensors.config import ImportConfig
 from sensors.pipeline import EventImport

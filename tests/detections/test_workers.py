@@ -12,7 +12,7 @@ import pytest
 
 from detections import workers
 from detections.alerts import Detection
-from detections.engine import CompiledRuleSet, Evaluator, compile_ruleset
+from detections.evaluation import CompiledRuleSet, Evaluator, compile_ruleset
 from detections.loader import load_rules, shipped_rules_dir
 from detections.workers import WorkerError, WorkerPool
 from soc_core.errors import ConfigError

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from detections.engine import Evaluator, compile_ruleset
+from detections.evaluation import Evaluator, compile_ruleset
 from detections.loader import load_rules
 from sensors.config import ImportConfig
 from sensors.parsers import ParseContext, windows
