@@ -215,3 +215,10 @@ def test_i10_5_tshark_answers_are_kept_by_version_pcap_bytes_and_arguments(
     copy.write_bytes(pcap.read_bytes() + b"\0")
     with pytest.raises(AssertionError, match="tshark run"):
         peer.tshark(copy, "dns", "dns.qry.name")
+
+
+def test_i10_5_make_check_runs_on_two_pinned_xdist_workers() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    assert "CHECK_WORKERS ?= 2" in makefile and "-n $(CHECK_WORKERS)" in makefile
+    dev = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["dev"]
+    assert [pin for pin in dev if pin.startswith("pytest-xdist==")], dev
