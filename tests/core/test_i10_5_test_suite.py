@@ -99,11 +99,16 @@ def test_i10_5_make_check_leaves_out_elasticsearch_browser_netns_and_slow_tests(
     makefile = (ROOT / "Makefile").read_text()
     assert f'-m "{FAST}"' in makefile
     chosen = fast_selection(
-        "tests/ui", "tests/sensors/network", "tests/contract", "tests/reliability/test_log_rotation.py"
+        "tests/ui",
+        "tests/sensors/network",
+        "tests/contract",
+        "tests/reliability/test_log_rotation.py",
+        "tests/reliability/test_real_sshd.py",
     )
     assert chosen, "nothing selected"
     assert not [node for node in chosen if "elasticsearch" in node], chosen  # the es variants of the store suite
     assert not [node for node in chosen if "test_log_rotation" in node]  # slow
+    assert not [node for node in chosen if "test_real_sshd" in node]  # netns: root, namespaces, sshd
     assert not [node for node in chosen if "test_net_live" in node]  # netns: every test there uses the veth pair
     assert not [node for node in chosen if "test_loss_above_threshold_shows_degraded" in node]  # netns
     assert [node for node in chosen if "test_pcap_cli_reports_its_counters" in node]  # no pair: stays
