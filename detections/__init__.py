@@ -6,8 +6,12 @@ modules as ``package.module``; ``tests/detections/test_i10_3_layout.py`` checks 
     loader      YAML → RuleSet (rules by id + every RuleError with file:line)
     pipelines   pySigma processing pipelines per schema (linux, web, windows, network)
     matcher     one processed rule → Python predicate over flat ECS events; routing gates
-    regex       RE2, the one regex engine for rule patterns
-    compiler    one processed rule → store queries (SQLite SQL, Elasticsearch DSL) and their hits
+    targets/    the rule targets over one condition walk (RE2 itself is soc_core.regex):
+    targets.walk           ConditionWalk and the value helpers every target shares
+    targets.sql            one processed rule → a WHERE fragment for the SQLite store
+    targets.lucene_regex   RE2 regex syntax → Lucene regexp syntax
+    targets.elasticsearch  one processed rule → query DSL for the Elasticsearch store
+    targets.query          a loaded rule as the Store's RuleQuery (Store.rule_query_pages)
     prefilter   Aho-Corasick over the literals each rule requires
     routing     log-source table, ROUTING_FIELDS, Router: which rules an event meets
     evaluation  CompiledRule, compile_ruleset, Evaluator (pure core: events in, detections out)
@@ -17,7 +21,7 @@ modules as ``package.module``; ``tests/detections/test_i10_3_layout.py`` checks 
     watchdog    a slow batch's slowest rules
     engine      DetectionEngine: the store shell (batches, checkpoint, alert writes)
     lifecycle   custom rules, enable/disable, tenant scopes and exceptions (versioned)
-    backtest    a rule over stored history through its store query
+    backtest    a rule over stored history through Store.rule_query_pages, routed as the engine does
     samples     per-rule match/nomatch sample tests
     cli         ``soc rules``: check, list, test, import, backtest
 """

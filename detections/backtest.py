@@ -1,22 +1,88 @@
 """Backtest a rule over stored history with its compiled store query (DESIGN.md §5, lifecycle).
 
+:func:`store_hits` runs a detection rule in the store (:meth:`Store.rule_query_pages` with the
+rule as a :class:`~detections.targets.query.StoreRuleQuery`: SQL on SQLite, DSL on
+Elasticsearch), restricted by log-source routing exactly as the streaming engine restricts it.
 :func:`backtest` answers "what would this rule have raised?": its hits per day over a time
-range, from the rule's SQL (SQLite) or Elasticsearch query, restricted by log-source routing
-exactly as the streaming engine restricts it. :func:`backtest_change` runs the current and a
-changed version over the same range and reports which event ids the change adds and removes.
+range. :func:`backtest_change` runs the current and a changed version over the same range and
+reports which event ids the change adds and removes.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
+
+from sigma.rule import SigmaRule
 
 from soc_core.store.base import Store
 
-from .compiler import DEFAULT_LIMIT, Hit, store_hits
 from .loader import LoadedRule
+from .routing import ROUTING_FIELDS, LogSource, event_logsources
+from .targets.query import StoreRuleQuery
+
+DEFAULT_LIMIT = 10_000
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One event a rule query returned."""
+
+    id: str
+    timestamp: str
+
+
+def routes_to(logsource: LogSource, event: Mapping[str, Any]) -> bool:
+    """True when the streaming engine would test a rule of ``logsource`` on ``event``."""
+    product, category, service = logsource
+    return any(
+        (product is None or product == p) and (category is None or category == c) and (service is None or service == s)
+        for p, c, s in event_logsources(event)
+    )
+
+
+def _logsource(loaded: LoadedRule) -> LogSource:
+    rule = loaded.rule
+    assert isinstance(rule, SigmaRule)
+    source = rule.logsource
+    return (source.product, source.category, source.service)
+
+
+def store_hits(
+    store: Store,
+    loaded: LoadedRule,
+    *,
+    tenants: tuple[str, ...] | None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    limit: int = DEFAULT_LIMIT,
+    routed: bool = True,
+) -> list[Hit]:
+    """The events of ``tenants`` (``None``: every tenant) in ``[start, end)`` the rule matches.
+
+    The rule's condition runs in the store; with ``routed`` the hits are also restricted, as in
+    the streaming engine, to events the rule's log source routes to. At most ``limit`` hits,
+    ordered by ``@timestamp`` then id.
+    """
+    logsource = _logsource(loaded)
+    hits: list[Hit] = []
+    pages = store.rule_query_pages(
+        StoreRuleQuery(loaded),
+        tenants=tenants,
+        start=start,
+        end=end,
+        fields=("@timestamp", "event.id", *ROUTING_FIELDS),
+    )
+    for page in pages:
+        for event in page:
+            if not routed or routes_to(logsource, event):
+                hits.append(Hit(str(event["event.id"]), str(event.get("@timestamp"))))
+                if len(hits) >= limit:
+                    return hits
+    return hits
 
 
 @dataclass
@@ -113,4 +179,14 @@ def scoped_tenants(tenants: tuple[str, ...] | None, scope: Sequence[str] | None)
     return tuple(tenant for tenant in tenants if tenant in scope)
 
 
-__all__ = ["BacktestDiff", "BacktestResult", "backtest", "backtest_change", "scoped_tenants"]
+__all__ = [
+    "DEFAULT_LIMIT",
+    "BacktestDiff",
+    "BacktestResult",
+    "Hit",
+    "backtest",
+    "backtest_change",
+    "routes_to",
+    "scoped_tenants",
+    "store_hits",
+]

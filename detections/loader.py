@@ -26,9 +26,8 @@ from sigma.rule import SigmaDetection, SigmaDetectionItem, SigmaRule
 from sigma.types import SigmaRegularExpression
 
 from soc_core.errors import ParseError, RuleError
+from soc_core.regex import compile_regex
 from soc_core.safe_yaml import iter_documents, read_yaml_text
-
-from .regex import compile_regex
 
 AnyRule = SigmaRule | SigmaCorrelationRule
 

@@ -1,4 +1,5 @@
-"""Compile a parsed (and pipeline-processed) Sigma rule into a Python predicate over flat events.
+"""The in-process target: a parsed (and pipeline-processed) Sigma rule as a Python predicate
+over flat events, for the streaming engine (the store targets are in :mod:`detections.targets`).
 
 The compiler walks pySigma's condition tree once and builds nested closures, so matching an
 event costs one dict lookup per field plus the comparisons — no tree walking at match time.
@@ -7,7 +8,7 @@ Semantics (kept identical to the ES and SQL targets where they agree, see DESIGN
 
 * strings compare case-insensitively unless ``|cased``; ``*`` and ``?`` are wildcards and the
   whole value must match (``|contains`` etc. already added the ``*``);
-* ``|re`` uses RE2 only (:mod:`detections.regex`; a pattern RE2 refuses, such as a look-around,
+* ``|re`` uses RE2 only (:mod:`soc_core.regex`; a pattern RE2 refuses, such as a look-around,
   is a :class:`~soc_core.errors.RuleError`), unanchored (search), case-sensitive unless ``|i``;
   ``|m`` and ``|s`` honoured;
 * a list in the event matches when any element matches; numbers and booleans in the event are
@@ -27,59 +28,39 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from functools import lru_cache
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import re2
 from sigma.conditions import (
     ConditionAND,
     ConditionFieldEqualsValueExpression,
-    ConditionNOT,
     ConditionOR,
     ConditionValueExpression,
 )
-from sigma.exceptions import SigmaError
 from sigma.rule import SigmaRule
 from sigma.types import (
     CompareOperators,
-    Placeholder,
-    SigmaBool,
     SigmaCasedString,
-    SigmaCIDRExpression,
-    SigmaCompareExpression,
     SigmaExists,
-    SigmaExpansion,
     SigmaFieldReference,
     SigmaNull,
-    SigmaNumber,
-    SigmaRegularExpression,
-    SigmaRegularExpressionFlag,
     SigmaString,
-    SigmaTimestampPart,
     SpecialChars,
-    TimestampPart,
 )
 
 from soc_core.casefolding import fold
-from soc_core.errors import RuleError, SocError
-from soc_core.events import parse_timestamp
+from soc_core.regex import compile_regex
+from soc_core.store.sqlite_functions import fieldref_holds, timestamp_part
 
-from .regex import compile_regex
+from .targets.walk import KEYWORD_FIELDS, ConditionWalk, Network, conditions, fieldref_mode, string_parts
 
 Event = Mapping[str, Any]
 Matcher = Callable[[Event], bool]
 ValueTest = Callable[[Any], bool]
-Q = TypeVar("Q")
-
-KEYWORD_FIELDS = ("message", "event.original")
 
 _RE2_OPTIONS = re2.Options()
 _RE2_OPTIONS.log_errors = False
-
-
-class UnsupportedConstruct(RuleError):
-    """The rule uses something the in-process matcher cannot evaluate."""
 
 
 def compile_rule(rule: SigmaRule, *, where: str | None = None, merge_or: bool = True) -> Matcher:
@@ -91,18 +72,7 @@ def compile_rule(rule: SigmaRule, *, where: str | None = None, merge_or: bool = 
     :class:`RuleError` (``where`` = the rule file) for conditions that cannot be parsed and
     :class:`UnsupportedConstruct` for constructs the matcher does not evaluate.
     """
-    location = where or _rule_where(rule)
-    compiler = _Compiler(location, merge_or=merge_or)
-    matchers: list[Matcher] = []
-    for condition in rule.detection.parsed_condition:
-        try:
-            tree = condition.parse()
-        except SigmaError as exc:
-            raise RuleError(f"condition {condition.condition!r}: {exc}", where=location) from exc
-        matchers.append(compiler.node(tree))
-    if len(matchers) == 1:
-        return matchers[0]
-    return _any_of(matchers)
+    return _Compiler(where or _rule_where(rule), merge_or=merge_or).rule(rule)
 
 
 def compile_gate(rule: SigmaRule, *, value_fields: frozenset[str], where: str | None = None) -> Matcher | None:
@@ -117,11 +87,8 @@ def compile_gate(rule: SigmaRule, *, value_fields: frozenset[str], where: str | 
     """
     compiler = _Compiler(where or _rule_where(rule))
     gates: list[Matcher] = []
-    for condition in rule.detection.parsed_condition:
-        try:
-            gate = compiler.gate(condition.parse(), value_fields)
-        except SigmaError as exc:
-            raise RuleError(f"condition {condition.condition!r}: {exc}", where=compiler.where) from exc
+    for tree in conditions(rule, compiler.where):
+        gate = compiler.gate(tree, value_fields)
         if gate is None:
             return None
         gates.append(gate)
@@ -210,62 +177,12 @@ def _present_any(names: tuple[str, ...]) -> Matcher:
     return lambda event: any(event.get(name) is not None for name in names)
 
 
-class ConditionWalk(Generic[Q]):
-    """Walks a rule's condition tree (and/or/not, field = value, keyword) into a ``Q``: the
-    in-process matcher here, the SQL and Elasticsearch queries in :mod:`detections.compiler`."""
-
-    def __init__(self, where: str) -> None:
-        self.where = where
-
-    def unsupported(self, construct: str) -> UnsupportedConstruct:
-        raise NotImplementedError
-
-    def node(self, node: object) -> Q:
-        if isinstance(node, ConditionAND):
-            return self.all_of([self.node(arg) for arg in node.args])
-        if isinstance(node, ConditionOR):
-            return self.any_node(node.args)
-        if isinstance(node, ConditionNOT):
-            return self.negate(self.node(node.args[0]))
-        if isinstance(node, ConditionFieldEqualsValueExpression):
-            return self.field(node.field, node.value)
-        if isinstance(node, ConditionValueExpression):
-            return self.keyword(node.value)
-        if node is None:
-            raise self.unsupported("empty detection (every item dropped by the pipeline)")
-        raise self.unsupported(f"condition node {type(node).__name__}")
-
-    def any_node(self, args: list[Any]) -> Q:
-        """An OR of condition nodes (a target may look at them before compiling each)."""
-        return self.any_of([self.node(arg) for arg in args])
-
-    def all_of(self, clauses: list[Q]) -> Q:
-        raise NotImplementedError
-
-    def any_of(self, clauses: list[Q]) -> Q:
-        raise NotImplementedError
-
-    def negate(self, clause: Q) -> Q:
-        raise NotImplementedError
-
-    def field(self, name: str, value: object) -> Q:
-        raise NotImplementedError
-
-    def keyword(self, value: object) -> Q:
-        raise NotImplementedError
-
-
 class _Compiler(ConditionWalk[Matcher]):
+    home = "detections/matcher.py"
+
     def __init__(self, where: str, *, merge_or: bool = True) -> None:
         super().__init__(where)
         self.merge_or = merge_or
-
-    def unsupported(self, construct: str) -> UnsupportedConstruct:
-        return UnsupportedConstruct(
-            f"unsupported construct: {construct}",
-            where=self.where,
-            hint="rewrite the rule without it, or add support in detections/matcher.py",
-        )
 
     # condition tree ------------------------------------------------------------------------
     def all_of(self, clauses: list[Matcher]) -> Matcher:
@@ -326,102 +243,57 @@ class _Compiler(ConditionWalk[Matcher]):
         return _any_of(merged + rest)
 
     # field = value -------------------------------------------------------------------------
-    def field(self, name: str, value: object) -> Matcher:
-        if isinstance(value, SigmaNull):
-            return lambda event: _is_empty(event.get(name))
-        if isinstance(value, SigmaExists):
-            if value.exists:
-                return lambda event: event.get(name) is not None
-            return lambda event: event.get(name) is None
-        if isinstance(value, SigmaFieldReference):
-            return self.fieldref(name, value)
-        if isinstance(value, SigmaExpansion):
-            return _any_of([self.field(name, inner) for inner in value.values])
-        return _field_matcher(name, self.value_test(value))
+    def null(self, name: str) -> Matcher:
+        return lambda event: _is_empty(event.get(name))
 
-    def keyword(self, value: object) -> Matcher:
-        if isinstance(value, SigmaExpansion):
-            return _any_of([self.keyword(inner) for inner in value.values])
-        if isinstance(value, SigmaString):
-            value = _as_contains(value)
-        elif isinstance(value, SigmaNumber | SigmaBool):
-            value = _as_contains(SigmaString(str(value)))
-        elif not isinstance(value, SigmaRegularExpression):
-            raise self.unsupported(f"keyword value of type {type(value).__name__}")
-        matchers = [self.field(name, value) for name in KEYWORD_FIELDS]
-        return _any_of(matchers)
+    def exists(self, name: str, exists: bool) -> Matcher:
+        if exists:
+            return lambda event: event.get(name) is not None
+        return lambda event: event.get(name) is None
 
     def fieldref(self, name: str, ref: SigmaFieldReference) -> Matcher:
         other_name = ref.field
-
-        def compare(left: str, right: str) -> bool:
-            if ref.starts_with and ref.ends_with:
-                return right in left
-            if ref.starts_with:
-                return left.startswith(right)
-            if ref.ends_with:
-                return left.endswith(right)
-            return left == right
+        mode = fieldref_mode(ref)
 
         def match(event: Event) -> bool:
             lefts = [_text(v) for v in _values(event.get(name))]
             rights = [_text(v) for v in _values(event.get(other_name))]
             return any(
-                left is not None and right is not None and compare(fold(left), fold(right))
+                left is not None and right is not None and fieldref_holds(fold(left), fold(right), mode)
                 for left in lefts
                 for right in rights
             )
 
         return match
 
-    # one scalar event value ----------------------------------------------------------------
-    def value_test(self, value: object) -> ValueTest:
-        if isinstance(value, SigmaString):
-            return self.string_test(value)
-        if isinstance(value, SigmaTimestampPart):
-            return _timestamp_part_test(value.timestamp_part, value.number)
-        if isinstance(value, SigmaNumber):
-            return _number_test(value.number)
-        if isinstance(value, SigmaBool):
-            return _bool_test(value.boolean)
-        if isinstance(value, SigmaRegularExpression):
-            return self.regex_test(value)
-        if isinstance(value, SigmaCompareExpression):
-            return _compare_test(value.op, value.number.number)
-        if isinstance(value, SigmaCIDRExpression):
-            return _cidr_test(value.network)
-        raise self.unsupported(f"value of type {type(value).__name__} ({value!r})")
+    # one scalar event value, tested on each value of the field -----------------------------
+    def string(self, name: str, value: SigmaString) -> Matcher:
+        parts = string_parts(value, self.unsupported)
+        return _field_matcher(name, _string_test(tuple(parts), isinstance(value, SigmaCasedString)))
 
-    def string_test(self, value: SigmaString) -> ValueTest:
-        parts = list(value.iter_parts())
-        for part in parts:
-            if isinstance(part, Placeholder):
-                raise self.unsupported(f"unresolved placeholder %{part.name}% (|expand) — no pipeline defines it")
-        cased = isinstance(value, SigmaCasedString)
-        return _string_test(tuple(parts), cased)
+    def timestamp_part(self, name: str, part: str, number: float) -> Matcher:
+        return _field_matcher(name, _timestamp_part_test(part, number))
 
-    def regex_test(self, value: SigmaRegularExpression) -> ValueTest:
-        if value.regexp.contains_placeholder():
-            raise self.unsupported("unresolved placeholder in regular expression (|expand)")
-        prefix = "".join(
-            flag
-            for sigma_flag, flag in (
-                (SigmaRegularExpressionFlag.IGNORECASE, "i"),
-                (SigmaRegularExpressionFlag.MULTILINE, "m"),
-                (SigmaRegularExpressionFlag.DOTALL, "s"),
-            )
-            if sigma_flag in value.flags
-        )
-        pattern = str(value.regexp)
-        if prefix:
-            pattern = f"(?{prefix}){pattern}"
+    def number(self, name: str, number: float) -> Matcher:
+        return _field_matcher(name, _number_test(number))
+
+    def boolean(self, name: str, expected: bool) -> Matcher:
+        return _field_matcher(name, _bool_test(expected))
+
+    def regex(self, name: str, pattern: str) -> Matcher:
         search = compile_regex(pattern, where=self.where)
 
         def test(found: Any) -> bool:
             text = _text(found)
             return text is not None and search(text)
 
-        return test
+        return _field_matcher(name, test)
+
+    def compare(self, name: str, op: CompareOperators, number: float) -> Matcher:
+        return _field_matcher(name, _compare_test(op, number))
+
+    def cidr(self, name: str, network: Network) -> Matcher:
+        return _field_matcher(name, _cidr_test(network))
 
 
 # value tests -------------------------------------------------------------------------------
@@ -533,14 +405,6 @@ def _is_empty(found: Any) -> bool:
     return found is None or found in ("", [])
 
 
-def _as_contains(value: SigmaString) -> SigmaString:
-    if not value.startswith(SpecialChars.WILDCARD_MULTI):
-        value = SpecialChars.WILDCARD_MULTI + value
-    if not value.endswith(SpecialChars.WILDCARD_MULTI):
-        value = value + SpecialChars.WILDCARD_MULTI
-    return value
-
-
 @lru_cache(maxsize=65536)
 def _string_test(parts: tuple[Any, ...], cased: bool) -> ValueTest:
     """Fast paths for plain / prefix / suffix / substring; a regex for anything else."""
@@ -639,7 +503,7 @@ def _parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None
         return None
 
 
-def _cidr_test(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> ValueTest:
+def _cidr_test(network: Network) -> ValueTest:
     def test(found: Any) -> bool:
         if not isinstance(found, str):
             return False
@@ -649,32 +513,15 @@ def _cidr_test(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> ValueT
     return test
 
 
-def _timestamp_part_test(part: TimestampPart, number: float) -> ValueTest:
-    extract: dict[TimestampPart, Callable[[datetime], int]] = {
-        TimestampPart.MINUTE: lambda moment: moment.minute,
-        TimestampPart.HOUR: lambda moment: moment.hour,
-        TimestampPart.DAY: lambda moment: moment.day,
-        TimestampPart.WEEK: lambda moment: moment.isocalendar().week,
-        TimestampPart.MONTH: lambda moment: moment.month,
-        TimestampPart.YEAR: lambda moment: moment.year,
-    }
-    get = extract[part]
-
+def _timestamp_part_test(part: str, number: float) -> ValueTest:
     def test(found: Any) -> bool:
-        if not isinstance(found, str):
-            return False
-        try:
-            return get(parse_timestamp(found)) == number
-        except SocError:
-            return False
+        return isinstance(found, str) and timestamp_part(found, part) == number
 
     return test
 
 
 __all__ = [
-    "KEYWORD_FIELDS",
     "Matcher",
-    "UnsupportedConstruct",
     "compile_gate",
     "compile_rule",
     "needed_fields",

@@ -13,7 +13,7 @@
     │   └── Conflict         optimistic-concurrency check failed, or the id already exists
     ├── ParseError           input that could not be understood (names the source and position)
     ├── RuleError            a detection rule that cannot be loaded or compiled (file:line)
-    │   └── UnsupportedConstruct  a Sigma construct the matcher does not run (detections.matcher)
+    │   └── UnsupportedConstruct  a Sigma construct a rule target does not run (detections.targets.walk)
     ├── AuthError            authentication or authorisation failed
     │   └── Throttled        too many failed sign-ins; wait (soc_api.services.accounts)
     ├── DevNodeError         the development Elasticsearch node could not be fetched or started

@@ -12,7 +12,10 @@ Two kinds of data live in a store:
   names a stale version raises :class:`~soc_core.errors.Conflict`.
 
 Every event query carries the caller's tenants (``EventQuery.tenants``); ``None`` means
-"province-wide" and must be asked for explicitly by the caller.
+"province-wide" and must be asked for explicitly by the caller. Detection rules run as store
+queries through :meth:`Store.rule_query_pages`: the rule (a :class:`RuleQuery`) compiles itself
+to the store's language, and the store adds the tenant and time filters with the builder its
+hunts use.
 """
 
 from __future__ import annotations
@@ -20,15 +23,16 @@ from __future__ import annotations
 import abc
 import base64
 import json
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, ClassVar, Generic, Literal, NamedTuple, TypeVar
+from typing import Any, ClassVar, Generic, Literal, NamedTuple, Protocol, TypeVar
 
 from soc_core.config import Settings
 from soc_core.errors import Conflict, InvalidInput, NotFound, StoreError
 from soc_core.events import Event
-from soc_core.query import EventQuery
+from soc_core.query import EventQuery, event_query
+from soc_core.store.fields import FieldTypes
 
 T = TypeVar("T")
 
@@ -129,6 +133,55 @@ class Doc:
     id: str
     version: str
     body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SqlQuery:
+    """A ``WHERE`` fragment over table ``events`` and its parameters (a rule's SQLite query)."""
+
+    where: str
+    params: tuple[Any, ...]
+
+
+class RuleQuery(Protocol):
+    """A detection rule as a store query, compiled on demand to the language of the store that
+    runs it (:mod:`detections.targets.query`). Compiling raises
+    :class:`~soc_core.errors.RuleError` (naming :attr:`where`) for what the language cannot say."""
+
+    @property
+    def where(self) -> str:
+        """The rule file, for messages."""
+
+    def sql(self) -> SqlQuery:
+        """The SQLite query."""
+
+    def fields(self) -> Sequence[str]:
+        """The fields the rule tests (the Elasticsearch store reads their mapped types)."""
+
+    def dsl(self, field_types: FieldTypes) -> dict[str, Any]:
+        """The Elasticsearch query, for fields of these mapped types."""
+
+
+RULE_PAGE_SIZE = 1000  # events per page of Store.rule_query_pages
+RulePageReader = Callable[[EventQuery, int, Sequence[str] | None], Page[Event]]
+"""Reads one page of a scope's events that a rule matches: (scope, page size, fields) → page."""
+
+
+def project(event: Mapping[str, Any], fields: Sequence[str] | None) -> Event:
+    """``event`` with only ``fields`` (dotted names; all if None), read flat or nested."""
+    if fields is None:
+        return dict(event)
+    found: dict[str, Any] = {}
+    for name in fields:
+        if name in event:
+            found[name] = event[name]
+            continue
+        node: Any = event
+        for part in name.split("."):
+            node = node.get(part) if isinstance(node, Mapping) else None
+        if node is not None:
+            found[name] = node
+    return found
 
 
 MAX_LIST_SIZE = 1000  # documents per page; callers page with the cursor beyond that
@@ -281,6 +334,38 @@ class Store(abc.ABC):
         each returns, reads each event exactly once.
         """
 
+    def rule_query_pages(
+        self,
+        query: RuleQuery,
+        *,
+        tenants: tuple[str, ...] | None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        fields: Sequence[str] | None = None,
+        page_size: int = RULE_PAGE_SIZE,
+    ) -> Iterator[list[Event]]:
+        """The events of ``tenants`` (``None``: province-wide) in ``[start, end)`` that the rule
+        ``query`` matches, in pages of ``page_size``, oldest first (``@timestamp``, ``event.id``,
+        tenant): each event once. With ``fields``, each event holds only those fields.
+
+        The scope is built by :func:`soc_core.query.event_query` and read by the store's hunt
+        paging (:meth:`search_events`'s query builder and cursor), with the rule's condition
+        added. Raises :class:`~soc_core.errors.RuleError` if the rule cannot run on this store.
+        """
+        scope = event_query(tenants=tenants, province_wide=tenants is None, start=start, end=end, ascending=True)
+        read_page = self._rule_pages(query)
+        while True:
+            page = read_page(scope, page_size, fields)
+            if page.items:
+                yield page.items
+            if page.next_cursor is None:
+                return
+            scope = replace(scope, cursor=page.next_cursor)
+
+    @abc.abstractmethod
+    def _rule_pages(self, query: RuleQuery) -> RulePageReader:
+        """The rule compiled for this store, as a reader of one page of a scope."""
+
     @abc.abstractmethod
     def read_plan(self, plan: ReadPlan, blocks: Iterable[int] | None = None) -> list[tuple[Position, Event]]:
         """The events of these blocks of ``plan`` (numbers into ``plan.blocks``; all if
@@ -352,6 +437,7 @@ class Store(abc.ABC):
 __all__ = [
     "DOC_KINDS",
     "MAX_LIST_SIZE",
+    "RULE_PAGE_SIZE",
     "Bucket",
     "BulkResult",
     "Doc",
@@ -363,9 +449,12 @@ __all__ = [
     "Position",
     "PreparedEvents",
     "ReadPlan",
+    "RuleQuery",
+    "SqlQuery",
     "Store",
     "block_size",
     "check_kind",
     "decode_cursor",
     "encode_cursor",
+    "project",
 ]

@@ -39,6 +39,7 @@ from soc_core.errors import Conflict, InvalidInput, NotFound, StoreError, StoreU
 from soc_core.events import (
     TENANT_FIELD,
     Event,
+    check_tenant_id,
     encode_stored,
     format_timestamp,
     parse_timestamp,
@@ -69,13 +70,16 @@ from soc_core.store.base import (
     Position,
     PreparedEvents,
     ReadPlan,
+    RulePageReader,
+    RuleQuery,
     Store,
     block_size,
     check_kind,
     decode_cursor,
     encode_cursor,
+    project,
 )
-from soc_core.store.fields import NUMERIC_TYPES, check_field_name, ecs_types, field_type, numeric_bound
+from soc_core.store.fields import NUMERIC_TYPES, FieldTypes, check_field_name, ecs_types, field_type, numeric_bound
 from soc_core.tenant_claims import as_stored
 
 PREFIX = "canhgac"
@@ -655,7 +659,8 @@ class ElasticsearchStore(Store):
     def _indices(self, tenants: tuple[str, ...] | None) -> str:
         if tenants is None:
             return self.events_pattern
-        return ",".join(f"{self.prefix}-events-{tenant}-*" for tenant in tenants)
+        # a tenant id is part of the index pattern: one with "-" or "*" would reach another's indices
+        return ",".join(f"{self.prefix}-events-{check_tenant_id(tenant)}-*" for tenant in tenants)
 
     def _filters(self, query: EventQuery) -> list[dict[str, Any]]:
         filters = [_DslBuilder().compile(parse_query(query.query))]
@@ -696,29 +701,88 @@ class ElasticsearchStore(Store):
         by_id = {hit["_id"]: hit["_source"] for hit in body["hits"]["hits"]}
         return [by_id[i] for i in ids if i in by_id]
 
-    def search_events(self, query: EventQuery) -> Page[Event]:
+    def _page(
+        self,
+        what: str,
+        query: EventQuery,
+        size: int,
+        rule: Mapping[str, Any] | None = None,
+        fields: Sequence[str] | None = None,
+    ) -> Page[Event]:
+        """One page of ``query`` (``size`` events at most, only ``fields`` of each if given),
+        and the cursor to the next page."""
         order = "asc" if query.ascending else "desc"
         kwargs: dict[str, Any] = {}
         if query.cursor:
             kwargs["search_after"] = decode_cursor(query.cursor, length=3)
+        if fields is not None:
+            kwargs["source_includes"] = list(fields)
+        filters = self._filters(query)
+        if rule is not None:
+            filters.append(dict(rule))
         body = self._search(
-            "search events",
+            what,
             index=self._indices(query.tenants),
-            query={"bool": {"filter": self._filters(query)}},
+            query={"bool": {"filter": filters}},
             sort=[
                 {"@timestamp": {"order": order, "unmapped_type": "date"}},
                 {"event.id": {"order": order, "unmapped_type": "keyword"}},
                 # the tenant breaks ties: two agencies may hold the same event id at the same time
                 {TENANT_FIELD: {"order": order, "unmapped_type": "keyword"}},
             ],
-            size=query.size + 1,
+            size=size + 1,
             track_total_hits=False,
             **kwargs,
         )
+        shards = body.get("_shards", {})
+        if rule is not None and shards.get("failed"):  # a hunt shows what it has; a rule must see all
+            reasons = json.dumps(shards.get("failures", [])[:2])[:500]
+            raise StoreError(f"cannot {what}: {shards['failed']} shard(s) failed: {reasons}", where=self.url)
         hits = body["hits"]["hits"]
-        items = [hit["_source"] for hit in hits[: query.size]]
-        next_cursor = encode_cursor(hits[query.size - 1]["sort"]) if len(hits) > query.size else None
+        items = [project(hit["_source"], fields) for hit in hits[:size]]
+        next_cursor = encode_cursor(hits[size - 1]["sort"]) if len(hits) > size else None
         return Page(items, next_cursor)
+
+    def search_events(self, query: EventQuery) -> Page[Event]:
+        return self._page("search events", query, query.size)
+
+    def _rule_pages(self, query: RuleQuery) -> RulePageReader:
+        # compiled for the live mapping of the fields the rule tests
+        rule = query.dsl(self.field_types(query.fields()))
+        return lambda scope, size, fields: self._page(f"run rule {query.where}", scope, size, rule, fields)
+
+    def field_types(self, names: Sequence[str]) -> FieldTypes:
+        """Field types from the live mapping of the event indices, ECS types otherwise.
+
+        A field mapped differently in different indices is read as ``keyword`` if any index maps
+        it so (the dynamic template's choice for strings).
+        """
+        live: dict[str, set[str]] = {}
+        if names:
+            response = self._call(
+                "read the event mapping",
+                self.client.indices.get_field_mapping,
+                index=self.events_pattern,
+                fields=list(names),
+                allow_no_indices=True,
+                ignore_unavailable=True,
+            )
+            for index in response.body.values():
+                for name, entry in index.get("mappings", {}).items():
+                    leaf = name.rsplit(".", 1)[-1]
+                    kind = entry.get("mapping", {}).get(leaf, {}).get("type")
+                    if kind:
+                        live.setdefault(name, set()).add(str(kind))
+
+        def resolve(name: str) -> str:
+            kinds = live.get(name)
+            if not kinds:
+                return field_type(name)
+            if len(kinds) == 1:
+                return next(iter(kinds))
+            return "keyword" if "keyword" in kinds else sorted(kinds)[0]
+
+        return resolve
 
     def count_events(
         self,

@@ -12,12 +12,14 @@ import json
 import math
 import re
 import sys
+from collections.abc import Callable
 from functools import cache
 from importlib import resources
 
 from soc_core.errors import InvalidInput
 
 NUMERIC_TYPES = frozenset({"long", "integer", "short", "byte", "double", "float", "half_float", "unsigned_long"})
+FieldTypes = Callable[[str], str]  # a field's mapped type by name (as field_type answers)
 FIELD_NAME = re.compile(r"^@?[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}$")
 
 
@@ -79,4 +81,4 @@ def check_field_name(name: str) -> str:
     return name
 
 
-__all__ = ["NUMERIC_TYPES", "check_field_name", "ecs_types", "field_type", "numeric_bound"]
+__all__ = ["NUMERIC_TYPES", "FieldTypes", "check_field_name", "ecs_types", "field_type", "numeric_bound"]

@@ -18,7 +18,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from itertools import pairwise
@@ -52,11 +52,15 @@ from soc_core.store.base import (
     Page,
     Position,
     ReadPlan,
+    RulePageReader,
+    RuleQuery,
+    SqlQuery,
     Store,
     block_size,
     check_kind,
     decode_cursor,
     encode_cursor,
+    project,
 )
 from soc_core.store.fields import NUMERIC_TYPES, check_field_name, field_type, numeric_bound
 from soc_core.store.sqlite_functions import glob_literal
@@ -289,7 +293,6 @@ class SqliteStore(Store):
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self._hooks: list[Callable[[sqlite3.Connection], None]] = []
 
     @property
     def location(self) -> str:
@@ -309,24 +312,13 @@ class SqliteStore(Store):
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable(f"cannot open SQLite store: {exc}", where=str(self.path)) from exc
         sqlite_functions.register(conn)
-        for hook in self._hooks:
-            hook(conn)
         self._local.conn = conn
         with self._lock:
             self._connections.append(conn)
         return conn
 
-    def add_connection_hook(self, hook: Callable[[sqlite3.Connection], None]) -> None:
-        """Run ``hook`` on every connection, open now or later (e.g. to register SQL functions)."""
-        with _FORK_GUARD.inside(), self._lock:
-            if hook in self._hooks:
-                return
-            self._hooks.append(hook)
-            for conn in self._connections:
-                hook(conn)
-
     def select(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Rows of a read-only query (compiled rule queries, backtests)."""
+        """Rows of a read-only query (tests and tools that look at the file)."""
         return self._query(sql, params)
 
     @contextmanager
@@ -372,10 +364,7 @@ class SqliteStore(Store):
             raise StoreUnavailable(f"SQLite store unusable: {exc}", where=str(self.path)) from exc
 
     def reopened(self) -> SqliteStore:
-        store = type(self)(self.path)
-        for hook in self._hooks:
-            store.add_connection_hook(hook)
-        return store
+        return type(self)(self.path)
 
     def close(self) -> None:
         with _FORK_GUARD.inside(), self._lock:
@@ -439,10 +428,14 @@ class SqliteStore(Store):
             by_id[event["event.id"]] = event
         return [by_id[i] for i in ids if i in by_id]
 
-    def _where(self, query: EventQuery) -> tuple[str, list[Any]]:
+    def _where(self, query: EventQuery, rule: SqlQuery | None = None) -> tuple[str, list[Any]]:
+        """The hunt query, tenant and time filters of ``query`` (and a rule's condition)."""
         builder = _SqlBuilder()
         clauses = [builder.compile(parse_query(query.query))]
         params = builder.params
+        if rule is not None:
+            clauses.append(f"({rule.where})")
+            params.extend(rule.params)
         if query.tenants is not None:
             clauses.append(f"events.tenant IN ({','.join('?' * len(query.tenants))})")
             params.extend(query.tenants)
@@ -454,8 +447,12 @@ class SqliteStore(Store):
             params.append(format_timestamp(query.end))
         return " AND ".join(clauses), params
 
-    def search_events(self, query: EventQuery) -> Page[Event]:
-        where, params = self._where(query)
+    def _page(
+        self, query: EventQuery, size: int, rule: SqlQuery | None = None, fields: Sequence[str] | None = None
+    ) -> Page[Event]:
+        """One page of ``query`` (``size`` events at most, only ``fields`` of each if given),
+        and the cursor to the next page."""
+        where, params = self._where(query, rule)
         order = "ASC" if query.ascending else "DESC"
         if query.cursor:
             # the tenant breaks ties: two agencies may hold the same event id at the same time
@@ -463,16 +460,21 @@ class SqliteStore(Store):
             where += f" AND (events.ts, events.id, events.tenant) {'>' if query.ascending else '<'} (?, ?, ?)"
             params.extend([ts, last_id, last_tenant])
         rows = self._query(
-            f"SELECT doc FROM events WHERE {where} "
+            f"SELECT doc, events.ts, events.id, events.tenant FROM events WHERE {where} "
             f"ORDER BY events.ts {order}, events.id {order}, events.tenant {order} LIMIT ?",
-            [*params, query.size + 1],
+            [*params, size + 1],
         )
-        items = [json.loads(doc) for (doc,) in rows[: query.size]]
-        next_cursor = None
-        if len(rows) > query.size and items:
-            last = items[-1]
-            next_cursor = encode_cursor([last["@timestamp"], last["event.id"], last[TENANT_FIELD]])
+        items = [project(json.loads(row[0]), fields) for row in rows[:size]]
+        next_cursor = encode_cursor(rows[size - 1][1:]) if len(rows) > size else None
         return Page(items, next_cursor)
+
+    def search_events(self, query: EventQuery) -> Page[Event]:
+        return self._page(query, query.size)
+
+    def _rule_pages(self, query: RuleQuery) -> RulePageReader:
+        # the rule functions the fragment calls are on every connection (sqlite_functions)
+        rule = query.sql()
+        return lambda scope, size, fields: self._page(scope, size, rule, fields)
 
     def count_events(
         self,

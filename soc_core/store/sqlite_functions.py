@@ -2,8 +2,11 @@
 
 SQLite's own ``lower()`` and ``LIKE`` fold ASCII only, so ``NGUYỄN`` would not equal ``nguyễn``;
 the hunt query builder (:mod:`soc_core.store.sqlite`) and the Sigma SQL target
-(:mod:`detections.compiler`) both compare through these instead, with the matcher's
-:func:`soc_core.casefolding.fold`. :func:`register` runs on every connection the store opens.
+(:mod:`detections.targets.sql`) both compare through these instead, with the matcher's
+:func:`soc_core.casefolding.fold`. The functions only rules call (``REGEXP`` on RE2, timestamp
+parts, field references) are here too, and the in-process matcher (:mod:`detections.matcher`)
+runs the same :func:`timestamp_part` and :func:`fieldref_holds`. :func:`register` runs on every
+connection the store opens.
 
 Each value function takes ``json_each``'s ``type`` and ``value`` columns of one JSON scalar.
 """
@@ -12,11 +15,16 @@ from __future__ import annotations
 
 import ipaddress
 import sqlite3
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from soc_core.casefolding import fold
+from soc_core.errors import SocError
+from soc_core.events import parse_timestamp
+from soc_core.regex import compile_regex
 
-__all__ = ["glob_literal", "register"]
+__all__ = ["FIELDREF_MODES", "fieldref_holds", "glob_literal", "register", "timestamp_part"]
 
 
 def value_text(kind: str | None, value: Any) -> str | None:
@@ -74,6 +82,52 @@ def fold_text(text: str | None) -> str | None:
     return fold(text) if text is not None else None
 
 
+# Sigma's timestamp-part modifiers (``|minute`` … ``|year``), by their pySigma names
+_TIMESTAMP_PARTS: dict[str, Callable[[datetime], int]] = {
+    "MINUTE": lambda moment: moment.minute,
+    "HOUR": lambda moment: moment.hour,
+    "DAY": lambda moment: moment.day,
+    "WEEK": lambda moment: moment.isocalendar().week,
+    "MONTH": lambda moment: moment.month,
+    "YEAR": lambda moment: moment.year,
+}
+
+
+def timestamp_part(text: str, part: str) -> int | None:
+    """Part ``part`` (``MINUTE`` … ``YEAR``) of an ISO timestamp; ``None`` if it is not one."""
+    try:
+        return _TIMESTAMP_PARTS[part](parse_timestamp(text))
+    except SocError:
+        return None
+
+
+def _sql_timestamp_part(kind: str | None, value: Any, part: str) -> int | None:
+    return timestamp_part(str(value), part) if kind == "text" else None
+
+
+FIELDREF_MODES = ("equals", "startswith", "endswith", "contains")
+
+
+def fieldref_holds(left: str, right: str, mode: str) -> bool:
+    """Sigma ``|fieldref``: how the (folded) value ``left`` relates to the other field's ``right``."""
+    if mode == "contains":
+        return right in left
+    if mode == "startswith":
+        return left.startswith(right)
+    if mode == "endswith":
+        return left.endswith(right)
+    return left == right
+
+
+def _sql_fieldref(left: str | None, right: str | None, mode: str) -> int:
+    return int(left is not None and right is not None and fieldref_holds(left, right, mode))
+
+
+def _sql_regexp(pattern: str, text: str | None) -> int:
+    # the pattern was checked when the rule compiled; RE2 objects are cached in soc_core.regex
+    return int(text is not None and compile_regex(pattern)(text))
+
+
 def register(conn: sqlite3.Connection) -> None:
     """Add the functions to ``conn`` (idempotent)."""
     conn.create_function("value_text", 2, value_text, deterministic=True)
@@ -82,3 +136,6 @@ def register(conn: sqlite3.Connection) -> None:
     conn.create_function("value_bool", 3, value_bool, deterministic=True)
     conn.create_function("value_in_cidr", 3, value_in_cidr, deterministic=True)
     conn.create_function("fold", 1, fold_text, deterministic=True)
+    conn.create_function("sigma_ts_part", 3, _sql_timestamp_part, deterministic=True)
+    conn.create_function("sigma_fieldref", 3, _sql_fieldref, deterministic=True)
+    conn.create_function("regexp", 2, _sql_regexp, deterministic=True)

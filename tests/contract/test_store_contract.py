@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import unicodedata
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from soc_core.errors import Conflict, NotFound, StoreError
-from soc_core.events import Event, make_event
+from soc_core.events import Event, format_timestamp, make_event
 from soc_core.query import QueryError, event_query
-from soc_core.store import Store
-from soc_core.store.base import Doc, DocWrite
+from soc_core.store import SqliteStore, Store
+from soc_core.store.base import Doc, DocWrite, SqlQuery
+from soc_core.store.fields import FieldTypes
 
 BASE = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 
@@ -373,3 +377,92 @@ def test_issue10_unicode_hunt_folds_case_beyond_ascii(store: Store, query: str, 
     page = store.search_events(event_query(tenants=["police"], query=query, size=100))
     assert {event["labels.case"] for event in page.items} == expected
     assert store.count_events(event_query(tenants=["police"], query=query))[0].count == len(expected)
+
+
+# issue 10 item 2: rule queries behind the Store ------------------------------------------------
+class _RuleQuery:
+    """A RuleQuery as detections.targets builds one, written out by hand for the contract."""
+
+    where = "contract.yml"
+
+    def __init__(self, sql: str = "1", params: tuple[object, ...] = (), dsl: dict[str, Any] | None = None) -> None:
+        self._sql = SqlQuery(sql, params)
+        self._dsl = dsl or {"match_all": {}}
+        self.asked_types: list[str] = []
+
+    def sql(self) -> SqlQuery:
+        return self._sql
+
+    def fields(self) -> list[str]:
+        return ["user.name"]
+
+    def dsl(self, field_types: FieldTypes) -> dict[str, Any]:
+        self.asked_types.append(field_types("user.name"))
+        return self._dsl
+
+
+def _keys(pages: list[list[Event]]) -> list[tuple[str, str]]:
+    return [(event["organization.id"], event["event.id"]) for page in pages for event in page]
+
+
+def test_i10_2_rule_query_pages_keep_to_the_tenants_and_return_each_event_once(store: Store) -> None:
+    # the same ids at the same instants in two agencies: ties are broken by tenant, not lost
+    store.add_events(sample_events("police", 25) + sample_events("health", 25))
+    wait_visible(store)
+    query = _RuleQuery()
+    police = list(store.rule_query_pages(query, tenants=("police",), page_size=7))
+    assert [len(page) for page in police] == [7, 7, 7, 4]
+    assert {tenant for tenant, _ in _keys(police)} == {"police"} and len(set(_keys(police))) == 25
+    stamps = [event["@timestamp"] for page in police for event in page]
+    assert stamps == sorted(stamps)
+    for scope in (("health", "police"), None):  # two agencies; province-wide (`*`)
+        both = _keys(list(store.rule_query_pages(query, tenants=scope, page_size=6)))
+        assert len(both) == 50 and len(set(both)) == 50, scope
+    assert list(store.rule_query_pages(query, tenants=("education",), page_size=6)) == []
+    with pytest.raises(QueryError):  # an empty scope is refused, never read as "everything"
+        list(store.rule_query_pages(query, tenants=(), page_size=6))
+
+
+def test_i10_2_rule_query_pages_run_the_rule_in_the_time_range_with_the_fields_asked(store: Store) -> None:
+    store.add_events(sample_events("police", 20) + sample_events("health", 20))
+    wait_visible(store)
+    # user.name = user1, folded; the store supplies the field types the DSL is compiled for
+    query = _RuleQuery(
+        "EXISTS (SELECT 1 FROM json_each(events.doc, ?) AS v WHERE value_fold(v.type, v.value) = ?)",
+        ('$."user.name"', "user1"),
+        {"term": {"user.name": {"value": "user1", "case_insensitive": True}}},
+    )
+    pages = list(
+        store.rule_query_pages(
+            query,
+            tenants=("police",),
+            start=BASE + timedelta(minutes=2),
+            end=BASE + timedelta(minutes=17),
+            fields=("event.id", "@timestamp"),
+            page_size=2,
+        )
+    )
+    events = [event for page in pages for event in page]
+    assert [event["@timestamp"] for event in events] == [
+        format_timestamp(BASE + timedelta(minutes=minute)) for minute in (5, 9, 13)
+    ]
+    assert all(set(event) == {"event.id", "@timestamp"} for event in events)
+    assert query.asked_types in ([], ["keyword"])  # SQLite asks for none
+
+
+def test_i10_2_sqlite_has_the_rule_functions_on_every_connection(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "events.db")
+    store.setup()
+    store.add_events(sample_events("police", 4))
+    query = _RuleQuery(
+        "EXISTS (SELECT 1 FROM json_each(events.doc, '$.message') AS v WHERE v.value REGEXP ?)"
+        " AND sigma_ts_part('text', json_extract(events.doc, '$.\"@timestamp\"'), 'MINUTE') >= ?"
+        " AND sigma_fieldref('a', 'a', 'equals')",
+        ("^Failed", 1),
+    )
+
+    def count(on: SqliteStore) -> int:
+        return sum(len(page) for page in on.rule_query_pages(query, tenants=("police",)))
+
+    with ThreadPoolExecutor(1) as pool:  # another thread: another connection
+        assert count(store) == pool.submit(count, store).result() == count(store.reopened()) == 2

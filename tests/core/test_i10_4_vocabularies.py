@@ -25,7 +25,7 @@ import detections.alerts
 import sensors
 import soc_api
 import soc_core
-from detections.matcher import UnsupportedConstruct
+from detections.targets.walk import UnsupportedConstruct
 from detections.workers import WorkerError
 from sensors.errors import SpoolFull
 from soc_api.errors import ANSWERS, install_error_handlers

@@ -5,9 +5,11 @@ from __future__ import annotations
 import textwrap
 from typing import Any
 
+from detections.backtest import store_hits
 from detections.evaluation import process_rule
 from detections.loader import LoadedRule, load_rule_text
 from detections.matcher import Matcher, compile_rule
+from soc_core.store import Store
 
 _counter = [0]
 
@@ -50,3 +52,8 @@ def rule_yaml(detection: str, logsource: str = "product: linux\n    service: ssh
 def matcher(detection: str, logsource: str = "product: linux\n    service: sshd") -> Matcher:
     loaded = load_one(rule_yaml(detection, logsource))
     return compile_rule(process_rule(loaded), where=loaded.where)
+
+
+def rule_hits(store: Store, loaded: LoadedRule, **scope: Any) -> list[str]:
+    """Ids of the stored events the rule matches, oldest first (:func:`store_hits`'s options)."""
+    return [hit.id for hit in store_hits(store, loaded, **scope)]

@@ -2,7 +2,7 @@
 
 Every case stores a few events, then checks that the rule's store query returns exactly the
 events the in-process matcher accepts. The documented differences of the Elasticsearch target
-(detections/compiler.py) are pinned down at the end, and so is why we do not use the pySigma
+(detections/targets/elasticsearch.py) are pinned down at the end, and so is why we do not use the pySigma
 Lucene backend's output as it is.
 """
 
@@ -15,15 +15,18 @@ import pytest
 from sigma.backends.elasticsearch.elasticsearch_lucene import LuceneBackend
 from sigma.collection import SigmaCollection
 
-from detections.compiler import compile_es, compile_sql, rule_es_query, rule_hits, rule_sql
 from detections.evaluation import process_rule
 from detections.loader import LoadedRule, load_rule_text, load_rules, shipped_rules_dir
-from detections.matcher import UnsupportedConstruct, compile_rule
+from detections.matcher import compile_rule
 from detections.samples import read_samples
+from detections.targets.elasticsearch import compile_es
+from detections.targets.query import rule_es_query, rule_sql
+from detections.targets.sql import compile_sql
+from detections.targets.walk import UnsupportedConstruct
 from soc_core.errors import RuleError
 from soc_core.store import Store
 
-from .helpers import event, load_one, rule_yaml
+from .helpers import event, load_one, rule_hits, rule_yaml
 
 WIN = "product: windows\n    category: process_creation"
 
@@ -206,7 +209,7 @@ def test_documented_es_differences(sqlite_store: Store, es_store: Store) -> None
 
 @pytest.mark.elasticsearch
 def test_pysigma_lucene_output_misses_case_variants_on_our_mapping(es_store: Store) -> None:
-    """Why compiler.py builds the DSL itself: the backend's query_string is case-sensitive here."""
+    """Why targets/elasticsearch.py builds the DSL itself: the backend's query_string is case-sensitive here."""
     text = rule_yaml("sel:\n    CommandLine|contains: 'whoami'\ncondition: sel", WIN)
     item = event(process__command_line="C:\\> WHOAMI /all")
     es_store.add_events([item])

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from detections.compiler import _LuceneRegex
-from detections.matcher import UnsupportedConstruct
+from detections.targets.lucene_regex import LuceneRegex
+from detections.targets.walk import UnsupportedConstruct
 from soc_core.store import ElasticsearchStore
 
 
 def translate(pattern: str) -> str:
-    return _LuceneRegex(UnsupportedConstruct).translate(pattern)[0]
+    return LuceneRegex(UnsupportedConstruct).translate(pattern)[0]
 
 
 @pytest.mark.parametrize(

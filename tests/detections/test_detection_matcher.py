@@ -6,10 +6,10 @@ import pytest
 
 from detections.evaluation import process_rule
 from detections.loader import load_rule_text
-from detections.matcher import UnsupportedConstruct
 from detections.prefilter import Prefilter, rule_literals
-from detections.regex import compile_regex
+from detections.targets.walk import UnsupportedConstruct
 from soc_core.errors import RuleError
+from soc_core.regex import compile_regex
 
 from .helpers import event, load_one, matcher, rule_yaml
 

@@ -9,7 +9,7 @@ OTRF Windows events mapped to our fields with the same pipeline the rules go thr
 
 The corpus keeps to what the Elasticsearch mapping can hold — values of the field's type and
 under ``ignore_above`` — and leaves out ``event.original``; the differences outside those bounds
-are documented in detections/compiler.py and pinned down in test_compiler.py.
+are documented in detections/targets/elasticsearch.py and pinned down in test_compiler.py.
 """
 
 from __future__ import annotations
@@ -43,18 +43,19 @@ from sigma.types import (
     SpecialChars,
 )
 
-from detections.compiler import rule_hits, rule_sql
 from detections.evaluation import process_rule
 from detections.loader import LoadedRule, load_rules, shipped_rules_dir
-from detections.matcher import UnsupportedConstruct, compile_rule
+from detections.matcher import compile_rule
 from detections.pipelines import canhgac_pipeline
 from detections.routing import WINDOWS_CATEGORIES
 from detections.samples import read_samples
+from detections.targets.query import rule_sql
+from detections.targets.walk import UnsupportedConstruct
 from soc_core.errors import RuleError
 from soc_core.events import flatten
 from soc_core.store import ElasticsearchStore, SqliteStore
 from soc_core.store.fields import FIELD_NAME, NUMERIC_TYPES, field_type
-from tests.detections.helpers import load_one, rule_yaml
+from tests.detections.helpers import load_one, rule_hits, rule_yaml
 from tests.shared_data import SHARED_DATA
 
 SIGMAHQ = SHARED_DATA / "sigmahq/rules"

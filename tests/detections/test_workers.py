@@ -45,7 +45,6 @@ def planned(tmp_path: Path) -> tuple[SqliteStore, ReadPlan, list[dict[str, Any]]
     store = SqliteStore(tmp_path / "events.db")
     store.setup()
     store.add_events(events)
-    store.add_connection_hook(lambda conn: None)  # reopened in the workers, hooks and all
     with store._tx() as conn:  # an event without tenant: validate_event would refuse it
         conn.execute(
             "INSERT INTO events (id, tenant, ts, dataset, doc) VALUES ('no-tenant', '', '', '', ?)",
