@@ -38,9 +38,11 @@ typecheck: install-dev
 test: system-deps install-dev elasticsearch lint typecheck
 	$(BIN)/pytest -p no:cacheprovider
 
-# markers: tests/conftest.py marks by fixture use (elasticsearch, browser, netns); slow by hand
+# markers: tests/conftest.py marks by fixture use (elasticsearch, browser, netns); slow by hand.
+# Two pytest workers (pytest-xdist), one per core of the smallest supported machine.
+CHECK_WORKERS ?= 2
 check: install-dev
-	$(BIN)/pytest -p no:cacheprovider -q -m "not slow and not elasticsearch and not browser and not netns"
+	$(BIN)/pytest -p no:cacheprovider -q -n $(CHECK_WORKERS) -m "not slow and not elasticsearch and not browser and not netns"
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -163,7 +163,7 @@ def main() -> None:
     token = httpx.post(f"{base}/api/auth/login", json={"username": "analyst", "password": PASSWORD}).json()[
         "access_token"
     ]
-    cases = [
+    cases: list[tuple[str, str, dict[str, Any]]] = [
         ("health (baseline)", "/api/health", {}),
         ("alert list, newest 50", "/api/alerts", {"size": 50}),
         ("alert list, status=new, high", "/api/alerts", {"size": 50, "status": "new", "level": "high"}),

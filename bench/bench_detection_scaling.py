@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -39,10 +39,10 @@ from bench_detection import cpu_model  # noqa: E402  (bench/ is on sys.path when
 
 from detections.engine import CHECKPOINT_ID, CHECKPOINT_KIND, DetectionEngine, RunResult  # noqa: E402
 from detections.loader import RuleSet, load_rules  # noqa: E402
+from soc_core.events import Event  # noqa: E402
 from soc_core.store import ElasticsearchStore, SqliteStore, Store  # noqa: E402
 from tests.detections.test_differential import SIGMAHQ, finish, otrf_events, shipped_sample_events  # noqa: E402
 
-Event = Mapping[str, Any]
 WRITE_CHUNK = 5000
 
 
@@ -88,7 +88,7 @@ def timed(engine: DetectionEngine, empty_windows: dict[str, Any], limit: int) ->
 
 
 def alerts_of(store: Store) -> list[tuple[Any, ...]]:
-    found = []
+    found: list[tuple[Any, ...]] = []
     cursor = None
     while True:
         page = store.list_docs("alerts", size=1000, cursor=cursor)

@@ -31,6 +31,7 @@ from playbooks.records import (
 )
 from soc_api.services.accounts import Principal
 from soc_api.services.alerts import visible_alert
+from soc_api.services.cases import visible_case
 from soc_core.auth import PROVINCE
 from soc_core.errors import Conflict, NotVisible, PlaybookError
 from soc_core.events import parse_timestamp, utcnow
@@ -101,22 +102,29 @@ def start_run(
     store: Store,
     *,
     playbook: Playbook,
-    alert_id: str,
+    alert_id: str | None = None,
+    case_id: str | None = None,
     scope: tuple[str, ...] | None,
     actor: str,
     inputs: Mapping[str, Any] | None = None,
     dry_run: bool | None = None,
     request_id: str | None = None,
 ) -> Doc:
-    """A person starts ``playbook`` on an alert they can see: a pending run the runner picks
-    up (or the caller executes at once). ``dry_run`` None takes the playbook's; only an
-    explicit ``dry_run=False`` lets gated (containment) steps act for real."""
-    alert = visible_alert(store, alert_id, scope)
+    """A person starts ``playbook`` on an alert (or a case) they can see: a pending run the
+    runner picks up (or the caller executes at once). ``dry_run`` None takes the playbook's;
+    only an explicit ``dry_run=False`` lets gated (containment) steps act for real."""
+    if (alert_id is None) == (case_id is None):
+        raise PlaybookError("start a run on one alert or one case", hint="give alert_id or case_id")
+    if alert_id is not None:
+        subject = visible_alert(store, alert_id, scope)
+        case_id = subject.body.get("case_id")
+    else:
+        subject = visible_case(store, str(case_id), scope)
     body = _new_run(
         playbook,
-        tenant=str(alert.body["tenant"]),
+        tenant=str(subject.body["tenant"]),
         alert_id=alert_id,
-        case_id=alert.body.get("case_id"),
+        case_id=case_id,
         trigger="manual",
         started_by=actor,
         inputs=playbook.resolve_inputs(inputs or {}),
@@ -179,13 +187,20 @@ def list_runs(
     *,
     scope: tuple[str, ...] | None,
     alert_id: str | None = None,
+    case_id: str | None = None,
+    playbook: str | None = None,
     status: list[str] | None = None,
     size: int = 50,
     cursor: str | None = None,
 ) -> Page[Doc]:
+    """Runs newest first, filtered by alert, case, playbook name and status."""
     filters: dict[str, Any] = {}
     if alert_id:
         filters["alert_id"] = alert_id
+    if case_id:
+        filters["case_id"] = case_id
+    if playbook:
+        filters["playbook"] = playbook
     if status:
         filters["status"] = status
     return store.list_docs(KIND, tenants=scope, filters=filters, size=size, cursor=cursor)
@@ -326,6 +341,36 @@ def decide(
     return updated
 
 
+def approvals_for(store: Store, principal: Principal, *, limit: int = 200) -> list[tuple[Doc, dict[str, Any]]]:
+    """The gates waiting for a decision this person may give (run, step), oldest first: the
+    runs of their agencies (every agency for province staff), steps not decided nor expired."""
+    agencies = {m.tenant for m in principal.memberships}
+    tenants = None if PROVINCE in agencies else tuple(sorted(agencies))
+    if principal.kind != "user" or tenants == ():
+        return []
+    now = utcnow()
+    found: list[tuple[Doc, dict[str, Any]]] = []
+    cursor: str | None = None
+    while len(found) < limit:
+        page = store.list_docs(
+            KIND, tenants=tenants, filters={"status": "waiting_approval"}, descending=False, size=200, cursor=cursor
+        )
+        for doc in page.items:
+            for step in doc.body.get("steps") or []:
+                approval = step.get("approval") or {}
+                if (
+                    step.get("status") == "waiting_approval"
+                    and not approval.get("decision")
+                    and parse_timestamp(str(approval.get("expires_at"))) > now
+                    and may_approve(principal, approval, str(doc.body.get("tenant")))
+                ):
+                    found.append((doc, step))
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    return found[:limit]
+
+
 def approval_expiry(playbook: Playbook, step_id: str, default_minutes: float) -> timedelta:
     gate = playbook.step(step_id).approval
     seconds = gate.expires if gate and gate.expires else default_minutes * 60
@@ -340,6 +385,7 @@ __all__ = [
     "ACTIVE",
     "ApprovalRefused",
     "approval_expiry",
+    "approvals_for",
     "cancel_run",
     "decide",
     "is_gated",

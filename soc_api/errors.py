@@ -21,6 +21,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from detections.workers import WorkerError
+from playbooks.actions.base import ActionError
+from playbooks.service import ApprovalRefused
 from sensors.errors import SensorError
 from soc_api.client import client_address
 from soc_api.services import audit
@@ -125,6 +127,8 @@ ANSWERS: dict[type[SocError], Answer] = {
     ParseError: Answer(400, "Bad input"),
     RuleError: Answer(422, "Invalid rule"),
     PlaybookError: Answer(422, "Invalid playbook request"),
+    ApprovalRefused: Answer(403, "Approval refused"),  # not one of the gate's people, or no gate waiting
+    ActionError: Answer(502, "Action failed"),  # e.g. an unblock the gateway refused; the message says why
     WorkflowError: Answer(422, "Not allowed by the workflow"),
     AuthError: Answer(401, "Unauthorized", "authentication required"),
     Throttled: Answer(429, "Too many attempts"),

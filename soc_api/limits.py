@@ -13,7 +13,8 @@ before any dependency runs — the policy check included — so without it a 250
 Each of those answers carries ``Connection: close``, as does any answer given while the
 client was still sending: the server then drops the connection instead of reading the rest of
 the body only to throw it away. Limits (``api.limits``): ``ingest_bytes`` for
-``POST /api/ingest``, ``rule_bytes`` for rule validation and custom rules, ``body_bytes`` for
+``POST /api/ingest``, ``rule_bytes`` for rule validation and custom rules, ``playbook_bytes`` for playbook
+validation, ``intel_bytes`` for threat-intel uploads, ``body_bytes`` for
 everything else.
 """
 
@@ -39,6 +40,7 @@ ROUTE_LIMITS: dict[tuple[str, str], str] = {
     ("POST", "/api/ingest"): "ingest_bytes",
     ("POST", "/api/rules/validate"): "rule_bytes",
     ("POST", "/api/rules"): "rule_bytes",
+    ("POST", "/api/playbooks/validate"): "playbook_bytes",
     ("POST", "/api/intel/lists"): "intel_bytes",
 }
 CREDENTIAL_HEADERS = ("authorization", "x-api-key")

@@ -17,9 +17,13 @@ AUTHENTICATED: Final = "authenticated"  # any signed-in principal, no tenant dat
 ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
     "analyst": frozenset(
         {"alerts:read", "alerts:write", "cases:read", "cases:write", "events:read", "rules:read", "sensors:read"}
+        | {"playbooks:read", "playbooks:run", "containment:read"}
     ),
-    "rule_admin": frozenset({"alerts:read", "events:read", "rules:read", "rules:write"}),
-    "manager": frozenset({"alerts:read", "cases:read", "events:read", "reports:read", "rules:read", "sensors:read"}),
+    "rule_admin": frozenset({"alerts:read", "events:read", "rules:read", "rules:write"} | {"playbooks:read"}),
+    "manager": frozenset(
+        {"alerts:read", "cases:read", "events:read", "reports:read", "rules:read", "sensors:read"}
+        | {"playbooks:read", "containment:read", "containment:admin"}
+    ),
     "sensor": frozenset({"events:ingest", "sensors:report"}),
     "admin": frozenset(
         {
@@ -35,6 +39,10 @@ ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
             "sensors:read",
             "sensors:admin",
             "users:admin",
+            "playbooks:read",
+            "playbooks:run",
+            "containment:read",
+            "containment:admin",  # lift a block (the people who approve containment: manager, admin)
         }
     ),
 }
@@ -86,6 +94,21 @@ POLICY: dict[tuple[str, str], str] = {
     ("GET", "/api/apikeys"): "users:admin",
     ("POST", "/api/apikeys"): "users:admin",
     ("POST", "/api/apikeys/{key_id}/revoke"): "users:admin",
+    # playbooks are files (playbooks.dirs): read and validated here, changed by deploying files
+    ("GET", "/api/playbooks"): "playbooks:read",
+    ("POST", "/api/playbooks/validate"): "playbooks:read",
+    ("GET", "/api/playbooks/{name}"): "playbooks:read",
+    ("POST", "/api/playbooks/{name}/run"): "playbooks:run",
+    ("GET", "/api/playbook-runs"): "playbooks:read",
+    ("GET", "/api/playbook-runs/{run_id}"): "playbooks:read",
+    ("POST", "/api/playbook-runs/{run_id}/cancel"): "playbooks:run",
+    ("POST", "/api/playbook-runs/{run_id}/rerun"): "playbooks:run",
+    # who decides is the gate's business (its roles in its agency): playbooks.service.decide checks
+    ("POST", "/api/playbook-runs/{run_id}/steps/{step_id}/approve"): AUTHENTICATED,
+    ("POST", "/api/playbook-runs/{run_id}/steps/{step_id}/reject"): AUTHENTICATED,
+    ("GET", "/api/approvals"): AUTHENTICATED,
+    ("GET", "/api/containment/blocks"): "containment:read",
+    ("POST", "/api/containment/blocks/{block_id}/unblock"): "containment:admin",
 }
 
 # The analysts' web UI (soc_api.ui): same permissions, but people sign in with a session cookie
@@ -116,6 +139,18 @@ UI_POLICY: dict[tuple[str, str], str] = {
     ("GET", "/ui/keys"): "users:admin",
     ("POST", "/ui/keys"): "users:admin",
     ("POST", "/ui/keys/{key_id}/revoke"): "users:admin",
+    ("GET", "/ui/playbooks"): "playbooks:read",
+    ("GET", "/ui/playbooks/panel"): "playbooks:read",
+    ("POST", "/ui/playbooks/run"): "playbooks:run",
+    ("GET", "/ui/playbook-runs/{run_id}"): "playbooks:read",
+    ("GET", "/ui/playbook-runs/{run_id}/steps"): "playbooks:read",
+    ("POST", "/ui/playbook-runs/{run_id}/cancel"): "playbooks:run",
+    ("POST", "/ui/playbook-runs/{run_id}/rerun"): "playbooks:run",
+    ("POST", "/ui/playbook-runs/{run_id}/steps/{step_id}"): AUTHENTICATED,
+    ("GET", "/ui/approvals"): AUTHENTICATED,
+    ("GET", "/ui/approvals/count"): AUTHENTICATED,
+    ("GET", "/ui/blocks"): "containment:read",
+    ("POST", "/ui/blocks/{block_id}/unblock"): "containment:admin",
     ("GET", "/ui/intel"): "alerts:read",
     ("POST", "/ui/intel"): "rules:write",
     ("POST", "/ui/intel/{tenant}/{name}/delete"): "rules:write",

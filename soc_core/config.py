@@ -67,6 +67,7 @@ class ApiLimits(_Section):
     body_bytes: int = Field(256 * 1024, ge=1024, le=1024**3)  # every route not named below
     ingest_bytes: int = Field(8 * 1024 * 1024, ge=1024, le=1024**3)  # POST /api/ingest
     rule_bytes: int = Field(1024 * 1024, ge=1024, le=1024**3)  # rule validate and create
+    playbook_bytes: int = Field(256 * 1024, ge=1024, le=1024**3)  # POST /api/playbooks/validate
     intel_bytes: int = Field(32 * 1024 * 1024, ge=1024, le=1024**3)  # POST /api/intel/lists (one feed file)
     event_bytes: int = Field(256 * 1024, ge=256, le=1024**3)  # one event, as JSON
     event_fields: int = Field(1000, ge=10, le=1_000_000)  # keys in one event, nested ones too

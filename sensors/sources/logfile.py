@@ -11,7 +11,8 @@ not its inode, so:
 
 * **rename rotation** (``app.log`` → ``app.log.1``, new ``app.log``): the open handle keeps
   reading the renamed file to its end; a rotated file matched by the glob is the same identity
-  and is never read twice;
+  and is never read twice. A file is opened in the poll that finds it, read or not yet, so
+  only a file renamed away before any poll saw it is out of reach;
 * **copytruncate**: the copy has the old fingerprint, so when it is matched by the glob the
   tailer continues from its offset in the copy and loses nothing; when it is not, the lines
   written between the last read and the truncation are lost — that loss is counted in
@@ -185,6 +186,11 @@ class FileTailer:
                 tracked = self._start(fingerprint, path, now)
                 if tracked is None:
                     continue
+                # Held open from the moment it is found: the poll's budget may go to another
+                # file's backlog before this one is read, and a rename out of the glob in
+                # between (rotation on a busy machine) would otherwise put every line of it
+                # out of reach.
+                self._open(tracked, found)
             tracked.seen = True
             if tracked.handle is None:
                 tracked.path = path
@@ -192,13 +198,18 @@ class FileTailer:
         records: list[LogRecord] = []
         order = sorted(self._files.values(), key=lambda item: item.path)
         self._turn = (self._turn + 1) % max(len(order), 1)  # no file starves the others
+        read_now: set[str] = set()
         for tracked in order[self._turn :] + order[: self._turn]:
             if len(records) >= max_records:
                 break
             self._read(tracked, found, records, max_records=max_records, now=now, final=final)
+            read_now.add(tracked.fingerprint)
         for key, tracked in list(self._files.items()):
             idle = now - tracked.last_growth >= self.idle_close
-            if not tracked.seen and tracked.at_eof and (final or idle or tracked.handle is None):
+            # Only a file this poll read to its end: one the budget skipped may have grown since
+            # its last read, and on a busy machine it can be skipped for longer than idle_close.
+            done = key in read_now and tracked.at_eof
+            if not tracked.seen and done and (final or idle or tracked.handle is None):
                 tracked.close()
                 del self._files[key]
                 self.stats["files_closed"] += 1

@@ -21,11 +21,20 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from soc_api.deps import LoginRequired, PasswordChangeRequired
 from soc_api.errors import ApiProblem, answer_for, note_cross_tenant
 from soc_api.ui.render import render
-from soc_api.ui.routes import account, alerts, auth, cases, hunt, intel, keys
+from soc_api.ui.routes import account, alerts, auth, cases, hunt, intel, keys, playbooks
 from soc_api.ui.session import SESSION_COOKIE, is_ui_path, secure_cookies_default
 from soc_core.errors import AuthError, NotVisible, SocError
 
-ROUTERS = (auth.router, account.router, alerts.router, cases.router, hunt.router, intel.router, keys.router)
+ROUTERS = (
+    auth.router,
+    account.router,
+    alerts.router,
+    cases.router,
+    hunt.router,
+    intel.router,
+    keys.router,
+    playbooks.router,
+)
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (

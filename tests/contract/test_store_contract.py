@@ -6,11 +6,12 @@ import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from soc_core.errors import Conflict, NotFound, StoreError
-from soc_core.events import format_timestamp, make_event
+from soc_core.events import Event, format_timestamp, make_event
 from soc_core.query import QueryError, event_query
 from soc_core.store import SqliteStore, Store
 from soc_core.store.base import Doc, DocWrite, SqlQuery
@@ -19,7 +20,7 @@ from soc_core.store.fields import FieldTypes
 BASE = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 
 
-def sample_events(tenant: str, count: int, *, day_offset: int = 0, sensor: str = "s1") -> list[dict]:
+def sample_events(tenant: str, count: int, *, day_offset: int = 0, sensor: str = "s1") -> list[Event]:
     events = []
     for i in range(count):
         outcome = "failure" if i % 3 else "success"
@@ -332,7 +333,7 @@ UNICODE_NAMES = {
 }
 
 
-def unicode_events() -> list[dict]:
+def unicode_events() -> list[Event]:
     return [
         make_event(
             tenant="police",
@@ -384,7 +385,7 @@ class _RuleQuery:
 
     where = "contract.yml"
 
-    def __init__(self, sql: str = "1", params: tuple[object, ...] = (), dsl: dict | None = None) -> None:
+    def __init__(self, sql: str = "1", params: tuple[object, ...] = (), dsl: dict[str, Any] | None = None) -> None:
         self._sql = SqlQuery(sql, params)
         self._dsl = dsl or {"match_all": {}}
         self.asked_types: list[str] = []
@@ -395,12 +396,12 @@ class _RuleQuery:
     def fields(self) -> list[str]:
         return ["user.name"]
 
-    def dsl(self, field_types: FieldTypes) -> dict:
+    def dsl(self, field_types: FieldTypes) -> dict[str, Any]:
         self.asked_types.append(field_types("user.name"))
         return self._dsl
 
 
-def _keys(pages: list[list[dict]]) -> list[tuple[str, str]]:
+def _keys(pages: list[list[Event]]) -> list[tuple[str, str]]:
     return [(event["organization.id"], event["event.id"]) for page in pages for event in page]
 
 

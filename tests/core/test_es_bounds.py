@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -114,7 +115,8 @@ def test_h11_a_refused_index_is_retried_and_a_mapping_error_rejected(es_store: E
     assert "document_parsing_exception" in (result.items[2].reason or "")
 
 
-def _all(store: ElasticsearchStore) -> list[dict[str, object]]:
+def _all(store: ElasticsearchStore) -> list[dict[str, Any]]:
+    """The raw search hits (JSON as the node sends it: ``_id`` and ``_source`` with the event)."""
     body = store.client.search(index=f"{store.prefix}-events-*", size=10_000, query={"match_all": {}})
-    hits: list[dict[str, object]] = body["hits"]["hits"]
+    hits: list[dict[str, Any]] = body["hits"]["hits"]
     return hits

@@ -33,7 +33,7 @@ from sigma.conditions import (
     ConditionValueExpression,
 )
 from sigma.pipelines.common import windows_logsource_mapping
-from sigma.rule import SigmaRule
+from sigma.rule import SigmaDetection, SigmaDetectionItem, SigmaRule
 from sigma.types import (
     SigmaBool,
     SigmaCIDRExpression,
@@ -182,24 +182,22 @@ def sigma_field_map(service: str, category: str | None, names: tuple[str, ...]) 
     key = (service, category, names)
     if key not in _FIELD_MAPS:
         logsource = {"product": "windows", "service": service} | ({"category": category} if category else {})
-        rule = SigmaCollection.from_dicts(
-            [
-                {
-                    "title": "field map",
-                    "logsource": logsource,
-                    "detection": {f"s{i}": {name: "x"} for i, name in enumerate(names)}
-                    | {"condition": " and ".join(f"s{i}" for i in range(len(names)))},
-                }
-            ]
-        ).rules[0]
+        raw: dict[str, Any] = {
+            "title": "field map",
+            "logsource": logsource,
+            "detection": {f"s{i}": {name: "x"} for i, name in enumerate(names)}
+            | {"condition": " and ".join(f"s{i}" for i in range(len(names)))},
+        }
+        rule = SigmaCollection.from_dicts([raw]).rules[0]
+        assert isinstance(rule, SigmaRule)
         canhgac_pipeline().apply(rule)
         mapping = {}
         for i, name in enumerate(names):
             item = rule.detection.detections[f"s{i}"].detection_items[0]
-            if hasattr(item, "field") and item.field:
-                mapping[name] = item.field
-            else:  # a field mapped to several names becomes a sub-detection: take the first
-                mapping[name] = item.detection_items[0].field
+            if isinstance(item, SigmaDetection):  # a field mapped to several names: take the first
+                item = item.detection_items[0]
+            assert isinstance(item, SigmaDetectionItem) and item.field, item
+            mapping[name] = item.field
         _FIELD_MAPS[key] = mapping
     return _FIELD_MAPS[key]
 

@@ -21,8 +21,9 @@ from detections.loader import RuleSet, load_rules, shipped_rules_dir
 from soc_api.runtime import EngineThread, build_engine
 from soc_core.config import Settings, load_settings
 from soc_core.errors import ConfigError
-from soc_core.events import make_event
+from soc_core.events import Event, make_event
 from soc_core.store import ElasticsearchStore, Store
+from soc_core.store.base import Position
 from soc_core.store.sqlite import SqliteStore
 from tests.detections.test_differential import finish, otrf_events, shipped_sample_events
 from tests.shared_data import shared_data
@@ -256,7 +257,7 @@ def dying_in(monkeypatch: pytest.MonkeyPatch, how: str) -> None:
     """Make pool workers forked from now on die (or fail) on the batch holding POISON."""
     real = workers.match_shard
 
-    def match_shard(evaluator: Evaluator, events: Iterable[tuple[int, Any]]) -> workers.ShardResult:
+    def match_shard(evaluator: Evaluator, events: Iterable[tuple[Position, Event]]) -> workers.ShardResult:
         events = list(events)
         if any(event.get("event.id") == POISON for _, event in events):
             if how == "dies":

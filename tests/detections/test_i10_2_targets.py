@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import detections
-from soc_core.events import format_timestamp, make_event
+from soc_core.events import Event, format_timestamp, make_event
 from soc_core.store import Store
 from soc_core.store.base import RULE_PAGE_SIZE
 from soc_core.store.base import Store as StoreInterface
@@ -77,8 +77,7 @@ def test_i10_2_one_module_per_target_and_every_detections_module_under_600_lines
     assert {"walk", "sql", "lucene_regex", "elasticsearch", "query"} <= names
     assert not (PACKAGE / "compiler.py").exists(), "compiler.py is split into detections/targets/"
     sizes = {
-        str(path.relative_to(PACKAGE.parent)): len(path.read_text().splitlines())
-        for path in PACKAGE.rglob("*.py")
+        str(path.relative_to(PACKAGE.parent)): len(path.read_text().splitlines()) for path in PACKAGE.rglob("*.py")
     }
     assert {name: size for name, size in sizes.items() if size >= MAX_LINES} == {}
 
@@ -94,7 +93,7 @@ def test_i10_2_one_condition_walk_for_every_target() -> None:
     assert defined == {name: ["walk.py"] for name in shared}
 
 
-def _twin_events(tenant: str, count: int) -> list[dict]:
+def _twin_events(tenant: str, count: int) -> list[Event]:
     """The same event ids and instants in every tenant (ids are unique per tenant only)."""
     return [
         make_event(

@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,7 @@ from detections.engine import DetectionEngine
 from detections.loader import RuleSet
 from intel.parsers import parse_stix
 from playbooks.actions import enrich, share
-from playbooks.actions.base import ACTIONS, ActionError
+from playbooks.actions.base import ACTIONS, Action, ActionError
 from playbooks.actions.enrich import EnrichAssets, EnrichAssetsParams, EnrichIntel, EnrichIntelParams
 from playbooks.actions.outbound import OutboundRefused
 from playbooks.actions.share import ShareStix, ShareStixParams
@@ -57,7 +58,7 @@ def intel_alerts(store: Store) -> dict[str, dict[str, object]]:
 def test_i4_actions_are_registered() -> None:
     for module in (enrich, share):
         for value in vars(module).values():
-            if isinstance(value, type) and value.__module__ == module.__name__ and hasattr(value, "Params"):
+            if isinstance(value, type) and issubclass(value, Action) and value.__module__ == module.__name__:
                 assert ACTIONS[value.name] is value
     assert ACTIONS["enrich_assets"] is EnrichAssets and ACTIONS["enrich_intel"] is EnrichIntel
     assert ACTIONS["share_stix"] is ShareStix
@@ -192,7 +193,7 @@ def test_i4_share_stix_posts_through_the_guard(
     }
     case_id = _case(store, alerts)
 
-    def share(url: str, *, dry_run: bool = False) -> dict[str, object]:
+    def share(url: str, *, dry_run: bool = False) -> dict[str, Any]:
         share_settings = {"url": url, "allow_plain_http": True}
         settings = Settings(data_dir=tmp_path, playbooks={"share": share_settings})
         with in_netns(name):

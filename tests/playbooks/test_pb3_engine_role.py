@@ -4,6 +4,7 @@ non-idempotent comment step acts once per alert."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import yaml
@@ -47,7 +48,7 @@ def test_pb3_two_engine_processes_run_each_alert_once(tmp_path: Path) -> None:
     engines = [Soc(config, "engine", tmp_path / f"engine{i}.log") for i in range(2)]
     try:
         for engine in engines:
-            wait_for(lambda e=engine: any(r["message"] == "started" for r in e.records()), "an engine to start")
+            wait_for(partial(_started, engine), "an engine to start")
         alerts = [make_alert(store) for _ in range(3)]
         low = make_alert(store, **{"rule.level": "low"})
 
@@ -68,3 +69,7 @@ def test_pb3_two_engine_processes_run_each_alert_once(tmp_path: Path) -> None:
     started = [r["parts"] for e in engines for r in e.records() if r["message"] == "started"]
     assert started == [["playbooks", "scheduler"]] * 2
     store.close()
+
+
+def _started(engine: Soc) -> bool:
+    return any(record["message"] == "started" for record in engine.records())

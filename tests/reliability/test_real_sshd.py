@@ -47,7 +47,8 @@ def _missing() -> str | None:
     return None
 
 
-pytestmark = pytest.mark.skipif(_missing() is not None, reason=_missing() or "")
+# root and network namespaces, like the capture tests (make check leaves netns out)
+pytestmark = [pytest.mark.netns, pytest.mark.skipif(_missing() is not None, reason=_missing() or "")]
 
 
 def run(*argv: str) -> None:

@@ -148,7 +148,8 @@ def event_indices(secure: SecureNode) -> dict[str, int]:
     admin = secure.admin()
     try:
         admin.indices.refresh(index="canhgac-events-*", allow_no_indices=True)
-        rows = admin.cat.indices(index="canhgac-events-*", format="json", h="index,docs.count")
+        rows = admin.cat.indices(index="canhgac-events-*", format="json", h="index,docs.count").body
+        assert isinstance(rows, list), rows
         return {row["index"]: int(row["docs.count"]) for row in rows}
     finally:
         admin.close()

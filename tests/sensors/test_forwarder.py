@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from sensors.forwarder import Backoff, Batcher, DeadLetterFile, Forwarder, Spool, StoreSink
-from sensors.forwarder.forwarder import WINDOW
+from sensors.forwarder.forwarder import WINDOW, Ack
 from soc_core.errors import ConfigError, StoreUnavailable
 from soc_core.events import Event
 from soc_core.store.base import BulkResult, ItemResult, PreparedEvents
@@ -105,7 +106,7 @@ def test_acks_run_in_order_only_after_delivery(tmp_path: Path) -> None:
     forwarder = make(tmp_path, store, clock)
     acked: list[int] = []
     for n in range(25):
-        assert forwarder.submit(event(n), lambda n=n: acked.append(n))
+        assert forwarder.submit(event(n), partial(acked.append, n))
     forwarder.pump()  # two full batches of 10; 5 wait for age
     assert acked == list(range(20))
     clock.now += 1.0
@@ -121,7 +122,7 @@ def test_store_down_keeps_everything_and_backs_off(tmp_path: Path) -> None:
     acked: list[int] = []
     store.down = True
     for n in range(30):
-        forwarder.submit(event(n), lambda n=n: acked.append(n))
+        forwarder.submit(event(n), partial(acked.append, n))
     forwarder.pump(flush=True)
     calls = store.calls
     forwarder.pump(flush=True)
@@ -145,7 +146,7 @@ def test_per_item_results_retry_only_failed_items_and_dead_letter_rejects(tmp_pa
     forwarder = make(tmp_path, store, clock)
     acked: list[int] = []
     for n in range(10):
-        forwarder.submit(event(n), lambda n=n: acked.append(n))
+        forwarder.submit(event(n), partial(acked.append, n))
     run(forwarder, clock)
     counters = forwarder.counters()
     assert sorted(store.events) == [f"id-{n:05d}" for n in range(10) if n not in (2, 8)]
@@ -193,7 +194,7 @@ def test_block_refuses_when_full_and_drop_newest_counts(tmp_path: Path) -> None:
     dropping = make(tmp_path / "b", store, clock, max_bytes=4096, when_full="drop_newest")
     acked: list[int] = []
     for n in range(500):
-        assert dropping.submit(event(n), lambda n=n: acked.append(n))
+        assert dropping.submit(event(n), partial(acked.append, n))
     store.down = False
     run(dropping, clock)
     counters = dropping.counters()
@@ -249,16 +250,25 @@ class GatedStore(FlakyStore):
         return super().add_events(events, encoded=encoded)
 
 
+def ack_with_thread(acked: list[tuple[int, str]], n: int) -> Ack:
+    """An ack that records which thread ran it."""
+
+    def ack() -> None:
+        acked.append((n, threading.current_thread().name))
+
+    return ack
+
+
 def test_background_send_lets_the_source_go_on_and_acks_in_the_callers_thread(tmp_path: Path) -> None:
     store, clock = GatedStore(), Clock()
     forwarder = make(tmp_path, store, clock, background=True)
     acked: list[tuple[int, str]] = []
     for n in range(25):
-        assert forwarder.submit(event(n), lambda n=n: acked.append((n, threading.current_thread().name)))
+        assert forwarder.submit(event(n), ack_with_thread(acked, n))
     assert forwarder.pump() == 0  # first batch handed over; pump does not wait for the store
     assert forwarder.sending and not forwarder.drained
     for n in range(25, 40):  # the source keeps spooling while the batch is on the wire
-        assert forwarder.submit(event(n), lambda n=n: acked.append((n, threading.current_thread().name)))
+        assert forwarder.submit(event(n), ack_with_thread(acked, n))
     assert forwarder.backlog == 40 and acked == []
     store.gate.set()
     forwarder.wait(5)
@@ -304,7 +314,7 @@ def test_background_window_queues_the_next_batch_and_never_acks_past_an_unfinish
     forwarder = make(tmp_path, store, clock, background=True)
     acked: list[int] = []
     for n in range(30):
-        assert forwarder.submit(event(n), lambda n=n: acked.append(n))
+        assert forwarder.submit(event(n), partial(acked.append, n))
     store.retry_once = {event(3)["event.id"]}  # one item of the first batch answers 429
     forwarder.pump()
     # one batch on the wire and the next queued behind it: no pump needed between the two

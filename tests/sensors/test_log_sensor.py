@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -67,10 +67,10 @@ def config(tmp_path: Path, pattern: str, **forwarder: object) -> SensorConfig:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> OutageStore:
+def store(tmp_path: Path) -> Iterator[OutageStore]:
     db = OutageStore(tmp_path / "events.sqlite")
     db.setup()
-    yield db  # type: ignore[misc]
+    yield db
     db.close()
 
 

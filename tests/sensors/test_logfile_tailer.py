@@ -120,6 +120,44 @@ def test_rename_rotation_loses_nothing_and_reads_nothing_twice(logdir: Path) -> 
     assert_same_lines_in_file_order(got, want + expected("last", 0, 5))
 
 
+def test_d9_a_file_found_while_another_backlog_fills_the_poll_is_held_and_survives_a_rename(
+    logdir: Path,
+) -> None:
+    """Under load the poll's budget goes to older files' backlog before a new file is read; a
+    rotation renaming that file out of the glob then must not lose it (it did: a whole file of
+    D9 under a CPU hog, checkpoint 0 of 76,500 bytes)."""
+    for name in ("a.log", "c.log"):
+        (logdir / name).write_bytes(lines(name[0], 0, 500))
+    tail = tailer(logdir, "*.log")
+    got = raws(tail.poll(10))  # two files with a backlog
+    (logdir / "b.log").write_bytes(lines("b", 0, 50))
+    got += raws(tail.poll(10))  # finds b.log; this poll's 10 lines come from the others
+    assert not [line for line in got if line.startswith(b"b ")], "b.log read already: the case is not set up"
+    os.replace(logdir / "b.log", logdir / "b.log.1")  # rotated out of *.log before its first read
+    got += raws(drain(tail))
+    assert_same_lines_in_file_order(got, expected("a", 0, 500) + expected("b", 0, 50) + expected("c", 0, 500))
+
+
+def test_d9_a_rotated_file_skipped_by_a_busy_poll_is_not_closed_before_its_end(logdir: Path) -> None:
+    """A renamed file (out of the glob, read through its handle) that a poll's budget skips
+    because another file has a backlog, for longer than ``idle_close``, still has unread lines:
+    it stays open until a poll reads it to its end (D9 on Elasticsearch under a CPU hog lost
+    the ends of two files this way)."""
+    clock = Clock()
+    (logdir / "a.log").write_bytes(lines("a", 0, 10))
+    (logdir / "b.log").write_bytes(lines("b", 0, 10))
+    tail = tailer(logdir, "*.log", clock=clock, idle_close=5.0)
+    got = raws(drain(tail))
+    os.replace(logdir / "b.log", logdir / "b.log.1")  # rotated; still open
+    append(logdir / "a.log", lines("a", 10, 1000))  # a backlog that fills every poll
+    for start in (10, 13):  # the writer still appends to the rotated file for a moment
+        append(logdir / "b.log.1", lines("b", start, start + 3))
+        clock.now += 10  # the sensor is slow: more than idle_close between polls
+        got += raws(tail.poll(10))
+    got += raws(drain(tail))
+    assert_same_lines_in_file_order(got, expected("a", 0, 1000) + expected("b", 0, 16))
+
+
 def test_glob_over_rotated_files_reads_each_line_once(logdir: Path) -> None:
     log = logdir / "app.log"
     log.write_bytes(lines("a", 0, 100))

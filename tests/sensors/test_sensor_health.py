@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from sensors import cli
 from sensors.config import HealthConfig, SensorConfig, SyslogSensorConfig
+from sensors.forwarder.forwarder import Ack
 from sensors.health import Backlog, HealthReporter, heartbeat_counters
 from sensors.pipeline import LogSensor, SyslogSensor
 from soc_core.devnode import free_port
@@ -178,6 +179,12 @@ def test_a_key_file_others_can_read_is_refused(tmp_path: Path) -> None:
         HealthReporter(config, dict)
 
 
+def ack(tracked: Ack | None) -> None:
+    """Run an ack that ``Backlog.track`` handed back for an event that had one."""
+    assert tracked is not None
+    tracked()
+
+
 def test_backlog_lag_is_the_age_of_the_oldest_chunk_not_yet_done() -> None:
     now = [100.0]
     backlog = Backlog(clock=lambda: now[0])
@@ -188,11 +195,11 @@ def test_backlog_lag_is_the_age_of_the_oldest_chunk_not_yet_done() -> None:
     assert second[0] is None and backlog.track([]) == []
     now[0] = 110.0
     assert backlog.lag_seconds() == 10
-    first[0]()  # not the chunk's last event: its clock keeps running
+    ack(first[0])  # not the chunk's last event: its clock keeps running
     assert backlog.lag_seconds() == 10 and acked == [1]
-    second[1]()  # done out of order (dropped on purpose, say): the first chunk is still the oldest
+    ack(second[1])  # done out of order (dropped on purpose, say): the first chunk is still the oldest
     assert backlog.lag_seconds() == 10 and acked == [1, 4]
-    first[1]()
+    ack(first[1])
     assert backlog.lag_seconds() == 0 and acked == [1, 4, 2]
 
 

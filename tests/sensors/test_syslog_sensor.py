@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -54,6 +56,16 @@ def make_sensor(tmp_path: Path, store: SqliteStore, **options: object) -> Syslog
 
 def stored(store: SqliteStore) -> list[Event]:
     return [json.loads(doc) for (doc,) in store.select("SELECT doc FROM events ORDER BY rowid")]
+
+
+def events_in(database: Path) -> int:
+    """Events another process stored so far (an error while it creates the database is "not yet")."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as connection:
+            (count,) = connection.execute("SELECT count(*) FROM events").fetchone()
+    except sqlite3.Error:
+        return 0
+    return int(count)
 
 
 def deliver(sensor: SyslogSensor, store: SqliteStore, count: int) -> list[Event]:
@@ -250,7 +262,7 @@ def test_cli_syslog_command_runs_until_sigterm(tmp_path: Path) -> None:
             return True
 
         wait_for(sent, "the CLI sensor to listen", ignore=(OSError,), poll=0.1)
-        time.sleep(1.5)
+        wait_for(lambda: events_in(tmp_path / "data" / "canhgac.db"), "the message stored", until=lambda n: n == 1)
     finally:
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=20)

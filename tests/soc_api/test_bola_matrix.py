@@ -5,6 +5,7 @@ the real ids of another agency's objects. Nothing is read or changed: the answer
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -14,9 +15,12 @@ from detections.loader import load_rules, shipped_rules_dir
 from intel import lists as intel_lists
 from intel.indicators import Indicator
 from intel.parsers import Parsed
+from playbooks.format import Library, load_playbook
+from playbooks.runner import Runner
+from playbooks.service import start_run
 from soc_api.main import create_app
-from soc_api.policy import POLICY, permissions_of
-from soc_api.services import accounts, apikeys
+from soc_api.policy import AUTHENTICATED, POLICY, permissions_of
+from soc_api.services import accounts, apikeys, audit
 from soc_core.auth import ROLES, Membership
 from soc_core.config import Settings
 from soc_core.store import Store
@@ -31,6 +35,13 @@ detection:
   condition: sel
 level: low
 """
+PLAYBOOK = """name: theirs
+steps:
+  - id: block
+    action: block_ip
+    with: {address: 203.0.113.9}
+    approval: {roles: [analyst, manager, rule_admin, admin]}
+"""
 
 BODIES = {
     ("PATCH", "/api/alerts/{alert_id}"): {"version": "1", "status": "acknowledged"},
@@ -40,18 +51,23 @@ BODIES = {
     ("POST", "/api/rules/{rule_id}/exceptions"): {"conditions": {"user.name": ["x"]}, "reason": "take it over"},
     ("POST", "/api/rules/{rule_id}/exceptions/{exception_id}/revoke"): {"reason": "take it over"},
     ("POST", "/api/rules/{rule_id}/backtest"): {},
+    ("POST", "/api/playbooks/{name}/run"): {"alert_id": "health-alert", "dry_run": False},
+    ("POST", "/api/playbook-runs/{run_id}/steps/{step_id}/approve"): {"comment": "mine now"},
+    ("POST", "/api/playbook-runs/{run_id}/steps/{step_id}/reject"): {"comment": "mine now"},
 }
 ID_ROUTES = sorted(key for key in POLICY if "{" in key[1])
 
 
 @pytest.fixture
-def world(store: Store) -> tuple[TestClient, dict[str, str]]:
+def world(store: Store, tmp_path: Path) -> tuple[TestClient, dict[str, str]]:
     for tenant in ("police", "health"):
         accounts.add_tenant(store, tenant_id=tenant, name=tenant)
     for role in ROLES:
         accounts.add_user(store, username=role, password=PASSWORD, memberships=[Membership("police", role)])
     accounts.add_user(store, username="health_ra", password=PASSWORD, memberships=[Membership("health", "rule_admin")])
-    alert = store.create_doc("alerts", {"tenant": "health", "status": "new", "last_seen": "2026-11-20T00:00:00.000Z"})
+    alert = store.create_doc(
+        "alerts", {"tenant": "health", "status": "new", "last_seen": "2026-11-20T00:00:00.000Z"}, doc_id="health-alert"
+    )
     case = store.create_doc(
         "cases",
         {"tenant": "health", "title": "t", "status": "open", "severity": "low", "created_at": "x", "updated_at": "x"},
@@ -72,10 +88,33 @@ def world(store: Store) -> tuple[TestClient, dict[str, str]]:
         shipped=shipped,
     )
     key, _ = apikeys.create_api_key(store, name="theirs", tenant="health", role="rule_admin", owner="health_ra")
+    # a playbook (province-wide, like every playbook file), a run of it and a block in health,
+    # and (below) a health intel list of the same name
+    (tmp_path / "theirs.yml").write_text(PLAYBOOK)
+    playbook = load_playbook(PLAYBOOK, source="theirs.yml")
+    run = start_run(store, playbook=playbook, alert_id=alert.id, scope=("health",), actor="health_ra")
+    settings = Settings(data_dir=tmp_path, playbooks={"dirs": [tmp_path]})
+    audit.configure(store, settings)
+    runner = Runner(store, settings, Library(playbooks={"theirs": playbook}, sources={"theirs": "theirs.yml"}))
+    assert runner.execute(run.id) == "waiting_approval"  # a gate the other agency's people could decide
+    runner.close()
+    block = store.create_doc(
+        "containment",
+        {
+            "tenant": "health",
+            "address": "203.0.113.9",
+            "target": "local",
+            "status": "active",
+            "expires_at": "2999-01-01T00:00:00.000Z",
+        },
+    )
     listed = Parsed()
     listed.add(Indicator("ip", "192.0.2.1"))
     intel_lists.import_list(store, listed, tenant="health", name="theirs", fmt="csv", source="t.csv")
     ids = {
+        "run_id": run.id,
+        "step_id": "block",
+        "block_id": block.id,
         "key_id": key.id,
         "alert_id": alert.id,
         "case_id": case.id,
@@ -84,15 +123,15 @@ def world(store: Store) -> tuple[TestClient, dict[str, str]]:
         "exception_id": exception.body["exceptions"][0]["id"],
         "username": "health_ra",  # a person of the other agency: never reset, disabled or enabled
         "tenant": "health",  # with "name": the other agency's threat-intel list
-        "name": "theirs",
+        "name": "theirs",  # and the province-wide playbook's name
     }
-    return TestClient(create_app(Settings(), store)), ids
+    return TestClient(create_app(settings, store)), ids
 
 
 def snapshot(store: Store) -> dict[str, object]:
     return {
         kind: sorted((d.id, d.version) for d in store.list_docs(kind, size=1000).items)
-        for kind in ("alerts", "cases", "sensors", "rules", "apikeys", "users", "intel")
+        for kind in ("alerts", "cases", "sensors", "rules", "apikeys", "users", "playbook_runs", "containment", "intel")
     }
 
 
@@ -108,8 +147,11 @@ def test_no_route_reaches_another_agencys_objects(
         path = re.sub(r"\{(\w+)\}", lambda m: ids[m.group(1)], template)
         if template.startswith("/api/rules/{rule_id}") and "exception_id" in template:
             path = path.replace(ids["rule_id"], SUDO_SHELL)  # a shared rule, another agency's exception
+        if (method, template) == ("GET", "/api/playbooks/{name}"):
+            continue  # playbooks are province-wide files, not an agency's objects: every reader sees them
         response = client.request(method, path, headers=headers, json=BODIES.get((method, template)))
-        allowed = POLICY[(method, template)] in permissions_of(role)
+        # deciding a gate is open to any person; the gate's roles and agency are checked in the service
+        allowed = POLICY[(method, template)] in (*permissions_of(role), AUTHENTICATED)
         expected = 404 if allowed else 403
         assert response.status_code == expected, (role, method, template, response.status_code, response.text)
     assert snapshot(store) == before

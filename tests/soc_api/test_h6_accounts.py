@@ -15,7 +15,7 @@ from soc_api.runtime import ensure_admin
 from soc_api.services import accounts, apikeys
 from soc_core.auth import PROVINCE, Membership, password_problem
 from soc_core.config import Settings, load_settings
-from soc_core.errors import ConfigError
+from soc_core.errors import ConfigError, InvalidInput
 from soc_core.store import SqliteStore, Store
 from tests.support.cli import soc
 
@@ -46,7 +46,7 @@ def sign_in(client: TestClient, username: str, password: str = PASSWORD) -> dict
 
 
 def login_status(client: TestClient, username: str, password: str) -> int:
-    return client.post("/api/auth/login", json={"username": username, "password": password}).status_code
+    return int(client.post("/api/auth/login", json={"username": username, "password": password}).status_code)
 
 
 # --- password policy --------------------------------------------------------------------------
@@ -77,7 +77,7 @@ def test_h6_password_policy_accepts_without_composition_rules(password: str) -> 
 
 
 def test_h6_password_policy_applies_on_create_change_and_reset(client: TestClient, store: Store) -> None:
-    with pytest.raises(accounts.InvalidInput, match="breached"):
+    with pytest.raises(InvalidInput, match="breached"):
         accounts.add_user(store, username="lan", password="qwerty123456", memberships=[])
     ana = sign_in(client, "ana")
     weak = client.post("/api/auth/password", json={"current_password": PASSWORD, "new_password": "ana"}, headers=ana)
@@ -220,11 +220,13 @@ def test_h6_cli_enable_and_reset(tmp_path: Path) -> None:
 
 
 # --- TOTP required per role ------------------------------------------------------------------
-def test_h6_totp_required_for_admin_by_default(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_h6_totp_required_for_admin_by_default(
+    client: TestClient, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("SOC_AUTH__TOTP_REQUIRED_ROLES")
     settings = Settings()
     assert settings.auth.totp_required_roles == ["admin"]
-    app_client = TestClient(create_app(settings, client.app.state.store))
+    app_client = TestClient(create_app(settings, store))
     assert login_status(app_client, "ana", PASSWORD) == 200  # analysts: no second factor required
     pending = app_client.post("/api/auth/login", json={"username": "boss", "password": PASSWORD})
     assert pending.status_code == 200

@@ -40,7 +40,7 @@ def client_at(app: object, address: str) -> TestClient:
 
 def attempt(client: TestClient, username: str, password: str, **headers: str) -> int:
     answer = client.post("/api/auth/login", json={"username": username, "password": password}, headers=headers)
-    return answer.status_code
+    return int(answer.status_code)
 
 
 class Clock:

@@ -123,7 +123,7 @@ def test_h9_province_wide_hunt_pages_through_both_copies(store: Store) -> None:
     when = datetime.now(UTC) - timedelta(minutes=5)
     store.add_events([failed_login("police", 1, when), failed_login("health", 1, when)])
     store.refresh()
-    seen = []
+    seen: list[str] = []
     cursor = None
     while True:
         page = store.search_events(event_query(tenants=None, province_wide=True, size=1, cursor=cursor))

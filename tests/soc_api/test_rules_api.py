@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -75,7 +76,7 @@ def ssh_event(tenant: str, i: int, *, ip: str, outcome: str, when: datetime) -> 
     )
 
 
-def run_engine(store: Store) -> list[dict[str, object]]:
+def run_engine(store: Store) -> list[dict[str, Any]]:
     store.refresh()
     ruleset, policy = lifecycle.effective_rules(store, [shipped_rules_dir()])
     DetectionEngine(ruleset, store, policy=policy).run_until_idle()

@@ -131,7 +131,7 @@ def page(browser: Any, world: World) -> Iterator[Any]:
     """A fresh browser context (no cookies) with a page that records dialogs and errors."""
     context = browser.new_context(base_url=world.url, viewport={"width": 1400, "height": 900})
     page = context.new_page()
-    page.dialogs = []  # type: ignore[attr-defined]
+    page.dialogs = []
     page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
     page.set_default_timeout(10_000)
     try:

@@ -99,7 +99,12 @@ def queue(
 def _detail_context(store: Store, doc: Doc) -> dict[str, Any]:
     tenant = str(doc.body.get("tenant"))
     events = store.get_events(list(doc.body.get("event_ids") or [])[:100], tenants=(tenant,))
-    return {"alert": to_public(doc), "events": events, "comments": doc.body.get("comments") or []}
+    return {
+        "alert": to_public(doc),
+        "events": events,
+        "comments": doc.body.get("comments") or [],
+        "timeline": doc.body.get("timeline") or [],  # playbook runs' entries (playbooks.records)
+    }
 
 
 @router.get("/{alert_id}", response_class=HTMLResponse)

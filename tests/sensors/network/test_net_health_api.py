@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -114,6 +115,10 @@ def test_clean_live_run_shows_online_with_its_counters(
     assert counters["intervals"] == len(sensor.health_reports) > 1
 
 
+def packets_counted(sensor: NetworkSensor) -> int:
+    return sensor.analyzer.counters["packets"]
+
+
 def test_restart_under_traffic_starts_a_new_run(
     pair: Pair, api: Api, tmp_path: Path, store: SqliteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -137,7 +142,7 @@ def test_restart_under_traffic_starts_a_new_run(
             capture = open_capture(pair, bpf=FILTER)
             with live(sensor, capture, api):
                 if number == 1:
-                    wait_for(lambda run=sensor: run.analyzer.counters["packets"], "packets from the sender")
+                    wait_for(partial(packets_counted, sensor), "packets from the sender")
                     time.sleep(0.7)
                 else:
                     assert sender.wait(timeout=60) == 0

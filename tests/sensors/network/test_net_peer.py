@@ -8,7 +8,6 @@ flows (unordered 5-tuples). Skipped, with the reason, when tshark is not install
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +16,11 @@ import pytest
 from sensors.packets.analyzer import PacketAnalyzer, Record
 from sensors.sources.network import PcapFile
 from tests.shared_data import SHARED_DATA
+from tests.support.tshark import tshark
 
 ZEEK = SHARED_DATA / "pcaps/zeek"
-TSHARK = shutil.which("tshark")
 pytestmark = [
-    pytest.mark.skipif(TSHARK is None, reason="tshark is not installed (Debian package: tshark)"),
+    pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed (Debian package: tshark)"),
     pytest.mark.skipif(not ZEEK.is_dir(), reason=f"{ZEEK} (Zeek test pcaps) is not present"),
 ]
 
@@ -46,14 +45,6 @@ def analyse(path: Path) -> list[Record]:
             analyzer.feed(frame.timestamp, frame.data, frame.wire_len, frame.linktype, index)
     analyzer.flush()
     return analyzer.drain()
-
-
-def tshark(path: Path, display_filter: str, *fields: str, options: tuple[str, ...] = ()) -> list[list[str]]:
-    command = [str(TSHARK), "-n", "-r", str(path), *options, "-Y", display_filter, "-T", "fields", "-E", "separator=|"]
-    for name in fields:
-        command += ["-e", name]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
-    return [line.split("|") for line in run.stdout.splitlines() if line.strip()]
 
 
 # Where we knowingly differ from tshark, with the reason. These files are still compared, as
