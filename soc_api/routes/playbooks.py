@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from playbooks.actions.contain import DOC_KIND as BLOCK_KIND
 from playbooks.actions.contain import list_blocks, unblock_block
-from playbooks.format import Library, Playbook, check_text, load_library
+from playbooks.format import Library, Playbook, check_text, configured_library
 from playbooks.records import RunStatus
 from playbooks.service import approvals_for, cancel_run, decide, is_gated, list_runs, rerun, start_run, visible_run
 from soc_api.client import client_address
@@ -126,8 +126,9 @@ class BlockList(BaseModel):
 
 # --- helpers the UI shares ------------------------------------------------------------------------
 def library_of(settings: Settings) -> Library:
-    """The playbooks of ``playbooks.dirs`` as they are on disk now (a deploy needs no restart)."""
-    return load_library(settings.playbooks.dirs)
+    """The playbooks of ``playbooks.dirs`` and the shipped library, as they are on disk now (a
+    deploy needs no restart) — the same set the runner loads."""
+    return configured_library(settings.playbooks.dirs, shipped=settings.playbooks.library)
 
 
 def problem_of(error: PlaybookError) -> PlaybookProblem:

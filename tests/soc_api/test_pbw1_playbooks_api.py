@@ -58,7 +58,7 @@ def setup(store: Store, tmp_path: Path) -> tuple[TestClient, Settings]:
     folder.mkdir()
     (folder / "ssh-triage.yml").write_text(TRIAGE)
     (folder / "broken.yml").write_text(BROKEN)
-    settings = Settings(data_dir=tmp_path, playbooks={"dirs": [folder]})
+    settings = Settings(data_dir=tmp_path, playbooks={"dirs": [folder], "library": False})
     for tenant in ("police", "health"):
         accounts.add_tenant(store, tenant_id=tenant, name=tenant)
         for role in ("analyst", "rule_admin", "manager", "admin"):

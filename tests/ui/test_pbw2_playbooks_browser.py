@@ -55,7 +55,7 @@ def site(tmp_path: Path) -> Iterator[Site]:
     folder.mkdir()
     (folder / "ssh-triage.yml").write_text(TRIAGE)
     (folder / "broken.yml").write_text("name: Bad Name\nsteps: []\n")
-    settings = Settings(data_dir=tmp_path, playbooks={"dirs": [folder], "poll_seconds": 0.2})
+    settings = Settings(data_dir=tmp_path, playbooks={"dirs": [folder], "library": False, "poll_seconds": 0.2})
     store = SqliteStore(tmp_path / "canhgac.db")
     store.setup()
     for tenant in ("police", "health"):
