@@ -216,6 +216,18 @@ def read_position(pid: int, path: Path) -> int | None:
     return None
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time that process ``pid`` (all its threads) has used so far.
+
+    From ``/proc/<pid>/stat``: unlike wall time, a loaded machine does not stretch it, so a bound
+    on it holds at any load and still catches a process that spins or rescans.
+    """
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()  # after the command name, which may hold spaces
+    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
 def tcp_connections_to(pid: int, port: int) -> int:
     """Established TCP connections of process ``pid`` to ``port`` (from /proc, IPv4 and IPv6)."""
     inodes = set()
@@ -243,6 +255,7 @@ __all__ = [
     "SensorProcess",
     "checkpoint_offset",
     "checkpoint_offsets",
+    "cpu_seconds",
     "elasticsearch_env",
     "log_line",
     "read_position",

@@ -23,15 +23,19 @@ from tests.reliability.sensor_process import (
     LogFile,
     SensorProcess,
     checkpoint_offset,
+    cpu_seconds,
+    read_position,
     seq_of,
     sqlite_env,
     write_sensor_config,
 )
+from tests.reliability.stored_events import repeated, stored_count, stored_seqs
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
 SEED = 20261125
+TENANT = "d3"
 
 
 def stored_lines(database: Path) -> tuple[list[int], set[str]]:
@@ -45,15 +49,32 @@ def stored_lines(database: Path) -> tuple[list[int], set[str]]:
     return [seq_of(str(event["message"])) for event in events], {str(event["event.id"]) for event in events}
 
 
-def delivered_more_than(database: Path, count: int) -> bool:
-    return database.exists() and len(stored_lines(database)[0]) > count
+def progress(sensor: SensorProcess, database: Path, log: LogFile) -> tuple[int, int | None, float]:
+    """What a restarted sensor has done so far: rows stored, its read offset, its CPU seconds.
+
+    Any change is progress (a loaded machine makes the restart slow, not stuck). The count is a
+    cheap ``count(*)``: reading every stored event at each poll made each wait slower as the
+    store grew, while the writer kept appending, so that D3 fell further behind at load 6.
+    """
+    assert sensor.alive(), f"the sensor exited: {sensor.log_text()[-2000:]}"
+    return stored_count(database, TENANT), read_position(sensor.pid, log.path), cpu_seconds(sensor.pid)
+
+
+def more_rows_than(count: int, seen: tuple[int, int | None, float]) -> bool:
+    return seen[0] > count
+
+
+def missing_and_doubled(seqs: list[int], lines: int) -> str:
+    missing = sorted(set(range(lines)) - set(seqs))
+    doubled = repeated(seqs)
+    examples = dict(list(doubled.items())[:10])
+    return f"{len(missing)} missing (e.g. {missing[:10]}), {len(doubled)} doubled (seq: times, e.g. {examples})"
 
 
 def assert_checkpoint_covered(config: Path, log: LogFile, database: Path) -> None:
     """Every line before the saved checkpoint is in the store."""
     covered = log.lines_before(checkpoint_offset(config))
-    seqs, _ = stored_lines(database)
-    missing = set(range(covered)) - set(seqs)
+    missing = set(range(covered)) - set(stored_seqs(database, TENANT))
     assert not missing, f"checkpoint passed {len(missing)} undelivered lines, e.g. {sorted(missing)[:5]}"
 
 
@@ -64,7 +85,7 @@ def test_d3_sensor_killed_at_random_points_loses_and_duplicates_nothing(tmp_path
     log = LogFile(tmp_path / "app.log")
     log.append(0, 500)
     config = write_sensor_config(
-        tmp_path / "sensor", tenant="d3", paths=[str(log.path)], input_id="app", batch_max_events=200
+        tmp_path / "sensor", tenant=TENANT, paths=[str(log.path)], input_id="app", batch_max_events=200
     )
     sensor = SensorProcess(config, sqlite_env(database), tmp_path / "sensor.log")
 
@@ -81,22 +102,32 @@ def test_d3_sensor_killed_at_random_points_loses_and_duplicates_nothing(tmp_path
     stored_at_kill: list[int] = []
     try:
         for _ in range(kills):
-            before = len(stored_lines(database)[0]) if database.exists() else 0
+            before = stored_count(database, TENANT)
             sensor.start()
             # no crash loop: every run makes progress of its own before it is killed
-            wait_for(partial(delivered_more_than, database, before), "the restarted sensor to deliver")
+            wait_for(
+                partial(progress, sensor, database, log),
+                f"the restarted sensor to store more than {before} rows (rows, read offset, CPU s)",
+                until=partial(more_rows_than, before),
+            )
             time.sleep(rng.uniform(0.0, 0.8))
             assert sensor.alive(), sensor.log_text()[-2000:]
             sensor.kill()
-            stored_at_kill.append(len(stored_lines(database)[0]))
+            stored_at_kill.append(stored_count(database, TENANT))
             assert_checkpoint_covered(config, log, database)
         killing.clear()
         writer.join(timeout=60)
         lines = log.lines
         sensor.start()
-        wait_for(lambda: sensor.is_following(log.path), "the last run to follow the file")
         wait_for(
-            lambda: checkpoint_offset(config), "the last run to deliver everything", until=lambda seen: seen == log.size
+            lambda: (sensor.is_following(log.path), cpu_seconds(sensor.pid)),
+            "the last run to follow the file (following, CPU s)",
+            until=lambda seen: seen[0],
+        )
+        wait_for(
+            lambda: checkpoint_offset(config),
+            f"the last run to checkpoint the whole file ({log.size} bytes)",
+            until=lambda seen: seen == log.size,
         )
         sensor.signal(signal.SIGTERM)
         assert sensor.wait(timeout=60) == 0, sensor.log_text()[-2000:]
@@ -104,13 +135,14 @@ def test_d3_sensor_killed_at_random_points_loses_and_duplicates_nothing(tmp_path
         killing.clear()
         sensor.kill()
     seqs, ids = stored_lines(database)
-    assert len(seqs) == lines, f"{len(seqs)} stored for {lines} lines"
-    assert sorted(seqs) == list(range(lines))
-    assert len(ids) == lines
+    assert sorted(seqs) == list(range(lines)), (
+        f"{len(seqs)} stored for {lines} lines: {missing_and_doubled(seqs, lines)}"
+    )
+    assert len(ids) == lines, f"{len(ids)} event ids for {lines} lines"
     counters = sensor.counters()
-    assert counters["dead_lettered"] == 0
-    assert counters["spool_bytes"] == 0 or counters["records_corrupt"] == 0
-    assert stored_at_kill == sorted(stored_at_kill) and stored_at_kill[0] > 0
+    assert counters["dead_lettered"] == 0, counters
+    assert counters["spool_bytes"] == 0 or counters["records_corrupt"] == 0, counters
+    assert stored_at_kill == sorted(stored_at_kill) and stored_at_kill[0] > 0, f"stored at each kill: {stored_at_kill}"
     print(f"stored at each kill: {stored_at_kill}; last run's counters: {counters}")
 
 
