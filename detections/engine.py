@@ -143,8 +143,11 @@ class DetectionEngine:
         if plan.blocks:
             started = self.timer()
             detections, batch = self._evaluate(plan, result, checkpoint=checkpoint, limit=limit)
-            # threat intel: every event of the batch (the workers hand back only rule matches)
-            whole = batch if len(batch) == result.events else [event for _, event in self.store.read_plan(plan)]
+            # threat intel looks at every event of the batch, and the workers hand back only rule
+            # matches: read the batch again only when some list is loaded
+            whole = batch
+            if len(batch) != result.events and self.intel.has_lists():
+                whole = [event for _, event in self.store.read_plan(plan)]
             detections += self.intel.detect(whole)
             matched = self.timer()
             detections = self._admitted(detections, whole)

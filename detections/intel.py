@@ -50,6 +50,11 @@ class IntelDetector:
             self.index = lists.load_index(self.store)
             self._token = token
 
+    def has_lists(self) -> bool:
+        """Whether any list is loaded (after a refresh): without one there is nothing to look up."""
+        self.refresh()
+        return bool(self.index)
+
     def detect(self, events: Iterable[Mapping[str, Any]]) -> list[Detection]:
         self.refresh()
         if not self.index:
