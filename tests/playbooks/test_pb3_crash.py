@@ -23,6 +23,9 @@ from soc_core.store import Store
 from tests.playbooks.conftest import make_alert, playbook
 from tests.support.waiting import wait_for
 
+# a runner process killed and restarted: the full suite runs it, `make check` does not
+pytestmark = pytest.mark.slow
+
 CHILD = """
 import sys
 import tests.playbooks.fake_actions

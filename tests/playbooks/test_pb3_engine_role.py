@@ -7,6 +7,7 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
+import pytest
 import yaml
 
 from playbooks.records import auto_run_id
@@ -14,6 +15,9 @@ from soc_core.store import SqliteStore
 from tests.playbooks.conftest import make_alert
 from tests.soc_api.test_h4_roles import Soc
 from tests.support.waiting import wait_for
+
+# whole `soc` processes killed and restarted: the full suite runs them, `make check` does not
+pytestmark = pytest.mark.slow
 
 AUTO = """\
 name: auto-triage

@@ -28,6 +28,9 @@ from tests.playbooks.support import in_netns, namespace
 from tests.soc_api.test_h4_roles import SOC
 from tests.support.waiting import wait_for
 
+# whole `soc` processes killed and restarted: the full suite runs them, `make check` does not
+pytestmark = pytest.mark.slow
+
 PUBLIC, PORT = "192.31.196.10", 8080
 BOOK = f"""\
 name: notify-then-block
