@@ -280,6 +280,11 @@ class FileTailer:
             # This inode was truncated or rewritten (copytruncate): follow the copy, if matched.
             tracked.close()
             if tracked.fingerprint not in found:
+                # This poll's scan may predate the copy (the process was paused between its glob
+                # and now). A copytruncate copies before it truncates, so a scan made now, after
+                # the truncation was seen, finds the copy if the glob matches it.
+                found.update(self._scan())
+            if tracked.fingerprint not in found:
                 self._lose(tracked)
                 return False
             tracked.path = found[tracked.fingerprint]

@@ -188,6 +188,33 @@ def test_copytruncate_with_the_copy_matched_loses_nothing(logdir: Path) -> None:
     assert tail.stats["identity_lost"] == 0
 
 
+def test_ci_copytruncate_after_the_polls_scan_still_finds_the_copy(
+    logdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CI failure of 2026-12-06: the sensor was paused between its scan and its read, and
+    the copytruncate happened in between. The poll's scan predates the copy; the truncation
+    seen at read time must look again, not report a loss that the next poll then reads anyway."""
+    log = logdir / "app.log"
+    log.write_bytes(lines("a", 0, 100))
+    tail = tailer(logdir, "app.log*")
+    got = raws(drain(tail))
+    append(log, lines("a", 100, 140))
+    shutil.copyfile(log, logdir / "app.log.1")
+    with open(log, "r+b") as handle:
+        handle.truncate(0)
+    append(log, lines("b", 0, 20))
+    # the poll's glob ran before the copy existed (only app.log), its open after the truncation
+    patterns, tail.patterns = tail.patterns, [str(log)]
+    stale = tail._scan()
+    tail.patterns = patterns
+    real_scan = tail._scan
+    calls = iter([stale])
+    monkeypatch.setattr(tail, "_scan", lambda: next(calls, None) or real_scan())
+    got += raws(drain(tail))
+    assert_same_lines_in_file_order(got, expected("a", 0, 140) + expected("b", 0, 20))
+    assert tail.stats["identity_lost"] == 0, tail.stats
+
+
 def test_copytruncate_without_the_copy_reports_the_loss(logdir: Path) -> None:
     log = logdir / "app.log"
     log.write_bytes(lines("a", 0, 100))
