@@ -1,0 +1,1 @@
+"""Managers' reports: the weekly security report as data (``model``), counted by the store."""
