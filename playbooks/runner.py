@@ -71,6 +71,7 @@ LATE_ALERT_MARGIN = timedelta(minutes=2)
 LATE_SWEEP_POLLS = 30
 MAX_BACKOFF = 300.0
 DISPATCH_PAGES = 5  # of 200 runs per status group and poll
+MIN_REDISPATCH_SECONDS = 0.02  # the shortest pause between two hand-outs woken by finished runs
 ALERTS_PER_POLL = 1000  # new alerts matched per poll; the rest wait for the next
 
 
@@ -104,6 +105,10 @@ class Runner:
         self.lease_seconds = lease_seconds
         self.secrets = config_secrets(settings)
         self.stop_event = threading.Event()
+        # set when a run gives its slot back while other runs were left waiting for one (or on
+        # close): the loop hands out work again at once instead of at the next poll
+        self._wake = threading.Event()
+        self._saturated = False
         self._active: set[str] = set()
         self._polls = 0
         self._lock = threading.Lock()
@@ -130,12 +135,15 @@ class Runner:
             except SocError as exc:  # one bad poll (a run that kept conflicting): log it, poll again
                 log.error("playbook poll failed", extra={"error": exc.render()})
             backoff = self.settings.playbooks.poll_seconds
-            self.stop_event.wait(backoff)
+            if self._wake.wait(backoff):
+                self._wake.clear()
+                self.stop_event.wait(MIN_REDISPATCH_SECONDS)  # a floor: never a busy loop
 
     def close(self, *, wait: bool = True) -> None:
         """Stop taking work; runs being driven stop at their next step (their lease is left to
         expire, so another process resumes them)."""
         self.stop_event.set()
+        self._wake.set()
         self._pool.shutdown(wait=wait, cancel_futures=True)
 
     # --- new alerts -------------------------------------------------------------------------
@@ -197,6 +205,7 @@ class Runner:
         waiting for people never crowd out the others)."""
         started: list[Future[str]] = []
         now = utcnow()
+        self._saturated = False
         for statuses in (["pending", "running"], ["waiting_approval"]):
             cursor: str | None = None
             for _ in range(DISPATCH_PAGES):
@@ -211,6 +220,7 @@ class Runner:
                 for doc in page.items:
                     with self._lock:
                         if len(self._active) >= self.settings.playbooks.max_concurrent_runs:
+                            self._saturated = True
                             return started
                         if doc.id in self._active or not self._due(doc.body, now):
                             continue
@@ -250,6 +260,8 @@ class Runner:
         finally:
             with self._lock:
                 self._active.discard(run_id)
+                if self._saturated:
+                    self._wake.set()
 
     # --- driving one run ----------------------------------------------------------------------
     def _lease(self, seconds: float) -> dict[str, str]:
