@@ -20,6 +20,7 @@ from playbooks.records import (
     FINAL,
     KIND,
     actor_of,
+    audit_change,
     auto_run_id,
     get_run,
     mutate,
@@ -27,6 +28,7 @@ from playbooks.records import (
     record_change,
     redact,
     step_record,
+    timeline_entry,
     with_step,
 )
 from soc_api.services.accounts import Principal
@@ -160,18 +162,16 @@ def start_auto_run(store: Store, *, playbook: Playbook, alert_id: str, alert: Ma
         live_gated=False,
     )
     run_id = auto_run_id(playbook.name, alert_id)
+    # the runner that made it drives it and copies its outbox to the alert's timeline then
+    body["timeline_outbox"] = [
+        timeline_entry(body, run_id, actor=actor_of(body), text=f"{playbook.name}: started by alert")
+    ]
     try:
         doc = store.create_doc(KIND, body, doc_id=run_id)
     except Conflict:
         return None
-    record_change(
-        store,
-        body,
-        run_id,
-        actor=actor_of(body),
-        action="playbook.run.start",
-        text=f"{playbook.name}: started by alert",
-    )
+    # searchable with the run's next record (the runner's claim refreshes): many start at once
+    audit_change(store, body, run_id, actor=actor_of(body), action="playbook.run.start", refresh=False)
     return doc
 
 

@@ -552,7 +552,7 @@ class SqliteStore(Store):
     def _dump(body: Mapping[str, Any]) -> str:
         return json.dumps(dict(body), ensure_ascii=False, separators=(",", ":"))
 
-    def create_doc(self, kind: str, body: Mapping[str, Any], *, doc_id: str | None = None) -> Doc:
+    def create_doc(self, kind: str, body: Mapping[str, Any], *, doc_id: str | None = None, refresh: bool = True) -> Doc:
         check_kind(kind)
         from uuid import uuid4  # noqa: PLC0415 - only creates need it
 
@@ -574,7 +574,7 @@ class SqliteStore(Store):
             raise NotFound(f"no {kind} document {doc_id!r}")
         return self._doc(doc_id, rows[0][0], rows[0][1])
 
-    def update_doc(self, kind: str, doc_id: str, body: Mapping[str, Any], *, version: str) -> Doc:
+    def update_doc(self, kind: str, doc_id: str, body: Mapping[str, Any], *, version: str, refresh: bool = True) -> Doc:
         check_kind(kind)
         try:
             expected = int(version)
