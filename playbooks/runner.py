@@ -403,7 +403,7 @@ class Runner:
         if doc is not None:
             drive.doc = doc
         drive.view = dict(drive.doc.body)
-        for note, status in audited:
+        for position, (note, status) in enumerate(audited, 1):
             audit_change(
                 self.store,
                 {**drive.doc.body, "status": status},
@@ -411,7 +411,7 @@ class Runner:
                 actor=actor_of(drive.doc.body),
                 action=note.action,
                 details=note.details,
-                refresh=refresh,
+                refresh=refresh and position == len(audited),  # the last makes them all searchable
             )
         return bool(applied) or change is None
 

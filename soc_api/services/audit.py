@@ -121,6 +121,9 @@ class _Trail:
     # read by id (real-time), so a record written without a refresh is never missed
     head: tuple[int, str] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # one append at a time per process: threads racing for the head only make each other read
+    # and retry, and a busy one (the playbook runner's threads) could lose 50 times running
+    appending: threading.Lock = field(default_factory=threading.Lock)
 
     def load_key(self, *, create: bool) -> bytes:
         with self.lock:
@@ -258,20 +261,23 @@ def record(
             "key_id": key_id(key),
         }
     )
-    seq, previous = _likely_head(store, trail)
-    for _ in range(50):
-        body = {**entry, "seq": seq + 1, "prev_hash": previous}
-        body["hash"] = _seal(key, previous, body)
-        try:
-            store.create_doc("audit", body, doc_id=f"{seq + 1:012d}", refresh=refresh)
-        except Conflict:  # another writer took this place; chain onto theirs (and any after it)
-            seq, previous = _after(store, seq, previous)
-            continue
-        trail.head = (seq + 1, body["hash"])
-        if (seq + 1) % trail.anchor_every == 0:
-            _write_anchor(store, trail, key, seq + 1, body["hash"])
-        return seq + 1
-    raise Conflict("could not append to the audit trail after 50 tries")
+    with trail.appending:
+        seq, previous = _likely_head(store, trail)
+        for _ in range(50):
+            body = {**entry, "seq": seq + 1, "prev_hash": previous}
+            body["hash"] = _seal(key, previous, body)
+            try:
+                store.create_doc("audit", body, doc_id=f"{seq + 1:012d}", refresh=refresh)
+            except Conflict:  # another process took this place; chain onto theirs (and any after it)
+                seq, previous = _after(store, seq, previous)
+                continue
+            trail.head = (seq + 1, body["hash"])
+            break
+        else:
+            raise Conflict("could not append to the audit trail after 50 tries")
+    if (seq + 1) % trail.anchor_every == 0:
+        _write_anchor(store, trail, key, seq + 1, body["hash"])
+    return seq + 1
 
 
 # --- anchors ---------------------------------------------------------------------------------

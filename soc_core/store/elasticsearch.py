@@ -1003,10 +1003,13 @@ class ElasticsearchStore(Store):
             seq_no, primary_term = (int(part) for part in version.split(":"))
         except ValueError as exc:
             raise Conflict(f"{kind}/{doc_id}: version {version!r} is not one this store gave out") from exc
-        self.get_doc(kind, doc_id)  # NotFound rather than a create
-        return self._write_doc(
-            "update", kind, doc_id, body, refresh=refresh, if_seq_no=seq_no, if_primary_term=primary_term
-        )
+        try:  # a missing document is a 409 too (no create): a read then tells which it was
+            return self._write_doc(
+                "update", kind, doc_id, body, refresh=refresh, if_seq_no=seq_no, if_primary_term=primary_term
+            )
+        except Conflict:
+            self.get_doc(kind, doc_id)  # NotFound when it is gone
+            raise
 
     def put_doc(self, kind: str, doc_id: str, body: Mapping[str, Any]) -> Doc:
         return self._write_doc("save", kind, doc_id, body)

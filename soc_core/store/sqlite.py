@@ -78,6 +78,7 @@ class _ForkGuard:
     other threads (API requests, sensors) use this store, and they open their own connections.
     So every SQLite call of this module runs inside :meth:`inside`, and a fork (``before``)
     stops new calls and waits for those running to end. Calls nest; only the outermost counts.
+    :meth:`SqliteStore.close` waits the same way before closing connections.
     """
 
     def __init__(self) -> None:
@@ -367,11 +368,20 @@ class SqliteStore(Store):
         return type(self)(self.path)
 
     def close(self) -> None:
-        with _FORK_GUARD.inside(), self._lock:
-            for conn in self._connections:
-                conn.close()
-            self._connections.clear()
-        self._local = threading.local()
+        """Close every connection of this store once no other thread is inside SQLite (as a fork
+        waits): a connection closed while another thread runs a statement on it is freed under
+        that thread, and the process dies with SIGSEGV — e.g. a playbook run still writing its
+        last step while ``soc up`` shuts down. A thread using the store afterwards opens a new
+        connection."""
+        _FORK_GUARD.before()
+        try:
+            with self._lock:
+                for conn in self._connections:
+                    conn.close()
+                self._connections.clear()
+            self._local = threading.local()
+        finally:
+            _FORK_GUARD.after_in_parent()
 
     # events --------------------------------------------------------------------------------
     def add_events(self, events: Sequence[Event], *, encoded: Sequence[bytes] | None = None) -> BulkResult:
