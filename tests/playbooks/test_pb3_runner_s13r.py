@@ -110,7 +110,7 @@ class Counting:
 
 STEPS = 5
 FIVE = "name: five\nsteps:\n" + "".join(
-    f"  - id: s{i}\n    action: test.echo\n    with: {{key: \"{{{{ run.alert_id }}}}-{i}\", value: {i}}}\n"
+    f'  - id: s{i}\n    action: test.echo\n    with: {{key: "{{{{ run.alert_id }}}}-{i}", value: {i}}}\n'
     for i in range(STEPS)
 )
 
