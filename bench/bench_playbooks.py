@@ -275,13 +275,13 @@ def _drop(store: Store) -> None:
 
 
 def _es_settings(store: ElasticsearchStore) -> str:
-    info = store.client.info()
+    version = next(iter(store.client.nodes.info()["nodes"].values()))["version"]
     nodes = store.client.nodes.stats(metric="jvm,os")["nodes"]
     heap = [node["jvm"]["mem"]["heap_max_in_bytes"] // 2**20 for node in nodes.values()]
-    index = store.client.indices.get_settings(index=f"{store.prefix}-docs-playbook_runs")
+    index = store.client.indices.get_settings(index=f"{store.prefix}-docs-intel")
     shown = next(iter(index.values()))["settings"]["index"]
     return (
-        f"Elasticsearch {info['version']['number']}, {len(nodes)} node(s), heap {heap} MiB; docs indices: "
+        f"Elasticsearch {version}, {len(nodes)} node(s), heap {heap} MiB; docs indices: "
         f"{shown.get('number_of_shards')} shard, {shown.get('number_of_replicas')} replicas, "
         f"refresh_interval {shown.get('refresh_interval', '1s')}, "
         f"translog durability {shown.get('translog', {}).get('durability', 'request (default)')}"
@@ -301,11 +301,11 @@ def one(es: str | None, text: str, args: argparse.Namespace) -> None:
         settings = _settings(data, inventory, args)
         audit.configure(store, settings)
         fixtures = time.perf_counter() - start
-        if isinstance(store, ElasticsearchStore):
-            print(_es_settings(store), flush=True)
         watcher = _RunnerLog()
         logging.getLogger("canhgac").addHandler(watcher)
         try:
+            if isinstance(store, ElasticsearchStore):
+                print(_es_settings(store), flush=True)
             figures = throughput(store, settings, text, args)
             late = latency(store, settings, text, args.rate, args.seconds) if args.seconds > 0 else None
             chain = audit.verify_chain(store)

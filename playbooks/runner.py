@@ -56,7 +56,7 @@ from playbooks.records import (
     timeline_entry,
     with_step,
 )
-from playbooks.service import approval_expiry, start_auto_run
+from playbooks.service import approval_expiry, start_auto_runs
 from playbooks.templating import evaluate, render
 from soc_core.config import AgencyContact, Settings
 from soc_core.errors import NotFound, PlaybookError, SocError, StoreUnavailable
@@ -220,6 +220,7 @@ class Runner:
         created = handled = 0
         while cursor and handled < ALERTS_PER_POLL:
             page = self.store.list_docs("alerts", sort="created_at", descending=False, size=200, cursor=cursor)
+            starts: list[tuple[Playbook, str, Mapping[str, Any]]] = []
             for alert in page.items:
                 stamp = str(alert.body.get("created_at") or "")
                 last = max(last, (stamp, alert.id))
@@ -227,24 +228,31 @@ class Runner:
                     continue
                 handled += 1
                 recent[alert.id] = stamp
-                for playbook in automatic:
-                    if playbook.trigger.matches(alert.body) and self._start(playbook, alert.id, alert.body):
-                        created += 1
+                starts += [(p, alert.id, alert.body) for p in automatic if p.trigger.matches(alert.body)]
+            created += self._start(starts)
             cursor = page.next_cursor
+            if self._wake.is_set():  # runs ended meanwhile: fill their slots before the next page
+                self._wake.clear()
+                self.dispatch()
         keep = format_timestamp(parse_timestamp(last[0]) - LATE_ALERT_MARGIN)
         body = {"since": last[0], "last_id": last[1], "seen": sorted(i for i, at in recent.items() if at >= keep)}
         if body != checkpoint or not saved:
             self.store.put_doc(CHECKPOINT_KIND, CHECKPOINT_ID, body)
         return created
 
-    def _start(self, playbook: Playbook, alert_id: str, alert: Mapping[str, Any]) -> bool:
-        try:
-            return start_auto_run(self.store, playbook=playbook, alert_id=alert_id, alert=alert) is not None
-        except PlaybookError as exc:  # e.g. an input without default: reported, the others still start
-            log.error(
-                "playbook not started", extra={"playbook": playbook.name, "alert": alert_id, "error": exc.render()}
-            )
-            return False
+    def _start(self, starts: list[tuple[Playbook, str, Mapping[str, Any]]]) -> int:
+        """Create the runs of a page of alerts in one write; how many were new."""
+        startable = []
+        for start in starts:
+            try:
+                start[0].resolve_inputs({})
+            except PlaybookError as exc:  # e.g. an input without default: reported, the others still start
+                log.error(
+                    "playbook not started", extra={"playbook": start[0].name, "alert": start[1], "error": exc.render()}
+                )
+                continue
+            startable.append(start)
+        return sum(doc is not None for doc in start_auto_runs(self.store, startable))
 
     # --- handing runs out ---------------------------------------------------------------------
     def dispatch(self) -> list[Future[str]]:
