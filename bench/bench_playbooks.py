@@ -195,6 +195,8 @@ def _outcome(store: Store, book: Playbook, created: dict[str, str]) -> dict[str,
         first = (run.get("steps") or [{}])[0].get("started_at")
         if first:
             delays.append((parse_timestamp(first) - parse_timestamp(created[run["alert_id"]])).total_seconds())
+        if run.get("status") in ACTIVE:
+            continue
         if run.get("status") != "succeeded":
             failed = [f"{s['id']}: {s.get('error')}" for s in run.get("steps") or [] if s.get("error")]
             errors[f"{run.get('status')}: {run.get('error')} ({'; '.join(failed)})"] += 1
@@ -202,8 +204,10 @@ def _outcome(store: Store, book: Playbook, created: dict[str, str]) -> dict[str,
     return {
         "runs": len(runs),
         "succeeded": sum(run.get("status") == "succeeded" for run in runs),
+        "unfinished": sum(run.get("status") in ACTIVE for run in runs),
         "errors": errors,
         "latency": _quantiles(delays),
+        "started": len(delays),
         "last_end": max(ends) if ends else None,
     }
 
@@ -220,20 +224,26 @@ def throughput(store: Store, settings: Settings, text: str, args: argparse.Names
     began = utcnow()
     start = time.perf_counter()
     thread.start()
-    report = start + 60
+    report, limit = start + 60, start + args.minutes * 60 if args.minutes else None
     try:
         while not _done(store, book, last):
             time.sleep(1.0)
             if args.progress and time.perf_counter() > report:
                 report += 60
                 print(f"  … {time.perf_counter() - start:.0f} s", flush=True)
+            if limit and time.perf_counter() > limit:
+                print(f"  stopped at the --minutes limit ({args.minutes:g}), after {time.perf_counter() - start:.0f} s")
+                break
     finally:
         runner.close()
         thread.join()
     waited = time.perf_counter() - start
     figures = _outcome(store, book, created)
     elapsed = (figures["last_end"] - began).total_seconds() if figures["last_end"] else waited
-    return {**figures, "store_alerts_s": stored, "elapsed_s": elapsed, "runs_per_s": figures["runs"] / elapsed}
+    if figures["unfinished"]:  # cut by the time limit: the rate of what finished in the time it ran
+        elapsed = waited
+    done = figures["runs"] - figures["unfinished"]
+    return {**figures, "store_alerts_s": stored, "elapsed_s": elapsed, "finished": done, "runs_per_s": done / elapsed}
 
 
 def latency(store: Store, settings: Settings, text: str, rate: float, seconds: float) -> dict[str, Any]:
@@ -307,7 +317,9 @@ def one(es: str | None, text: str, args: argparse.Namespace) -> None:
             if isinstance(store, ElasticsearchStore):
                 print(_es_settings(store), flush=True)
             figures = throughput(store, settings, text, args)
-            late = latency(store, settings, text, args.rate, args.seconds) if args.seconds > 0 else None
+            # (runs a time limit left unfinished would be taken by the latency phase's runner)
+            measure = args.seconds > 0 and not figures["unfinished"]
+            late = latency(store, settings, text, args.rate, args.seconds) if measure else None
             chain = audit.verify_chain(store)
         finally:
             logging.getLogger("canhgac").removeHandler(watcher)
@@ -317,8 +329,10 @@ def one(es: str | None, text: str, args: argparse.Namespace) -> None:
         f"{'Elasticsearch' if es else 'SQLite'} | {name} | poll {args.poll_seconds:g} s, "
         f"{settings.playbooks.max_concurrent_runs} concurrent | start-up: store {opened:.1f} s, inventory + "
         f"intel list {fixtures:.1f} s, {args.alerts} alerts stored in {figures['store_alerts_s']:.1f} s | "
-        f"{figures['runs']} runs ({figures['succeeded']} succeeded) in {figures['elapsed_s']:.1f} s = "
-        f"{figures['runs_per_s']:.2f} runs/s | alert → first step (queued): p50 {q.get('p50', 0):.1f} s, "
+        f"{figures['runs']} runs, {figures['finished']} finished ({figures['succeeded']} succeeded, "
+        f"{figures['unfinished']} unfinished) in {figures['elapsed_s']:.1f} s = "
+        f"{figures['runs_per_s']:.2f} runs/s | alert → first step (queued; {figures['started']} started): "
+        f"p50 {q.get('p50', 0):.1f} s, "
         f"p95 {q.get('p95', 0):.1f} s, p99 {q.get('p99', 0):.1f} s, max {q.get('max', 0):.1f} s",
         flush=True,
     )
@@ -351,6 +365,7 @@ def main() -> None:
     parser.add_argument("--poll-seconds", type=float, default=1.0, help="playbooks.poll_seconds (shipped: 1)")
     parser.add_argument("--concurrency", type=int, help="playbooks.max_concurrent_runs (shipped: 4)")
     parser.add_argument("--progress", action="store_true", help="say every minute that it is still running")
+    parser.add_argument("--minutes", type=float, help="end the throughput phase after this long (rate of runs done)")
     args = parser.parse_args()
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "

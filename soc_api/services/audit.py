@@ -107,6 +107,29 @@ def key_id(key: bytes) -> str:
     return hmac.new(key, b"canhgac audit key id", hashlib.sha256).hexdigest()[:16]
 
 
+class _FairLock:
+    """A lock taken in the order asked for: a thread appending many records in a row (the
+    playbook runner starting a page of runs) does not starve the others, as a plain lock lets
+    the thread that just released it take it again at once."""
+
+    def __init__(self) -> None:
+        self._turns = threading.Condition()
+        self._next = 0
+        self._serving = 0
+
+    def __enter__(self) -> None:
+        with self._turns:
+            ticket = self._next
+            self._next += 1
+            while ticket != self._serving:
+                self._turns.wait()
+
+    def __exit__(self, *exc: object) -> None:
+        with self._turns:
+            self._serving += 1
+            self._turns.notify_all()
+
+
 @dataclass
 class _Trail:
     """The files one store's trail uses, the key once read, and the last head anchored here."""
@@ -123,7 +146,7 @@ class _Trail:
     lock: threading.Lock = field(default_factory=threading.Lock)
     # one append at a time per process: threads racing for the head only make each other read
     # and retry, and a busy one (the playbook runner's threads) could lose 50 times running
-    appending: threading.Lock = field(default_factory=threading.Lock)
+    appending: _FairLock = field(default_factory=_FairLock)
 
     def load_key(self, *, create: bool) -> bytes:
         with self.lock:
