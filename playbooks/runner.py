@@ -231,8 +231,7 @@ class Runner:
                 starts += [(p, alert.id, alert.body) for p in automatic if p.trigger.matches(alert.body)]
             created += self._start(starts)
             cursor = page.next_cursor
-            if self._wake.is_set():  # runs ended meanwhile: fill their slots before the next page
-                self._wake.clear()
+            if cursor and self._free_slot():  # a backlog of alerts: runs start between its pages
                 self.dispatch()
         keep = format_timestamp(parse_timestamp(last[0]) - LATE_ALERT_MARGIN)
         body = {"since": last[0], "last_id": last[1], "seen": sorted(i for i, at in recent.items() if at >= keep)}
@@ -291,6 +290,10 @@ class Runner:
                 if cursor is None:
                     break
         return started
+
+    def _free_slot(self) -> bool:
+        with self._lock:
+            return len(self._active) < self.settings.playbooks.max_concurrent_runs
 
     def _due(self, body: Mapping[str, Any], now: datetime) -> bool:
         lease = body.get("lease")
