@@ -300,7 +300,7 @@ def _es_settings(store: ElasticsearchStore) -> str:
 
 def one(es: str | None, text: str, args: argparse.Namespace) -> None:
     name = "5-step enrich+case" if text is FIVE_STEPS else "1-step baseline"
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory(prefix="bench-playbooks-") as folder:
         data = Path(folder)
         start = time.perf_counter()
         store = _open(es, data)
