@@ -8,6 +8,7 @@ A relay that refuses one recipient does not stop the others; the run fails if an
 
 from __future__ import annotations
 
+import email.policy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,6 +23,10 @@ from soc_core.errors import PlaybookError
 from soc_core.events import format_timestamp, utcnow
 from soc_core.store import Store
 
+# Python's header folding drops the space before an encoded word it starts on a new line
+# ("…: 3 cảnh báo" arrives as "…: 3cảnh báo"); a subject kept on one line (SMTP allows 998
+# characters) is never folded.
+UNFOLDED = email.policy.default.clone(max_line_length=998)
 LEVELS = ("critical", "high", "medium", "low", "informational")
 OPEN_CASE_STATUSES = ["open", "in_progress"]
 TEXTS: dict[str, dict[str, str]] = {
@@ -104,7 +109,7 @@ def compose(days: list[AgencyDay], *, language: str, sender: str, to: str, until
         lines.append("  " + text["cases"].format(count=day.open_cases))
         lines.append("")
     lines.append(text["closing"])
-    message = EmailMessage()
+    message = EmailMessage(policy=UNFOLDED)
     message["Subject"] = text["subject"].format(day=until.strftime("%Y-%m-%d"), alerts=sum(d.alerts for d in days))
     message["From"] = sender
     message["To"] = to
