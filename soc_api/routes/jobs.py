@@ -10,6 +10,7 @@ from fastapi import APIRouter, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from scheduling import runs
+from scheduling.registry import JobRegistry
 from scheduling.scheduler import overview, run_now
 from soc_api.deps import CurrentPrincipal, SettingsDep, StoreDep, TenantScope
 from soc_api.errors import ApiProblem
@@ -25,6 +26,12 @@ JobId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9
 def province_only(scope: tuple[str, ...] | None) -> None:
     if scope is not None:
         raise ApiProblem(403, "Forbidden", "only province-wide admins see and run scheduled jobs")
+
+
+def known_job(registry: JobRegistry, job_id: str) -> None:
+    """Jobs are configuration, not agency data: an unknown id is answered with the known ones."""
+    if job_id not in registry:
+        raise ApiProblem(404, "Not found", f"no job {job_id!r}; configured jobs: {', '.join(s.id for s in registry)}")
 
 
 @router.get("", response_model=JobPage)
@@ -45,7 +52,7 @@ def list_job_runs(
 ) -> JobRunPage:
     """The job's recorded runs, newest first."""
     province_only(scope)
-    job_registry(settings).get(job_id)
+    known_job(job_registry(settings), job_id)
     page = runs.list_runs(store, job_id, size=size, cursor=cursor)
     items = [JobRunPublic.model_validate(dict(doc.body, id=doc.id)) for doc in page.items]
     return JobRunPage(items=items, next_cursor=page.next_cursor)
@@ -63,7 +70,7 @@ async def run_job(
     """Run the job now and answer its run record (``failed`` with the error if it failed)."""
     province_only(scope)
     registry = job_registry(settings)
-    registry.get(job_id)
+    known_job(registry, job_id)
     actor = actor_of(request, principal)
     done = await run_in_threadpool(run_now, store, settings, registry, job_id, actor=principal.id)
     audit.record(

@@ -13,7 +13,7 @@ from scheduling import runs
 from scheduling.scheduler import overview, run_now
 from soc_api.deps import CurrentPrincipal, SettingsDep, StoreDep, TenantScope
 from soc_api.routes.alerts import actor_of
-from soc_api.routes.jobs import JobId, province_only
+from soc_api.routes.jobs import JobId, known_job, province_only
 from soc_api.services import audit
 from soc_api.services.jobs import job_registry
 from soc_api.ui.render import render
@@ -60,7 +60,7 @@ async def run_job(
     """Runs the job in this process and answers the jobs panel with the run's outcome."""
     province_only(scope)
     registry = job_registry(settings)
-    registry.get(job_id)
+    known_job(registry, job_id)
     actor = actor_of(request, principal)
     done = await run_in_threadpool(run_now, store, settings, registry, job_id, actor=principal.id)
     audit.record(
