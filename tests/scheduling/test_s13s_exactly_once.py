@@ -150,9 +150,8 @@ def check_one_mail_per_run(store: Store, inbox: Inbox) -> list[dict[str, Any]]:
     records = digest_runs(store)
     succeeded = [record for record in records if record["status"] == "succeeded"]
     assert len(succeeded) == len(finished(records)), f"runs that did not succeed: {records}"
-    assert inbox.count() == len(succeeded), (
-        f"{inbox.count()} digest e-mails for {len(succeeded)} recorded runs: "
-        + ("a run was doubled" if inbox.count() > len(succeeded) else "a run's e-mail was lost")
+    assert inbox.count() == len(succeeded), f"{inbox.count()} digest e-mails for {len(succeeded)} recorded runs: " + (
+        "a run was doubled" if inbox.count() > len(succeeded) else "a run's e-mail was lost"
     )
     fire_times = [record["scheduled_for"] for record in records]
     assert len(set(fire_times)) == len(fire_times), f"a fire time recorded twice: {sorted(fire_times)}"
@@ -259,7 +258,6 @@ def test_s13s_a_job_due_during_downtime_runs_once_after_restart(tmp_path: Path) 
                 wait_for(lambda: finished(digest_runs(store)), "a first digest run", stall=60)
             finally:
                 assert before.stop() == 0, before.text()[-2000:]
-            stopped = datetime.now(UTC)
             next_due = datetime.fromisoformat(store.get_doc(JOBS_KIND, "digest").body["next_run_time"]).astimezone(UTC)
             # down until at least three fire times have passed
             down_until = next_due + timedelta(seconds=2 * INTERVAL_SECONDS + 0.5)
@@ -281,7 +279,9 @@ def test_s13s_a_job_due_during_downtime_runs_once_after_restart(tmp_path: Path) 
     finally:
         store.close()
     stamp = "%Y-%m-%dT%H:%M:%S.%fZ"
-    later = sorted((r for r in records if r["scheduled_for"] >= next_due.strftime(stamp)), key=lambda r: r["scheduled_for"])
+    later = sorted(
+        (r for r in records if r["scheduled_for"] >= next_due.strftime(stamp)), key=lambda r: r["scheduled_for"]
+    )
     catch_up, regular = later[0], later[1]
     # the fire times missed while down (from next_due on) ran once, as one coalesced run after the restart
     assert catch_up["pid"] == after.process.pid and catch_up["started_at"] >= restarted.isoformat()[:19], catch_up
