@@ -87,16 +87,6 @@ class StoreJobStore(BaseJobStore):  # type: ignore[misc]  # APScheduler 3 ships 
         self.timezone = timezone
 
     # reading -------------------------------------------------------------------------------
-    def _docs(self) -> list[Doc]:
-        docs: list[Doc] = []
-        cursor: str | None = None
-        while True:
-            page = self.store.list_docs(KIND, sort="job", descending=False, size=500, cursor=cursor)
-            docs += page.items
-            if page.next_cursor is None:
-                return docs
-            cursor = page.next_cursor
-
     def _job(self, doc: Doc) -> Job | None:
         body = doc.body
         if doc.id not in self.registry:
@@ -118,7 +108,7 @@ class StoreJobStore(BaseJobStore):  # type: ignore[misc]  # APScheduler 3 ships 
         return job
 
     def _jobs(self) -> list[Job]:
-        jobs = [job for job in map(self._job, self._docs()) if job is not None]
+        jobs = [job for job in map(self._job, all_docs(self.store)) if job is not None]
         return sorted(jobs, key=lambda job: (job.next_run_time is None, job.next_run_time or utcnow()))
 
     def stored_schedule(self, job_id: str) -> tuple[str, str] | None:
@@ -172,23 +162,27 @@ class StoreJobStore(BaseJobStore):  # type: ignore[misc]  # APScheduler 3 ships 
         self.store.delete_doc(KIND, job_id)
 
     def remove_all_jobs(self) -> None:
-        for doc in self._docs():
+        for doc in all_docs(self.store):
             self.store.delete_doc(KIND, doc.id)
 
     def __repr__(self) -> str:
         return f"<StoreJobStore ({self.store.location})>"
 
 
-def stored_jobs(store: Store) -> dict[str, dict[str, Any]]:
-    """Every stored job's document by id (for listing, in processes that run no scheduler)."""
-    found: dict[str, dict[str, Any]] = {}
+def all_docs(store: Store) -> list[Doc]:
+    docs: list[Doc] = []
     cursor: str | None = None
     while True:
         page = store.list_docs(KIND, sort="job", descending=False, size=500, cursor=cursor)
-        found.update({doc.id: doc.body for doc in page.items})
+        docs += page.items
         if page.next_cursor is None:
-            return found
+            return docs
         cursor = page.next_cursor
+
+
+def stored_jobs(store: Store) -> dict[str, dict[str, Any]]:
+    """Every stored job's document by id (for listing, in processes that run no scheduler)."""
+    return {doc.id: doc.body for doc in all_docs(store)}
 
 
 __all__ = ["KIND", "StoreJobStore", "job_body", "make_job", "stored_jobs"]
