@@ -11,6 +11,7 @@ import ipaddress
 import os
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -273,6 +274,42 @@ class PlaybookSettings(_Section):
     agencies: dict[str, AgencyContact] = Field(default_factory=dict)  # agency id → its contacts
 
 
+class LevelSla(_Section):
+    """How soon an alert of one level must be acknowledged and resolved (reports count breaches)."""
+
+    ack_minutes: float = Field(gt=0, le=365 * 24 * 60)
+    resolve_minutes: float = Field(gt=0, le=365 * 24 * 60)
+
+
+class SlaSettings(_Section):
+    critical: LevelSla = LevelSla(ack_minutes=15, resolve_minutes=4 * 60)
+    high: LevelSla = LevelSla(ack_minutes=60, resolve_minutes=24 * 60)
+    medium: LevelSla = LevelSla(ack_minutes=4 * 60, resolve_minutes=3 * 24 * 60)
+    low: LevelSla = LevelSla(ack_minutes=24 * 60, resolve_minutes=7 * 24 * 60)
+    informational: LevelSla = LevelSla(ack_minutes=3 * 24 * 60, resolve_minutes=14 * 24 * 60)
+
+
+class ReportSettings(_Section):
+    """The weekly report (:mod:`reports.metrics`)."""
+
+    timezone: str = "Asia/Ho_Chi_Minh"  # ISO weeks and days are counted in this zone
+    province_name: str = Field("Toàn tỉnh", min_length=1, max_length=200)  # the province-wide report's name
+    sla: SlaSettings = SlaSettings()
+    # a sensor is silent at the week's end with no heartbeat for this long …
+    silent_after_minutes: float = Field(15.0, gt=0, le=30 * 24 * 60)
+    # … or no event stored from it for this long (log sources may be quiet for hours)
+    quiet_after_hours: float = Field(24.0, gt=0, le=366 * 24)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Asia/Ho_Chi_Minh") from exc
+        return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SOC_",
@@ -288,6 +325,7 @@ class Settings(BaseSettings):
     log: LogSettings = LogSettings()
     audit: AuditSettings = AuditSettings()
     playbooks: PlaybookSettings = PlaybookSettings()
+    reports: ReportSettings = ReportSettings()
 
     @property
     def sqlite_path(self) -> Path:
@@ -377,8 +415,11 @@ __all__ = [
     "DetectionSettings",
     "ElasticsearchSettings",
     "GatewaySettings",
+    "LevelSla",
     "PlaybookSettings",
+    "ReportSettings",
     "Settings",
+    "SlaSettings",
     "SmtpSettings",
     "StoreSettings",
     "ThrottleSettings",

@@ -1140,7 +1140,6 @@ class ElasticsearchStore(Store):
         next_cursor = encode_cursor(hits[size - 1]["sort"]) if len(hits) > size else None
         return Page(items, next_cursor)
 
-
     def aggregate_docs(
         self,
         query: DocQuery,
@@ -1153,14 +1152,15 @@ class ElasticsearchStore(Store):
     ) -> list[DocGroup]:
         """One search of size 0: ``filters`` and ``stats`` aggregations, under a ``terms``
         aggregation on ``by`` when grouped (documents indices have one shard: exact counts)."""
-        filters, stats = dict(filters or {}), {name: field_path(f) for name, f in (stats or {}).items()}
+        filters = dict(filters or {})
+        paths = {name: field_path(f) for name, f in (stats or {}).items()}
         clauses: list[dict[str, Any]] = [_doc_condition(condition) for condition in query.where]
         if query.tenants is not None:
             clauses.append({"terms": {"tenant": list(query.tenants)}})
         metrics: dict[str, Any] = {}
         if filters:
             metrics["named"] = {"filters": {"filters": {name: _doc_condition(c) for name, c in filters.items()}}}
-        for number, path in enumerate(stats.values()):
+        for number, path in enumerate(paths.values()):
             metrics[f"stats{number}"] = {"stats": {"field": ".".join(path)}}
         search: dict[str, Any] = {
             "index": self._doc_index(query.kind),
@@ -1186,7 +1186,7 @@ class ElasticsearchStore(Store):
         def group(key: str, count: int, found: Mapping[str, Any]) -> DocGroup:
             named = (found.get("named") or {}).get("buckets") or {}
             field_stats = {}
-            for number, name in enumerate(stats):
+            for number, name in enumerate(paths):
                 values = found.get(f"stats{number}") or {}
                 field_stats[name] = FieldStats(
                     int(values.get("count") or 0), float(values.get("sum") or 0.0), values.get("min"), values.get("max")

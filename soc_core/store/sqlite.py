@@ -702,7 +702,6 @@ class SqliteStore(Store):
             next_cursor = encode_cursor([last[3], last[0]])
         return Page(items, next_cursor)
 
-
     def aggregate_docs(
         self,
         query: DocQuery,
@@ -717,15 +716,18 @@ class SqliteStore(Store):
         ``count(CASE …)``, each numeric field ``count/total/min/max``; grouped by the values
         ``json_each`` finds under ``by`` (a document once per distinct value)."""
         check_kind(query.kind)
-        filters, stats = dict(filters or {}), {name: field_path(f) for name, f in (stats or {}).items()}
+        filters = dict(filters or {})
+        paths = {name: field_path(f) for name, f in (stats or {}).items()}
         select = _DocSqlBuilder()
         # a document counted once per group, even when a list holds a value twice
         counted = "docs.rowid" if by is not None else "1"
         columns = ["count(DISTINCT docs.rowid)" if by is not None else "count(*)"]
         for condition in filters.values():
-            columns.append(f"count({'DISTINCT ' if by is not None else ''}CASE WHEN {select.compile(condition)} "
-                           f"THEN {counted} END)")
-        for path in stats.values():
+            columns.append(
+                f"count({'DISTINCT ' if by is not None else ''}CASE WHEN {select.compile(condition)} "
+                f"THEN {counted} END)"
+            )
+        for path in paths.values():
             number = "CASE WHEN json_type(docs.body, ?) IN ('integer', 'real') THEN json_extract(docs.body, ?) END"
             for function in ("count", "total", "min", "max"):
                 columns.append(f"{function}({number})")
@@ -754,7 +756,7 @@ class SqliteStore(Store):
         for row in self._query(sql, params):
             named = iter(row[2 + len(filters) :])
             field_stats = {}
-            for name in stats:
+            for name in paths:
                 count, total, low, high = (next(named) for _ in range(4))
                 field_stats[name] = FieldStats(
                     int(count), float(total), None if low is None else float(low), None if high is None else float(high)

@@ -12,7 +12,15 @@ from soc_core.store.docquery import FieldStats, all_of, between, doc_query, exis
 def seed(store: Store) -> None:
     rows = [
         # id, tenant, level, created_at, ack_ms, tags, source ips
-        ("a1", "police", "high", "2026-11-23T00:00:00.000Z", 60_000, ["attack.t1110", "attack.credential-access"], ["10.0.0.1"]),
+        (
+            "a1",
+            "police",
+            "high",
+            "2026-11-23T00:00:00.000Z",
+            60_000,
+            ["attack.t1110", "attack.credential-access"],
+            ["10.0.0.1"],
+        ),
         ("a2", "police", "high", "2026-11-24T10:00:00.000Z", 120_000, ["attack.t1110"], ["10.0.0.1", "10.0.0.2"]),
         ("a3", "police", "low", "2026-11-29T16:59:59.999Z", None, ["cve.2021"], []),
         ("a4", "police", "critical", "2026-11-22T16:59:59.999Z", 1_000, ["attack.t1110", "attack.t1110"], ["10.0.0.3"]),
