@@ -420,6 +420,7 @@ def _register_subcommands() -> None:
     from detections.cli import build_rules_app  # noqa: PLC0415
     from intel.cli import build_intel_app  # noqa: PLC0415
     from playbooks.cli import build_playbook_app  # noqa: PLC0415
+    from reports.cli import build_report_app  # noqa: PLC0415
     from sensors.cli import build_sensor_app  # noqa: PLC0415
 
     # one pattern for every group from another package: build_<group>_app(open_store) -> Typer
@@ -427,6 +428,7 @@ def _register_subcommands() -> None:
     app.add_typer(build_rules_app(store), name="rules")
     app.add_typer(build_playbook_app(store, settings), name="playbook")
     app.add_typer(build_intel_app(store), name="intel")
+    app.add_typer(build_report_app(store, settings), name="report")
 
 
 def main() -> None:
