@@ -65,8 +65,8 @@ def load(store: Store, args: argparse.Namespace) -> dict[str, float]:
     for tenant in tenants:
         store.create_doc("tenants", {"name": tenant.title(), "created_at": "2026-01-01T00:00:00.000Z"}, doc_id=tenant)
     for sensor_id, tenant in sensors:
-        body = {"tenant": tenant, "name": sensor_id, "kind": "log", "created_at": "2026-01-01T00:00:00.000Z"}
-        store.create_doc("sensors", {**body, "last_seen": format_timestamp(start), "health": {}}, doc_id=sensor_id)
+        sensor = {"tenant": tenant, "name": sensor_id, "kind": "log", "created_at": "2026-01-01T00:00:00.000Z"}
+        store.create_doc("sensors", {**sensor, "last_seen": format_timestamp(start), "health": {}}, doc_id=sensor_id)
     batch: list[Event] = []
     for number in range(args.events):
         sensor_id, tenant = sensors[number % len(sensors)]

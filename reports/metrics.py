@@ -449,7 +449,7 @@ def _reported(doc: Doc) -> bool:
     return bool(doc.body.get("last_seen"))
 
 
-def _sensor_uptime(window: _Window, sensors: list[Doc], uptimes: Mapping[str, _Uptime]) -> float | None:
+def _sensor_uptime(sensors: list[Doc], uptimes: Mapping[str, _Uptime]) -> float | None:
     reporting = [uptimes[doc.id] for doc in sensors if _reported(doc) and uptimes[doc.id].expected]
     covered = sum(min(u.covered, u.expected) for u in reporting)
     return _ratio(covered, sum(u.expected for u in reporting))
@@ -551,14 +551,14 @@ class _Numbers:
     playbooks: Playbooks
 
 
-def _headline_numbers(window: _Window, alerts: Alerts, sensors: list[Doc]) -> _Numbers:
+def _headline_numbers(window: _Window, alerts: Alerts, sensors: list[Doc], uptimes: Mapping[str, _Uptime]) -> _Numbers:
     return _Numbers(
         alerts=alerts.total,
         critical_alerts=sum(alerts.by_level[level] for level in CRITICAL),
         cases=_cases(window),
         response=_response(window),
         false_positive_rate=_false_positive_rate(window),
-        sensor_uptime=_sensor_uptime(window, sensors, _uptimes(window, sensors)),
+        sensor_uptime=_sensor_uptime(sensors, uptimes),
         playbooks=_playbooks(window),
     )
 
@@ -626,9 +626,11 @@ def weekly(store: Store, settings: Settings, *, week: str, tenant: str, now: dat
 
     alerts = _alerts(window)
     sensor_docs = _sensor_docs(window)
-    numbers = _headline_numbers(window, alerts, sensor_docs)
-    previous = _headline_numbers(before, _alerts(before), _sensor_docs(before))
-    sensors = _sensors(window, sensor_docs, _uptimes(window, sensor_docs))
+    uptimes = _uptimes(window, sensor_docs)
+    numbers = _headline_numbers(window, alerts, sensor_docs, uptimes)
+    before_sensors = _sensor_docs(before)
+    previous = _headline_numbers(before, _alerts(before), before_sensors, _uptimes(before, before_sensors))
+    sensors = _sensors(window, sensor_docs, uptimes)
     return WeeklyReport(
         week=week,
         start=start.isoformat(),
