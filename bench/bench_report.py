@@ -33,11 +33,11 @@ from zoneinfo import ZoneInfo
 
 from detections.alerts import Detection, RuleMeta, new_alert
 from reports.metrics import week_bounds, weekly
-from soc_api.services.alerts import apply_change
 from soc_core.config import Settings
 from soc_core.events import Event, format_timestamp, make_event
 from soc_core.store import ElasticsearchStore, SqliteStore, Store
 from soc_core.store.base import DocWrite
+from workflow.alerts import apply_change
 
 LEVELS = ["informational", "low", "medium", "high", "critical"]
 RULES = [

@@ -17,13 +17,14 @@ from typing import Any
 import pytest
 
 from detections.alerts import Detection, RuleMeta, new_alert
-from soc_api.services import cases as case_service
 from soc_api.services import sensors as sensor_service
-from soc_api.services.accounts import Principal, add_tenant
-from soc_api.services.alerts import Actor, apply_change
+from soc_api.services.accounts import add_tenant
 from soc_core.auth import Membership
 from soc_core.events import format_timestamp, make_event
 from soc_core.store import Store
+from workflow import cases as case_service
+from workflow.alerts import apply_change
+from workflow.principals import Actor, Principal
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)  # the report is made after the week
 ADMIN = Actor(Principal(id="lead", name="lead", kind="user", memberships=(Membership("*", "admin"),)))

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from reports.metrics import weekly
-from soc_api.services import audit
 from soc_core.config import Settings
 from soc_core.store import SqliteStore
 from tests.reports.seeded_week import NOW, seed_week
 from tests.support.cli import soc
+from workflow import audit
 
 
 @pytest.fixture

@@ -12,12 +12,12 @@ import pytest
 
 from reports.metrics import previous_week, week_bounds, weekly
 from reports.model import WeeklyReport
-from soc_api.services import audit
 from soc_core.config import Settings
 from soc_core.errors import InvalidInput
 from soc_core.store import ElasticsearchStore, SqliteStore, Store
 from tests.conftest import unique_prefix
 from tests.reports.seeded_week import NOW, seed_week
+from workflow import audit
 
 ZERO = {"informational": 0, "low": 0, "medium": 0, "high": 0, "critical": 0}
 
