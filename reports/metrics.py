@@ -35,7 +35,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import pairwise
-from typing import Any, cast
+from typing import cast
 from zoneinfo import ZoneInfo
 
 from reports.model import (
@@ -63,7 +63,7 @@ from soc_core.alert_status import CLOSED_STATUSES, OPEN_STATUSES, RESPONSE_TIMES
 from soc_core.config import Settings
 from soc_core.errors import InvalidInput, NotFound, ParseError
 from soc_core.events import check_tenant_id, format_timestamp, parse_timestamp, utcnow
-from soc_core.query import event_query
+from soc_core.query import EventQuery, event_query
 from soc_core.store import Store
 from soc_core.store.base import MAX_LIST_SIZE, Doc
 from soc_core.store.docquery import (
@@ -168,8 +168,8 @@ class _Window:
             )
         return found
 
-    def events(self, start: datetime, end: datetime, query: str = "") -> Any:
-        return event_query(tenants=self.tenants, province_wide=self.tenants is None, query=query, start=start, end=end)
+    def events(self, start: datetime, end: datetime) -> EventQuery:
+        return event_query(tenants=self.tenants, province_wide=self.tenants is None, start=start, end=end)
 
 
 # --- sections ----------------------------------------------------------------------------
@@ -396,11 +396,8 @@ def _sensor_docs(window: _Window) -> list[Doc]:
 
 
 def _events_per_sensor(window: _Window, start: datetime, end: datetime) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for by, query in (("observer.id", ""), ("observer.name", "NOT observer.id:*")):
-        for bucket in window.store.count_events(window.events(start, end, query), by=by, limit=MAX_GROUPS):
-            counts[bucket.key] = counts.get(bucket.key, 0) + bucket.count
-    return counts
+    found = window.store.count_events(window.events(start, end), by=("observer.id", "observer.name"), limit=MAX_GROUPS)
+    return {bucket.key: bucket.count for bucket in found}
 
 
 @dataclass(frozen=True)

@@ -309,11 +309,14 @@ class Store(abc.ABC):
         self,
         query: EventQuery,
         *,
-        by: str | None = None,
+        by: str | tuple[str, ...] | None = None,
         interval: Literal["hour", "day"] | None = None,
         limit: int = 10,
     ) -> list[Bucket]:
-        """Total (one bucket ``"total"``), top values of field ``by``, or counts per time bucket."""
+        """Total (one bucket ``"total"``), top values of field ``by``, or counts per time bucket.
+
+        ``by`` as a tuple of (single-valued) fields counts each event under the first of them it
+        holds: ``("observer.id", "observer.name")`` in one pass."""
 
     def read_new_events(self, checkpoint: str | None, *, limit: int) -> tuple[list[Event], str]:
         """Events of all tenants in ingest order after ``checkpoint``, and the new checkpoint.

@@ -527,12 +527,19 @@ class SqliteStore(Store):
         self,
         query: EventQuery,
         *,
-        by: str | None = None,
+        by: str | tuple[str, ...] | None = None,
         interval: Literal["hour", "day"] | None = None,
         limit: int = 10,
     ) -> list[Bucket]:
         where, params = self._where(query)
-        if by is not None:
+        if isinstance(by, tuple):
+            first = ", ".join(["json_extract(events.doc, ?)"] * len(by))
+            rows = self._query(
+                f"SELECT CAST(coalesce({first}) AS TEXT) AS k, count(*) AS n FROM events "
+                f"WHERE {where} AND k IS NOT NULL GROUP BY k ORDER BY n DESC, k ASC LIMIT ?",
+                [*(_json_path(name) for name in by), *params, limit],
+            )
+        elif by is not None:
             rows = self._query(
                 "SELECT CAST(v.value AS TEXT), count(*) AS n FROM events, json_each(events.doc, ?) AS v "
                 f"WHERE {where} GROUP BY 1 ORDER BY n DESC, 1 ASC LIMIT ?",

@@ -108,3 +108,24 @@ def test_s13m_doc_query_needs_tenants() -> None:
         doc_query("alerts", tenants=[])
     with pytest.raises(InvalidInput, match="bad field name"):
         doc_query("alerts", tenants=["police"], where=[exists("x') OR 1=1 --")])
+
+
+def test_s13m_count_events_by_first_field_present(store: Store) -> None:
+    from soc_core.events import make_event  # noqa: PLC0415
+    from soc_core.query import event_query  # noqa: PLC0415
+
+    events = []
+    for number, (tenant, observer, through_api) in enumerate(
+        [("police", "s1", None), ("police", "s1", None), ("police", "conf", "s2"), ("police", "s2", None),
+         ("police", "conf", "s3"), ("health", "s1", None)]
+    ):  # fmt: skip
+        event = make_event(
+            tenant=tenant, dataset="system.auth", sensor_id=observer, source="x", position=number, raw=b"x"
+        )
+        if through_api is not None:
+            event["observer.id"] = through_api
+        events.append(event)
+    assert store.add_events(events).created == len(events)
+    store.refresh()
+    found = store.count_events(event_query(tenants=["police"]), by=("observer.id", "observer.name"), limit=10)
+    assert [(b.key, b.count) for b in found] == [("s1", 2), ("s2", 2), ("s3", 1)]
