@@ -152,7 +152,7 @@ class WebhookSettings(_Section):
 
     # host names (``hooks.example.org``) or URL prefixes (``https://hooks.example.org/soc/``)
     allow: list[str] = Field(default_factory=list, max_length=1000)
-    timeout_seconds: float = Field(10.0, gt=0, le=120)
+    timeout_seconds: float = Field(10.0, gt=0, le=120)  # the whole request: connect, send and read
     allow_plain_http: bool = False  # http:// targets (no TLS); off: https only, certificate verified
     ca_file: Path | None = None  # a private CA for https targets; default: the system's
 
