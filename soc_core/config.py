@@ -235,6 +235,9 @@ class ShareSettings(_Section):
     timeout_seconds: float = Field(20.0, gt=0, le=300)
     allow_plain_http: bool = False
     ca_file: Path | None = None
+    # a file (mode 0600, first line) holding the endpoint's token, sent as `Authorization: Bearer …`;
+    # unset: no Authorization header. Read at each post, so rotating it needs no restart.
+    token_file: Path | None = None
     identity: str = Field("Canh Gác SOC", min_length=1, max_length=200)  # the bundle's producer name
 
     @field_validator("url")

@@ -23,6 +23,7 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import SplitResult, urlsplit
@@ -236,9 +237,16 @@ def tls_context(ca_file: Path | None) -> ssl.SSLContext:
     return context
 
 
-def post_json(target: Target, address: IPAddress, body: bytes, settings: WebhookSettings) -> Answer:
+def post_json(
+    target: Target,
+    address: IPAddress,
+    body: bytes,
+    settings: WebhookSettings,
+    *,
+    headers: Mapping[str, str] | None = None,
+) -> Answer:
     """POST ``body`` to the pinned ``address``, all of it within ``settings.timeout_seconds``
-    (a :class:`TimeoutError` past it); no redirect is followed."""
+    (a :class:`TimeoutError` past it), with ``headers`` added; no redirect is followed."""
     deadline = Deadline(settings.timeout_seconds)
     connection: http.client.HTTPConnection
     if target.scheme == "https":
@@ -250,7 +258,7 @@ def post_json(target: Target, address: IPAddress, body: bytes, settings: Webhook
             "POST",
             target.path,
             body=body,
-            headers={"Content-Type": "application/json", "User-Agent": "canhgac-playbooks"},
+            headers={"Content-Type": "application/json", "User-Agent": "canhgac-playbooks", **(headers or {})},
         )
         response = connection.getresponse()
         answer = Answer(status=response.status, address=str(address), body=response.read(MAX_ANSWER_BYTES))
