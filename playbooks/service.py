@@ -301,7 +301,8 @@ def decide(
 ) -> Doc:
     """A person approves or rejects the gate a step waits at; the runner acts on it at its
     next poll. Refused (:class:`ApprovalRefused`) unless the person holds one of the gate's
-    roles in the right agency and the step is still waiting and not expired."""
+    roles in the right agency; :class:`NothingToDecide` unless the step is still waiting and not
+    expired."""
     if principal.kind != "user":
         raise ApprovalRefused("approvals are given by people, not by API keys", hint="sign in as yourself")
     agencies = {m.tenant for m in principal.memberships}
