@@ -30,7 +30,11 @@ def picture(uri: str | None) -> Image.Image:
 
 
 def colours(image: Image.Image) -> set[tuple[int, ...]]:
-    return {colour for _count, colour in image.convert("RGB").getcolors(maxcolors=1 << 20) or []}
+    return {
+        colour
+        for _count, colour in image.convert("RGB").getcolors(maxcolors=1 << 20) or []
+        if isinstance(colour, tuple)
+    }
 
 
 @pytest.mark.parametrize("lang", ["vi", "en"])

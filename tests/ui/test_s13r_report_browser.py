@@ -22,7 +22,12 @@ def test_s13r_3_report_file_in_chromium(browser: Any, tmp_path: Path, lang: str)
         page = context.new_page()
         dialogs: list[str] = []
         errors: list[str] = []
-        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+
+        def refuse(dialog: Any) -> None:
+            dialogs.append(dialog.message)
+            dialog.dismiss()
+
+        page.on("dialog", refuse)
         page.on("pageerror", lambda error: errors.append(str(error)))
         page.goto(path.as_uri())
         page.wait_for_load_state("load")
