@@ -232,7 +232,8 @@ class ShareSettings(_Section):
     guard as webhooks: a public address only, checked after resolution, no redirects."""
 
     url: str | None = None  # a TAXII-like collection endpoint; unset: bundles are only kept in the run
-    timeout_seconds: float = Field(20.0, gt=0, le=300)
+    # the whole request; at most the webhooks' bound, since the post goes through their guard
+    timeout_seconds: float = Field(20.0, gt=0, le=120)
     allow_plain_http: bool = False
     ca_file: Path | None = None
     # a file (mode 0600, first line) holding the endpoint's token, sent as `Authorization: Bearer …`;

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from playbooks.actions.share import ShareStix, ShareStixParams
 from playbooks.format import Library
@@ -200,3 +201,19 @@ def test_s13p_6_token_file_checked_before_any_connection(
             context(config(tmp_path, tmp_path / "missing.token"), sqlite_store),
             ShareStixParams(case_id=case_id, post=True),
         )
+
+
+def test_s13p_6_share_timeout_bounded_like_the_webhook_guard(sqlite_store: Store, tmp_path: Path) -> None:
+    # the post goes through a WebhookSettings guard (timeout at most 120 s): a share timeout above
+    # that was accepted at load and then crashed the step when the guard was built
+    with pytest.raises(ValidationError, match="timeout_seconds"):
+        Settings(data_dir=tmp_path, playbooks={"share": {"timeout_seconds": 200}})
+    settings = Settings(
+        data_dir=tmp_path, playbooks={"share": {"url": f"https://{PUBLIC}/taxii/", "timeout_seconds": 120}}
+    )
+    output = (
+        ShareStix()
+        .run(context(settings, sqlite_store, dry_run=True), ShareStixParams(case_id=a_case(sqlite_store), post=True))
+        .output
+    )
+    assert output["post"]["dry_run"] is True
