@@ -24,9 +24,9 @@ from collections.abc import Callable, Mapping, Sequence
 import httpx
 
 from sensors.config import HealthConfig
-from sensors.enroll import read_secret
 from sensors.forwarder.forwarder import Ack
 from soc_core import __version__
+from soc_core.secret_files import read_secret
 
 log = logging.getLogger(__name__)
 

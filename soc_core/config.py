@@ -153,7 +153,7 @@ class WebhookSettings(_Section):
 
     # host names (``hooks.example.org``) or URL prefixes (``https://hooks.example.org/soc/``)
     allow: list[str] = Field(default_factory=list, max_length=1000)
-    timeout_seconds: float = Field(10.0, gt=0, le=120)
+    timeout_seconds: float = Field(10.0, gt=0, le=120)  # the whole request: connect, send and read
     allow_plain_http: bool = False  # http:// targets (no TLS); off: https only, certificate verified
     ca_file: Path | None = None  # a private CA for https targets; default: the system's
 
@@ -233,9 +233,13 @@ class ShareSettings(_Section):
     guard as webhooks: a public address only, checked after resolution, no redirects."""
 
     url: str | None = None  # a TAXII-like collection endpoint; unset: bundles are only kept in the run
-    timeout_seconds: float = Field(20.0, gt=0, le=300)
+    # the whole request; at most the webhooks' bound, since the post goes through their guard
+    timeout_seconds: float = Field(20.0, gt=0, le=120)
     allow_plain_http: bool = False
     ca_file: Path | None = None
+    # a file (mode 0600, first line) holding the endpoint's token, sent as `Authorization: Bearer …`;
+    # unset: no Authorization header. Read at each post, so rotating it needs no restart.
+    token_file: Path | None = None
     identity: str = Field("Canh Gác SOC", min_length=1, max_length=200)  # the bundle's producer name
 
     @field_validator("url")
