@@ -32,12 +32,13 @@ from playbooks.format import configured_library
 from playbooks.runner import Runner, RunnerThread
 from scheduling.scheduler import JobScheduler
 from soc_api.main import create_app
-from soc_api.services import accounts, audit
+from soc_api.services import accounts
 from soc_api.services.jobs import job_registry
 from soc_core.auth import PROVINCE, Membership, password_problem
 from soc_core.config import Settings
 from soc_core.errors import ConfigError, SocError, StoreUnavailable
 from soc_core.store import Store
+from workflow import audit
 
 log = logging.getLogger("canhgac.runtime")
 ROLES = ("all", "api", "engine", "scheduler")

@@ -362,6 +362,12 @@ class Heartbeat(Strict):
     problem: str | None = Field(
         None, max_length=1000, description="Why delivery is failing now, if it is; marks the sensor degraded."
     )
+    interval_seconds: float | None = Field(
+        None,
+        gt=0,
+        le=86400,
+        description="How often the sensor sends heartbeats (default 60): uptime reports expect one per interval.",
+    )
 
 
 class IngestRequest(Strict):

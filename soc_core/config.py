@@ -11,6 +11,7 @@ import ipaddress
 import os
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -155,7 +156,7 @@ class WebhookSettings(_Section):
 
     # host names (``hooks.example.org``) or URL prefixes (``https://hooks.example.org/soc/``)
     allow: list[str] = Field(default_factory=list, max_length=1000)
-    timeout_seconds: float = Field(10.0, gt=0, le=120)
+    timeout_seconds: float = Field(10.0, gt=0, le=120)  # the whole request: connect, send and read
     allow_plain_http: bool = False  # http:// targets (no TLS); off: https only, certificate verified
     ca_file: Path | None = None  # a private CA for https targets; default: the system's
 
@@ -235,9 +236,13 @@ class ShareSettings(_Section):
     guard as webhooks: a public address only, checked after resolution, no redirects."""
 
     url: str | None = None  # a TAXII-like collection endpoint; unset: bundles are only kept in the run
-    timeout_seconds: float = Field(20.0, gt=0, le=300)
+    # the whole request; at most the webhooks' bound, since the post goes through their guard
+    timeout_seconds: float = Field(20.0, gt=0, le=120)
     allow_plain_http: bool = False
     ca_file: Path | None = None
+    # a file (mode 0600, first line) holding the endpoint's token, sent as `Authorization: Bearer …`;
+    # unset: no Authorization header. Read at each post, so rotating it needs no restart.
+    token_file: Path | None = None
     identity: str = Field("Canh Gác SOC", min_length=1, max_length=200)  # the bundle's producer name
 
     @field_validator("url")
@@ -407,6 +412,42 @@ class SchedulerSettings(_Section):
         return value
 
 
+class LevelSla(_Section):
+    """How soon an alert of one level must be acknowledged and resolved (reports count breaches)."""
+
+    ack_minutes: float = Field(gt=0, le=365 * 24 * 60)
+    resolve_minutes: float = Field(gt=0, le=365 * 24 * 60)
+
+
+class SlaSettings(_Section):
+    critical: LevelSla = LevelSla(ack_minutes=15, resolve_minutes=4 * 60)
+    high: LevelSla = LevelSla(ack_minutes=60, resolve_minutes=24 * 60)
+    medium: LevelSla = LevelSla(ack_minutes=4 * 60, resolve_minutes=3 * 24 * 60)
+    low: LevelSla = LevelSla(ack_minutes=24 * 60, resolve_minutes=7 * 24 * 60)
+    informational: LevelSla = LevelSla(ack_minutes=3 * 24 * 60, resolve_minutes=14 * 24 * 60)
+
+
+class ReportSettings(_Section):
+    """The weekly report (:mod:`reports.metrics`)."""
+
+    timezone: str = "Asia/Ho_Chi_Minh"  # ISO weeks and days are counted in this zone
+    province_name: str = Field("Toàn tỉnh", min_length=1, max_length=200)  # the province-wide report's name
+    sla: SlaSettings = SlaSettings()
+    # a sensor is silent at the week's end with no heartbeat for this long …
+    silent_after_minutes: float = Field(15.0, gt=0, le=30 * 24 * 60)
+    # … or no event stored from it for this long (log sources may be quiet for hours)
+    quiet_after_hours: float = Field(24.0, gt=0, le=366 * 24)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Asia/Ho_Chi_Minh") from exc
+        return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SOC_",
@@ -424,6 +465,7 @@ class Settings(BaseSettings):
     playbooks: PlaybookSettings = PlaybookSettings()
     retention: RetentionSettings = RetentionSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
+    reports: ReportSettings = ReportSettings()
 
     @property
     def sqlite_path(self) -> Path:
@@ -519,11 +561,14 @@ __all__ = [
     "GatewaySettings",
     "HuntSettings",
     "JobTrigger",
+    "LevelSla",
     "PlaybookSettings",
+    "ReportSettings",
     "RetentionSettings",
     "SchedulerSettings",
     "Settings",
     "SilenceSettings",
+    "SlaSettings",
     "SmtpSettings",
     "StoreSettings",
     "ThrottleSettings",

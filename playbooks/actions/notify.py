@@ -74,7 +74,8 @@ class Webhook(Action[WebhookParams]):
             raise ActionError(
                 f"POST to {target.host} ({address}) failed: {exc!r}",
                 where=target.url,
-                hint=f"check that the receiver is up; the timeout is {settings.timeout_seconds} s",
+                hint=f"check that the receiver is up and answers within {settings.timeout_seconds:g} s "
+                "(playbooks.webhook.timeout_seconds, for the whole request)",
             ) from exc
         if 300 <= answer.status < 400:
             raise ActionError(

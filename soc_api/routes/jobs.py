@@ -16,8 +16,8 @@ from soc_api.deps import CurrentPrincipal, SettingsDep, StoreDep, TenantScope
 from soc_api.errors import ApiProblem
 from soc_api.routes.alerts import actor_of
 from soc_api.schemas import JobPage, JobPublic, JobRunPage, JobRunPublic
-from soc_api.services import audit
 from soc_api.services.jobs import job_registry
+from workflow import audit
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 JobId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_-]{0,63}$")]

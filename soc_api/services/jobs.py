@@ -11,9 +11,10 @@ from typing import Any
 
 from scheduling.jobs import builtin_jobs
 from scheduling.registry import JobRegistry, RunContext
-from soc_api.services import audit, throttle
+from soc_api.services import throttle
 from soc_core.config import JobTrigger, Settings
 from soc_core.store import Store
+from workflow import audit
 
 
 def anchor_audit(store: Store, settings: Settings, context: RunContext) -> Mapping[str, Any]:

@@ -23,11 +23,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from soc_api.main import create_app
-from soc_api.services import accounts, audit
+from soc_api.services import accounts
 from soc_api.services.jobs import job_registry
 from soc_core.auth import PROVINCE, Membership
 from soc_core.config import Settings
 from soc_core.store import SqliteStore, Store
+from workflow import audit
 
 PASSWORD = "a-very-long-password"
 SOC = [sys.executable, "-c", "from soc_api.cli import main; main()"]

@@ -14,11 +14,11 @@ from scheduling.scheduler import overview, run_now
 from soc_api.deps import CurrentPrincipal, SettingsDep, StoreDep, TenantScope
 from soc_api.routes.alerts import actor_of
 from soc_api.routes.jobs import JobId, known_job, province_only
-from soc_api.services import audit
 from soc_api.services.jobs import job_registry
 from soc_api.ui.render import render
 from soc_core.config import Settings
 from soc_core.store import Store
+from workflow import audit
 
 router = APIRouter(prefix="/ui/jobs", include_in_schema=False)
 RUNS_SHOWN = 20
