@@ -49,12 +49,12 @@ from intel.parsers import parse_file
 from playbooks.format import Library, Playbook, load_playbook
 from playbooks.records import ACTIVE, auto_run_id
 from playbooks.runner import Runner, RunnerThread
-from soc_api.services import audit
 from soc_core.config import Settings
 from soc_core.errors import NotFound
 from soc_core.events import format_timestamp, parse_timestamp, utcnow
 from soc_core.store import ElasticsearchStore, SqliteStore, Store
 from soc_core.store.base import DocWrite
+from workflow import audit
 
 FIVE_STEPS = """\
 name: bench-enrich-case

@@ -31,18 +31,23 @@ from playbooks.records import (
     timeline_entry,
     with_step,
 )
-from soc_api.services.accounts import Principal
-from soc_api.services.alerts import visible_alert
-from soc_api.services.cases import visible_case
 from soc_core.auth import PROVINCE
 from soc_core.errors import Conflict, NotVisible, PlaybookError
 from soc_core.events import parse_timestamp, utcnow
 from soc_core.store import Doc, Page, Store
 from soc_core.store.base import DocWrite
+from workflow.alerts import visible_alert
+from workflow.cases import visible_case
+from workflow.principals import Principal
 
 
 class ApprovalRefused(PlaybookError):
-    """The person may not decide this gate (role or agency), or nothing is waiting for it."""
+    """The person may not decide this gate (role or agency, or an API key)."""
+
+
+class NothingToDecide(ApprovalRefused):
+    """The step is not waiting for a decision (never gated yet, decided already, or expired):
+    the request conflicts with the run's state, not with who asks."""
 
 
 def _new_run(
@@ -312,7 +317,8 @@ def decide(
 ) -> Doc:
     """A person approves or rejects the gate a step waits at; the runner acts on it at its
     next poll. Refused (:class:`ApprovalRefused`) unless the person holds one of the gate's
-    roles in the right agency and the step is still waiting and not expired."""
+    roles in the right agency; :class:`NothingToDecide` unless the step is still waiting and not
+    expired."""
     if principal.kind != "user":
         raise ApprovalRefused("approvals are given by people, not by API keys", hint="sign in as yourself")
     agencies = {m.tenant for m in principal.memberships}
@@ -320,17 +326,24 @@ def decide(
 
     def change(body: dict[str, Any]) -> dict[str, Any]:
         step = step_record(body, step_id)
-        approval = step.get("approval") or {}
-        if step.get("status") != "waiting_approval" or approval.get("decision"):
-            raise ApprovalRefused(f"step {step_id} of run {run_id} is not waiting for an approval")
-        if parse_timestamp(str(approval["expires_at"])) <= utcnow():
-            raise ApprovalRefused(f"the approval of step {step_id} expired at {approval['expires_at']}")
+        approval = step.get("approval")
+        if not approval:
+            raise NothingToDecide(f"step {step_id} of run {run_id} is not waiting for an approval")
+        # who asks first: a person who may not decide this gate hears so whatever its state
         if not may_approve(principal, approval, str(body["tenant"])):
             where = "province-wide" if approval.get("agency") == "province" else f"in agency {body['tenant']}"
             raise ApprovalRefused(
                 f"{principal.id} may not decide step {step_id}",
                 hint=f"it needs one of the roles {approval.get('roles')} {where}",
             )
+        decision = approval.get("decision")
+        if step.get("status") != "waiting_approval" or decision:
+            raise NothingToDecide(
+                f"step {step_id} of run {run_id} is not waiting for an approval",
+                hint=f"it was {decision} by {approval.get('decided_by')}" if decision else None,
+            )
+        if parse_timestamp(str(approval["expires_at"])) <= utcnow():
+            raise NothingToDecide(f"the approval of step {step_id} expired at {approval['expires_at']}")
         decided = {
             **approval,
             "decision": "approved" if approve else "rejected",
@@ -400,6 +413,7 @@ def is_gated(action: str) -> bool:
 __all__ = [
     "ACTIVE",
     "ApprovalRefused",
+    "NothingToDecide",
     "approval_expiry",
     "approvals_for",
     "cancel_run",

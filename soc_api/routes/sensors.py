@@ -20,12 +20,12 @@ from soc_api.schemas import (
     SensorPublic,
 )
 from soc_api.services import sensors
-from soc_api.services.accounts import Principal
 from soc_core.bounds import EventBounds
 from soc_core.datasets import allowed_datasets
 from soc_core.errors import NotVisible
 from soc_core.events import shape_problem
 from soc_core.store import Doc
+from workflow.principals import Principal
 
 router = APIRouter(prefix="/api", tags=["sensors"])
 
@@ -106,7 +106,13 @@ def heartbeat(body: Heartbeat, store: StoreDep, principal: CurrentPrincipal) -> 
     why delivery fails, if it does."""
     sensor_id, tenant = _sensor_identity(principal)
     doc = sensors.heartbeat(
-        store, sensor_id=sensor_id, tenant=tenant, counters=body.counters, run_id=body.run_id, problem=body.problem
+        store,
+        sensor_id=sensor_id,
+        tenant=tenant,
+        counters=body.counters,
+        run_id=body.run_id,
+        problem=body.problem,
+        interval_seconds=body.interval_seconds,
     )
     return to_public(doc)
 

@@ -27,11 +27,11 @@ import pytest
 from playbooks.records import KIND, get_run
 from playbooks.runner import Runner
 from playbooks.service import start_run
-from soc_api.services import audit
 from soc_core.errors import Conflict
 from soc_core.events import format_timestamp, utcnow
 from soc_core.store import Store
 from tests.playbooks.conftest import make_alert, playbook
+from workflow import audit
 
 CLOSE_WHILE_WRITING = """
 import sys, threading, time

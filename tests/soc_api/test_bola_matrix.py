@@ -19,11 +19,13 @@ from playbooks.format import Library, load_playbook
 from playbooks.runner import Runner
 from playbooks.service import start_run
 from soc_api.main import create_app
-from soc_api.policy import AUTHENTICATED, POLICY, permissions_of
-from soc_api.services import accounts, apikeys, audit
+from soc_api.policy import AUTHENTICATED, POLICY
+from soc_api.services import accounts, apikeys
 from soc_core.auth import ROLES, Membership
 from soc_core.config import Settings
 from soc_core.store import Store
+from workflow import audit
+from workflow.principals import permissions_of
 
 PASSWORD = "a-very-long-password"
 SUDO_SHELL = "b66c7128-d024-4352-a4e4-6ef7676daa16"
@@ -144,6 +146,8 @@ def test_no_route_reaches_another_agencys_objects(
     headers = {"Authorization": f"Bearer {token}"}
     before = snapshot(store)
     for method, template in ID_ROUTES:
+        if template.startswith("/api/jobs/"):
+            continue  # scheduled jobs are province-wide configuration, for province admins only (test_s13s_api)
         path = re.sub(r"\{(\w+)\}", lambda m: ids[m.group(1)], template)
         if template.startswith("/api/rules/{rule_id}") and "exception_id" in template:
             path = path.replace(ids["rule_id"], SUDO_SHELL)  # a shared rule, another agency's exception
