@@ -339,7 +339,7 @@ class SqliteStore(Store):
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        self._connections: dict[threading.Thread, tuple[int, sqlite3.Connection]] = {}
         self._lock = threading.Lock()
 
     @property
@@ -362,7 +362,16 @@ class SqliteStore(Store):
         sqlite_functions.register(conn)
         self._local.conn = conn
         with self._lock:
-            self._connections.append(conn)
+            # a thread that ended cannot use its connection again: close it, or every short-lived
+            # thread (a playbook step runs in one of its own) leaves its files open until the
+            # process runs out of descriptors ("unable to open database file")
+            # (in a forked child the parent's threads look ended: their connections are the
+            # parent's, never closed here)
+            for thread in [thread for thread in self._connections if not thread.is_alive()]:
+                pid, ended = self._connections.pop(thread)
+                if pid == os.getpid():
+                    ended.close()
+            self._connections[threading.current_thread()] = (os.getpid(), conn)
         return conn
 
     def select(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -423,7 +432,7 @@ class SqliteStore(Store):
         _FORK_GUARD.before()
         try:
             with self._lock:
-                for conn in self._connections:
+                for _, conn in self._connections.values():
                     conn.close()
                 self._connections.clear()
             self._local = threading.local()

@@ -236,3 +236,21 @@ def test_s13r_2_audit_records_written_without_refresh_still_chain(pstore: Store,
     pstore.refresh()
     report = audit.verify_chain(pstore)
     assert report.ok and report.records == 6, report.as_dict()
+
+
+def test_s13r_4_threads_that_ended_leave_no_sqlite_connection_open(sqlite_store: Store) -> None:
+    """Every playbook step runs its action in a thread of its own; each opened a connection that
+    stayed open, so a 10,000-alert run ran out of file descriptors ("unable to open database
+    file") after a few thousand runs."""
+
+    def open_files() -> int:
+        return len(list(Path("/proc/self/fd").iterdir()))
+
+    sqlite_store.create_doc("cases", {"tenant": "t", "n": 0}, doc_id="c")
+    before = open_files()
+    for _ in range(300):
+        thread = threading.Thread(target=sqlite_store.get_doc, args=("cases", "c"))
+        thread.start()
+        thread.join()
+    grown = open_files() - before
+    assert grown < 20, f"{grown} files left open by 300 threads that each read once and ended"
