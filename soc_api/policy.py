@@ -17,12 +17,14 @@ AUTHENTICATED: Final = "authenticated"  # any signed-in principal, no tenant dat
 ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
     "analyst": frozenset(
         {"alerts:read", "alerts:write", "cases:read", "cases:write", "events:read", "rules:read", "sensors:read"}
-        | {"playbooks:read", "playbooks:run", "containment:read"}
+        | {"playbooks:read", "playbooks:run", "containment:read", "intel:read"}
     ),
-    "rule_admin": frozenset({"alerts:read", "events:read", "rules:read", "rules:write"} | {"playbooks:read"}),
+    "rule_admin": frozenset(
+        {"alerts:read", "events:read", "rules:read", "rules:write"} | {"playbooks:read", "intel:read"}
+    ),
     "manager": frozenset(
         {"alerts:read", "cases:read", "events:read", "reports:read", "rules:read", "sensors:read"}
-        | {"playbooks:read", "containment:read", "containment:admin"}
+        | {"playbooks:read", "containment:read", "containment:admin", "intel:read"}
     ),
     "sensor": frozenset({"events:ingest", "sensors:report"}),
     "admin": frozenset(
@@ -43,6 +45,10 @@ ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
             "playbooks:run",
             "containment:read",
             "containment:admin",  # lift a block (the people who approve containment: manager, admin)
+            "intel:read",
+            # threat-intel lists raise alerts in every engine and are fed from outside sources:
+            # an agency's admin changes its lists, a province-wide admin the province's (`*`)
+            "intel:write",
         }
     ),
 }
@@ -88,9 +94,10 @@ POLICY: dict[tuple[str, str], str] = {
     ("POST", "/api/rules/{rule_id}/exceptions/{exception_id}/revoke"): "rules:write",
     ("POST", "/api/rules/{rule_id}/test"): "rules:read",
     ("POST", "/api/rules/{rule_id}/backtest"): "rules:read",
-    ("GET", "/api/intel/lists"): "alerts:read",
-    ("POST", "/api/intel/lists"): "rules:write",  # a list raises alerts as a rule does
-    ("DELETE", "/api/intel/lists/{tenant}/{name}"): "rules:write",
+    # threat-intel lists: `*` lists need a province-wide intel:write (soc_api.routes.intel.check_writable)
+    ("GET", "/api/intel/lists"): "intel:read",
+    ("POST", "/api/intel/lists"): "intel:write",
+    ("DELETE", "/api/intel/lists/{tenant}/{name}"): "intel:write",
     ("GET", "/api/apikeys"): "users:admin",
     ("POST", "/api/apikeys"): "users:admin",
     ("POST", "/api/apikeys/{key_id}/revoke"): "users:admin",
@@ -151,9 +158,9 @@ UI_POLICY: dict[tuple[str, str], str] = {
     ("GET", "/ui/approvals/count"): AUTHENTICATED,
     ("GET", "/ui/blocks"): "containment:read",
     ("POST", "/ui/blocks/{block_id}/unblock"): "containment:admin",
-    ("GET", "/ui/intel"): "alerts:read",
-    ("POST", "/ui/intel"): "rules:write",
-    ("POST", "/ui/intel/{tenant}/{name}/delete"): "rules:write",
+    ("GET", "/ui/intel"): "intel:read",
+    ("POST", "/ui/intel"): "intel:write",
+    ("POST", "/ui/intel/{tenant}/{name}/delete"): "intel:write",
 }
 
 # What a session whose password must change (first sign-in, admin-set) may still do

@@ -1,8 +1,9 @@
 """Threat-intel lists: list, upload (create or update), delete.
 
-Reading needs ``alerts:read`` (whoever triages sees which lists exist for their agencies and the
-province); uploading and deleting need ``rules:write`` — a list raises alerts as a rule does —
-in the list's agency, and a province-wide (``*``) list a province-wide membership. The upload's
+Reading needs ``intel:read`` (analysts, managers, rule admins and admins see the lists of their
+agencies and the province-wide ones); uploading and deleting need ``intel:write`` — an admin's
+right: a list raises alerts in every engine and comes from outside feeds — in the list's agency,
+and a province-wide (``*``) list a province-wide admin. The upload's
 body is the file itself (a MISP event, a STIX bundle or a CSV list; ``api.limits.intel_bytes``),
 with the format, agency and name in the query. Every change is audited.
 """
@@ -39,7 +40,7 @@ def check_writable(tenant: str, scope: tuple[str, ...] | None) -> None:
     if scope is None:
         return
     if tenant == PROVINCE_WIDE:
-        raise ApiProblem(403, "Forbidden", "only province-wide staff change province-wide lists")
+        raise ApiProblem(403, "Forbidden", "only a province-wide admin changes province-wide (*) lists")
     if tenant not in scope:
         raise NotVisible("no such agency", target=f"intel/{tenant}", owner=tenant)
 
