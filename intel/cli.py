@@ -1,5 +1,9 @@
 """``soc intel``: import, list and delete threat-intel lists.
 
+Every import and deletion is in the audit trail, as one made through the API is, with the local
+operator as the actor (``cli:<os user>``, the caller's ``actor``): the caller hands in how to
+record it (:class:`RecordChange`), since this package imports only ``soc_core``.
+
 Exit codes: 0 done (an import may still have skipped lines: each is printed with file:line or
 object id and why), 2 the command could not run (unreadable file, bad agency or list name,
 no such list).
@@ -11,7 +15,7 @@ import json
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Protocol
 
 import typer
 from rich.console import Console
@@ -24,6 +28,14 @@ from soc_core.errors import ParseError
 from soc_core.store import Store
 
 Tenant = Annotated[str, typer.Option("--tenant", "-t", help="The agency the list belongs to, or * for province-wide.")]
+
+
+class RecordChange(Protocol):
+    """Writes the audit record of ``actor``'s change to list ``tenant``:``name`` (``after``: its counts)."""
+
+    def __call__(
+        self, store: Store, /, *, action: str, tenant: str, name: str, actor: str, after: dict[str, Any] | None = None
+    ) -> None: ...
 
 
 def _progress_total(path: Path, fmt: Format) -> tuple[int | None, bool]:
@@ -39,8 +51,9 @@ def _progress_total(path: Path, fmt: Format) -> tuple[int | None, bool]:
     return None, False
 
 
-def build_intel_app(open_store: Callable[[], Store]) -> typer.Typer:
-    """The ``intel`` sub-app; ``open_store`` opens the configured store."""
+def build_intel_app(open_store: Callable[[], Store], record_change: RecordChange, *, actor: str) -> typer.Typer:
+    """The ``intel`` sub-app; ``open_store`` opens the configured store, ``record_change``
+    audits each import and deletion, made by ``actor``."""
     app = typer.Typer(help="Threat-intel lists (MISP, STIX 2.1, CSV): import, list, delete.", no_args_is_help=True)
     out = Console()
 
@@ -73,7 +86,12 @@ def build_intel_app(open_store: Callable[[], Store]) -> typer.Typer:
             progress.update(task, description="storing")
             store = open_store()
             try:
-                report = lists.import_list(store, parsed, tenant=tenant, name=list_name, fmt=chosen, source=file.name)
+                report = lists.import_list(
+                    store, parsed, tenant=tenant, name=list_name, fmt=chosen, source=file.name, actor=actor
+                )
+                record_change(
+                    store, action="intel.import", tenant=tenant, name=list_name, actor=actor, after=report.to_dict()
+                )
             finally:
                 store.close()
         for problem in report.skipped[:show]:
@@ -122,6 +140,7 @@ def build_intel_app(open_store: Callable[[], Store]) -> typer.Typer:
         store = open_store()
         try:
             lists.delete_list(store, tenant=tenant, name=list_name)
+            record_change(store, action="intel.delete", tenant=tenant, name=list_name, actor=actor)
         finally:
             store.close()
         out.print(f"deleted list {list_name!r} ({'province-wide' if tenant == '*' else f'agency {tenant}'})")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path as FilePath
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
@@ -68,12 +68,12 @@ def import_upload(
     report = lists.import_list(
         store, parsed, tenant=tenant, name=name, fmt=fmt, source="upload", actor=actor.principal.id
     )
-    audit.record(
+    record_change(
         store,
-        actor=actor.principal.id,
         action="intel.import",
-        tenant=None if tenant == PROVINCE_WIDE else tenant,
-        target=f"intel/{tenant}:{name}",
+        tenant=tenant,
+        name=name,
+        actor=actor.principal.id,
         after=report.to_dict(),
         request_id=actor.request_id,
         source_ip=actor.source_ip,
@@ -83,14 +83,38 @@ def import_upload(
 
 def delete_audited(store: Store, *, tenant: str, name: str, actor: Actor) -> None:
     lists.delete_list(store, tenant=tenant, name=name)
-    audit.record(
+    record_change(
         store,
-        actor=actor.principal.id,
         action="intel.delete",
-        tenant=None if tenant == PROVINCE_WIDE else tenant,
-        target=f"intel/{tenant}:{name}",
+        tenant=tenant,
+        name=name,
+        actor=actor.principal.id,
         request_id=actor.request_id,
         source_ip=actor.source_ip,
+    )
+
+
+def record_change(
+    store: Store,
+    *,
+    action: str,
+    tenant: str,
+    name: str,
+    actor: str,
+    after: dict[str, Any] | None = None,
+    request_id: str | None = None,
+    source_ip: str | None = None,
+) -> None:
+    """The audit record of a list's import or deletion (API, UI and ``soc intel`` alike)."""
+    audit.record(
+        store,
+        actor=actor,
+        action=action,
+        tenant=None if tenant == PROVINCE_WIDE else tenant,
+        target=f"intel/{tenant}:{name}",
+        after=after,
+        request_id=request_id,
+        source_ip=source_ip,
     )
 
 

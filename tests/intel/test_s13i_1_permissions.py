@@ -40,7 +40,9 @@ def client(store: Store) -> TestClient:
         accounts.add_tenant(store, tenant_id=tenant, name=tenant)
     for role in ROLES:
         accounts.add_user(store, username=f"police_{role}", password=PASSWORD, memberships=[Membership("police", role)])
-        accounts.add_user(store, username=f"province_{role}", password=PASSWORD, memberships=[Membership(PROVINCE, role)])
+        accounts.add_user(
+            store, username=f"province_{role}", password=PASSWORD, memberships=[Membership(PROVINCE, role)]
+        )
     seed(store)
     return TestClient(create_app(Settings(), store))
 
@@ -60,12 +62,12 @@ def upload(client: TestClient, auth: dict[str, str], tenant: str, name: str) -> 
     answer = client.post(
         "/api/intel/lists", params={"tenant": tenant, "name": name, "format": "csv"}, content=CSV, headers=auth
     )
-    return answer.status_code
+    return int(answer.status_code)
 
 
 def delete(client: TestClient, auth: dict[str, str], tenant: str, name: str) -> int:
     target = "%2A" if tenant == PROVINCE else tenant
-    return client.delete(f"/api/intel/lists/{target}/{name}", headers=auth).status_code
+    return int(client.delete(f"/api/intel/lists/{target}/{name}", headers=auth).status_code)
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -76,7 +78,10 @@ def test_s13i_1_agency_member_matrix(client: TestClient, store: Store, role: str
     seen = client.get("/api/intel/lists", headers=auth)
     if role in READERS:
         assert seen.status_code == 200, seen.text
-        assert sorted((i["tenant"], i["name"]) for i in seen.json()["items"]) == [(PROVINCE, "national"), ("police", "own")]
+        assert sorted((i["tenant"], i["name"]) for i in seen.json()["items"]) == [
+            (PROVINCE, "national"),
+            ("police", "own"),
+        ]
     else:
         assert seen.status_code == 403
     before = held(store)
