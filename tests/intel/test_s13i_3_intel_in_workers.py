@@ -95,7 +95,7 @@ def count_reads(monkeypatch: pytest.MonkeyPatch, store: Store, log: Path) -> Non
     real = type(store).read_plan
 
     def read_plan(self: Store, plan: ReadPlan, blocks: Iterable[int] | None = None) -> list[tuple[Position, Any]]:
-        read = real(self, plan, blocks)  # type: ignore[arg-type]
+        read = real(self, plan, blocks)
         lines = "".join(f"{os.getpid()} {e['organization.id']}/{e['event.id']}\n" for _, e in read)
         fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
