@@ -12,9 +12,9 @@ adds the address to the nftables set; the attacker's next connections are droppe
 cannot reach sshd, while the bystander's pass; a manager lifts the block through the API, and
 the attacker's connections and hydra's logins reach sshd again.
 
-Needs root, iproute2, openssh-server, nftables and hydra (``scripts/install-system-deps``).
-SQLite only: the store is the ordinary one here (the chain on Elasticsearch is the library's own
-end-to-end test, tests/playbooks/test_pblib_library.py); what is new is the attack tools.
+Needs root, iproute2, openssh-server, nftables and hydra (``scripts/install-system-deps``). On
+SQLite and Elasticsearch (the node relayed into the target namespace, where the API and the
+runner's threads open their connections).
 """
 
 from __future__ import annotations
@@ -52,6 +52,8 @@ from soc_api.services import accounts, audit
 from soc_core.auth import Membership
 from soc_core.config import Settings
 from soc_core.store import Store
+from soc_core.store.elasticsearch import ElasticsearchStore
+from tests.playbooks.library_support import forward_into
 from tests.support.netns import in_netns, ip
 from tests.support.servers import serve
 from tests.support.waiting import wait_for
@@ -233,14 +235,14 @@ class Soc:
 
 
 @pytest.fixture
-def soc(attack_range: AttackRange, sqlite_store: Store, tmp_path: Path) -> Iterator[Soc]:
-    accounts.add_tenant(sqlite_store, tenant_id="police", name="Công an tỉnh")
-    accounts.add_user(sqlite_store, username="lan", password=PASSWORD, memberships=[Membership("police", "analyst")])
-    accounts.add_user(sqlite_store, username="minh", password=PASSWORD, memberships=[Membership("police", "manager")])
+def soc(attack_range: AttackRange, store: Store, tmp_path: Path) -> Iterator[Soc]:
+    accounts.add_tenant(store, tenant_id="police", name="Công an tỉnh")
+    accounts.add_user(store, username="lan", password=PASSWORD, memberships=[Membership("police", "analyst")])
+    accounts.add_user(store, username="minh", password=PASSWORD, memberships=[Membership("police", "manager")])
     inventory = tmp_path / "assets.yml"
     inventory.write_text(yaml.safe_dump({"assets": INVENTORY}), encoding="utf-8")
     settings = Settings(data_dir=tmp_path, playbooks={"retry_backoff_seconds": 0.01, "assets": {"paths": [inventory]}})
-    audit.configure(sqlite_store, settings)
+    audit.configure(store, settings)
     sensor = LogSensor(
         SensorConfig(
             tenant="police",
@@ -248,18 +250,20 @@ def soc(attack_range: AttackRange, sqlite_store: Store, tmp_path: Path) -> Itera
             state_dir=tmp_path / "sensor",
             inputs=[InputConfig(paths=[str(attack_range.log)], parser="auth", from_beginning=True)],
         ),
-        sqlite_store.reopened(),
+        store.reopened(),
     )
     stop = threading.Event()
     tailing = threading.Thread(target=sensor.run, args=(stop,), name="log-sensor", daemon=True)
     tailing.start()
-    engine = DetectionEngine(load_rules([shipped_rules_dir()]), sqlite_store)
-    runner = Runner(sqlite_store, settings, configured_library([]))
+    engine = DetectionEngine(load_rules([shipped_rules_dir()]), store)
+    runner = Runner(store, settings, configured_library([]))
     try:
         with ExitStack() as stack:
+            if isinstance(store, ElasticsearchStore):
+                stack.enter_context(forward_into(attack_range.target, store.url))
             with in_netns(attack_range.target):  # the server's threads stay there; this one comes back
-                url = stack.enter_context(serve(create_app(settings, sqlite_store)))
-            yield Soc(sqlite_store, engine, runner, attack_range, url)
+                url = stack.enter_context(serve(create_app(settings, store)))
+            yield Soc(store, engine, runner, attack_range, url)
     finally:
         stop.set()
         tailing.join(timeout=60)
@@ -268,6 +272,7 @@ def soc(attack_range: AttackRange, sqlite_store: Store, tmp_path: Path) -> Itera
 
 
 def stored_failures(store: Store) -> int:
+    store.refresh()
     events, _ = store.read_new_events(None, limit=10_000)
     return sum(1 for e in events if e.get("event.action") == "ssh_login" and e.get("event.outcome") == "failure")
 
@@ -346,6 +351,7 @@ def test_s13i_5_nmap_syn_scan_from_inside_opens_a_port_scan_case(soc: Soc, tmp_p
         assert "22/tcp open" in scan.stdout, scan.stdout
 
         def scanned_ports() -> int:
+            soc.store.refresh()
             events, _ = soc.store.read_new_events(None, limit=100_000)
             flows = [e for e in events if e["event.dataset"] == "network.flow" and e.get("source.ip") == ATTACKER]
             return len({e["destination.port"] for e in flows})
