@@ -207,8 +207,8 @@ class DetectionEngine:
                 result.events = sum(part.events for part in results)
                 # rules' detections, then threat intel's, each in stream order: as in one process
                 listed, listed_events = intel_in_order(results)
-                matched = [event for part in results for _, _, event in part.matched]
-                return self._pool.emit(results) + listed, matched + listed_events
+                rule_events = [event for part in results for _, _, event in part.matched]
+                return self._pool.emit(results) + listed, rule_events + listed_events
             except WorkerError as exc:
                 log.warning("detection workers failed; batch evaluated in-process", extra={"error": exc.render()})
                 result.redone_in_process += 1
