@@ -40,10 +40,10 @@ from intel.parsers import parse_file
 from playbooks.format import Library, load_playbook
 from playbooks.records import ACTIVE
 from playbooks.runner import Runner
-from soc_api.services import audit
 from soc_core.config import Settings
 from soc_core.events import format_timestamp, parse_timestamp, utcnow
 from soc_core.store import ElasticsearchStore, SqliteStore, Store
+from workflow import audit
 
 FIVE_STEPS = """\
 name: bench-enrich-case

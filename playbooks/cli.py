@@ -22,6 +22,7 @@ from playbooks.service import list_runs, start_run
 from soc_core.config import Settings
 from soc_core.errors import InvalidInput
 from soc_core.store import Store
+from workflow.principals import cli_actor
 
 STATUS_STYLE = {
     "succeeded": "green",
@@ -172,8 +173,6 @@ def build_playbook_app(open_store: Callable[[], Store], load_settings: Callable[
         ] = None,
     ) -> None:
         """Run a playbook on an alert now, in this process, up to its end or a gate."""
-        from soc_api.cli import cli_actor  # noqa: PLC0415 - the one way the CLI names its user
-
         settings = load_settings()
         library = configured_library(settings.playbooks.dirs, shipped=settings.playbooks.library)
         playbook = library.get(name)

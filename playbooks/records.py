@@ -28,13 +28,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, SecretStr
 
 from playbooks.format import SECRET_NAME
-from soc_api.services import audit
-from soc_api.services.accounts import Principal
-from soc_api.services.alerts import Actor
 from soc_core.config import Settings
 from soc_core.errors import Conflict, NotFound, PlaybookError
 from soc_core.events import format_timestamp, utcnow
 from soc_core.store import Doc, Store
+from workflow import audit
+from workflow.principals import Actor, Principal
 
 KIND = "playbook_runs"
 RunStatus = Literal["pending", "running", "waiting_approval", "succeeded", "failed", "cancelled", "interrupted"]

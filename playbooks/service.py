@@ -29,13 +29,13 @@ from playbooks.records import (
     step_record,
     with_step,
 )
-from soc_api.services.accounts import Principal
-from soc_api.services.alerts import visible_alert
-from soc_api.services.cases import visible_case
 from soc_core.auth import PROVINCE
 from soc_core.errors import Conflict, NotVisible, PlaybookError
 from soc_core.events import parse_timestamp, utcnow
 from soc_core.store import Doc, Page, Store
+from workflow.alerts import visible_alert
+from workflow.cases import visible_case
+from workflow.principals import Principal
 
 
 class ApprovalRefused(PlaybookError):

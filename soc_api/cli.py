@@ -25,6 +25,7 @@ from soc_core.datasets import allowed_datasets
 from soc_core.devnode import DEV_NODE_DIR, ES_VERSION, DevNode, distribution_home
 from soc_core.errors import InvalidInput, SocError
 from soc_core.store import Store, open_store
+from workflow.principals import cli_actor
 
 app = typer.Typer(help="Canh Gác — security-operations toolkit.", no_args_is_help=True, add_completion=False)
 dev_app = typer.Typer(help="Developer tools.", no_args_is_help=True)
@@ -71,7 +72,7 @@ def settings() -> Settings:
 
 
 def store(*, setup: bool = True) -> Store:
-    from soc_api.services import audit  # noqa: PLC0415
+    from workflow import audit  # noqa: PLC0415
 
     opened = open_store(settings())
     audit.configure(opened, settings())  # records made from the CLI are sealed with the server's key
@@ -139,11 +140,6 @@ def tenant_add(tenant_id: str, name: Annotated[str, typer.Argument(help="Display
 
     add_tenant(store(), tenant_id=tenant_id, name=name, actor=cli_actor())
     out.print(f"tenant [bold]{tenant_id}[/] added")
-
-
-def cli_actor() -> str:
-    """Who the audit trail names for a change made from this command line."""
-    return f"cli:{getpass.getuser()}"
 
 
 def _memberships(items: list[str]) -> list[Membership]:
@@ -278,7 +274,7 @@ def audit_verify(
 ) -> None:
     """Check every record's seal and link and the head against the anchors.
     Exit 0: intact; 1: tampered (the first bad record is named); 2: cannot verify."""
-    from soc_api.services import audit  # noqa: PLC0415
+    from workflow import audit  # noqa: PLC0415
 
     report = audit.verify_chain(store(setup=False))
     if as_json:
@@ -302,7 +298,7 @@ def audit_verify(
 def audit_anchor() -> None:
     """Anchor the trail's head now (``soc up`` does it on its own; a split deployment can run
     this from cron)."""
-    from soc_api.services import audit  # noqa: PLC0415
+    from workflow import audit  # noqa: PLC0415
 
     anchor = audit.anchor_head(store(setup=False))
     if anchor is None:

@@ -11,12 +11,14 @@ from fastapi.routing import APIRoute
 from soc_api.client import client_address
 from soc_api.errors import ApiProblem
 from soc_api.policy import AUTHENTICATED, DOCS_ROUTES, PASSWORD_CHANGE_ROUTES, POLICY, PUBLIC, UI_POLICY
-from soc_api.services import apikeys, audit
-from soc_api.services.accounts import Principal, principal_from_token
+from soc_api.services import apikeys
+from soc_api.services.accounts import principal_from_token
 from soc_api.ui.session import CSRF_HEADER, SESSION_COOKIE, csrf_token_for, is_ui_path, same_token
 from soc_core.config import Settings
 from soc_core.errors import AuthError
 from soc_core.store import Store
+from workflow import audit
+from workflow.principals import Principal
 
 UNAUTHORIZED = ApiProblem(401, "Unauthorized", "authentication required", headers={"WWW-Authenticate": "Bearer"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -25,9 +25,7 @@ from playbooks.actions.base import ActionError
 from playbooks.service import ApprovalRefused
 from sensors.errors import SensorError
 from soc_api.client import client_address
-from soc_api.services import audit
 from soc_api.services.accounts import Throttled
-from soc_api.services.alerts import WorkflowError
 from soc_core.errors import (
     AuthError,
     ConfigError,
@@ -44,6 +42,8 @@ from soc_core.errors import (
     StoreUnavailable,
 )
 from soc_core.query import QueryError
+from workflow import audit
+from workflow.alerts import WorkflowError
 
 log = logging.getLogger("canhgac.api")
 PROBLEM = "application/problem+json"

@@ -16,13 +16,13 @@ from soc_api.errors import ERROR_RESPONSES, install_error_handlers
 from soc_api.limits import BodyLimits
 from soc_api.policy import POLICY, UI_POLICY
 from soc_api.routes import alerts, apikeys, audit, auth, cases, events, health, intel, playbooks, rules, sensors, users
-from soc_api.services import audit as audit_trail
 from soc_api.services.throttle import LoginThrottle
 from soc_api.ui.mount import SECURITY_HEADERS, install_ui, ui_route_inventory
 from soc_api.ui.session import is_ui_path
 from soc_core import __version__
 from soc_core.config import Settings
 from soc_core.store import Store
+from workflow import audit as audit_trail
 
 # A client's own X-Request-ID is kept (apart from ours) only if it is this plain: it goes into
 # audit records and response headers, so nothing that could forge a log line or a header.

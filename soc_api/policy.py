@@ -7,51 +7,12 @@ carry over to another.
 
 from __future__ import annotations
 
-from typing import Final, cast
-
-from soc_core.auth import Role
+from typing import Final
 
 PUBLIC: Final = "public"
 AUTHENTICATED: Final = "authenticated"  # any signed-in principal, no tenant data involved
 
-ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
-    "analyst": frozenset(
-        {"alerts:read", "alerts:write", "cases:read", "cases:write", "events:read", "rules:read", "sensors:read"}
-        | {"playbooks:read", "playbooks:run", "containment:read", "intel:read"}
-    ),
-    "rule_admin": frozenset(
-        {"alerts:read", "events:read", "rules:read", "rules:write"} | {"playbooks:read", "intel:read"}
-    ),
-    "manager": frozenset(
-        {"alerts:read", "cases:read", "events:read", "reports:read", "rules:read", "sensors:read"}
-        | {"playbooks:read", "containment:read", "containment:admin", "intel:read"}
-    ),
-    "sensor": frozenset({"events:ingest", "sensors:report"}),
-    "admin": frozenset(
-        {
-            "alerts:read",
-            "alerts:write",
-            "audit:read",
-            "cases:read",
-            "cases:write",
-            "events:read",
-            "rules:read",
-            "rules:write",
-            "reports:read",
-            "sensors:read",
-            "sensors:admin",
-            "users:admin",
-            "playbooks:read",
-            "playbooks:run",
-            "containment:read",
-            "containment:admin",  # lift a block (the people who approve containment: manager, admin)
-            "intel:read",
-            # threat-intel lists raise alerts in every engine and are fed from outside sources:
-            # an agency's admin changes its lists, a province-wide admin the province's (`*`)
-            "intel:write",
-        }
-    ),
-}
+# The roles' grants (ROLE_PERMISSIONS) live in workflow.principals, beside Principal, which reads them.
 
 # (method, path template) -> permission
 POLICY: dict[tuple[str, str], str] = {
@@ -179,28 +140,11 @@ PASSWORD_CHANGE_ROUTES = frozenset(
 DOCS_ROUTES = frozenset({"/openapi.json", "/docs", "/docs/static/{name}"})
 
 
-def permissions_of(role: str) -> frozenset[str]:
-    return ROLE_PERMISSIONS.get(cast(Role, role), frozenset())
-
-
-# An API key uses a permission only where its owner holds the same one now; a sensor's rights,
-# which no person holds, need the owner's right to administer sensors there.
-_KEY_OWNER_PERMISSION = {"events:ingest": "sensors:admin", "sensors:report": "sensors:admin"}
-
-
-def key_owner_permission(permission: str) -> str:
-    """The permission an API key's owner must hold for the key to use ``permission``."""
-    return _KEY_OWNER_PERMISSION.get(permission, permission)
-
-
 __all__ = [
     "AUTHENTICATED",
     "DOCS_ROUTES",
     "PASSWORD_CHANGE_ROUTES",
     "POLICY",
     "PUBLIC",
-    "ROLE_PERMISSIONS",
     "UI_POLICY",
-    "key_owner_permission",
-    "permissions_of",
 ]

@@ -30,12 +30,13 @@ from detections.loader import shipped_rules_dir
 from playbooks.format import configured_library
 from playbooks.runner import Runner, RunnerThread
 from soc_api.main import create_app
-from soc_api.services import accounts, audit, throttle
+from soc_api.services import accounts, throttle
 from soc_core.auth import PROVINCE, Membership, password_problem
 from soc_core.config import Settings
 from soc_core.errors import ConfigError, SocError, StoreUnavailable
 from soc_core.events import utcnow
 from soc_core.store import Store
+from workflow import audit
 
 log = logging.getLogger("canhgac.runtime")
 RETENTION_DAYS = 90

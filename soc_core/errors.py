@@ -17,7 +17,7 @@
     ├── AuthError            authentication or authorisation failed
     │   └── Throttled        too many failed sign-ins; wait (soc_api.services.accounts)
     ├── DevNodeError         the development Elasticsearch node could not be fetched or started
-    ├── WorkflowError        a triage change the alert workflow forbids (soc_api.services.alerts)
+    ├── WorkflowError        a triage change the alert workflow forbids (workflow.alerts)
     ├── PlaybookError        a playbook that cannot be loaded (file:line), run or decided as asked
     │   ├── ActionError      a playbook step's action failed (playbooks.actions.base)
     │   │   └── OutboundRefused  a webhook target refused before connecting (playbooks.actions.outbound)

@@ -1,5 +1,5 @@
 """Alert actions: status, level, tags, assignee, comment — through the triage service
-(:mod:`soc_api.services.alerts`), so the status workflow of :mod:`soc_core.alert_status` holds for a
+(:mod:`workflow.alerts`), so the status workflow of :mod:`soc_core.alert_status` holds for a
 playbook exactly as for a person, and every change is audited as ``playbook:<name>``.
 
 Each acts on the run's alert, or on ``alert_id`` when given; always within the run's agency.
@@ -14,11 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from playbooks.actions.base import Action, ActionContext, ActionError, ActionResult, register
 from playbooks.records import Subject, subject
-from soc_api.services.alerts import MAX_TAGS, add_comment, apply_change, update_alert, visible_alert
 from soc_core.alert_status import SettableStatus
 from soc_core.errors import Conflict
 from soc_core.events import format_timestamp, utcnow
 from soc_core.store import Doc
+from workflow.alerts import MAX_TAGS, add_comment, apply_change, update_alert, visible_alert
 
 Level = Literal["informational", "low", "medium", "high", "critical"]
 

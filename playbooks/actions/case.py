@@ -1,5 +1,5 @@
 """Case actions: open (or update) the alert's case, add observables, link related alerts —
-through the case service (:mod:`soc_api.services.cases`), within the run's agency.
+through the case service (:mod:`workflow.cases`), within the run's agency.
 
 All three are idempotent: run again after a crash, ``case.open`` finds the case the alert is in
 and the others add only what the case does not hold yet. ``case.open`` returns ``case_id``,
@@ -15,8 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from playbooks.actions.base import Action, ActionContext, ActionError, ActionResult, register
 from playbooks.records import Subject, subject
-from soc_api.services.alerts import visible_alert
-from soc_api.services.cases import (
+from soc_core.errors import Conflict
+from soc_core.events import parse_timestamp
+from soc_core.store import Doc
+from workflow.alerts import visible_alert
+from workflow.cases import (
     add_observables,
     create_case,
     extract_observables,
@@ -24,9 +27,6 @@ from soc_api.services.cases import (
     update_case,
     visible_case,
 )
-from soc_core.errors import Conflict
-from soc_core.events import parse_timestamp
-from soc_core.store import Doc
 
 Severity = Literal["informational", "low", "medium", "high", "critical"]
 OBSERVABLE_TYPES = ("ip", "domain", "user", "host", "hash")

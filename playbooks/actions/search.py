@@ -13,9 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from playbooks.actions.base import Action, ActionContext, ActionError, ActionResult, register
 from playbooks.records import subject
-from soc_api.services.cases import attach_hunt, visible_case
 from soc_core.events import format_timestamp, utcnow
 from soc_core.query import MAX_QUERY_LENGTH, event_query
+from workflow.cases import attach_hunt, visible_case
 
 SUMMARY_FIELDS = ("source.ip", "destination.ip", "user.name", "host.name", "event.action", "event.outcome")
 

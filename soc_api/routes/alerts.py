@@ -19,12 +19,11 @@ from soc_api.schemas import (
     BulkResult,
     CommentCreate,
 )
-from soc_api.services import alerts
-from soc_api.services.accounts import Principal
-from soc_api.services.alerts import Actor
 from soc_core.alert_status import AlertStatus
 from soc_core.errors import Conflict, NotFound, NotVisible
 from soc_core.store import Doc
+from workflow import alerts
+from workflow.principals import Actor, Principal
 
 router = APIRouter(prefix="/api/alerts", tags=["alerts"])
 

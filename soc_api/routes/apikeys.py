@@ -15,11 +15,11 @@ from soc_api.deps import CurrentPrincipal, StoreDep, TenantScope
 from soc_api.errors import ApiProblem
 from soc_api.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPage, ApiKeyPublic
 from soc_api.services import apikeys
-from soc_api.services.accounts import Principal
 from soc_core.auth import PROVINCE
 from soc_core.errors import NotVisible
 from soc_core.events import format_timestamp
 from soc_core.store import Doc, Store
+from workflow.principals import Principal
 
 router = APIRouter(prefix="/api/apikeys", tags=["apikeys"])
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from soc_api.deps import StoreDep, TenantScope
 from soc_api.errors import ApiProblem
 from soc_api.schemas import AuditPage, AuditRecord, AuditVerification
-from soc_api.services import audit
+from workflow import audit
 
 router = APIRouter(prefix="/api/audit", tags=["audit"])
 

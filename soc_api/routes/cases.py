@@ -9,8 +9,8 @@ from fastapi import APIRouter, Query, Request
 from soc_api.deps import CurrentPrincipal, StoreDep, TenantScope
 from soc_api.routes.alerts import actor_of
 from soc_api.schemas import CaseCreate, CasePage, CasePublic, CaseUpdate
-from soc_api.services import cases
 from soc_core.store import Doc
+from workflow import cases
 
 router = APIRouter(prefix="/api/cases", tags=["cases"])
 

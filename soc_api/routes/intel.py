@@ -24,10 +24,10 @@ from soc_api.deps import CurrentPrincipal, StoreDep, TenantScope
 from soc_api.errors import ApiProblem
 from soc_api.routes.alerts import actor_of
 from soc_api.schemas import IntelImportPublic, IntelListPage, IntelListPublic, IntelProblem
-from soc_api.services import audit
-from soc_api.services.alerts import Actor
 from soc_core.errors import NotVisible, ParseError
 from soc_core.store import Store
+from workflow import audit
+from workflow.principals import Actor
 
 router = APIRouter(prefix="/api/intel", tags=["intel"])
 MAX_PROBLEMS = 500

@@ -22,11 +22,11 @@ from playbooks.service import approvals_for, cancel_run, decide, is_gated, list_
 from soc_api.client import client_address
 from soc_api.deps import CurrentPrincipal, SettingsDep, StoreDep, TenantScope
 from soc_api.errors import ApiProblem
-from soc_api.services import audit
-from soc_api.services.accounts import Principal
 from soc_core.config import Settings
 from soc_core.errors import PlaybookError
 from soc_core.store import Doc, Store
+from workflow import audit
+from workflow.principals import Principal
 
 router = APIRouter(tags=["playbooks"])
 

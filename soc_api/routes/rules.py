@@ -33,9 +33,9 @@ from soc_api.schemas import (
     RuleValidation,
     SampleRun,
 )
-from soc_api.services import audit
 from soc_core.errors import NotFound, NotVisible, RuleError
 from soc_core.store import Doc, Store
+from workflow import audit
 
 router = APIRouter(prefix="/api/rules", tags=["rules"])
 

@@ -20,12 +20,12 @@ from soc_api.schemas import (
     SensorPublic,
 )
 from soc_api.services import sensors
-from soc_api.services.accounts import Principal
 from soc_core.bounds import EventBounds
 from soc_core.datasets import allowed_datasets
 from soc_core.errors import NotVisible
 from soc_core.events import shape_problem
 from soc_core.store import Doc
+from workflow.principals import Principal
 
 router = APIRouter(prefix="/api", tags=["sensors"])
 

@@ -9,12 +9,10 @@ from __future__ import annotations
 import contextlib
 import secrets
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from soc_api.policy import key_owner_permission, permissions_of
-from soc_api.services import audit
 from soc_api.services.throttle import LoginThrottle, Wait
 from soc_core.auth import (
     PROVINCE,
@@ -33,45 +31,8 @@ from soc_core.auth import (
 from soc_core.errors import AuthError, Conflict, InvalidInput, NotFound
 from soc_core.events import check_tenant_id, format_timestamp, parse_timestamp, utcnow
 from soc_core.store import Doc, Store
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling: a person (session) or an integration (API key)."""
-
-    id: str
-    name: str
-    kind: str  # "user" or "apikey"
-    memberships: tuple[Membership, ...] = field(default_factory=tuple)
-    session_id: str | None = None
-    sensor_id: str | None = None  # set for a sensor's API key
-    must_change_password: bool = False  # a first or admin-set password: nothing else until changed
-    owner: str | None = None  # an API key's owner (a person)
-    # an API key's owner's memberships, read at this request: the key never holds more
-    owner_memberships: tuple[Membership, ...] | None = None
-
-    def tenants_for(self, permission: str) -> tuple[str, ...] | None:
-        """Tenants where this principal holds ``permission``; ``None`` means every tenant.
-        For an API key, only where its owner holds the same right now (for a sensor's rights,
-        the right to administer sensors)."""
-        granted = _granted(self.memberships, permission)
-        if self.owner_memberships is None:
-            return granted
-        held = _granted(self.owner_memberships, key_owner_permission(permission))
-        if granted is None:
-            return held
-        return granted if held is None else tuple(t for t in granted if t in held)
-
-    def may(self, permission: str) -> bool:
-        tenants = self.tenants_for(permission)
-        return tenants is None or bool(tenants)
-
-
-def _granted(memberships: Sequence[Membership], permission: str) -> tuple[str, ...] | None:
-    granted = [m.tenant for m in memberships if permission in permissions_of(m.role)]
-    if PROVINCE in granted:
-        return None
-    return tuple(sorted(set(granted)))
+from workflow import audit
+from workflow.principals import Principal
 
 
 def _memberships(raw: Sequence[dict[str, Any]]) -> tuple[Membership, ...]:
@@ -578,7 +539,6 @@ def reset_with_code(store: Store, *, username: str, code: str, new: str) -> None
 
 
 __all__ = [
-    "Principal",
     "SignedIn",
     "Throttled",
     "TotpEnrolment",

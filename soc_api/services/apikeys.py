@@ -2,7 +2,7 @@
 
 Every key has an owner, a person. A key never holds more than its owner holds *now*: at every
 request its rights are intersected with the owner's current memberships
-(:meth:`~soc_api.services.accounts.Principal.tenants_for`), so demoting the owner limits the key
+(:meth:`~workflow.principals.Principal.tenants_for`), so demoting the owner limits the key
 and disabling or deleting the owner kills it. Only the SHA-256 digest of a key is stored; the key
 itself is shown once, at creation.
 
@@ -25,13 +25,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from soc_api.policy import key_owner_permission, permissions_of
-from soc_api.services import audit
-from soc_api.services.accounts import Principal, tenant_exists
+from soc_api.services.accounts import tenant_exists
 from soc_core.auth import KEY_ROLES, PROVINCE, Membership, api_key_id, digest, new_api_key, same_digest
 from soc_core.errors import AuthError, Conflict, InvalidInput, NotFound, NotVisible
 from soc_core.events import format_timestamp, parse_timestamp, utcnow
 from soc_core.store import Doc, Page, Store
+from workflow import audit
+from workflow.principals import Principal, key_owner_permission, permissions_of
 
 INTEGRATION_KEY_DAYS = 90
 INTEGRATION_KEY_MAX_DAYS = 365

@@ -15,14 +15,15 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
-from soc_api.services import accounts, apikeys, audit
-from soc_api.services.alerts import Actor
+from soc_api.services import accounts, apikeys
 from soc_core.bounds import EventBounds
 from soc_core.datasets import KNOWN_DATASETS
 from soc_core.errors import Conflict, InvalidInput, NotFound, NotVisible
 from soc_core.events import event_id, format_timestamp, parse_timestamp, utcnow
 from soc_core.store import BulkResult, Doc, Store
 from soc_core.tenant_claims import assign_tenant
+from workflow import audit
+from workflow.principals import Actor
 
 OFFLINE_AFTER = timedelta(minutes=3)
 LOSS_THRESHOLD = 0.10

@@ -18,12 +18,12 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup, escape
 
-from soc_api.services.accounts import Principal
 from soc_api.ui.i18n import Translate, pick_language, translator
 from soc_api.ui.session import LANG_COOKIE
 from soc_core.auth import PROVINCE
 from soc_core.errors import NotFound
 from soc_core.store import Store
+from workflow.principals import Principal
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 SHORT = 160  # characters of a value in a table cell

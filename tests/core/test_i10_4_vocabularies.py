@@ -32,13 +32,13 @@ from sensors.errors import SpoolFull
 from soc_api.errors import ANSWERS, install_error_handlers
 from soc_api.schemas import AlertUpdate, BulkAlertUpdate
 from soc_api.services.accounts import Throttled
-from soc_api.services.alerts import WorkflowError, apply_change
 from soc_api.services.throttle import Wait
 from soc_core.alert_status import ALERT_STATUSES, CLOSED_STATUSES, OPEN_STATUSES, SETTABLE_STATUSES, TRANSITIONS
 from soc_core.config import ElasticsearchSettings, Settings, StoreSettings
 from soc_core.errors import Conflict, NotFound, ParseError, SocError, StoreUnavailable
 from soc_core.query import QueryError
 from soc_core.store import STORES, open_store
+from workflow.alerts import WorkflowError, apply_change
 
 
 def _all_soc_errors() -> set[type[SocError]]:

@@ -28,7 +28,8 @@ from playbooks.runner import Runner
 from sensors.config import ImportConfig
 from sensors.pipeline import EventImport
 from soc_api.main import create_app
-from soc_api.services import accounts, audit
+from soc_api.services import accounts
+from workflow import audit
 from soc_core.auth import Membership
 from soc_core.config import Settings
 from soc_core.store import Store

@@ -48,7 +48,8 @@ from sensors.netsensor import NetSensorSettings, NetworkSensor
 from sensors.pipeline import LogSensor
 from sensors.sources.network import LiveCapture
 from soc_api.main import create_app
-from soc_api.services import accounts, audit
+from soc_api.services import accounts
+from workflow import audit
 from soc_core.auth import Membership
 from soc_core.config import Settings
 from soc_core.store import Store

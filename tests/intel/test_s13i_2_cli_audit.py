@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from intel.cli import build_intel_app
 from soc_api.cli import record_intel_change
-from soc_api.services import audit
+from workflow import audit
 from soc_core.config import Settings
 from soc_core.store import SqliteStore, Store
 from tests.intel.support import DATA

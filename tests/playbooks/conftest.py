@@ -13,10 +13,10 @@ import pytest
 import tests.playbooks.fake_actions  # noqa: F401 - registers the test.* actions
 from playbooks.format import Library, Playbook, load_playbook
 from playbooks.runner import Runner
-from soc_api.services import audit
 from soc_core.config import Settings
 from soc_core.events import format_timestamp, utcnow
 from soc_core.store import Store
+from workflow import audit
 
 
 @pytest.fixture

@@ -20,13 +20,12 @@ from playbooks.actions.base import ACTIONS, Action, ActionError
 from playbooks.actions.enrich import EnrichAssets, EnrichAssetsParams, EnrichIntel, EnrichIntelParams
 from playbooks.actions.outbound import OutboundRefused
 from playbooks.actions.share import ShareStix, ShareStixParams
-from soc_api.services.accounts import Principal
-from soc_api.services.alerts import Actor
-from soc_api.services.cases import create_case
 from soc_core.config import Settings
 from soc_core.store import Store
 from tests.intel.support import NOW, event, load
 from tests.playbooks.support import Listener, context, in_netns, listen, namespace
+from workflow.cases import create_case
+from workflow.principals import Actor, Principal
 
 PUBLIC, PORT = "192.31.196.10", 8080
 

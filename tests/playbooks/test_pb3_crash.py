@@ -16,12 +16,12 @@ from playbooks.format import Library
 from playbooks.records import get_run
 from playbooks.runner import Runner
 from playbooks.service import start_run
-from soc_api.services import audit
 from soc_core.config import Settings
 from soc_core.events import parse_timestamp, utcnow
 from soc_core.store import Store
 from tests.playbooks.conftest import make_alert, playbook
 from tests.support.waiting import wait_for
+from workflow import audit
 
 # a runner process killed and restarted: the full suite runs it, `make check` does not
 pytestmark = pytest.mark.slow
@@ -32,7 +32,7 @@ import tests.playbooks.fake_actions
 from pathlib import Path
 from playbooks.format import Library, load_playbook
 from playbooks.runner import Runner
-from soc_api.services import audit
+from workflow import audit
 from soc_core.config import Settings
 from soc_core.store import SqliteStore
 

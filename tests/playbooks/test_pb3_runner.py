@@ -15,7 +15,6 @@ from pydantic import SecretStr
 from playbooks.records import KIND, auto_run_id, get_run, mutate
 from playbooks.runner import CHECKPOINT_ID, LATE_SWEEP_POLLS, Runner
 from playbooks.service import ApprovalRefused, cancel_run, decide, list_runs, rerun, start_run
-from soc_api.services.accounts import Principal
 from soc_core.auth import Membership
 from soc_core.config import Settings
 from soc_core.errors import PlaybookError
@@ -24,6 +23,7 @@ from soc_core.store import Store
 from tests.playbooks.conftest import key, make_alert, playbook
 from tests.playbooks.fake_actions import CALLS, gate
 from tests.support.waiting import wait_for
+from workflow.principals import Principal
 
 
 def steps_of(store: Store, run_id: str) -> dict[str, dict[str, Any]]:

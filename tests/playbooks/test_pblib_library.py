@@ -22,8 +22,6 @@ from playbooks.format import LIBRARY_DIR, check_file, configured_library
 from playbooks.records import FINAL, auto_run_id, get_run
 from playbooks.runner import Runner
 from playbooks.service import decide, start_run
-from soc_api.services import audit
-from soc_api.services.accounts import Principal
 from soc_core.auth import Membership
 from soc_core.config import Settings
 from soc_core.store import Store
@@ -46,6 +44,8 @@ from tests.playbooks.support import Listener, in_netns, listen
 from tests.playbooks.test_contain import ATTACKER4, BYSTANDER4, FIREWALL4, FIREWALL6, FirewallNet, firewall_net
 from tests.playbooks.test_notify_email import PASSWORD, USER, Inbox, _start
 from tests.support.netns import ip
+from workflow import audit
+from workflow.principals import Principal
 
 __all__ = ["firewall_net"]  # the fixture, used here by name
 

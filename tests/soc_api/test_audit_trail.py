@@ -24,10 +24,11 @@ from fastapi.testclient import TestClient
 
 from soc_api.main import create_app
 from soc_api.runtime import build_scheduler
-from soc_api.services import accounts, audit
+from soc_api.services import accounts
 from soc_core.auth import PROVINCE, Membership
 from soc_core.config import Settings
 from soc_core.store import SqliteStore, Store
+from workflow import audit
 
 PASSWORD = "a-very-long-password"
 SOC = [sys.executable, "-c", "from soc_api.cli import main; main()"]

@@ -19,11 +19,13 @@ from playbooks.format import Library, load_playbook
 from playbooks.runner import Runner
 from playbooks.service import start_run
 from soc_api.main import create_app
-from soc_api.policy import AUTHENTICATED, POLICY, permissions_of
-from soc_api.services import accounts, apikeys, audit
+from soc_api.policy import AUTHENTICATED, POLICY
+from soc_api.services import accounts, apikeys
 from soc_core.auth import ROLES, Membership
 from soc_core.config import Settings
 from soc_core.store import Store
+from workflow import audit
+from workflow.principals import permissions_of
 
 PASSWORD = "a-very-long-password"
 SUDO_SHELL = "b66c7128-d024-4352-a4e4-6ef7676daa16"

@@ -18,12 +18,13 @@ from fastapi.testclient import TestClient
 from playbooks.format import Library, load_library
 from playbooks.runner import Runner
 from soc_api.main import create_app
-from soc_api.services import accounts, cases
-from soc_api.services.alerts import Actor
+from soc_api.services import accounts
 from soc_core.auth import PROVINCE, Membership
 from soc_core.config import Settings
 from soc_core.store import Store
 from tests.playbooks.conftest import make_alert
+from workflow import cases
+from workflow.principals import Actor, Principal
 
 PASSWORD = "a-very-long-password"
 
@@ -193,7 +194,7 @@ def test_pbw1_runs_history_cancel_rerun_and_case_runs(setup: tuple[TestClient, S
         severity="high",
         alert_ids=[alerts[0]],
         scope=("police",),
-        actor=Actor(principal=accounts.Principal(id="analyst_police", name="a", kind="user")),
+        actor=Actor(principal=Principal(id="analyst_police", name="a", kind="user")),
     )
     on_case = client.post("/api/playbooks/ssh-triage/run", json={"case_id": case.id}, headers=ana)
     assert on_case.status_code == 201 and on_case.json()["case_id"] == case.id

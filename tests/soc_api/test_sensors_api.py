@@ -6,11 +6,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from soc_api.main import create_app
-from soc_api.services import accounts, apikeys, audit
+from soc_api.services import accounts, apikeys
 from soc_core.auth import PROVINCE, Membership
 from soc_core.config import Settings
 from soc_core.query import event_query
 from soc_core.store import Store
+from workflow import audit
 
 PASSWORD = "a-very-long-password"
 

@@ -6,13 +6,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from soc_api.main import create_app
-from soc_api.services import accounts, audit
-from soc_api.services.alerts import WorkflowError, apply_change
-from soc_api.services.cases import extract_observables
+from soc_api.services import accounts
 from soc_core.auth import PROVINCE, Membership
 from soc_core.config import Settings
 from soc_core.events import make_event
 from soc_core.store import Store
+from workflow import audit
+from workflow.alerts import WorkflowError, apply_change
+from workflow.cases import extract_observables
 
 PASSWORD = "a-very-long-password"
 

@@ -11,13 +11,12 @@ import httpx
 
 from soc_api.main import create_app
 from soc_api.services import accounts
-from soc_api.services.accounts import Principal
-from soc_api.services.alerts import Actor
 from soc_api.services.sensors import register_sensor
 from soc_core.auth import PROVINCE, Membership
 from soc_core.config import Settings
 from soc_core.store.sqlite import SqliteStore
 from tests.support.servers import serve
+from workflow.principals import Actor, Principal
 
 TENANT = "police"
 PASSWORD = "a-very-long-password"

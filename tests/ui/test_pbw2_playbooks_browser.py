@@ -17,14 +17,15 @@ import pytest
 from playbooks.format import load_library
 from playbooks.runner import Runner, RunnerThread
 from soc_api.main import create_app
-from soc_api.services import accounts, cases
-from soc_api.services.alerts import Actor
+from soc_api.services import accounts
 from soc_core.auth import Membership
 from soc_core.config import Settings
 from soc_core.store import SqliteStore
 from tests.playbooks.conftest import make_alert
 from tests.support.browser import shot, sign_in
 from tests.support.servers import serve
+from workflow import cases
+from workflow.principals import Actor, Principal
 
 PASSWORD = "a-very-long-password"
 TRIAGE = """\
@@ -193,7 +194,7 @@ def test_pbw2_playbooks_and_blocks_pages_and_csrf(tabs: Any, site: Site) -> None
         severity="high",
         alert_ids=[site.alert],
         scope=("police",),
-        actor=Actor(principal=accounts.Principal(id="ana", name="ana", kind="user")),
+        actor=Actor(principal=Principal(id="ana", name="ana", kind="user")),
     )
     ana.goto(f"/ui/cases/{case.id}")
     ana.wait_for_selector("[data-testid=run-panel] [data-testid=run-start]")  # the case page runs playbooks too

@@ -15,12 +15,13 @@ from soc_api.ui.forms import FormDep
 from soc_api.ui.render import render
 from soc_api.ui.routes.auth import HOME, redirect
 from soc_core.errors import AuthError, InvalidInput
+from workflow.principals import Principal
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
 
 def _password_page(
-    request: Request, principal: accounts.Principal, *, error: str = "", detail: str = "", status: int = 200
+    request: Request, principal: Principal, *, error: str = "", detail: str = "", status: int = 200
 ) -> HTMLResponse:
     return render(
         request,

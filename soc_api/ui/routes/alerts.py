@@ -11,12 +11,12 @@ from pydantic import ValidationError
 from soc_api.deps import CurrentPrincipal, StoreDep, TenantScope
 from soc_api.routes.alerts import actor_of, to_public
 from soc_api.schemas import AlertUpdate, CommentCreate
-from soc_api.services import alerts
 from soc_api.ui.forms import FormDep
 from soc_api.ui.render import render
 from soc_core.alert_status import ALERT_STATUSES
 from soc_core.errors import Conflict, InvalidInput
 from soc_core.store import Doc, Store
+from workflow import alerts
 
 router = APIRouter(prefix="/ui/alerts", include_in_schema=False)
 

@@ -11,12 +11,12 @@ from pydantic import ValidationError
 from soc_api.deps import CurrentPrincipal, StoreDep, TenantScope
 from soc_api.routes.alerts import actor_of
 from soc_api.schemas import CaseCreate, CaseUpdate
-from soc_api.services import alerts, cases
 from soc_api.ui.forms import FormDep
 from soc_api.ui.render import render
 from soc_api.ui.routes.auth import redirect
 from soc_core.errors import Conflict, InvalidInput, NotFound
 from soc_core.store import Doc, Store
+from workflow import alerts, cases
 
 router = APIRouter(prefix="/ui/cases", include_in_schema=False)
 

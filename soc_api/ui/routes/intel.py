@@ -18,11 +18,11 @@ from intel.parsers import format_named
 from soc_api.deps import CurrentPrincipal, StoreDep, TenantScope
 from soc_api.routes.alerts import actor_of
 from soc_api.routes.intel import check_writable, delete_audited, import_upload
-from soc_api.services.accounts import Principal
 from soc_api.ui.forms import FormDep
 from soc_api.ui.render import render
 from soc_core.errors import InvalidInput, ParseError
 from soc_core.store import Store
+from workflow.principals import Principal
 
 router = APIRouter(prefix="/ui/intel", include_in_schema=False)
 FORMATS = ("csv", "misp", "stix")

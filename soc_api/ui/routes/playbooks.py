@@ -19,13 +19,13 @@ from playbooks.service import approvals_for, cancel_run, decide, list_runs, may_
 from soc_api.client import client_address
 from soc_api.deps import CurrentPrincipal, SettingsDep, StoreDep, TenantScope
 from soc_api.routes.playbooks import library_of, problem_of, request_id_of, summary_of, unblock
-from soc_api.services.accounts import Principal
-from soc_api.services.alerts import visible_alert
-from soc_api.services.cases import visible_case
 from soc_api.ui.forms import FormDep
 from soc_api.ui.render import render
 from soc_core.errors import InvalidInput, PlaybookError
 from soc_core.store import Doc, Store
+from workflow.alerts import visible_alert
+from workflow.cases import visible_case
+from workflow.principals import Principal
 
 router = APIRouter(include_in_schema=False)
 

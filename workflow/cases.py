@@ -12,11 +12,12 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from soc_api.services import audit
-from soc_api.services.alerts import Actor, WorkflowError, visible_alert
 from soc_core.errors import Conflict, NotFound, NotVisible
 from soc_core.events import format_timestamp, utcnow
 from soc_core.store import Doc, Store
+from workflow import audit
+from workflow.alerts import WorkflowError, visible_alert
+from workflow.principals import Actor
 
 CASE_STATUSES = ("open", "in_progress", "closed")
 CLASSIFICATIONS = ("true_positive", "false_positive", "benign", "duplicate", "inconclusive")

@@ -8,15 +8,14 @@ first transition that earns them. Each change is written to the audit trail.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from soc_api.services import audit
-from soc_api.services.accounts import Principal
 from soc_core.alert_status import CLOSED_STATUSES, TRANSITIONS
 from soc_core.errors import Conflict, NotVisible, SocError
 from soc_core.events import format_timestamp, utcnow
 from soc_core.store import Doc, Store
+from workflow import audit
+from workflow.principals import Actor
 
 MAX_COMMENTS = 500
 LEVELS = ("critical", "high", "medium", "low", "informational")
@@ -25,13 +24,6 @@ MAX_TAGS = 50
 
 class WorkflowError(SocError):
     """A change the alert workflow does not allow."""
-
-
-@dataclass(frozen=True)
-class Actor:
-    principal: Principal
-    request_id: str | None = None
-    source_ip: str | None = None
 
 
 def visible_alert(store: Store, alert_id: str, scope: tuple[str, ...] | None) -> Doc:
