@@ -1,8 +1,7 @@
 """``soc intel``: import, list and delete threat-intel lists.
 
-Every import and deletion is in the audit trail, as one made through the API is, with the local
-operator as the actor (``cli:<os user>``, the caller's ``actor``): the caller hands in how to
-record it (:class:`RecordChange`), since this package imports only ``soc_core``.
+Every import and deletion is in the audit trail (:func:`intel.lists.record_change`), as one made
+through the API is, with the local operator as the actor (``cli:<os user>``).
 
 Exit codes: 0 done (an import may still have skipped lines: each is printed with file:line or
 object id and why), 2 the command could not run (unreadable file, bad agency or list name,
@@ -15,7 +14,7 @@ import json
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Protocol
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -26,16 +25,9 @@ from intel import lists
 from intel.parsers import FORMATS, Format, detect_format, format_named, parse_file
 from soc_core.errors import ParseError
 from soc_core.store import Store
+from workflow.principals import cli_actor
 
 Tenant = Annotated[str, typer.Option("--tenant", "-t", help="The agency the list belongs to, or * for province-wide.")]
-
-
-class RecordChange(Protocol):
-    """Writes the audit record of ``actor``'s change to list ``tenant``:``name`` (``after``: its counts)."""
-
-    def __call__(
-        self, store: Store, /, *, action: str, tenant: str, name: str, actor: str, after: dict[str, Any] | None = None
-    ) -> None: ...
 
 
 def _progress_total(path: Path, fmt: Format) -> tuple[int | None, bool]:
@@ -51,9 +43,8 @@ def _progress_total(path: Path, fmt: Format) -> tuple[int | None, bool]:
     return None, False
 
 
-def build_intel_app(open_store: Callable[[], Store], record_change: RecordChange, *, actor: str) -> typer.Typer:
-    """The ``intel`` sub-app; ``open_store`` opens the configured store, ``record_change``
-    audits each import and deletion, made by ``actor``."""
+def build_intel_app(open_store: Callable[[], Store]) -> typer.Typer:
+    """The ``intel`` sub-app; ``open_store`` opens the configured store."""
     app = typer.Typer(help="Threat-intel lists (MISP, STIX 2.1, CSV): import, list, delete.", no_args_is_help=True)
     out = Console()
 
@@ -86,10 +77,11 @@ def build_intel_app(open_store: Callable[[], Store], record_change: RecordChange
             progress.update(task, description="storing")
             store = open_store()
             try:
+                actor = cli_actor()
                 report = lists.import_list(
                     store, parsed, tenant=tenant, name=list_name, fmt=chosen, source=file.name, actor=actor
                 )
-                record_change(
+                lists.record_change(
                     store, action="intel.import", tenant=tenant, name=list_name, actor=actor, after=report.to_dict()
                 )
             finally:
@@ -140,7 +132,7 @@ def build_intel_app(open_store: Callable[[], Store], record_change: RecordChange
         store = open_store()
         try:
             lists.delete_list(store, tenant=tenant, name=list_name)
-            record_change(store, action="intel.delete", tenant=tenant, name=list_name, actor=actor)
+            lists.record_change(store, action="intel.delete", tenant=tenant, name=list_name, actor=cli_actor())
         finally:
             store.close()
         out.print(f"deleted list {list_name!r} ({'province-wide' if tenant == '*' else f'agency {tenant}'})")

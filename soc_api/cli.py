@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 import yaml
@@ -422,17 +422,7 @@ def _register_subcommands() -> None:
     app.add_typer(build_sensor_app(lambda: open_store(settings())), name="sensor")  # pings and sets up itself
     app.add_typer(build_rules_app(store), name="rules")
     app.add_typer(build_playbook_app(store, settings), name="playbook")
-    app.add_typer(build_intel_app(store, record_intel_change, actor=cli_actor()), name="intel")
-
-
-def record_intel_change(
-    opened: Store, *, action: str, tenant: str, name: str, actor: str, after: dict[str, Any] | None = None
-) -> None:
-    """``soc intel``'s changes in the audit trail, recorded as the API records its own (imported
-    when used: the routes module pulls in FastAPI, which other commands do not need)."""
-    from soc_api.routes.intel import record_change  # noqa: PLC0415
-
-    record_change(opened, action=action, tenant=tenant, name=name, actor=actor, after=after)
+    app.add_typer(build_intel_app(store), name="intel")
 
 
 def main() -> None:

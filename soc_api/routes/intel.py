@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path as FilePath
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
@@ -26,7 +26,6 @@ from soc_api.routes.alerts import actor_of
 from soc_api.schemas import IntelImportPublic, IntelListPage, IntelListPublic, IntelProblem
 from soc_core.errors import NotVisible, ParseError
 from soc_core.store import Store
-from workflow import audit
 from workflow.principals import Actor
 
 router = APIRouter(prefix="/api/intel", tags=["intel"])
@@ -68,7 +67,7 @@ def import_upload(
     report = lists.import_list(
         store, parsed, tenant=tenant, name=name, fmt=fmt, source="upload", actor=actor.principal.id
     )
-    record_change(
+    lists.record_change(
         store,
         action="intel.import",
         tenant=tenant,
@@ -83,7 +82,7 @@ def import_upload(
 
 def delete_audited(store: Store, *, tenant: str, name: str, actor: Actor) -> None:
     lists.delete_list(store, tenant=tenant, name=name)
-    record_change(
+    lists.record_change(
         store,
         action="intel.delete",
         tenant=tenant,
@@ -91,30 +90,6 @@ def delete_audited(store: Store, *, tenant: str, name: str, actor: Actor) -> Non
         actor=actor.principal.id,
         request_id=actor.request_id,
         source_ip=actor.source_ip,
-    )
-
-
-def record_change(
-    store: Store,
-    *,
-    action: str,
-    tenant: str,
-    name: str,
-    actor: str,
-    after: dict[str, Any] | None = None,
-    request_id: str | None = None,
-    source_ip: str | None = None,
-) -> None:
-    """The audit record of a list's import or deletion (API, UI and ``soc intel`` alike)."""
-    audit.record(
-        store,
-        actor=actor,
-        action=action,
-        tenant=None if tenant == PROVINCE_WIDE else tenant,
-        target=f"intel/{tenant}:{name}",
-        after=after,
-        request_id=request_id,
-        source_ip=source_ip,
     )
 
 

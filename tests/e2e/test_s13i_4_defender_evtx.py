@@ -29,11 +29,11 @@ from sensors.config import ImportConfig
 from sensors.pipeline import EventImport
 from soc_api.main import create_app
 from soc_api.services import accounts
-from workflow import audit
 from soc_core.auth import Membership
 from soc_core.config import Settings
 from soc_core.store import Store
 from tests.shared_data import shared_data
+from workflow import audit
 
 DEFENDER_LOG = "evtx-attack-samples/AutomatedTestingTools/WinDefender_Events_1117_1116_AtomicRedTeam.evtx"
 DEFENDER_RULES = "sigmahq/rules/windows/builtin/windefend"

@@ -49,7 +49,6 @@ from sensors.pipeline import LogSensor
 from sensors.sources.network import LiveCapture
 from soc_api.main import create_app
 from soc_api.services import accounts
-from workflow import audit
 from soc_core.auth import Membership
 from soc_core.config import Settings
 from soc_core.store import Store
@@ -58,6 +57,7 @@ from tests.playbooks.library_support import forward_into
 from tests.support.netns import in_netns, ip
 from tests.support.servers import serve
 from tests.support.waiting import wait_for
+from workflow import audit
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 HYDRA = shutil.which("hydra")

@@ -12,12 +12,11 @@ from typing import Any
 from typer.testing import CliRunner
 
 from intel.cli import build_intel_app
-from soc_api.cli import record_intel_change
-from workflow import audit
 from soc_core.config import Settings
 from soc_core.store import SqliteStore, Store
 from tests.intel.support import DATA
 from tests.support.cli import soc
+from workflow import audit
 
 
 def intel_records(store: Store) -> list[dict[str, Any]]:
@@ -59,7 +58,7 @@ def test_s13i_2_intel_commands_audit_on_every_store(store: Store, tmp_path: Path
         audit.configure(opened, settings)
         return opened
 
-    app = build_intel_app(open_store, record_intel_change, actor="cli:tester")
+    app = build_intel_app(open_store)
     runner = CliRunner()
     imported = runner.invoke(app, ["import", str(DATA / "list.csv"), "--tenant", "health", "--list", "bad"])
     assert imported.exit_code == 0, imported.output
@@ -67,6 +66,6 @@ def test_s13i_2_intel_commands_audit_on_every_store(store: Store, tmp_path: Path
     assert deleted.exit_code == 0, deleted.output
     audit.configure(store, settings)
     assert [(r["action"], r["target"], r["actor"]) for r in intel_records(store)] == [
-        ("intel.import", "intel/health:bad", "cli:tester"),
-        ("intel.delete", "intel/health:bad", "cli:tester"),
+        ("intel.import", "intel/health:bad", f"cli:{getpass.getuser()}"),
+        ("intel.delete", "intel/health:bad", f"cli:{getpass.getuser()}"),
     ]
