@@ -44,6 +44,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
             "playbooks:run",
             "containment:read",
             "containment:admin",  # lift a block (the people who approve containment: manager, admin)
+            "jobs:admin",  # scheduled jobs; the routes also require a province-wide membership
         }
     ),
 }

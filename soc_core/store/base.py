@@ -23,7 +23,7 @@ from __future__ import annotations
 import abc
 import base64
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, ClassVar, Generic, Literal, NamedTuple, Protocol, TypeVar
@@ -205,6 +205,8 @@ DOC_KINDS = frozenset(
         "intel",  # threat-intel lists (intel.lists); their indicators are in intel_chunks
         "intel_chunks",
         "sensor_uptime",  # heartbeats per sensor and hour (soc_api.services.sensors), for uptime reports
+        "scheduler_jobs",  # the scheduler's persistent job store (scheduling.jobstore)
+        "job_runs",  # one record per scheduled or manual job run (scheduling.runs)
     }
 )
 
@@ -381,8 +383,12 @@ class Store(abc.ABC):
         ``None``) with their positions, sorted by position."""
 
     @abc.abstractmethod
-    def delete_events_before(self, before: datetime) -> int:
-        """Retention: remove events older than ``before``; returns how many (or indices) went."""
+    def delete_events_before(
+        self, before: datetime, *, datasets: Collection[str] | None = None, keep_datasets: Collection[str] = ()
+    ) -> int:
+        """Retention: remove events older than ``before`` — of ``datasets`` only (all if
+        ``None``), never of ``keep_datasets`` (those with a policy of their own); returns how
+        many events (SQLite) or whole daily indices (Elasticsearch) went."""
 
     # documents -----------------------------------------------------------------------------
     @abc.abstractmethod

@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal, cast
@@ -501,6 +501,7 @@ class ElasticsearchStore(Store):
             replicas=es.replicas,
             request_timeout=es.request_timeout,
             bounds=EventBounds.from_settings(settings.store),
+            prefix=es.index_prefix,
         )
 
     def __init__(
@@ -989,7 +990,9 @@ class ElasticsearchStore(Store):
             allow_no_indices=True,
         )
 
-    def delete_events_before(self, before: datetime) -> int:
+    def delete_events_before(
+        self, before: datetime, *, datasets: Collection[str] | None = None, keep_datasets: Collection[str] = ()
+    ) -> int:
         """Delete whole daily indices whose day ended before ``before`` (by concrete name)."""
         indices = self._call(
             "list event indices",
@@ -998,7 +1001,15 @@ class ElasticsearchStore(Store):
             allow_no_indices=True,
         )
         cutoff = before.strftime("%Y.%m.%d")
-        doomed = [name for name in indices if name.rsplit("-", 1)[-1] < cutoff]
+        only = None if datasets is None else {_index_safe(name) for name in datasets}
+        kept = {_index_safe(name) for name in keep_datasets}
+        start = len(f"{self.prefix}-events-")
+        doomed = []
+        for name in indices:
+            # <prefix>-events-<tenant>-<dataset>-<day>: neither tenant nor dataset holds a '-'
+            _tenant, dataset, day = name[start:].rsplit("-", 2)
+            if day < cutoff and (only is None or dataset in only) and dataset not in kept:
+                doomed.append(name)
         for name in doomed:
             self._call(f"delete index {name}", self.client.indices.delete, index=name)
         return len(doomed)

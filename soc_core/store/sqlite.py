@@ -18,7 +18,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from itertools import pairwise
@@ -592,10 +592,20 @@ class SqliteStore(Store):
             )
         ]
 
-    def delete_events_before(self, before: datetime) -> int:
+    def delete_events_before(
+        self, before: datetime, *, datasets: Collection[str] | None = None, keep_datasets: Collection[str] = ()
+    ) -> int:
+        sql, params = "DELETE FROM events WHERE ts < ?", [format_timestamp(before)]
+        if datasets is not None:
+            if not datasets:
+                return 0
+            sql += f" AND dataset IN ({', '.join('?' * len(datasets))})"
+            params += sorted(datasets)
+        if keep_datasets:
+            sql += f" AND dataset NOT IN ({', '.join('?' * len(keep_datasets))})"
+            params += sorted(keep_datasets)
         with self._tx() as conn:
-            cursor = conn.execute("DELETE FROM events WHERE ts < ?", (format_timestamp(before),))
-            return cursor.rowcount
+            return conn.execute(sql, params).rowcount
 
     # documents -----------------------------------------------------------------------------
     @staticmethod
