@@ -39,7 +39,12 @@ from workflow.principals import Principal
 
 
 class ApprovalRefused(PlaybookError):
-    """The person may not decide this gate (role or agency), or nothing is waiting for it."""
+    """The person may not decide this gate (role or agency, or an API key)."""
+
+
+class NothingToDecide(ApprovalRefused):
+    """The step is not waiting for a decision (never gated yet, decided already, or expired):
+    the request conflicts with the run's state, not with who asks."""
 
 
 def _new_run(
@@ -296,7 +301,8 @@ def decide(
 ) -> Doc:
     """A person approves or rejects the gate a step waits at; the runner acts on it at its
     next poll. Refused (:class:`ApprovalRefused`) unless the person holds one of the gate's
-    roles in the right agency and the step is still waiting and not expired."""
+    roles in the right agency; :class:`NothingToDecide` unless the step is still waiting and not
+    expired."""
     if principal.kind != "user":
         raise ApprovalRefused("approvals are given by people, not by API keys", hint="sign in as yourself")
     agencies = {m.tenant for m in principal.memberships}
@@ -304,17 +310,24 @@ def decide(
 
     def change(body: dict[str, Any]) -> dict[str, Any]:
         step = step_record(body, step_id)
-        approval = step.get("approval") or {}
-        if step.get("status") != "waiting_approval" or approval.get("decision"):
-            raise ApprovalRefused(f"step {step_id} of run {run_id} is not waiting for an approval")
-        if parse_timestamp(str(approval["expires_at"])) <= utcnow():
-            raise ApprovalRefused(f"the approval of step {step_id} expired at {approval['expires_at']}")
+        approval = step.get("approval")
+        if not approval:
+            raise NothingToDecide(f"step {step_id} of run {run_id} is not waiting for an approval")
+        # who asks first: a person who may not decide this gate hears so whatever its state
         if not may_approve(principal, approval, str(body["tenant"])):
             where = "province-wide" if approval.get("agency") == "province" else f"in agency {body['tenant']}"
             raise ApprovalRefused(
                 f"{principal.id} may not decide step {step_id}",
                 hint=f"it needs one of the roles {approval.get('roles')} {where}",
             )
+        decision = approval.get("decision")
+        if step.get("status") != "waiting_approval" or decision:
+            raise NothingToDecide(
+                f"step {step_id} of run {run_id} is not waiting for an approval",
+                hint=f"it was {decision} by {approval.get('decided_by')}" if decision else None,
+            )
+        if parse_timestamp(str(approval["expires_at"])) <= utcnow():
+            raise NothingToDecide(f"the approval of step {step_id} expired at {approval['expires_at']}")
         decided = {
             **approval,
             "decision": "approved" if approve else "rejected",
@@ -384,6 +397,7 @@ def is_gated(action: str) -> bool:
 __all__ = [
     "ACTIVE",
     "ApprovalRefused",
+    "NothingToDecide",
     "approval_expiry",
     "approvals_for",
     "cancel_run",

@@ -46,7 +46,7 @@ from sensors.config import (
     SyslogSensorConfig,
     load_config,
 )
-from sensors.enroll import enroll_sensor, read_secret, sensor_config_snippet, write_secret
+from sensors.enroll import enroll_sensor, sensor_config_snippet, write_secret
 from sensors.forwarder import Forwarder
 from sensors.health import HealthReporter
 from sensors.parsers import PARSERS, get_parser
@@ -54,6 +54,7 @@ from sensors.pipeline import EventImport, LogSensor, SyslogSensor
 from sensors.sources.evtx import evtx_files
 from sensors.sources.jsonl import read_lines
 from soc_core.errors import ConfigError, SocError, StoreUnavailable
+from soc_core.secret_files import read_secret
 from soc_core.store.base import Store
 from soc_core.store.elasticsearch import ElasticsearchStore
 

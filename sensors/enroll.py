@@ -141,20 +141,6 @@ def write_secret(path: Path, secret: str) -> None:
     path.chmod(0o600)  # in case the umask took bits away it should not have added
 
 
-def read_secret(path: Path, *, what: str) -> str:
-    """The first line of a key file; warns nobody, but refuses a file others can read."""
-    try:
-        mode = path.stat().st_mode
-        text = path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ConfigError(f"cannot read the {what} file: {exc.strerror}", where=str(path)) from exc
-    if mode & 0o077:
-        raise ConfigError(f"the {what} file can be read by other users", where=str(path), hint=f"chmod 600 {path}")
-    if not text:
-        raise ConfigError(f"the {what} file is empty", where=str(path))
-    return text.splitlines()[0].strip()
-
-
 def sensor_config_snippet(key: EnrolledKey, *, url: str, key_file: Path | None) -> str:
     """The part of the sensor YAML that sends events straight to Elasticsearch with the key."""
     lines = [
@@ -172,7 +158,6 @@ __all__ = [
     "EnrolledKey",
     "enroll_sensor",
     "key_name",
-    "read_secret",
     "sensor_config_snippet",
     "sensor_role_descriptor",
     "write_secret",

@@ -3,7 +3,7 @@
 * :class:`Backlog` measures lag: seconds since the oldest event this run has read but not yet
   delivered (or dead-lettered, or dropped on purpose) was read — 0 when everything is done.
   Events a previous run left in the spool are not in it; ``spool_bytes`` shows those.
-* :class:`HealthReporter` posts ``{"run_id", "counters", "problem"}`` to
+* :class:`HealthReporter` posts ``{"run_id", "counters", "problem", "interval_seconds"}`` to
   ``{api_url}/api/sensors/heartbeat`` with the sensor's SOC API key, every ``interval`` seconds,
   from its own thread. ``problem`` is why delivery fails now (the forwarder's last error: the
   store down, or events to retry with the store's reason, such as a refused index), if it does;
@@ -24,9 +24,9 @@ from collections.abc import Callable, Mapping, Sequence
 import httpx
 
 from sensors.config import HealthConfig
-from sensors.enroll import read_secret
 from sensors.forwarder.forwarder import Ack
 from soc_core import __version__
+from soc_core.secret_files import read_secret
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,11 @@ class HealthReporter:
 
     def report_once(self) -> bool:
         """Send one heartbeat now; ``True`` if the API took it. Problems are logged, not raised."""
-        body: dict[str, object] = {"run_id": self.run_id, "counters": heartbeat_counters(self._counters())}
+        body: dict[str, object] = {
+            "run_id": self.run_id,
+            "counters": heartbeat_counters(self._counters()),
+            "interval_seconds": self.config.interval,  # uptime reports expect one heartbeat per interval
+        }
         problem = self._problem() if self._problem is not None else None
         if problem:
             body["problem"] = problem[:MAX_PROBLEM]

@@ -116,7 +116,7 @@ def up(
         str,
         typer.Option(
             help="all: everything in one process; api: the API and UI only (any number); "
-            "engine: detection + scheduled jobs, no HTTP (one per store)."
+            "engine: detection + scheduled jobs, no HTTP (one per store); scheduler: the scheduled jobs alone."
         ),
     ] = "all",
 ) -> None:
@@ -416,13 +416,18 @@ def _register_subcommands() -> None:
     from detections.cli import build_rules_app  # noqa: PLC0415
     from intel.cli import build_intel_app  # noqa: PLC0415
     from playbooks.cli import build_playbook_app  # noqa: PLC0415
+    from reports.cli import build_report_app  # noqa: PLC0415
+    from scheduling.cli import build_jobs_app  # noqa: PLC0415
     from sensors.cli import build_sensor_app  # noqa: PLC0415
+    from soc_api.services.jobs import job_registry  # noqa: PLC0415
 
     # one pattern for every group from another package: build_<group>_app(open_store) -> Typer
     app.add_typer(build_sensor_app(lambda: open_store(settings())), name="sensor")  # pings and sets up itself
     app.add_typer(build_rules_app(store), name="rules")
     app.add_typer(build_playbook_app(store, settings), name="playbook")
     app.add_typer(build_intel_app(store), name="intel")
+    app.add_typer(build_report_app(store, settings), name="report")
+    app.add_typer(build_jobs_app(store, settings, lambda: job_registry(settings())), name="jobs")
 
 
 def main() -> None:

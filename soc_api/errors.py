@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from detections.workers import WorkerError
 from playbooks.actions.base import ActionError
-from playbooks.service import ApprovalRefused
+from playbooks.service import ApprovalRefused, NothingToDecide
 from sensors.errors import SensorError
 from soc_api.client import client_address
 from soc_api.services.accounts import Throttled
@@ -127,7 +127,8 @@ ANSWERS: dict[type[SocError], Answer] = {
     ParseError: Answer(400, "Bad input"),
     RuleError: Answer(422, "Invalid rule"),
     PlaybookError: Answer(422, "Invalid playbook request"),
-    ApprovalRefused: Answer(403, "Approval refused"),  # not one of the gate's people, or no gate waiting
+    ApprovalRefused: Answer(403, "Approval refused"),  # not one of the gate's people, or an API key
+    NothingToDecide: Answer(409, "Nothing to decide"),  # the step is not waiting (any more): the run's state
     ActionError: Answer(502, "Action failed"),  # e.g. an unblock the gateway refused; the message says why
     WorkflowError: Answer(422, "Not allowed by the workflow"),
     AuthError: Answer(401, "Unauthorized", "authentication required"),

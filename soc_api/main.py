@@ -15,7 +15,21 @@ from soc_api.docs import install_docs
 from soc_api.errors import ERROR_RESPONSES, install_error_handlers
 from soc_api.limits import BodyLimits
 from soc_api.policy import POLICY, UI_POLICY
-from soc_api.routes import alerts, apikeys, audit, auth, cases, events, health, intel, playbooks, rules, sensors, users
+from soc_api.routes import (
+    alerts,
+    apikeys,
+    audit,
+    auth,
+    cases,
+    events,
+    health,
+    intel,
+    jobs,
+    playbooks,
+    rules,
+    sensors,
+    users,
+)
 from soc_api.services.throttle import LoginThrottle
 from soc_api.ui.mount import SECURITY_HEADERS, install_ui, ui_route_inventory
 from soc_api.ui.session import is_ui_path
@@ -41,6 +55,7 @@ ROUTERS = (
     apikeys.router,
     users.router,
     playbooks.router,
+    jobs.router,
 )
 
 

@@ -77,6 +77,9 @@ POLICY: dict[tuple[str, str], str] = {
     ("GET", "/api/approvals"): AUTHENTICATED,
     ("GET", "/api/containment/blocks"): "containment:read",
     ("POST", "/api/containment/blocks/{block_id}/unblock"): "containment:admin",
+    ("GET", "/api/jobs"): "jobs:admin",
+    ("GET", "/api/jobs/{job_id}/runs"): "jobs:admin",
+    ("POST", "/api/jobs/{job_id}/run"): "jobs:admin",
 }
 
 # The analysts' web UI (soc_api.ui): same permissions, but people sign in with a session cookie
@@ -122,6 +125,8 @@ UI_POLICY: dict[tuple[str, str], str] = {
     ("GET", "/ui/intel"): "intel:read",
     ("POST", "/ui/intel"): "intel:write",
     ("POST", "/ui/intel/{tenant}/{name}/delete"): "intel:write",
+    ("GET", "/ui/jobs"): "jobs:admin",
+    ("POST", "/ui/jobs/{job_id}/run"): "jobs:admin",
 }
 
 # What a session whose password must change (first sign-in, admin-set) may still do

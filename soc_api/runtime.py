@@ -2,7 +2,10 @@
 
 ``--role all`` (the default, and the demo) runs everything in one process; ``--role api`` runs
 the API and UI only, any number of them; ``--role engine`` runs the streaming detection engine
-and the scheduled jobs (retention, audit anchoring), without HTTP — exactly one per store. The engine
+and the scheduler (``scheduling``: retention, silence checks, hunts, the digest, audit
+anchoring), without HTTP — exactly one per store; ``--role scheduler`` runs the scheduler alone.
+``scheduler.enabled: false`` keeps it out of all and engine. Any number of schedulers may run on
+one store: each job run is claimed once. The engine
 runs in a background thread and polls the store for new events; rule changes reach it through
 the store's rule generation. The API side creates ``admin`` on first start, with a random
 password printed once. SIGUSR1 dumps every thread's stack to stderr (a stuck process).
@@ -17,11 +20,9 @@ import secrets
 import signal
 import threading
 from collections.abc import Callable, Sequence
-from datetime import timedelta
 from typing import Any
 
 import uvicorn
-from apscheduler.schedulers.background import BackgroundScheduler
 from rich.console import Console
 
 from detections import lifecycle
@@ -29,18 +30,18 @@ from detections.engine import DetectionEngine
 from detections.loader import shipped_rules_dir
 from playbooks.format import configured_library
 from playbooks.runner import Runner, RunnerThread
+from scheduling.scheduler import JobScheduler
 from soc_api.main import create_app
-from soc_api.services import accounts, throttle
+from soc_api.services import accounts
+from soc_api.services.jobs import job_registry
 from soc_core.auth import PROVINCE, Membership, password_problem
 from soc_core.config import Settings
 from soc_core.errors import ConfigError, SocError, StoreUnavailable
-from soc_core.events import utcnow
 from soc_core.store import Store
 from workflow import audit
 
 log = logging.getLogger("canhgac.runtime")
-RETENTION_DAYS = 90
-ROLES = ("all", "api", "engine")
+ROLES = ("all", "api", "engine", "scheduler")
 
 
 class JsonFormatter(logging.Formatter):
@@ -180,25 +181,9 @@ def build_runner_thread(settings: Settings, store: Store) -> RunnerThread:
     return RunnerThread(Runner(store, settings, library))
 
 
-def build_scheduler(store: Store, *, anchor_minutes: float = 5.0) -> BackgroundScheduler:
-    scheduler = BackgroundScheduler(timezone="Asia/Ho_Chi_Minh")
-
-    def anchor() -> None:
-        audit.anchor_head(store, if_moved=True)
-
-    scheduler.add_job(anchor, "interval", minutes=anchor_minutes, id="audit-anchor", replace_existing=True)
-
-    def retention() -> None:
-        removed = store.delete_events_before(utcnow() - timedelta(days=RETENTION_DAYS))
-        log.info("retention", extra={"removed": removed, "days": RETENTION_DAYS})
-
-    scheduler.add_job(retention, "cron", hour=2, minute=30, id="retention", replace_existing=True)
-
-    def forget_throttling() -> None:
-        throttle.purge_expired(store)
-
-    scheduler.add_job(forget_throttling, "interval", hours=1, id="throttle-purge", replace_existing=True)
-    return scheduler
+def runs_scheduler(settings: Settings, role: str) -> bool:
+    """``--role scheduler`` always; all and engine unless ``scheduler.enabled`` is false."""
+    return role == "scheduler" or (role in ("all", "engine") and settings.scheduler.enabled)
 
 
 def check_role(role: str, *, demo: bool) -> None:
@@ -244,7 +229,7 @@ def serve(
             rebuild=lambda: build_engine(settings, store),
         )
         threads.append(thread)
-    scheduler = build_scheduler(store, anchor_minutes=settings.audit.anchor_every_minutes) if engine_side else None
+    scheduler = JobScheduler(store, settings, job_registry(settings)) if runs_scheduler(settings, role) else None
     if scheduler is not None:
         scheduler.start()
     for started in threads:
@@ -257,7 +242,7 @@ def serve(
             ("api", api),
             ("engine", bool(engines)),
             ("playbooks", bool(runners)),
-            ("scheduler", engine_side),
+            ("scheduler", scheduler is not None),
         )
         if on
     ]
@@ -291,7 +276,7 @@ def serve(
         for stopping in threads:
             stopping.join(timeout=10)
         if scheduler is not None:
-            scheduler.shutdown(wait=False)
+            scheduler.shutdown()
         try:
             audit.anchor_head(store)
         except SocError as exc:  # a store down at shutdown: the last scheduled anchor stands
@@ -326,5 +311,6 @@ __all__ = [
     "check_role",
     "configure_logging",
     "ensure_admin",
+    "runs_scheduler",
     "serve",
 ]

@@ -362,6 +362,12 @@ class Heartbeat(Strict):
     problem: str | None = Field(
         None, max_length=1000, description="Why delivery is failing now, if it is; marks the sensor degraded."
     )
+    interval_seconds: float | None = Field(
+        None,
+        gt=0,
+        le=86400,
+        description="How often the sensor sends heartbeats (default 60): uptime reports expect one per interval.",
+    )
 
 
 class IngestRequest(Strict):
@@ -518,3 +524,36 @@ class IntelListPublic(BaseModel):
 
 class IntelListPage(BaseModel):
     items: list[IntelListPublic]
+
+
+class JobRunPublic(BaseModel):
+    id: str
+    job: str
+    scheduled_for: str
+    kind: Literal["schedule", "manual"]
+    actor: str
+    status: Literal["running", "succeeded", "failed", "missed"]
+    started_at: str
+    ended_at: str | None = None
+    duration_seconds: float | None = None
+    error: str | None = None
+    output: dict[str, Any] = Field(default_factory=dict, description="The job's outcome summary")
+    host: str
+    pid: int
+
+
+class JobPublic(BaseModel):
+    id: str
+    description: str
+    schedule: str
+    next_run_time: str | None = None
+    last_run: JobRunPublic | None = None
+
+
+class JobPage(BaseModel):
+    items: list[JobPublic]
+
+
+class JobRunPage(BaseModel):
+    items: list[JobRunPublic]
+    next_cursor: str | None = None

@@ -13,7 +13,10 @@ themselves (an analyst reopens to ``in_progress``)::
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from collections.abc import Mapping
+from typing import Any, Literal, get_args
+
+from soc_core.events import parse_timestamp
 
 AlertStatus = Literal["new", "acknowledged", "in_progress", "resolved", "false_positive", "benign", "duplicate"]
 # Every status a person may set: "new" is only ever given by the engine.
@@ -30,12 +33,34 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     **{closed: frozenset({"in_progress"}) for closed in CLOSED_STATUSES},  # reopen
 }
 
+# The response times of an alert, in whole milliseconds since ``created_at``, kept beside the
+# timestamps they come from: reports average them and compare them with SLAs in the store
+# (Elasticsearch cannot subtract two fields of a document without scripts).
+RESPONSE_TIMES = {"acknowledged_at": "time_to_acknowledge_ms", "resolved_at": "time_to_resolve_ms"}
+
+
+def with_response_times(body: Mapping[str, Any]) -> dict[str, Any]:
+    """``body`` with :data:`RESPONSE_TIMES` set from its timestamps (removed with them)."""
+    timed = dict(body)
+    created = body.get("created_at")
+    for stamp, duration in RESPONSE_TIMES.items():
+        value = body.get(stamp)
+        if value and created:
+            delta = parse_timestamp(str(value)) - parse_timestamp(str(created))
+            timed[duration] = max(0, round(delta.total_seconds() * 1000))
+        else:
+            timed.pop(duration, None)
+    return timed
+
+
 __all__ = [
     "ALERT_STATUSES",
     "CLOSED_STATUSES",
     "OPEN_STATUSES",
+    "RESPONSE_TIMES",
     "SETTABLE_STATUSES",
     "TRANSITIONS",
     "AlertStatus",
     "SettableStatus",
+    "with_response_times",
 ]

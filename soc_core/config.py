@@ -11,8 +11,9 @@ import ipaddress
 import os
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from soc_core.auth import Role
@@ -32,6 +33,9 @@ class ElasticsearchSettings(_Section):
     password: str | None = None
     replicas: int = Field(0, ge=0, le=5)
     request_timeout: float = Field(10.0, gt=0, le=300)
+    # the first part of every index and template name: several installations (or test runs)
+    # can share one cluster under different prefixes
+    index_prefix: str = Field("canhgac", pattern=r"^[a-z][a-z0-9_]{0,30}$")
 
     @field_validator("url")
     @classmethod
@@ -152,7 +156,7 @@ class WebhookSettings(_Section):
 
     # host names (``hooks.example.org``) or URL prefixes (``https://hooks.example.org/soc/``)
     allow: list[str] = Field(default_factory=list, max_length=1000)
-    timeout_seconds: float = Field(10.0, gt=0, le=120)
+    timeout_seconds: float = Field(10.0, gt=0, le=120)  # the whole request: connect, send and read
     allow_plain_http: bool = False  # http:// targets (no TLS); off: https only, certificate verified
     ca_file: Path | None = None  # a private CA for https targets; default: the system's
 
@@ -232,9 +236,13 @@ class ShareSettings(_Section):
     guard as webhooks: a public address only, checked after resolution, no redirects."""
 
     url: str | None = None  # a TAXII-like collection endpoint; unset: bundles are only kept in the run
-    timeout_seconds: float = Field(20.0, gt=0, le=300)
+    # the whole request; at most the webhooks' bound, since the post goes through their guard
+    timeout_seconds: float = Field(20.0, gt=0, le=120)
     allow_plain_http: bool = False
     ca_file: Path | None = None
+    # a file (mode 0600, first line) holding the endpoint's token, sent as `Authorization: Bearer …`;
+    # unset: no Authorization header. Read at each post, so rotating it needs no restart.
+    token_file: Path | None = None
     identity: str = Field("Canh Gác SOC", min_length=1, max_length=200)  # the bundle's producer name
 
     @field_validator("url")
@@ -273,6 +281,173 @@ class PlaybookSettings(_Section):
     agencies: dict[str, AgencyContact] = Field(default_factory=dict)  # agency id → its contacts
 
 
+class JobTrigger(_Section):
+    """When a scheduled job runs: a crontab line (``30 2 * * *``, in ``scheduler.timezone``) or
+    every so many minutes; ``enabled: false`` leaves the job out."""
+
+    enabled: bool = True
+    cron: str | None = Field(None, max_length=200)
+    every_minutes: float | None = Field(None, gt=0, le=366 * 24 * 60)
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> JobTrigger:
+        if self.cron is not None and self.every_minutes is not None:
+            # a job's default schedule gives way to the one the configuration names
+            if "cron" not in self.model_fields_set:
+                self.cron = None
+            elif "every_minutes" not in self.model_fields_set:
+                self.every_minutes = None
+            else:
+                raise ValueError("give cron (a crontab line) or every_minutes, not both")
+        if self.enabled and self.cron is None and self.every_minutes is None:
+            raise ValueError("give cron (a crontab line) or every_minutes")
+        if self.cron is not None:
+            from apscheduler.triggers.cron import CronTrigger  # noqa: PLC0415 - only to check the line
+
+            try:
+                CronTrigger.from_crontab(self.cron)
+            except ValueError as exc:
+                raise ValueError(f"cron {self.cron!r}: {exc} (five fields: minute hour day month weekday)") from exc
+        return self
+
+
+class DailyJob(JobTrigger):
+    cron: str | None = Field("30 2 * * *", max_length=200)
+
+
+class FrequentJob(JobTrigger):
+    every_minutes: float | None = Field(60.0, gt=0, le=366 * 24 * 60)
+
+
+class RetentionSettings(_Section):
+    """How long events are kept (the retention job): whole daily indices on Elasticsearch, rows
+    on SQLite, older than the dataset's days."""
+
+    days: int = Field(90, ge=1, le=36_500)  # every dataset not named below
+    datasets: dict[str, int] = Field(default_factory=dict, max_length=1000)  # dataset → days
+    job_runs_days: int = Field(90, ge=1, le=36_500)  # the scheduler's own run records
+
+    @field_validator("datasets")
+    @classmethod
+    def _dataset_days(cls, value: dict[str, int]) -> dict[str, int]:
+        bad = [name for name in value if not DATASET.match(name)]
+        if bad:
+            raise ValueError(f"not dataset names: {bad}; use lowercase letters, digits, '_' or '.'")
+        short = [name for name, days in value.items() if not 1 <= days <= 36_500]
+        if short:
+            raise ValueError(f"days must be 1..36500 for {short}")
+        return value
+
+
+class SilenceSettings(JobTrigger):
+    """The sensor-silence job: an alert when a sensor's heartbeat, or an agency's events of a
+    dataset, stop for longer than expected."""
+
+    every_minutes: float | None = Field(5.0, gt=0, le=366 * 24 * 60)
+    sensor_minutes: float = Field(30.0, gt=0, le=30 * 24 * 60)  # any sensor kind not named below
+    sensor_kinds: dict[str, float] = Field(default_factory=dict, max_length=100)  # kind → minutes
+    # dataset → minutes; only these datasets are watched, per agency that sent any in lookback_days
+    datasets: dict[str, float] = Field(default_factory=dict, max_length=1000)
+    lookback_days: int = Field(7, ge=1, le=365)
+    level: Literal["low", "medium", "high", "critical"] = "medium"
+
+
+class HuntSettings(_Section):
+    """A saved hunt query run on a schedule: each new matching event raises an alert."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")
+    tenant: str = Field(min_length=2, max_length=40)  # one agency, or * for every agency
+    query: str = Field(min_length=1, max_length=4000)  # the hunt language (DESIGN §4)
+    every_minutes: float = Field(15.0, gt=0, le=30 * 24 * 60)
+    level: Literal["informational", "low", "medium", "high", "critical"] = "medium"
+    title: str | None = Field(None, max_length=200)  # the alerts' rule name; default "Hunt: <name>"
+
+
+class DigestRecipient(_Section):
+    address: str = Field(min_length=3, max_length=254)
+    tenants: list[str] = Field(default_factory=lambda: ["*"], min_length=1, max_length=1000)  # * = every agency
+    language: Literal["vi", "en"] = "vi"
+
+
+class DigestSettings(JobTrigger):
+    """The analysts' daily digest: per agency, the last day's new alerts by level and the open
+    cases, e-mailed through ``playbooks.smtp``."""
+
+    cron: str | None = Field("0 7 * * *", max_length=200)
+    recipients: list[DigestRecipient] = Field(default_factory=list, max_length=1000)
+
+
+class SchedulerSettings(_Section):
+    """The scheduler (``scheduling``): which processes run it and when each job runs."""
+
+    # run it in `soc up` (--role all) and --role engine; --role scheduler runs it whatever this says
+    enabled: bool = True
+    timezone: str = "Asia/Ho_Chi_Minh"  # of cron lines
+    # a run missed by more than this (the process was down) is recorded as missed, not run
+    misfire_grace_minutes: float = Field(360.0, gt=0, le=30 * 24 * 60)
+    retention: DailyJob = DailyJob()  # 02:30 every day
+    silence: SilenceSettings = SilenceSettings()  # every 5 minutes
+    hunts: list[HuntSettings] = Field(default_factory=list, max_length=500)
+    digest: DigestSettings = DigestSettings()  # 07:00 every day
+    throttle_purge: FrequentJob = FrequentJob()  # every hour
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # noqa: PLC0415
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (an IANA name: Asia/Ho_Chi_Minh)") from exc
+        return value
+
+    @field_validator("hunts")
+    @classmethod
+    def _unique_hunts(cls, value: list[HuntSettings]) -> list[HuntSettings]:
+        names = [hunt.name for hunt in value]
+        doubled = sorted({name for name in names if names.count(name) > 1})
+        if doubled:
+            raise ValueError(f"hunt names must be unique: {doubled}")
+        return value
+
+
+class LevelSla(_Section):
+    """How soon an alert of one level must be acknowledged and resolved (reports count breaches)."""
+
+    ack_minutes: float = Field(gt=0, le=365 * 24 * 60)
+    resolve_minutes: float = Field(gt=0, le=365 * 24 * 60)
+
+
+class SlaSettings(_Section):
+    critical: LevelSla = LevelSla(ack_minutes=15, resolve_minutes=4 * 60)
+    high: LevelSla = LevelSla(ack_minutes=60, resolve_minutes=24 * 60)
+    medium: LevelSla = LevelSla(ack_minutes=4 * 60, resolve_minutes=3 * 24 * 60)
+    low: LevelSla = LevelSla(ack_minutes=24 * 60, resolve_minutes=7 * 24 * 60)
+    informational: LevelSla = LevelSla(ack_minutes=3 * 24 * 60, resolve_minutes=14 * 24 * 60)
+
+
+class ReportSettings(_Section):
+    """The weekly report (:mod:`reports.metrics`)."""
+
+    timezone: str = "Asia/Ho_Chi_Minh"  # ISO weeks and days are counted in this zone
+    province_name: str = Field("Toàn tỉnh", min_length=1, max_length=200)  # the province-wide report's name
+    sla: SlaSettings = SlaSettings()
+    # a sensor is silent at the week's end with no heartbeat for this long …
+    silent_after_minutes: float = Field(15.0, gt=0, le=30 * 24 * 60)
+    # … or no event stored from it for this long (log sources may be quiet for hours)
+    quiet_after_hours: float = Field(24.0, gt=0, le=366 * 24)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Asia/Ho_Chi_Minh") from exc
+        return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SOC_",
@@ -288,6 +463,9 @@ class Settings(BaseSettings):
     log: LogSettings = LogSettings()
     audit: AuditSettings = AuditSettings()
     playbooks: PlaybookSettings = PlaybookSettings()
+    retention: RetentionSettings = RetentionSettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
+    reports: ReportSettings = ReportSettings()
 
     @property
     def sqlite_path(self) -> Path:
@@ -374,11 +552,23 @@ __all__ = [
     "AuditSettings",
     "AuthSettings",
     "ContainSettings",
+    "DailyJob",
     "DetectionSettings",
+    "DigestRecipient",
+    "DigestSettings",
     "ElasticsearchSettings",
+    "FrequentJob",
     "GatewaySettings",
+    "HuntSettings",
+    "JobTrigger",
+    "LevelSla",
     "PlaybookSettings",
+    "ReportSettings",
+    "RetentionSettings",
+    "SchedulerSettings",
     "Settings",
+    "SilenceSettings",
+    "SlaSettings",
     "SmtpSettings",
     "StoreSettings",
     "ThrottleSettings",

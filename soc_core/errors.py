@@ -22,7 +22,9 @@
     │   ├── ActionError      a playbook step's action failed (playbooks.actions.base)
     │   │   └── OutboundRefused  a webhook target refused before connecting (playbooks.actions.outbound)
     │   ├── TemplateProblem  a template that does not compile or reaches for internals (playbooks.templating)
-    │   └── ApprovalRefused  a person who may not decide a gate, or no gate waiting (playbooks.service)
+    │   └── ApprovalRefused  a person who may not decide a gate (playbooks.service)
+    │       └── NothingToDecide  the step is not waiting for a decision (any more)
+    ├── JobFailed        a scheduled job that failed part-way, with what it did (scheduling.registry)
     ├── WorkerError          a detection worker process failed or stopped answering (detections.workers)
     └── SensorError          a sensor could not do what was asked (sensors.errors)
         ├── SpoolError       the on-disk spool cannot persist a record

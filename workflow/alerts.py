@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from soc_core.alert_status import CLOSED_STATUSES, TRANSITIONS
+from soc_core.alert_status import CLOSED_STATUSES, TRANSITIONS, with_response_times
 from soc_core.errors import Conflict, NotVisible, SocError
 from soc_core.events import format_timestamp, utcnow
 from soc_core.store import Doc, Store
@@ -77,7 +77,7 @@ def apply_change(
             raise WorkflowError(f"an alert carries at most {MAX_TAGS} tags")
         changed["tags"] = tags
     changed["updated_at"] = now
-    return changed
+    return with_response_times(changed)
 
 
 def update_alert(

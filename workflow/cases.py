@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from soc_core.alert_status import with_response_times
 from soc_core.errors import Conflict, NotFound, NotVisible
 from soc_core.events import format_timestamp, utcnow
 from soc_core.store import Doc, Store
@@ -148,6 +149,7 @@ def _link_alert(store: Store, alert_id: str, case_id: str) -> None:
         if status == "new":
             body["status"] = "in_progress"
             body.setdefault("acknowledged_at", body["updated_at"])
+        body = with_response_times(body)
         try:
             store.update_doc("alerts", alert_id, body, version=doc.version)
         except Conflict:

@@ -46,6 +46,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
             "playbooks:run",
             "containment:read",
             "containment:admin",  # lift a block (the people who approve containment: manager, admin)
+            "jobs:admin",  # scheduled jobs; the routes also require a province-wide membership
             "intel:read",
             # threat-intel lists raise alerts in every engine and are fed from outside sources:
             # an agency's admin changes its lists, a province-wide admin the province's (`*`)

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from playbooks.actions.base import Action, ActionContext, ActionError, ActionResult, register
 from playbooks.actions.outbound import check_allowed, parse_target, post_json, resolve_public, tls_context
+from soc_core.config import SmtpSettings
 
 LANGUAGES = ("vi", "en")
 MAIL_TEXTS = Path(__file__).parent / "mail"
@@ -73,7 +74,8 @@ class Webhook(Action[WebhookParams]):
             raise ActionError(
                 f"POST to {target.host} ({address}) failed: {exc!r}",
                 where=target.url,
-                hint=f"check that the receiver is up; the timeout is {settings.timeout_seconds} s",
+                hint=f"check that the receiver is up and answers within {settings.timeout_seconds:g} s "
+                "(playbooks.webhook.timeout_seconds, for the whole request)",
             ) from exc
         if 300 <= answer.status < 400:
             raise ActionError(
@@ -175,6 +177,46 @@ def _sign_in(client: smtplib.SMTP, username: str, password: str, *, where: str) 
     client.auth(mechanism, client.auth_plain if mechanism == "PLAIN" else client.auth_login)
 
 
+def send_message(smtp: SmtpSettings, message: EmailMessage) -> dict[str, Any]:
+    """Send ``message`` through the configured relay (STARTTLS unless switched off, signing in
+    if a user is set); returns the recipients the relay refused. Also used by the scheduler's
+    digest (``scheduling.jobs.digest``)."""
+    if smtp.host is None:
+        raise ActionError("no mail relay is configured", where="playbooks.smtp.host", hint="set the relay's host name")
+    where = f"smtp://{smtp.host}:{smtp.port}"
+    try:
+        with smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout_seconds) as client:
+            client.ehlo()
+            if smtp.starttls:
+                if not client.has_extn("starttls"):
+                    raise ActionError(
+                        "the mail relay does not offer STARTTLS",
+                        where=where,
+                        hint="enable TLS on the relay (or set playbooks.smtp.starttls: false)",
+                    )
+                client.starttls(context=tls_context(smtp.ca_file))
+                client.ehlo()
+            if smtp.username and smtp.password is not None:
+                _sign_in(client, smtp.username, smtp.password.get_secret_value(), where=where)
+            refused = client.send_message(message)
+    except smtplib.SMTPAuthenticationError as exc:
+        # the relay's answer only: the password is never part of the message
+        raise ActionError(
+            f"the mail relay refused the sign-in of {smtp.username!r} ({exc.smtp_code})",
+            where=where,
+            hint="check playbooks.smtp.username and password",
+        ) from exc
+    except ssl.SSLError as exc:
+        raise ActionError(
+            f"TLS with the mail relay failed: {exc.reason or exc}",
+            where=where,
+            hint="the relay's certificate must be valid; set playbooks.smtp.ca_file for a private CA",
+        ) from exc
+    except (smtplib.SMTPException, OSError) as exc:
+        raise ActionError(f"sending the e-mail failed: {exc!r}", where=where) from exc
+    return dict(refused)
+
+
 @register
 class Email(Action[EmailParams]):
     """Send the alert or case by e-mail through the configured relay (``playbooks.smtp``)."""
@@ -199,40 +241,10 @@ class Email(Action[EmailParams]):
             )
         if ctx.dry_run:
             return ActionResult(output={**output, "dry_run": True})
-        where = f"smtp://{smtp.host}:{smtp.port}"
-        try:
-            with smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout_seconds) as client:
-                client.ehlo()
-                if smtp.starttls:
-                    if not client.has_extn("starttls"):
-                        raise ActionError(
-                            "the mail relay does not offer STARTTLS",
-                            where=where,
-                            hint="enable TLS on the relay (or set playbooks.smtp.starttls: false)",
-                        )
-                    client.starttls(context=tls_context(smtp.ca_file))
-                    client.ehlo()
-                if smtp.username and smtp.password is not None:
-                    _sign_in(client, smtp.username, smtp.password.get_secret_value(), where=where)
-                refused = client.send_message(message)
-        except smtplib.SMTPAuthenticationError as exc:
-            # the relay's answer only: the password is never part of the message
-            raise ActionError(
-                f"the mail relay refused the sign-in of {smtp.username!r} ({exc.smtp_code})",
-                where=where,
-                hint="check playbooks.smtp.username and password",
-            ) from exc
-        except ssl.SSLError as exc:
-            raise ActionError(
-                f"TLS with the mail relay failed: {exc.reason or exc}",
-                where=where,
-                hint="the relay's certificate must be valid; set playbooks.smtp.ca_file for a private CA",
-            ) from exc
-        except (smtplib.SMTPException, OSError) as exc:
-            raise ActionError(f"sending the e-mail failed: {exc!r}", where=where) from exc
+        refused = send_message(smtp, message)
         if refused:
             output["refused"] = sorted(refused)
         return ActionResult(output=output, changed=True)
 
 
-__all__ = ["Email", "EmailParams", "Webhook", "WebhookParams", "compose"]
+__all__ = ["Email", "EmailParams", "Webhook", "WebhookParams", "compose", "send_message"]

@@ -8,14 +8,22 @@ itself — the host is never resolved a second time, so a DNS answer that change
 check and the connect (rebinding) cannot steer it. Redirects are never followed (``http.client``
 does not follow them, and a 3xx answer is an error); TLS certificates are verified against the
 URL's host name.
+
+The timeout is one deadline for the whole request — connect, TLS handshake, send and read — not a
+limit per socket operation, which a receiver dripping its answer a byte at a time would never
+reach: at the deadline the connection is shut down under whatever operation is waiting.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import ipaddress
 import socket
 import ssl
+import threading
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import SplitResult, urlsplit
@@ -141,27 +149,81 @@ def resolve_public(target: Target) -> IPAddress:
     return addresses[0]
 
 
+class Deadline:
+    """One time limit for a whole request. The connection is opened with what is left of it, then
+    watched: when it runs out, a timer shuts the connection down, so the read or write waiting on
+    it returns at once, and :meth:`check` turns whatever that returned into a timeout."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._end = time.monotonic() + seconds
+        self._lock = threading.Lock()
+        self._watched: socket.socket | None = None
+        self._timer: threading.Timer | None = None
+        self.expired = False
+
+    def remaining(self) -> float:
+        left = self._end - time.monotonic()
+        if left <= 0:
+            self.expired = True
+            self.check()
+        return left
+
+    def connect(self, address: str, port: int) -> socket.socket:
+        """A connection to (address, port), opened within the time left and watched from then on."""
+        sock = socket.create_connection((address, port), self.remaining())
+        # a duplicate of the descriptor: TLS takes the socket object over (detach), the duplicate
+        # still names the same connection, and shutting it down reaches every reader of it
+        with self._lock:
+            self._watched = sock.dup()
+            self._timer = threading.Timer(max(self._end - time.monotonic(), 0.0), self._cut)
+            self._timer.daemon = True
+            self._timer.start()
+        return sock
+
+    def _cut(self) -> None:
+        with self._lock:
+            self.expired = True
+            if self._watched is not None:
+                with contextlib.suppress(OSError):  # closed by the other end already: nothing to cut
+                    self._watched.shutdown(socket.SHUT_RDWR)
+
+    def check(self) -> None:
+        if self.expired:
+            raise TimeoutError(f"no complete answer within {self.seconds:g} s (connect, send and read together)")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+            if self._watched is not None:
+                self._watched.close()
+                self._watched = None
+
+
 class _PinnedHTTP(http.client.HTTPConnection):
     """Connects to a vetted address; the URL's host only names it (Host header)."""
 
-    def __init__(self, target: Target, address: IPAddress, timeout: float) -> None:
-        super().__init__(target.host, target.port, timeout=timeout)
+    def __init__(self, target: Target, address: IPAddress, deadline: Deadline) -> None:
+        super().__init__(target.host, target.port, timeout=deadline.seconds)
         self._address = str(address)
+        self._deadline = deadline
 
     def connect(self) -> None:
-        self.sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = self._deadline.connect(self._address, self.port)
 
 
 class _PinnedHTTPS(http.client.HTTPSConnection):
     """Connects to a vetted address and verifies the certificate against the URL's host."""
 
-    def __init__(self, target: Target, address: IPAddress, timeout: float, context: ssl.SSLContext) -> None:
-        super().__init__(target.host, target.port, timeout=timeout, context=context)
+    def __init__(self, target: Target, address: IPAddress, deadline: Deadline, context: ssl.SSLContext) -> None:
+        super().__init__(target.host, target.port, timeout=deadline.seconds, context=context)
         self._address = str(address)
+        self._deadline = deadline
         self._tls = context
 
     def connect(self) -> None:
-        raw = socket.create_connection((self._address, self.port), self.timeout)
+        raw = self._deadline.connect(self._address, self.port)
         try:
             self.sock = self._tls.wrap_socket(raw, server_hostname=self.host)
         except OSError:  # ssl.SSLError included: a refused certificate closes the socket
@@ -175,28 +237,44 @@ def tls_context(ca_file: Path | None) -> ssl.SSLContext:
     return context
 
 
-def post_json(target: Target, address: IPAddress, body: bytes, settings: WebhookSettings) -> Answer:
-    """POST ``body`` to the pinned ``address``; no redirect is followed."""
+def post_json(
+    target: Target,
+    address: IPAddress,
+    body: bytes,
+    settings: WebhookSettings,
+    *,
+    headers: Mapping[str, str] | None = None,
+) -> Answer:
+    """POST ``body`` to the pinned ``address``, all of it within ``settings.timeout_seconds``
+    (a :class:`TimeoutError` past it), with ``headers`` added; no redirect is followed."""
+    deadline = Deadline(settings.timeout_seconds)
     connection: http.client.HTTPConnection
     if target.scheme == "https":
-        connection = _PinnedHTTPS(target, address, settings.timeout_seconds, tls_context(settings.ca_file))
+        connection = _PinnedHTTPS(target, address, deadline, tls_context(settings.ca_file))
     else:
-        connection = _PinnedHTTP(target, address, settings.timeout_seconds)
+        connection = _PinnedHTTP(target, address, deadline)
     try:
         connection.request(
             "POST",
             target.path,
             body=body,
-            headers={"Content-Type": "application/json", "User-Agent": "canhgac-playbooks"},
+            headers={"Content-Type": "application/json", "User-Agent": "canhgac-playbooks", **(headers or {})},
         )
         response = connection.getresponse()
-        return Answer(status=response.status, address=str(address), body=response.read(MAX_ANSWER_BYTES))
+        answer = Answer(status=response.status, address=str(address), body=response.read(MAX_ANSWER_BYTES))
+    except (OSError, http.client.HTTPException):
+        deadline.check()  # cut at the deadline: say so, not what the cut connection looked like
+        raise
     finally:
         connection.close()
+        deadline.close()
+    deadline.check()  # an answer that ended only because the connection was cut is not an answer
+    return answer
 
 
 __all__ = [
     "Answer",
+    "Deadline",
     "OutboundRefused",
     "Target",
     "check_allowed",

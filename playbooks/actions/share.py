@@ -10,17 +10,22 @@ gives the same bundle.
 The bundle is the step's output (kept in the run record, downloadable from it). With
 ``post: true`` it is also POSTed to ``playbooks.share.url`` through the webhook guard
 (:mod:`playbooks.actions.outbound`: a public address only, checked after resolution and before
-connecting, no redirects) — not in dry-run. A step that may post is not idempotent: one that was
-posting when the process died is left to a person.
+connecting, no redirects) — not in dry-run — with ``Authorization: Bearer <token>`` when
+``playbooks.share.token_file`` names a token file (mode 0600, read at each post). The token is
+never in the step's output or error, and the run record blanks it out wherever it might appear.
+A step that may post is not idempotent: one that was posting when the process died is left to a
+person.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import re
 import ssl
 import uuid
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -28,12 +33,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from playbooks.actions.base import Action, ActionContext, ActionError, ActionResult, register
 from playbooks.actions.outbound import check_allowed, parse_target, post_json, resolve_public
 from soc_core.config import WebhookSettings
-from soc_core.errors import NotFound
+from soc_core.errors import ConfigError, NotFound
 from soc_core.events import format_timestamp, utcnow
+from soc_core.secret_files import read_secret
 
 NAMESPACE = uuid.UUID("6f1d3c52-8f3e-4c8a-9d2b-2a4e6c1b7f90")  # ours: the UUIDv5 namespace of exported objects
 HASH_NAMES = {32: "MD5", 40: "SHA-1", 64: "SHA-256"}
 MAX_BUNDLE_BYTES = 8 * 1024 * 1024
+BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]{1,4096}=*")  # RFC 6750 b64token
 
 
 class ShareStixParams(BaseModel):
@@ -184,20 +191,51 @@ class ShareStix(Action[ShareStixParams]):
         body = json.dumps(bundle, ensure_ascii=False, separators=(",", ":")).encode()
         if len(body) > MAX_BUNDLE_BYTES:
             raise ActionError(f"the bundle is {len(body)} bytes, over {MAX_BUNDLE_BYTES}", where=settings.url)
+        # read in a dry run too, so a missing or world-readable token file shows before it matters
+        token = _token(settings.token_file) if settings.token_file else None
+        # says that a token went, never which
+        auth = {"auth": "bearer (playbooks.share.token_file)"} if token else {}
         if ctx.dry_run:
-            return ActionResult(output={**output, "post": {"dry_run": True, "url": settings.url, "bytes": len(body)}})
+            post = {"dry_run": True, "url": settings.url, "bytes": len(body), **auth}
+            return ActionResult(output={**output, "post": post})
         address = resolve_public(target)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
-            answer = post_json(target, address, body, guard)
+            answer = post_json(target, address, body, guard, headers=headers)
         except (OSError, ssl.SSLError, http.client.HTTPException) as exc:
             raise ActionError(
-                f"POST of the bundle to {target.host} ({address}) failed: {exc!r}", where=settings.url
+                _without_token(f"POST of the bundle to {target.host} ({address}) failed: {exc!r}", token),
+                where=settings.url,
             ) from exc
+        if answer.status in (401, 403):
+            raise ActionError(
+                f"the sharing endpoint answered {answer.status}: it refused "
+                + ("the token" if token else "a post without a token"),
+                where=settings.url,
+                hint="put the endpoint's token in the file playbooks.share.token_file names (mode 0600)",
+            )
         if not 200 <= answer.status < 300:
             raise ActionError(
                 f"the sharing endpoint answered {answer.status} (redirects are not followed)", where=settings.url
             )
-        return ActionResult(output={**output, "post": {"url": settings.url, "status": answer.status}}, changed=True)
+        post = {"url": settings.url, "status": answer.status, **auth}
+        return ActionResult(output={**output, "post": post}, changed=True)
+
+
+def _token(path: Path) -> str:
+    token = read_secret(path, what="share token")
+    if not BEARER_TOKEN.fullmatch(token):  # it goes into a header: never quote it, even in the error
+        raise ConfigError(
+            "the share token is not a bearer token (letters, digits and -._~+/ then any =)",
+            where=str(path),
+            hint="put the token alone on the file's first line",
+        )
+    return token
+
+
+def _without_token(text: str, token: str | None) -> str:
+    """``text`` without the token (an exception's text could quote what was sent)."""
+    return text.replace(token, "[redacted]") if token else text
 
 
 __all__ = ["ShareStix", "ShareStixParams", "build_bundle", "stix_pattern"]

@@ -106,7 +106,13 @@ def heartbeat(body: Heartbeat, store: StoreDep, principal: CurrentPrincipal) -> 
     why delivery fails, if it does."""
     sensor_id, tenant = _sensor_identity(principal)
     doc = sensors.heartbeat(
-        store, sensor_id=sensor_id, tenant=tenant, counters=body.counters, run_id=body.run_id, problem=body.problem
+        store,
+        sensor_id=sensor_id,
+        tenant=tenant,
+        counters=body.counters,
+        run_id=body.run_id,
+        problem=body.problem,
+        interval_seconds=body.interval_seconds,
     )
     return to_public(doc)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from soc_api.services import accounts, apikeys
@@ -27,6 +27,9 @@ from workflow.principals import Actor
 
 OFFLINE_AFTER = timedelta(minutes=3)
 LOSS_THRESHOLD = 0.10
+UPTIME_KIND = "sensor_uptime"
+DEFAULT_HEARTBEAT_SECONDS = 60.0  # sensors.config.HealthConfig.interval's default
+HOUR_SECONDS = 3600
 
 
 def register_sensor(
@@ -108,9 +111,13 @@ def heartbeat(
     counters: Mapping[str, int],
     run_id: str,
     problem: str | None = None,
+    interval_seconds: float | None = None,
 ) -> Doc:
     """Record the sensor's counters; loss above the threshold, store failures or a delivery
-    ``problem`` the sensor reports mark it degraded, and ``health.reasons`` say which."""
+    ``problem`` the sensor reports mark it degraded, and ``health.reasons`` say which.
+
+    Each heartbeat is also counted in the sensor's hour (:func:`record_beat`), for uptime
+    reports; ``interval_seconds`` is how often the sensor sends them."""
     for _ in range(10):
         doc = store.get_doc("sensors", sensor_id)
         if doc.body.get("tenant") != tenant:
@@ -138,10 +145,75 @@ def heartbeat(
         if previous_run and previous_run != run_id:
             body["restarts"] = int(doc.body.get("restarts", 0)) + 1
         try:
-            return store.update_doc("sensors", sensor_id, body, version=doc.version)
+            updated = store.update_doc("sensors", sensor_id, body, version=doc.version)
         except Conflict:
             continue
+        before = doc.body.get("health") or {}
+        same_run = before.get("run_id") == run_id
+        record_beat(
+            store,
+            sensor_id=sensor_id,
+            tenant=tenant,
+            at=parse_timestamp(body["last_seen"]),
+            interval_seconds=interval_seconds or DEFAULT_HEARTBEAT_SECONDS,
+            received=_growth(counters, before.get("counters") or {}, "kernel_received_total", same_run),
+            dropped=_growth(counters, before.get("counters") or {}, "kernel_dropped_total", same_run),
+        )
+        return updated
     raise Conflict("sensor record kept changing", where=f"sensors/{sensor_id}", hint="send the heartbeat again")
+
+
+def _growth(now: Mapping[str, int], before: Mapping[str, Any], name: str, same_run: bool) -> int:
+    """How much a run total grew since the previous heartbeat (a new run starts from 0)."""
+    current = int(now.get(name, 0))
+    return max(0, current - int(before.get(name, 0))) if same_run else current
+
+
+def record_beat(
+    store: Store,
+    *,
+    sensor_id: str,
+    tenant: str,
+    at: datetime,
+    interval_seconds: float,
+    received: int = 0,
+    dropped: int = 0,
+) -> Doc:
+    """Count one heartbeat in its sensor's hour: ``sensor_uptime/<sensor>-<UTC hour>`` holds the
+    beats, the seconds they vouch for (one interval each; at most an hour, or one interval if longer), the capture
+    counters' growth and the last beat (epoch ms). Reports sum these with the store's
+    aggregations; one small document per sensor and hour, whatever the heartbeat rate."""
+    hour = at.replace(minute=0, second=0, microsecond=0)
+    doc_id = f"{sensor_id}-{hour:%Y%m%d%H}"
+    for _ in range(10):
+        try:
+            doc: Doc | None = store.get_doc(UPTIME_KIND, doc_id)
+        except NotFound:
+            doc = None
+        old = doc.body if doc is not None else {}
+        body = {
+            "tenant": tenant,
+            "sensor_id": sensor_id,
+            "hour": format_timestamp(hour),
+            "beats": int(old.get("beats", 0)) + 1,
+            # a burst of beats (a restart loop) vouches for no more than the hour, or one interval
+            "covered_seconds": min(
+                max(HOUR_SECONDS, round(interval_seconds)), int(old.get("covered_seconds", 0)) + round(interval_seconds)
+            ),
+            "received": int(old.get("received", 0)) + received,
+            "dropped": int(old.get("dropped", 0)) + dropped,
+            "last_ms": max(int(old.get("last_ms", 0)), round(at.timestamp() * 1000)),
+            "created_at": old.get("created_at") or format_timestamp(at),
+        }
+        try:
+            if doc is None:
+                return store.create_doc(UPTIME_KIND, body, doc_id=doc_id)
+            return store.update_doc(UPTIME_KIND, doc_id, body, version=doc.version)
+        except Conflict:
+            continue  # another heartbeat of the sensor (a restart) at the same time: count again
+    raise Conflict(
+        "sensor uptime record kept changing", where=f"{UPTIME_KIND}/{doc_id}", hint="send the heartbeat again"
+    )
 
 
 def ingest(
@@ -193,4 +265,4 @@ def _sensor_bounds(store: Store, sensor_id: str, bounds: EventBounds) -> EventBo
     return bounds.for_sensor(datasets)
 
 
-__all__ = ["heartbeat", "ingest", "register_sensor", "sensor_status"]
+__all__ = ["UPTIME_KIND", "heartbeat", "ingest", "record_beat", "register_sensor", "sensor_status"]

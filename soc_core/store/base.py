@@ -23,7 +23,7 @@ from __future__ import annotations
 import abc
 import base64
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, ClassVar, Generic, Literal, NamedTuple, Protocol, TypeVar
@@ -32,6 +32,7 @@ from soc_core.config import Settings
 from soc_core.errors import Conflict, InvalidInput, NotFound, StoreError
 from soc_core.events import Event
 from soc_core.query import EventQuery, event_query
+from soc_core.store.docquery import Condition, DocGroup, DocQuery
 from soc_core.store.fields import FieldTypes
 
 T = TypeVar("T")
@@ -203,6 +204,9 @@ DOC_KINDS = frozenset(
         "containment",  # addresses blocked by playbooks (playbooks.actions.contain)
         "intel",  # threat-intel lists (intel.lists); their indicators are in intel_chunks
         "intel_chunks",
+        "sensor_uptime",  # heartbeats per sensor and hour (soc_api.services.sensors), for uptime reports
+        "scheduler_jobs",  # the scheduler's persistent job store (scheduling.jobstore)
+        "job_runs",  # one record per scheduled or manual job run (scheduling.runs)
     }
 )
 
@@ -307,11 +311,14 @@ class Store(abc.ABC):
         self,
         query: EventQuery,
         *,
-        by: str | None = None,
+        by: str | tuple[str, ...] | None = None,
         interval: Literal["hour", "day"] | None = None,
         limit: int = 10,
     ) -> list[Bucket]:
-        """Total (one bucket ``"total"``), top values of field ``by``, or counts per time bucket."""
+        """Total (one bucket ``"total"``), top values of field ``by``, or counts per time bucket.
+
+        ``by`` as a tuple of (single-valued) fields counts each event under the first of them it
+        holds: ``("observer.id", "observer.name")`` in one pass."""
 
     def read_new_events(self, checkpoint: str | None, *, limit: int) -> tuple[list[Event], str]:
         """Events of all tenants in ingest order after ``checkpoint``, and the new checkpoint.
@@ -376,8 +383,12 @@ class Store(abc.ABC):
         ``None``) with their positions, sorted by position."""
 
     @abc.abstractmethod
-    def delete_events_before(self, before: datetime) -> int:
-        """Retention: remove events older than ``before``; returns how many (or indices) went."""
+    def delete_events_before(
+        self, before: datetime, *, datasets: Collection[str] | None = None, keep_datasets: Collection[str] = ()
+    ) -> int:
+        """Retention: remove events older than ``before`` — of ``datasets`` only (all if
+        ``None``), never of ``keep_datasets`` (those with a policy of their own); returns how
+        many events (SQLite) or whole daily indices (Elasticsearch) went."""
 
     # documents -----------------------------------------------------------------------------
     @abc.abstractmethod
@@ -436,6 +447,28 @@ class Store(abc.ABC):
         """Documents whose top-level ``tenant`` is one of ``tenants`` (all if ``None``) and whose
         top-level fields equal ``filters`` (a list value means any of), sorted by a top-level
         field, then id. At most :data:`MAX_LIST_SIZE` per page."""
+
+    @abc.abstractmethod
+    def aggregate_docs(
+        self,
+        query: DocQuery,
+        *,
+        by: str | Sequence[str] | None = None,
+        prefix: str | None = None,
+        limit: int = 10,
+        filters: Mapping[str, Condition] | None = None,
+        stats: Mapping[str, str | Sequence[str]] | None = None,
+    ) -> list[DocGroup]:
+        """Counts over the documents of ``query`` (:mod:`soc_core.store.docquery`), counted by
+        the store: SQL on SQLite, one aggregation request on Elasticsearch.
+
+        Without ``by``: one group ``"total"``. With ``by`` (a field; a list field counts a
+        document once under each of its values): the ``limit`` most frequent values (those
+        starting with ``prefix``, if given), most documents first, then by value; documents
+        without the field are in no group. Each group also counts its documents meeting each
+        named condition of ``filters``, and gives :class:`FieldStats` of each named numeric
+        field of ``stats`` (documents without a number there are left out of it).
+        """
 
 
 __all__ = [

@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal, cast
@@ -79,6 +79,19 @@ from soc_core.store.base import (
     encode_cursor,
     project,
 )
+from soc_core.store.docquery import (
+    MAX_GROUPS,
+    AllOf,
+    Condition,
+    DocGroup,
+    DocQuery,
+    Exists,
+    FieldStats,
+    Range,
+    Term,
+    field_path,
+)
+from soc_core.store.docquery import Not as DocNot
 from soc_core.store.fields import NUMERIC_TYPES, FieldTypes, check_field_name, ecs_types, field_type, numeric_bound
 from soc_core.tenant_claims import as_stored
 
@@ -439,6 +452,28 @@ class _DslBuilder:
         return {"range": {check_field_name(node.field): bounds}}
 
 
+def _doc_condition(condition: Condition) -> dict[str, Any]:
+    """A document condition (:mod:`soc_core.store.docquery`) as query DSL; a nested path is the
+    dotted name Elasticsearch maps it under."""
+    if isinstance(condition, Term):
+        return {"terms": {".".join(condition.field): list(condition.values)}}
+    if isinstance(condition, Range):
+        bounds = {op: bound for op, bound in (("gte", condition.gte), ("gt", condition.gt), ("lt", condition.lt))}
+        return {"range": {".".join(condition.field): {op: b for op, b in bounds.items() if b is not None}}}
+    if isinstance(condition, Exists):
+        return {"exists": {"field": ".".join(condition.field)}}
+    if isinstance(condition, DocNot):
+        return {"bool": {"must_not": [_doc_condition(condition.condition)]}}
+    if isinstance(condition, AllOf):
+        return {"bool": {"filter": [_doc_condition(c) for c in condition.conditions]}}
+    raise StoreError(f"unknown document condition {condition!r}")
+
+
+def _lucene_literal(text: str) -> str:
+    """``text`` as a Lucene regular expression matching exactly it."""
+    return "".join(char if char.isalnum() or char == "_" else "\\" + char for char in text)
+
+
 @dataclass
 class _Bulk:
     """A batch as :meth:`ElasticsearchStore.prepare_events` leaves it: results known so far
@@ -466,6 +501,7 @@ class ElasticsearchStore(Store):
             replicas=es.replicas,
             request_timeout=es.request_timeout,
             bounds=EventBounds.from_settings(settings.store),
+            prefix=es.index_prefix,
         )
 
     def __init__(
@@ -788,7 +824,7 @@ class ElasticsearchStore(Store):
         self,
         query: EventQuery,
         *,
-        by: str | None = None,
+        by: str | tuple[str, ...] | None = None,
         interval: Literal["hour", "day"] | None = None,
         limit: int = 10,
     ) -> list[Bucket]:
@@ -797,6 +833,8 @@ class ElasticsearchStore(Store):
             "query": {"bool": {"filter": self._filters(query)}},
             "size": 0,
         }
+        if isinstance(by, tuple):
+            return self._count_first_of(search, by, limit)
         if by is not None:
             search["aggs"] = {
                 "values": {
@@ -827,6 +865,24 @@ class ElasticsearchStore(Store):
             Bucket(str(bucket.get("key_as_string", bucket["key"])), int(bucket["doc_count"]))
             for bucket in body["aggregations"]["values"]["buckets"]
         ]
+
+    def _count_first_of(self, search: dict[str, Any], fields: tuple[str, ...], limit: int) -> list[Bucket]:
+        """Counts by the first of ``fields`` each event holds: one ``terms`` per field over the
+        events without the fields before it, in one request, the buckets added up."""
+        aggs: dict[str, Any] = {}
+        for number, name in enumerate(fields):
+            terms = {"terms": {"field": check_field_name(name), "size": limit}}
+            earlier = [{"exists": {"field": check_field_name(f)}} for f in fields[:number]]
+            aggs[f"by{number}"] = {"filter": {"bool": {"must_not": earlier}}, "aggs": {"values": terms}}
+        body = self._search("count events", **search, aggs=aggs)
+        counts: dict[str, int] = {}
+        for number in range(len(fields)):
+            found = (body.get("aggregations") or {}).get(f"by{number}") or {}
+            for bucket in (found.get("values") or {}).get("buckets", []):
+                key = str(bucket.get("key_as_string", bucket["key"]))
+                counts[key] = counts.get(key, 0) + int(bucket["doc_count"])
+        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+        return [Bucket(key, count) for key, count in ranked]
 
     def plan_new_events(self, checkpoint: str | None, *, limit: int) -> tuple[ReadPlan, str]:
         """The next spans of new events of every event index, exact, with no settle delay.
@@ -934,7 +990,9 @@ class ElasticsearchStore(Store):
             allow_no_indices=True,
         )
 
-    def delete_events_before(self, before: datetime) -> int:
+    def delete_events_before(
+        self, before: datetime, *, datasets: Collection[str] | None = None, keep_datasets: Collection[str] = ()
+    ) -> int:
         """Delete whole daily indices whose day ended before ``before`` (by concrete name)."""
         indices = self._call(
             "list event indices",
@@ -943,7 +1001,15 @@ class ElasticsearchStore(Store):
             allow_no_indices=True,
         )
         cutoff = before.strftime("%Y.%m.%d")
-        doomed = [name for name in indices if name.rsplit("-", 1)[-1] < cutoff]
+        only = None if datasets is None else {_index_safe(name) for name in datasets}
+        kept = {_index_safe(name) for name in keep_datasets}
+        start = len(f"{self.prefix}-events-")
+        doomed = []
+        for name in indices:
+            # <prefix>-events-<tenant>-<dataset>-<day>: neither tenant nor dataset holds a '-'
+            _tenant, dataset, day = name[start:].rsplit("-", 2)
+            if day < cutoff and (only is None or dataset in only) and dataset not in kept:
+                doomed.append(name)
         for name in doomed:
             self._call(f"delete index {name}", self.client.indices.delete, index=name)
         return len(doomed)
@@ -1104,6 +1170,67 @@ class ElasticsearchStore(Store):
         items = [Doc(hit["_id"], self._version(hit), self._body(hit["_source"])) for hit in hits[:size]]
         next_cursor = encode_cursor(hits[size - 1]["sort"]) if len(hits) > size else None
         return Page(items, next_cursor)
+
+    def aggregate_docs(
+        self,
+        query: DocQuery,
+        *,
+        by: str | Sequence[str] | None = None,
+        prefix: str | None = None,
+        limit: int = 10,
+        filters: Mapping[str, Condition] | None = None,
+        stats: Mapping[str, str | Sequence[str]] | None = None,
+    ) -> list[DocGroup]:
+        """One search of size 0: ``filters`` and ``stats`` aggregations, under a ``terms``
+        aggregation on ``by`` when grouped (documents indices have one shard: exact counts)."""
+        filters = dict(filters or {})
+        paths = {name: field_path(f) for name, f in (stats or {}).items()}
+        clauses: list[dict[str, Any]] = [_doc_condition(condition) for condition in query.where]
+        if query.tenants is not None:
+            clauses.append({"terms": {"tenant": list(query.tenants)}})
+        metrics: dict[str, Any] = {}
+        if filters:
+            metrics["named"] = {"filters": {"filters": {name: _doc_condition(c) for name, c in filters.items()}}}
+        for number, path in enumerate(paths.values()):
+            metrics[f"stats{number}"] = {"stats": {"field": ".".join(path)}}
+        search: dict[str, Any] = {
+            "index": self._doc_index(query.kind),
+            "query": {"bool": {"filter": clauses}},
+            "size": 0,
+        }
+        if by is None:
+            search["track_total_hits"] = True
+            search["aggs"] = metrics
+        else:
+            terms: dict[str, Any] = {
+                "field": ".".join(field_path(by)),
+                "size": max(1, min(limit, MAX_GROUPS)),
+                "order": [{"_count": "desc"}, {"_key": "asc"}],
+            }
+            if prefix is not None:
+                terms["include"] = _lucene_literal(prefix) + ".*"
+            search["track_total_hits"] = False
+            search["aggs"] = {"groups": {"terms": terms, **({"aggs": metrics} if metrics else {})}}
+        body = self._search(f"count {query.kind}", **search)
+        aggregations = body.get("aggregations") or {}  # absent when no index of the kind exists yet
+
+        def group(key: str, count: int, found: Mapping[str, Any]) -> DocGroup:
+            named = (found.get("named") or {}).get("buckets") or {}
+            field_stats = {}
+            for number, name in enumerate(paths):
+                values = found.get(f"stats{number}") or {}
+                field_stats[name] = FieldStats(
+                    int(values.get("count") or 0), float(values.get("sum") or 0.0), values.get("min"), values.get("max")
+                )
+            counts = {name: int((named.get(name) or {}).get("doc_count", 0)) for name in filters}
+            return DocGroup(key, count, counts, field_stats)
+
+        if by is None:
+            return [group("total", int(body["hits"]["total"]["value"]), aggregations)]
+        return [
+            group(str(bucket.get("key_as_string", bucket["key"])), int(bucket["doc_count"]), bucket)
+            for bucket in (aggregations.get("groups") or {}).get("buckets", [])
+        ]
 
 
 __all__ = ["ElasticsearchStore", "docs_template", "event_index", "events_template", "index_refused"]

@@ -18,7 +18,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from itertools import pairwise
@@ -62,6 +62,20 @@ from soc_core.store.base import (
     encode_cursor,
     project,
 )
+from soc_core.store.docquery import (
+    MAX_GROUPS,
+    AllOf,
+    Condition,
+    DocGroup,
+    DocQuery,
+    Exists,
+    FieldPath,
+    FieldStats,
+    Range,
+    Term,
+    field_path,
+)
+from soc_core.store.docquery import Not as DocNot
 from soc_core.store.fields import NUMERIC_TYPES, check_field_name, field_type, numeric_bound
 from soc_core.store.sqlite_functions import glob_literal
 from soc_core.tenant_claims import as_stored
@@ -279,6 +293,39 @@ class _SqlBuilder:
         return self._any_value(node.field, " AND ".join(parts) or "1", *args)
 
 
+def _doc_path(path: FieldPath) -> str:
+    return "$" + "".join('."' + part + '"' for part in path)
+
+
+class _DocSqlBuilder:
+    """Compiles document conditions (:mod:`soc_core.store.docquery`) over ``docs.body``."""
+
+    def __init__(self) -> None:
+        self.params: list[Any] = []
+
+    def compile(self, condition: Condition) -> str:
+        if isinstance(condition, Term):
+            self.params.append(_doc_path(condition.field))
+            self.params.extend(condition.values)
+            marks = ",".join("?" * len(condition.values))
+            return f"EXISTS (SELECT 1 FROM json_each(docs.body, ?) AS v WHERE v.value IN ({marks}))"
+        if isinstance(condition, Range):
+            parts = []
+            for operator, bound in ((">=", condition.gte), (">", condition.gt), ("<", condition.lt)):
+                if bound is not None:
+                    parts.append(f"json_extract(docs.body, ?) {operator} ?")
+                    self.params.extend([_doc_path(condition.field), bound])
+            return "(" + (" AND ".join(parts) or "1") + ")"
+        if isinstance(condition, Exists):
+            self.params.append(_doc_path(condition.field))
+            return "coalesce(json_type(docs.body, ?), 'null') != 'null'"
+        if isinstance(condition, DocNot):
+            return f"NOT {self.compile(condition.condition)}"
+        if isinstance(condition, AllOf):
+            return "(" + (" AND ".join(self.compile(c) for c in condition.conditions) or "1") + ")"
+        raise StoreError(f"unknown document condition {condition!r}")
+
+
 class SqliteStore(Store):
     """Events and documents in one SQLite file (WAL)."""
 
@@ -480,12 +527,19 @@ class SqliteStore(Store):
         self,
         query: EventQuery,
         *,
-        by: str | None = None,
+        by: str | tuple[str, ...] | None = None,
         interval: Literal["hour", "day"] | None = None,
         limit: int = 10,
     ) -> list[Bucket]:
         where, params = self._where(query)
-        if by is not None:
+        if isinstance(by, tuple):
+            first = ", ".join(["json_extract(events.doc, ?)"] * len(by))
+            rows = self._query(
+                f"SELECT CAST(coalesce({first}) AS TEXT) AS k, count(*) AS n FROM events "
+                f"WHERE {where} AND k IS NOT NULL GROUP BY k ORDER BY n DESC, k ASC LIMIT ?",
+                [*(_json_path(name) for name in by), *params, limit],
+            )
+        elif by is not None:
             rows = self._query(
                 "SELECT CAST(v.value AS TEXT), count(*) AS n FROM events, json_each(events.doc, ?) AS v "
                 f"WHERE {where} GROUP BY 1 ORDER BY n DESC, 1 ASC LIMIT ?",
@@ -538,10 +592,20 @@ class SqliteStore(Store):
             )
         ]
 
-    def delete_events_before(self, before: datetime) -> int:
+    def delete_events_before(
+        self, before: datetime, *, datasets: Collection[str] | None = None, keep_datasets: Collection[str] = ()
+    ) -> int:
+        sql, params = "DELETE FROM events WHERE ts < ?", [format_timestamp(before)]
+        if datasets is not None:
+            if not datasets:
+                return 0
+            sql += f" AND dataset IN ({', '.join('?' * len(datasets))})"
+            params += sorted(datasets)
+        if keep_datasets:
+            sql += f" AND dataset NOT IN ({', '.join('?' * len(keep_datasets))})"
+            params += sorted(keep_datasets)
         with self._tx() as conn:
-            cursor = conn.execute("DELETE FROM events WHERE ts < ?", (format_timestamp(before),))
-            return cursor.rowcount
+            return conn.execute(sql, params).rowcount
 
     # documents -----------------------------------------------------------------------------
     @staticmethod
@@ -654,6 +718,69 @@ class SqliteStore(Store):
             last = rows[size - 1]
             next_cursor = encode_cursor([last[3], last[0]])
         return Page(items, next_cursor)
+
+    def aggregate_docs(
+        self,
+        query: DocQuery,
+        *,
+        by: str | Sequence[str] | None = None,
+        prefix: str | None = None,
+        limit: int = 10,
+        filters: Mapping[str, Condition] | None = None,
+        stats: Mapping[str, str | Sequence[str]] | None = None,
+    ) -> list[DocGroup]:
+        """One SQL statement: the query's conditions in ``WHERE``, each named filter a
+        ``count(CASE …)``, each numeric field ``count/total/min/max``; grouped by the values
+        ``json_each`` finds under ``by`` (a document once per distinct value)."""
+        check_kind(query.kind)
+        filters = dict(filters or {})
+        paths = {name: field_path(f) for name, f in (stats or {}).items()}
+        select = _DocSqlBuilder()
+        # a document counted once per group, even when a list holds a value twice
+        counted = "docs.rowid" if by is not None else "1"
+        columns = ["count(DISTINCT docs.rowid)" if by is not None else "count(*)"]
+        for condition in filters.values():
+            columns.append(
+                f"count({'DISTINCT ' if by is not None else ''}CASE WHEN {select.compile(condition)} "
+                f"THEN {counted} END)"
+            )
+        for path in paths.values():
+            number = "CASE WHEN json_type(docs.body, ?) IN ('integer', 'real') THEN json_extract(docs.body, ?) END"
+            for function in ("count", "total", "min", "max"):
+                columns.append(f"{function}({number})")
+                select.params.extend([_doc_path(path), _doc_path(path)])
+        where = _DocSqlBuilder()
+        clauses = ["docs.kind = ?"]
+        where.params.append(query.kind)
+        if query.tenants is not None:
+            clauses.append(f"docs.tenant IN ({','.join('?' * len(query.tenants))})")
+            where.params.extend(query.tenants)
+        clauses += [where.compile(condition) for condition in query.where]
+        if by is None:
+            sql = f"SELECT 'total', {', '.join(columns)} FROM docs WHERE {' AND '.join(clauses)}"
+            params = [*select.params, *where.params]
+        else:
+            clauses.append("g.type NOT IN ('object', 'array', 'null')")
+            if prefix is not None:
+                clauses.append("substr(CAST(g.value AS TEXT), 1, ?) = ?")
+                where.params.extend([len(prefix), prefix])
+            sql = (
+                f"SELECT CAST(g.value AS TEXT) AS k, {', '.join(columns)} FROM docs, json_each(docs.body, ?) AS g "
+                f"WHERE {' AND '.join(clauses)} GROUP BY k ORDER BY 2 DESC, k ASC LIMIT ?"
+            )
+            params = [*select.params, _doc_path(field_path(by)), *where.params, max(1, min(limit, MAX_GROUPS))]
+        groups = []
+        for row in self._query(sql, params):
+            named = iter(row[2 + len(filters) :])
+            field_stats = {}
+            for name in paths:
+                count, total, low, high = (next(named) for _ in range(4))
+                field_stats[name] = FieldStats(
+                    int(count), float(total), None if low is None else float(low), None if high is None else float(high)
+                )
+            counts = dict(zip(filters, (int(n) for n in row[2 : 2 + len(filters)]), strict=True))
+            groups.append(DocGroup(str(row[0]), int(row[1]), counts, field_stats))
+        return groups
 
 
 __all__ = ["SqliteStore"]

@@ -23,8 +23,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from soc_api.main import create_app
-from soc_api.runtime import build_scheduler
 from soc_api.services import accounts
+from soc_api.services.jobs import job_registry
 from soc_core.auth import PROVINCE, Membership
 from soc_core.config import Settings
 from soc_core.store import SqliteStore, Store
@@ -198,8 +198,8 @@ def test_h12_head_is_anchored_on_schedule_and_to_syslog(sqlite_store: SqliteStor
     assert message.startswith("<86>canhgac-audit: ")
     sent = json.loads(message.split(": ", 1)[1])
     assert sent["seq"] == 2 and sent["store"] == sqlite_store.location
-    scheduler = build_scheduler(sqlite_store, anchor_minutes=settings.audit.anchor_every_minutes)
-    assert scheduler.get_job("audit-anchor") is not None
+    anchor = job_registry(settings).get("audit-anchor")
+    assert anchor.trigger.every_minutes == settings.audit.anchor_every_minutes
 
 
 def test_h12_bad_syslog_address_is_a_config_error() -> None:

@@ -146,6 +146,8 @@ def test_no_route_reaches_another_agencys_objects(
     headers = {"Authorization": f"Bearer {token}"}
     before = snapshot(store)
     for method, template in ID_ROUTES:
+        if template.startswith("/api/jobs/"):
+            continue  # scheduled jobs are province-wide configuration, for province admins only (test_s13s_api)
         path = re.sub(r"\{(\w+)\}", lambda m: ids[m.group(1)], template)
         if template.startswith("/api/rules/{rule_id}") and "exception_id" in template:
             path = path.replace(ids["rule_id"], SUDO_SHELL)  # a shared rule, another agency's exception

@@ -159,7 +159,7 @@ def test_pbw1_run_approve_and_record(setup: tuple[TestClient, Settings], store: 
     assert approved.status_code == 200, approved.text
     assert approved.json()["steps"][1]["approval"]["decided_by"] == "manager_police"
     again = client.post(f"/api/playbook-runs/{run['id']}/steps/block/reject", json={}, headers=ana)
-    assert again.status_code == 403 and "not waiting" in again.json()["detail"]
+    assert again.status_code == 409 and "not waiting" in again.json()["detail"]
     assert runner(store, settings).execute(run["id"]) == "succeeded"
     done = client.get(f"/api/playbook-runs/{run['id']}", headers=ana).json()
     block = done["steps"][1]
