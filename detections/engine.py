@@ -30,7 +30,7 @@ from .lifecycle import RulePolicy
 from .loader import RuleSet
 from .pipelines import canhgac_pipeline
 from .watchdog import report_slow_batch, time_rules
-from .workers import WorkerError, WorkerPool
+from .workers import WorkerError, WorkerPool, intel_in_order
 
 log = logging.getLogger(__name__)
 
@@ -143,14 +143,8 @@ class DetectionEngine:
         if plan.blocks:
             started = self.timer()
             detections, batch = self._evaluate(plan, result, checkpoint=checkpoint, limit=limit)
-            # threat intel looks at every event of the batch, and the workers hand back only rule
-            # matches: read the batch again only when some list is loaded
-            whole = batch
-            if len(batch) != result.events and self.intel.has_lists():
-                whole = [event for _, event in self.store.read_plan(plan)]
-            detections += self.intel.detect(whole)
             matched = self.timer()
-            detections = self._admitted(detections, whole)
+            detections = self._admitted(detections, batch)
             result.detections = len(detections)
             self._write_alerts(detections, result)
             finished = self.timer()
@@ -193,11 +187,13 @@ class DetectionEngine:
     def _evaluate(
         self, plan: ReadPlan, result: RunResult, *, checkpoint: str, limit: int
     ) -> tuple[list[Detection], Sequence[Mapping[str, Any]]]:
-        """Detections of a planned batch, and the events behind them that this process holds."""
+        """Detections of a planned batch (the rules' and the threat-intel lists'), and the events
+        behind them that this process holds. The workers look the events up in the lists
+        themselves, so the batch is read once."""
         if self.workers > 1:
             try:
                 if self._pool is None:
-                    self._pool = WorkerPool(self.evaluator, self.store, workers=self.workers)
+                    self._pool = WorkerPool(self.evaluator, self.store, workers=self.workers, intel=self.intel)
                 if self._pool.pending is not plan:  # else it was sent ahead, with the last batch
                     self._pool.submit(plan)
                 # pipelining: plan the next batch while the workers match this one, and send it
@@ -209,13 +205,16 @@ class DetectionEngine:
                 if ahead.blocks:
                     self._pool.submit(ahead)
                 result.events = sum(part.events for part in results)
-                return self._pool.emit(results), [event for part in results for _, _, event in part.matched]
+                # rules' detections, then threat intel's, each in stream order: as in one process
+                listed, listed_events = intel_in_order(results)
+                rule_events = [event for part in results for _, _, event in part.matched]
+                return self._pool.emit(results) + listed, rule_events + listed_events
             except WorkerError as exc:
                 log.warning("detection workers failed; batch evaluated in-process", extra={"error": exc.render()})
                 result.redone_in_process += 1
         events = [event for _, event in self.store.read_plan(plan)]
         result.events = len(events)
-        return self.evaluator.evaluate(events), events
+        return self.evaluator.evaluate(events) + self.intel.detect(events), events
 
     def _report_slow(self, plan: ReadPlan, result: RunResult, *, seconds: float, match_seconds: float) -> None:
         """Log a batch over the threshold; when matching (not writing alerts) took most of the

@@ -8,7 +8,9 @@ with the hit (field, value, list, source, first seen, confidence) in the alert's
 Rule exceptions apply to it like to any rule (by the id ``intel:<list>``).
 
 The lookup is rebuilt when the lists' generation token moves (:func:`intel.lists.generation`),
-checked at most every ``refresh_seconds``.
+checked at most every ``refresh_seconds``. With detection worker processes each worker holds its
+own detector (:meth:`IntelDetector.bound_to` its store connection) and looks up the events it
+reads, so a batch is read once (:mod:`detections.workers`).
 """
 
 from __future__ import annotations
@@ -50,42 +52,47 @@ class IntelDetector:
             self.index = lists.load_index(self.store)
             self._token = token
 
-    def has_lists(self) -> bool:
-        """Whether any list is loaded (after a refresh): without one there is nothing to look up."""
-        self.refresh()
-        return bool(self.index)
+    def bound_to(self, store: Store) -> IntelDetector:
+        """The same detector (settings and the lookup built so far) reading ``store``: a detection
+        worker's, on its own connection; it reloads the lists by itself when they change."""
+        copy = IntelDetector(store, refresh_seconds=self.refresh_seconds, clock=self.clock)
+        copy.index, copy._token = self.index, self._token  # checked again at its first batch
+        return copy
 
     def detect(self, events: Iterable[Mapping[str, Any]]) -> list[Detection]:
         self.refresh()
         if not self.index:
             return []
+        return [found for event in events for found in self.detect_event(event)]
+
+    def detect_event(self, event: Mapping[str, Any]) -> list[Detection]:
+        """One event's hits, with the lookup as it is (:meth:`refresh` first)."""
+        tenant = event.get(TENANT_FIELD)
+        if not self.index or not isinstance(tenant, str) or not tenant:
+            return []
         found: list[Detection] = []
-        for event in events:
-            tenant = event.get(TENANT_FIELD)
-            if not isinstance(tenant, str) or not tenant:
-                continue
-            for hit in self.index.match_event(event, tenant):
-                indicator = hit.listed.indicator
-                stamp = str(event.get("@timestamp", ""))
-                found.append(
-                    Detection(
-                        rule=RuleMeta(
-                            id=f"{RULE_PREFIX}{hit.listed.list}",
-                            name=f"Threat intel: {indicator.type} {indicator.value} on list {hit.listed.list}",
-                            version="intel",
-                            level=level_for(indicator.confidence),
-                            tags=(),
-                        ),
-                        tenant=tenant,
-                        group={"intel.type": indicator.type, "intel.indicator": indicator.value},
-                        event_ids=[str(event.get("event.id", ""))],
-                        count=1,
-                        first_seen=stamp,
-                        last_seen=stamp,
-                        entities=entities_of([event]),
-                        details={"intel": hit.to_dict()},
-                    )
+        for hit in self.index.match_event(event, tenant):
+            indicator = hit.listed.indicator
+            stamp = str(event.get("@timestamp", ""))
+            found.append(
+                Detection(
+                    rule=RuleMeta(
+                        id=f"{RULE_PREFIX}{hit.listed.list}",
+                        name=f"Threat intel: {indicator.type} {indicator.value} on list {hit.listed.list}",
+                        version="intel",
+                        level=level_for(indicator.confidence),
+                        tags=(),
+                    ),
+                    tenant=tenant,
+                    group={"intel.type": indicator.type, "intel.indicator": indicator.value},
+                    event_ids=[str(event.get("event.id", ""))],
+                    count=1,
+                    first_seen=stamp,
+                    last_seen=stamp,
+                    entities=entities_of([event]),
+                    details={"intel": hit.to_dict()},
                 )
+            )
         return found
 
 

@@ -8,11 +8,14 @@ forked processes. Each worker, on its own store connection
 (:meth:`~soc_core.store.base.Store.reopened`), claims the next block of the plan, reads and
 matches it, and so on until none is left; it sends back only the events that matched something,
 with their stream positions and the positions of the rules they matched (matches are rare, so
-that traffic is small). The compiled rule set is inherited through fork: compiled matchers are
-closures and do not pickle. The parent merges the matches in stream order and hands them to
-:meth:`detections.evaluation.Evaluator.emit`, which writes detections and feeds the correlation
-windows exactly as a single process would; so any split of the stream gives the detections of
-one process (the tests check it).
+that traffic is small). Threat intel is looked up there too: each worker holds its own
+:class:`~detections.intel.IntelDetector` on its connection (the lists loaded per worker,
+reloaded when their generation moves) and sends back the events on a list with their
+detections, so the engine never reads a batch a second time. The compiled rule set is inherited
+through fork: compiled matchers are closures and do not pickle. The parent merges the matches in
+stream order and hands them to :meth:`detections.evaluation.Evaluator.emit`, which writes
+detections and feeds the correlation windows exactly as a single process would; so any split of
+the stream gives the detections of one process (the tests check it).
 
 Claiming is dynamic, not dealt: under host noise a worker dealt a fixed half finishes late
 while the other idles. The claims go through one OS pipe shared by the workers, into which the
@@ -46,6 +49,7 @@ from soc_core.store.base import Position, ReadPlan, Store
 
 from .alerts import Detection
 from .evaluation import Evaluator
+from .intel import IntelDetector
 
 Event = Mapping[str, Any]
 
@@ -64,12 +68,14 @@ class ShardResult:
     """What one worker matched of one batch: the matched events, in no order, and counters."""
 
     matched: list[tuple[Position, list[int], Event]] = field(default_factory=list)  # (position, rules, event)
+    intel: list[tuple[Position, list[Detection], Event]] = field(default_factory=list)  # threat-intel hits
     events: int = 0
     skipped_events: int = 0
     rule_failures: dict[str, int] = field(default_factory=dict)
 
     def add(self, other: ShardResult) -> None:
         self.matched.extend(other.matched)
+        self.intel.extend(other.intel)
         self.events += other.events
         self.skipped_events += other.skipped_events
         for rule_id, count in other.rule_failures.items():
@@ -95,6 +101,26 @@ def match_shard(evaluator: Evaluator, events: Iterable[tuple[Position, Event]]) 
         if count != before_failures.get(rule_id, 0)
     }
     return result
+
+
+def intel_shard(
+    detector: IntelDetector, events: Iterable[tuple[Position, Event]]
+) -> list[tuple[Position, list[Detection], Event]]:
+    """The threat-intel detections of part of a batch, per event that has any."""
+    detector.refresh()
+    found = []
+    for position, event in events:
+        detections = detector.detect_event(event)
+        if detections:
+            found.append((position, detections, event))
+    return found
+
+
+def intel_in_order(results: Sequence[ShardResult]) -> tuple[list[Detection], list[Event]]:
+    """The workers' threat-intel detections in stream order (as one process finds them), and
+    the events behind them."""
+    hits = sorted((item for result in results for item in result.intel), key=lambda item: item[0])
+    return [detection for _, found, _ in hits for detection in found], [event for _, _, event in hits]
 
 
 def emit_in_order(evaluator: Evaluator, results: Sequence[ShardResult]) -> list[Detection]:
@@ -154,7 +180,13 @@ class _TokenPipe:
 
 
 def _serve(
-    conn: Connection, evaluator: Evaluator, store: Store, tokens: _TokenPipe, inherited: Sequence[Connection]
+    conn: Connection,
+    evaluator: Evaluator,
+    store: Store,
+    tokens: _TokenPipe,
+    inherited: Sequence[Connection],
+    *,
+    intel: IntelDetector | None,
 ) -> None:
     """A pool worker: ``(serial, plan)`` in, the :class:`ShardResult` of the blocks it claimed
     out, until ``None`` or EOF."""
@@ -163,6 +195,7 @@ def _serve(
         other.close()  # the engine's ends of the pipes: else its death would not reach us as EOF
     os.close(tokens.write_end)
     reader: Store | None = None  # never the engine's own connections, inherited through fork
+    detector: IntelDetector | None = None
     while True:
         try:
             message = conn.recv()
@@ -174,9 +207,13 @@ def _serve(
         try:
             if reader is None:
                 reader = store.reopened()
+                detector = intel.bound_to(reader) if intel is not None else None
             result = ShardResult()
             for block in _claimed(tokens.read_end, serial):
-                result.add(match_shard(evaluator, reader.read_plan(plan, [block])))
+                part = list(reader.read_plan(plan, [block]))
+                result.add(match_shard(evaluator, part))
+                if detector is not None:
+                    result.intel.extend(intel_shard(detector, part))
         except Exception as exc:  # reported to the engine, which raises WorkerError
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
         else:
@@ -191,7 +228,8 @@ class _Submitted:
 
 
 class WorkerPool:
-    """``workers`` forked processes reading and matching the batches ``store`` plans, for ``evaluator``.
+    """``workers`` forked processes reading and matching the batches ``store`` plans, for ``evaluator``
+    (and looking the events up in the threat-intel lists, given ``intel``: each worker a copy of it).
 
     Started once; a worker found dead before a batch is started again (counted in
     :attr:`restarts`). :meth:`evaluate` has the workers read and match a plan and emits the
@@ -204,11 +242,18 @@ class WorkerPool:
     """
 
     def __init__(
-        self, evaluator: Evaluator, store: Store, *, workers: int, reply_timeout: float = DEFAULT_REPLY_TIMEOUT
+        self,
+        evaluator: Evaluator,
+        store: Store,
+        *,
+        workers: int,
+        reply_timeout: float = DEFAULT_REPLY_TIMEOUT,
+        intel: IntelDetector | None = None,
     ) -> None:
         self._context = _require_fork(workers)
         self.evaluator = evaluator
         self.store = store
+        self.intel = intel
         self.reply_timeout = reply_timeout
         self.restarts = 0
         self._serial = 0
@@ -316,6 +361,7 @@ class WorkerPool:
         proc = self._context.Process(
             target=_serve,
             args=(child, self.evaluator, self.store, self._tokens, inherited),
+            kwargs={"intel": self.intel},
             name=f"detection-worker-{slot}",
             daemon=True,
         )
@@ -372,5 +418,7 @@ __all__ = [
     "WorkerError",
     "WorkerPool",
     "emit_in_order",
+    "intel_in_order",
+    "intel_shard",
     "match_shard",
 ]

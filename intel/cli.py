@@ -1,5 +1,8 @@
 """``soc intel``: import, list and delete threat-intel lists.
 
+Every import and deletion is in the audit trail (:func:`intel.lists.record_change`), as one made
+through the API is, with the local operator as the actor (``cli:<os user>``).
+
 Exit codes: 0 done (an import may still have skipped lines: each is printed with file:line or
 object id and why), 2 the command could not run (unreadable file, bad agency or list name,
 no such list).
@@ -22,6 +25,7 @@ from intel import lists
 from intel.parsers import FORMATS, Format, detect_format, format_named, parse_file
 from soc_core.errors import ParseError
 from soc_core.store import Store
+from workflow.principals import cli_actor
 
 Tenant = Annotated[str, typer.Option("--tenant", "-t", help="The agency the list belongs to, or * for province-wide.")]
 
@@ -73,7 +77,13 @@ def build_intel_app(open_store: Callable[[], Store]) -> typer.Typer:
             progress.update(task, description="storing")
             store = open_store()
             try:
-                report = lists.import_list(store, parsed, tenant=tenant, name=list_name, fmt=chosen, source=file.name)
+                actor = cli_actor()
+                report = lists.import_list(
+                    store, parsed, tenant=tenant, name=list_name, fmt=chosen, source=file.name, actor=actor
+                )
+                lists.record_change(
+                    store, action="intel.import", tenant=tenant, name=list_name, actor=actor, after=report.to_dict()
+                )
             finally:
                 store.close()
         for problem in report.skipped[:show]:
@@ -122,6 +132,7 @@ def build_intel_app(open_store: Callable[[], Store]) -> typer.Typer:
         store = open_store()
         try:
             lists.delete_list(store, tenant=tenant, name=list_name)
+            lists.record_change(store, action="intel.delete", tenant=tenant, name=list_name, actor=cli_actor())
         finally:
             store.close()
         out.print(f"deleted list {list_name!r} ({'province-wide' if tenant == '*' else f'agency {tenant}'})")

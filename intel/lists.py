@@ -13,7 +13,8 @@ generation before the list document points at them, and the old ones are deleted
 reader never sees half a list (one that meets a chunk deleted under it reads again).
 
 Every change writes a new token to ``checkpoints/intel-generation``; the detection engine
-(:mod:`detections.intel`) and the enrich action reload their lookup when it moves.
+(:mod:`detections.intel`) and the enrich action reload their lookup when it moves. The API, the UI
+and ``soc intel`` audit each import and deletion with :func:`record_change`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from soc_core.errors import Conflict, InvalidInput, NotFound, ParseError
 from soc_core.events import format_timestamp, utcnow
 from soc_core.store import Store
 from soc_core.store.base import DocWrite
+from workflow import audit
 
 LIST_KIND = "intel"
 CHUNK_KIND = "intel_chunks"
@@ -234,6 +236,31 @@ def _read_index(store: Store, scopes: tuple[str, ...] | None) -> IntelIndex:
     )
 
 
+def record_change(
+    store: Store,
+    *,
+    action: str,
+    tenant: str,
+    name: str,
+    actor: str,
+    after: dict[str, Any] | None = None,
+    request_id: str | None = None,
+    source_ip: str | None = None,
+) -> None:
+    """The audit record of a list's import (``intel.import``, ``after``: its counts) or deletion
+    (``intel.delete``) — the same from the API, the UI and ``soc intel``."""
+    audit.record(
+        store,
+        actor=actor,
+        action=action,
+        tenant=None if tenant == PROVINCE_WIDE else tenant,
+        target=f"intel/{tenant}:{name}",
+        after=after,
+        request_id=request_id,
+        source_ip=source_ip,
+    )
+
+
 __all__ = [
     "CHUNK_KIND",
     "CHUNK_SIZE",
@@ -245,4 +272,5 @@ __all__ = [
     "lists",
     "load_index",
     "read_indicators",
+    "record_change",
 ]

@@ -1,9 +1,11 @@
 """``soc report``: the managers' reports on demand.
 
-``soc report weekly --week 2026-W48 --tenant police --format json [--output FILE]`` counts the
-week in the configured store (:func:`reports.metrics.weekly`) and writes it in the chosen
-format, to the file or to standard output. Exit codes: 0 written, 2 the command could not run
-(a bad week or agency, the store unreachable: the error says which).
+``soc report weekly --week 2026-W48 --tenant police --format pdf --lang vi [--output FILE]``
+counts the week in the configured store (:func:`reports.metrics.weekly`) and writes it as
+:func:`reports.render.render` makes it — ``json`` (the model, numbers only), ``html`` or ``pdf``
+in the reader's language — to the file or to standard output (a PDF never to a terminal).
+Exit codes: 0 written, 2 the command could not run (a bad week, agency, format or language,
+the store unreachable: the error says which).
 """
 
 from __future__ import annotations
@@ -17,20 +19,13 @@ from zoneinfo import ZoneInfo
 
 import typer
 
+from reports.i18n import LANGUAGES
 from reports.metrics import weekly
-from reports.model import WeeklyReport
+from reports.render import FORMATS, render
 from soc_core.config import Settings
 from soc_core.errors import InvalidInput
 from soc_core.events import utcnow
 from soc_core.store import Store
-
-
-def _json(report: WeeklyReport) -> bytes:
-    return report.model_dump_json(indent=2).encode() + b"\n"
-
-
-# format name → the report as bytes; other formats join this table
-FORMATS: dict[str, Callable[[WeeklyReport], bytes]] = {"json": _json}
 
 
 def last_week(zone: ZoneInfo) -> str:
@@ -53,6 +48,9 @@ def build_report_app(open_store: Callable[[], Store], load_settings: Callable[[]
             str, typer.Option("--tenant", "-t", help="An agency's tenant id, or * for the province.")
         ] = "*",
         fmt: Annotated[str, typer.Option("--format", "-f", help=f"One of {', '.join(FORMATS)}.")] = "json",
+        lang: Annotated[
+            str, typer.Option("--lang", "-l", help="vi or en: the words, numbers and dates of html and pdf.")
+        ] = "vi",
         output: Annotated[
             Path | None, typer.Option("--output", "-o", help="Write here (default: standard output).")
         ] = None,
@@ -60,10 +58,14 @@ def build_report_app(open_store: Callable[[], Store], load_settings: Callable[[]
         """The weekly security report of one agency or the province, counted by the store."""
         if fmt not in FORMATS:
             raise InvalidInput(f"--format {fmt!r} is not a report format", hint=f"use one of {', '.join(FORMATS)}")
+        if lang not in LANGUAGES:
+            raise InvalidInput(f"--lang {lang!r} is not a report language", hint=f"use one of {', '.join(LANGUAGES)}")
+        if fmt == "pdf" and output is None and sys.stdout.isatty():
+            raise InvalidInput("a PDF is not written to a terminal", hint="give --output FILE or redirect the output")
         settings = load_settings()
         chosen = week or last_week(ZoneInfo(settings.reports.timezone))
         report = weekly(open_store(), settings, week=chosen, tenant=tenant)
-        data = FORMATS[fmt](report)
+        data = render(report, fmt=fmt, lang=lang)
         if output is None:
             sys.stdout.buffer.write(data)
             sys.stdout.buffer.flush()
@@ -72,9 +74,11 @@ def build_report_app(open_store: Callable[[], Store], load_settings: Callable[[]
             output.write_bytes(data)
         except OSError as exc:
             raise InvalidInput(f"cannot write the report: {exc.strerror or exc}", where=str(output)) from exc
-        typer.echo(f"weekly report {chosen} of {tenant} ({fmt}, {len(data)} bytes) written to {output}", err=True)
+        typer.echo(
+            f"weekly report {chosen} of {tenant} ({fmt}, {lang}, {len(data)} bytes) written to {output}", err=True
+        )
 
     return app
 
 
-__all__ = ["FORMATS", "build_report_app", "last_week"]
+__all__ = ["build_report_app", "last_week"]

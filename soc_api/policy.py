@@ -55,9 +55,10 @@ POLICY: dict[tuple[str, str], str] = {
     ("POST", "/api/rules/{rule_id}/exceptions/{exception_id}/revoke"): "rules:write",
     ("POST", "/api/rules/{rule_id}/test"): "rules:read",
     ("POST", "/api/rules/{rule_id}/backtest"): "rules:read",
-    ("GET", "/api/intel/lists"): "alerts:read",
-    ("POST", "/api/intel/lists"): "rules:write",  # a list raises alerts as a rule does
-    ("DELETE", "/api/intel/lists/{tenant}/{name}"): "rules:write",
+    # threat-intel lists: `*` lists need a province-wide intel:write (soc_api.routes.intel.check_writable)
+    ("GET", "/api/intel/lists"): "intel:read",
+    ("POST", "/api/intel/lists"): "intel:write",
+    ("DELETE", "/api/intel/lists/{tenant}/{name}"): "intel:write",
     ("GET", "/api/apikeys"): "users:admin",
     ("POST", "/api/apikeys"): "users:admin",
     ("POST", "/api/apikeys/{key_id}/revoke"): "users:admin",
@@ -121,9 +122,9 @@ UI_POLICY: dict[tuple[str, str], str] = {
     ("GET", "/ui/approvals/count"): AUTHENTICATED,
     ("GET", "/ui/blocks"): "containment:read",
     ("POST", "/ui/blocks/{block_id}/unblock"): "containment:admin",
-    ("GET", "/ui/intel"): "alerts:read",
-    ("POST", "/ui/intel"): "rules:write",
-    ("POST", "/ui/intel/{tenant}/{name}/delete"): "rules:write",
+    ("GET", "/ui/intel"): "intel:read",
+    ("POST", "/ui/intel"): "intel:write",
+    ("POST", "/ui/intel/{tenant}/{name}/delete"): "intel:write",
     ("GET", "/ui/jobs"): "jobs:admin",
     ("POST", "/ui/jobs/{job_id}/run"): "jobs:admin",
 }

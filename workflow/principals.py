@@ -18,12 +18,14 @@ from soc_core.auth import PROVINCE, Membership, Role
 ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
     "analyst": frozenset(
         {"alerts:read", "alerts:write", "cases:read", "cases:write", "events:read", "rules:read", "sensors:read"}
-        | {"playbooks:read", "playbooks:run", "containment:read"}
+        | {"playbooks:read", "playbooks:run", "containment:read", "intel:read"}
     ),
-    "rule_admin": frozenset({"alerts:read", "events:read", "rules:read", "rules:write"} | {"playbooks:read"}),
+    "rule_admin": frozenset(
+        {"alerts:read", "events:read", "rules:read", "rules:write"} | {"playbooks:read", "intel:read"}
+    ),
     "manager": frozenset(
         {"alerts:read", "cases:read", "events:read", "reports:read", "rules:read", "sensors:read"}
-        | {"playbooks:read", "containment:read", "containment:admin"}
+        | {"playbooks:read", "containment:read", "containment:admin", "intel:read"}
     ),
     "sensor": frozenset({"events:ingest", "sensors:report"}),
     "admin": frozenset(
@@ -45,6 +47,10 @@ ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
             "containment:read",
             "containment:admin",  # lift a block (the people who approve containment: manager, admin)
             "jobs:admin",  # scheduled jobs; the routes also require a province-wide membership
+            "intel:read",
+            # threat-intel lists raise alerts in every engine and are fed from outside sources:
+            # an agency's admin changes its lists, a province-wide admin the province's (`*`)
+            "intel:write",
         }
     ),
 }

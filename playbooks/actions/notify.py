@@ -13,11 +13,13 @@ fallback); they are not the UI's files because ``playbooks`` may not import ``so
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
 import re
 import smtplib
 import ssl
 from collections.abc import Mapping
+from email.charset import Charset
 from email.message import EmailMessage
 from email.utils import make_msgid
 from functools import cache
@@ -35,6 +37,7 @@ MAIL_TEXTS = Path(__file__).parent / "mail"
 MAX_PAYLOAD_BYTES = 256 * 1024
 EMAIL_ADDRESS = re.compile(r"^[A-Za-z0-9._%+'-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})*$")
 CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+_UTF8 = Charset("utf-8")
 
 
 class WebhookParams(BaseModel):
@@ -153,13 +156,26 @@ def compose(params: EmailParams, *, language: str, sender: str) -> EmailMessage:
         lines += ["", f"{_text(language, 'field.link')}: {params.link}"]
     lines += ["", _text(language, "closing")]
     message = EmailMessage()
-    message["Subject"] = _text(language, f"subject.{kind}", level=level, title=title, tenant=tenant)
+    set_subject(message, _text(language, f"subject.{kind}", level=level, title=title, tenant=tenant))
     message["From"] = sender
     message["To"] = ", ".join(params.to)
     message["Message-ID"] = make_msgid(domain="canhgac")
     message.set_content("\n".join(lines) + "\n")
     message["Content-Language"] = language  # after set_content, which clears Content-* headers
     return message
+
+
+def set_subject(message: EmailMessage, subject: str) -> None:
+    """The subject as RFC 2047 encoded words cut at character boundaries only. The email
+    package's own folding (Python 3.11) drops the space between two words when it folds a line
+    between them ("3 cảnh báo mới" arrived as "3 cảnh báomới"); readers join adjacent encoded
+    words, so the spaces inside them survive."""
+    subject = CONTROL.sub(" ", subject)  # never a line break into the header block
+    if subject.isascii():
+        message["Subject"] = subject
+        return
+    lines = _UTF8.header_encode_lines(subject, itertools.repeat(75 - len("Subject: ")))
+    message.set_raw("Subject", "\n ".join(lines))
 
 
 def _sign_in(client: smtplib.SMTP, username: str, password: str, *, where: str) -> None:

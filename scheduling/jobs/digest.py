@@ -8,7 +8,6 @@ A relay that refuses one recipient does not stop the others; the run fails if an
 
 from __future__ import annotations
 
-import email.policy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -16,17 +15,13 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 from typing import Any
 
-from playbooks.actions.notify import send_message
+from playbooks.actions.notify import send_message, set_subject
 from scheduling.registry import JobFailed, RunContext
 from soc_core.config import DigestRecipient, Settings
 from soc_core.errors import PlaybookError
 from soc_core.events import format_timestamp, utcnow
 from soc_core.store import Store
 
-# Python's header folding drops the space before an encoded word it starts on a new line
-# ("…: 3 cảnh báo" arrives as "…: 3cảnh báo"); a subject kept on one line (SMTP allows 998
-# characters) is never folded.
-UNFOLDED = email.policy.default.clone(max_line_length=998)
 LEVELS = ("critical", "high", "medium", "low", "informational")
 OPEN_CASE_STATUSES = ["open", "in_progress"]
 TEXTS: dict[str, dict[str, str]] = {
@@ -109,8 +104,8 @@ def compose(days: list[AgencyDay], *, language: str, sender: str, to: str, until
         lines.append("  " + text["cases"].format(count=day.open_cases))
         lines.append("")
     lines.append(text["closing"])
-    message = EmailMessage(policy=UNFOLDED)
-    message["Subject"] = text["subject"].format(day=until.strftime("%Y-%m-%d"), alerts=sum(d.alerts for d in days))
+    message = EmailMessage()
+    set_subject(message, text["subject"].format(day=until.strftime("%Y-%m-%d"), alerts=sum(d.alerts for d in days)))
     message["From"] = sender
     message["To"] = to
     message["Message-ID"] = make_msgid(domain="canhgac")

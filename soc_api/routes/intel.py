@@ -1,8 +1,9 @@
 """Threat-intel lists: list, upload (create or update), delete.
 
-Reading needs ``alerts:read`` (whoever triages sees which lists exist for their agencies and the
-province); uploading and deleting need ``rules:write`` — a list raises alerts as a rule does —
-in the list's agency, and a province-wide (``*``) list a province-wide membership. The upload's
+Reading needs ``intel:read`` (analysts, managers, rule admins and admins see the lists of their
+agencies and the province-wide ones); uploading and deleting need ``intel:write`` — an admin's
+right: a list raises alerts in every engine and comes from outside feeds — in the list's agency,
+and a province-wide (``*``) list a province-wide admin. The upload's
 body is the file itself (a MISP event, a STIX bundle or a CSV list; ``api.limits.intel_bytes``),
 with the format, agency and name in the query. Every change is audited.
 """
@@ -25,7 +26,6 @@ from soc_api.routes.alerts import actor_of
 from soc_api.schemas import IntelImportPublic, IntelListPage, IntelListPublic, IntelProblem
 from soc_core.errors import NotVisible, ParseError
 from soc_core.store import Store
-from workflow import audit
 from workflow.principals import Actor
 
 router = APIRouter(prefix="/api/intel", tags=["intel"])
@@ -39,7 +39,7 @@ def check_writable(tenant: str, scope: tuple[str, ...] | None) -> None:
     if scope is None:
         return
     if tenant == PROVINCE_WIDE:
-        raise ApiProblem(403, "Forbidden", "only province-wide staff change province-wide lists")
+        raise ApiProblem(403, "Forbidden", "only a province-wide admin changes province-wide (*) lists")
     if tenant not in scope:
         raise NotVisible("no such agency", target=f"intel/{tenant}", owner=tenant)
 
@@ -67,12 +67,12 @@ def import_upload(
     report = lists.import_list(
         store, parsed, tenant=tenant, name=name, fmt=fmt, source="upload", actor=actor.principal.id
     )
-    audit.record(
+    lists.record_change(
         store,
-        actor=actor.principal.id,
         action="intel.import",
-        tenant=None if tenant == PROVINCE_WIDE else tenant,
-        target=f"intel/{tenant}:{name}",
+        tenant=tenant,
+        name=name,
+        actor=actor.principal.id,
         after=report.to_dict(),
         request_id=actor.request_id,
         source_ip=actor.source_ip,
@@ -82,12 +82,12 @@ def import_upload(
 
 def delete_audited(store: Store, *, tenant: str, name: str, actor: Actor) -> None:
     lists.delete_list(store, tenant=tenant, name=name)
-    audit.record(
+    lists.record_change(
         store,
-        actor=actor.principal.id,
         action="intel.delete",
-        tenant=None if tenant == PROVINCE_WIDE else tenant,
-        target=f"intel/{tenant}:{name}",
+        tenant=tenant,
+        name=name,
+        actor=actor.principal.id,
         request_id=actor.request_id,
         source_ip=actor.source_ip,
     )

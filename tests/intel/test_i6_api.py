@@ -1,5 +1,6 @@
 """The threat-intel lists API (the issue's "threat-intel lists: upload, list, delete"): role
-checks, agency scoping, audit records, body limit, problem+json for bad files; both stores."""
+checks, agency scoping, audit records, body limit, problem+json for bad files; both stores.
+(Who may do what, role by role, is test_s13i_1_permissions.py.)"""
 
 from __future__ import annotations
 
@@ -21,10 +22,10 @@ def client(store: Store) -> TestClient:
     for tenant in ("police", "health"):
         accounts.add_tenant(store, tenant_id=tenant, name=tenant)
     people = {
-        "police_ra": [Membership("police", "rule_admin")],
+        "police_ad": [Membership("police", "admin")],
         "police_an": [Membership("police", "analyst")],
-        "health_ra": [Membership("health", "rule_admin")],
-        "province": [Membership("*", "rule_admin")],
+        "health_ad": [Membership("health", "admin")],
+        "province": [Membership("*", "admin")],
     }
     for name, memberships in people.items():
         accounts.add_user(store, username=name, password=PASSWORD, memberships=memberships)
@@ -46,7 +47,7 @@ def upload(client: TestClient, user: str, name: str, tenant: str, fmt: str, list
 
 
 def test_i6_upload_list_delete_scoped_and_audited(client: TestClient, store: Store) -> None:
-    done = upload(client, "police_ra", "list.csv", "police", "csv", "blocklist")
+    done = upload(client, "police_ad", "list.csv", "police", "csv", "blocklist")
     assert done.status_code == 200, done.text  # type: ignore[attr-defined]
     body = done.json()  # type: ignore[attr-defined]
     assert (body["list"], body["loaded"], body["skipped"], body["duplicates"]) == ("blocklist", 4, 4, 1)
@@ -55,7 +56,7 @@ def test_i6_upload_list_delete_scoped_and_audited(client: TestClient, store: Sto
         "reason": "'10.20.1.5/16' is not an IP address or network: 10.20.1.5/16 has host bits set",
     } in body["problems"]
     assert upload(client, "province", "bundle.json", "*", "stix", "cert").status_code == 200  # type: ignore[attr-defined]
-    assert upload(client, "health_ra", "misp_event.json", "health", "misp", "phish").status_code == 200  # type: ignore[attr-defined]
+    assert upload(client, "health_ad", "misp_event.json", "health", "misp", "phish").status_code == 200  # type: ignore[attr-defined]
 
     seen = client.get("/api/intel/lists", headers=auth(client, "police_an")).json()["items"]
     assert [(item["tenant"], item["name"], item["count"]) for item in seen] == [
@@ -63,15 +64,15 @@ def test_i6_upload_list_delete_scoped_and_audited(client: TestClient, store: Sto
         ("police", "blocklist", 4),
     ]
 
-    # the wrong agency, province-wide without a province membership, no rules:write: refused
-    assert upload(client, "police_ra", "list.csv", "health", "csv", "x").status_code == 404  # type: ignore[attr-defined]
-    assert upload(client, "police_ra", "list.csv", "*", "csv", "x").status_code == 403  # type: ignore[attr-defined]
+    # the wrong agency, province-wide without a province membership, no intel:write: refused
+    assert upload(client, "police_ad", "list.csv", "health", "csv", "x").status_code == 404  # type: ignore[attr-defined]
+    assert upload(client, "police_ad", "list.csv", "*", "csv", "x").status_code == 403  # type: ignore[attr-defined]
     assert upload(client, "police_an", "list.csv", "police", "csv", "x").status_code == 403  # type: ignore[attr-defined]
-    assert client.delete("/api/intel/lists/health/phish", headers=auth(client, "police_ra")).status_code == 404
+    assert client.delete("/api/intel/lists/health/phish", headers=auth(client, "police_ad")).status_code == 404
     assert client.delete("/api/intel/lists/police/blocklist", headers=auth(client, "police_an")).status_code == 403
 
-    assert client.delete("/api/intel/lists/police/blocklist", headers=auth(client, "police_ra")).status_code == 204
-    assert client.delete("/api/intel/lists/police/blocklist", headers=auth(client, "police_ra")).status_code == 404
+    assert client.delete("/api/intel/lists/police/blocklist", headers=auth(client, "police_ad")).status_code == 204
+    assert client.delete("/api/intel/lists/police/blocklist", headers=auth(client, "police_ad")).status_code == 404
     store.refresh()
     actions = [(doc.body["action"], doc.body["target"]) for doc in store.list_docs("audit", size=1000).items]
     assert ("intel.import", "intel/police:blocklist") in actions and (
@@ -82,7 +83,7 @@ def test_i6_upload_list_delete_scoped_and_audited(client: TestClient, store: Sto
 
 
 def test_i6_bad_uploads_are_4xx_problems(client: TestClient) -> None:
-    headers = auth(client, "police_ra")
+    headers = auth(client, "police_ad")
     broken = client.post(
         "/api/intel/lists",
         params={"tenant": "police", "name": "x", "format": "stix"},

@@ -165,6 +165,17 @@ def test_email_subject_cannot_inject_headers(relay: Relay, tmp_path: Path) -> No
     assert relay.inbox.envelopes[0][1] == ["a@b.vn"]
 
 
+def test_s13_long_vietnamese_subject_keeps_every_space(relay: Relay, tmp_path: Path) -> None:
+    """Python's own header folding dropped the space between two words where it folded a long
+    subject ("3 cảnh báo mới" arrived as "3 cảnh báomới")."""
+    title = (
+        "Đăng nhập SSH thất bại liên tiếp từ 203.0.113.7 — Công an tỉnh Bình Định, 3 cảnh báo mới trong ngày hôm nay"
+    )
+    send(settings(tmp_path, relay), EmailParams(to=["a@b.vn"], alert={**ALERT, "rule.name": title}))
+    [message] = relay.inbox.messages
+    assert message["Subject"] == f"[Canh Gác] Cảnh báo Cao: {title} (police)"
+
+
 def test_email_requires_starttls(tmp_path: Path) -> None:
     inbox = Inbox()
     controller, cert = _start(inbox, tmp_path, tls=False)

@@ -1,5 +1,5 @@
 """The threat-intel lists page (the issue's UI page "threat-intel lists"): scoped listing for
-analysts, import and delete for rule admins with CSRF; and in headless Chromium, in Vietnamese."""
+analysts, import and delete for admins with CSRF; and in headless Chromium, in Vietnamese."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from tests.ui.test_pages import sign_in as form_sign_in
 def test_i6_ui_intel_page_scoped_import_and_delete(sqlite_store: Store) -> None:
     for tenant in ("police", "health"):
         accounts.add_tenant(sqlite_store, tenant_id=tenant, name=tenant.title())
-    accounts.add_user(sqlite_store, username="ra", password=PASSWORD, memberships=[Membership("police", "rule_admin")])
+    accounts.add_user(sqlite_store, username="ra", password=PASSWORD, memberships=[Membership("police", "admin")])
     accounts.add_user(sqlite_store, username="ana", password=PASSWORD, memberships=[Membership("police", "analyst")])
     accounts.add_user(sqlite_store, username="boss", password=PASSWORD, memberships=[Membership(PROVINCE, "admin")])
     load(sqlite_store, "misp_event.json", tenant="health", list_name="health-only")
@@ -60,7 +60,7 @@ def test_i6_ui_intel_page_scoped_import_and_delete(sqlite_store: Store) -> None:
 
 def test_i6_intel_page_in_the_browser(page: Any, world: World) -> None:
     accounts.add_user(
-        world.store, username="intel_ra", password=DEMO_PASSWORD, memberships=[Membership("police", "rule_admin")]
+        world.store, username="intel_ra", password=DEMO_PASSWORD, memberships=[Membership("police", "admin")]
     )
     load(world.store, "misp_event.json", tenant="health", list_name="health-secret")
     sign_in(page, "intel_ra")

@@ -1,5 +1,5 @@
 """Threat-intel lists in the UI: the lists an analyst's agencies see (theirs and province-wide);
-for rule admins, pasting a list to import (CSV, a MISP event or a STIX bundle, as big as a form
+for admins, pasting a list to import (CSV, a MISP event or a STIX bundle, as big as a form
 may be — larger files go through ``soc intel import`` or ``POST /api/intel/lists``) and deleting.
 
 The same services and checks as ``/api/intel/lists``, the same audit records.
@@ -31,11 +31,11 @@ SHOWN_PROBLEMS = 50
 
 
 def _context(store: Store, principal: Principal) -> dict[str, Any]:
-    """The page's data: lists by the caller's ``alerts:read`` agencies, the form and delete
-    buttons by its ``rules:write`` ones (they may differ, membership by membership)."""
-    writable = principal.tenants_for("rules:write")
+    """The page's data: lists by the caller's ``intel:read`` agencies, the form and delete
+    buttons by its ``intel:write`` ones (they may differ, membership by membership)."""
+    writable = principal.tenants_for("intel:write")
     return {
-        "lists": lists.lists(store, principal.tenants_for("alerts:read")),
+        "lists": lists.lists(store, principal.tenants_for("intel:read")),
         "tenants": [PROVINCE_WIDE, *sorted(doc.id for doc in store.list_docs("tenants", size=1000).items)]
         if writable is None
         else list(writable),
