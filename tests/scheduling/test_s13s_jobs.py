@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from detections.alerts import alert_doc_id, detection_from_event
 from scheduling import runs
 from scheduling.jobs import digest, hunts, retention, silence
@@ -21,6 +23,16 @@ from soc_core.store import Doc, Store
 from tests.scheduling.support import relay
 
 NOW = datetime.now(UTC)
+
+
+@pytest.fixture(autouse=True)
+def _now_at_the_test() -> None:
+    """Times are relative to the test's start, not to the module's import: the jobs read the
+    clock, and the full suite imports this module half an hour before it runs these tests (a
+    sensor seen "10 minutes ago" at import was silent by then, and hunt events fell outside the
+    hunt's window — the CI failures of 2026-12-06)."""
+    global NOW  # noqa: PLW0603 - the module's helpers read it
+    NOW = datetime.now(UTC)
 
 
 def context(job_id: str) -> RunContext:
