@@ -4,7 +4,7 @@ Jobs act on every agency (retention, the digest), so an agency admin gets 403.""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
@@ -17,7 +17,10 @@ from soc_api.errors import ApiProblem
 from soc_api.routes.alerts import actor_of
 from soc_api.schemas import JobPage, JobPublic, JobRunPage, JobRunPublic
 from soc_api.services.jobs import job_registry
+from soc_core.config import Settings
+from soc_core.store import Store
 from workflow import audit
+from workflow.principals import Principal
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 JobId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_-]{0,63}$")]
@@ -58,17 +61,10 @@ def list_job_runs(
     return JobRunPage(items=items, next_cursor=page.next_cursor)
 
 
-@router.post("/{job_id}/run", response_model=JobRunPublic)
-async def run_job(
-    job_id: JobId,
-    request: Request,
-    store: StoreDep,
-    settings: SettingsDep,
-    scope: TenantScope,
-    principal: CurrentPrincipal,
-) -> JobRunPublic:
-    """Run the job now and answer its run record (``failed`` with the error if it failed)."""
-    province_only(scope)
+async def run_audited(
+    store: Store, settings: Settings, job_id: str, request: Request, principal: Principal
+) -> dict[str, Any]:
+    """Run a known job now, by hand, in a worker thread, and audit it (API and UI alike)."""
     registry = job_registry(settings)
     known_job(registry, job_id)
     actor = actor_of(request, principal)
@@ -83,4 +79,19 @@ async def run_job(
         request_id=actor.request_id,
         source_ip=actor.source_ip,
     )
+    return done
+
+
+@router.post("/{job_id}/run", response_model=JobRunPublic)
+async def run_job(
+    job_id: JobId,
+    request: Request,
+    store: StoreDep,
+    settings: SettingsDep,
+    scope: TenantScope,
+    principal: CurrentPrincipal,
+) -> JobRunPublic:
+    """Run the job now and answer its run record (``failed`` with the error if it failed)."""
+    province_only(scope)
+    done = await run_audited(store, settings, job_id, request, principal)
     return JobRunPublic.model_validate(done)

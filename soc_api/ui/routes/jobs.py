@@ -7,18 +7,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
-from starlette.concurrency import run_in_threadpool
 
 from scheduling import runs
-from scheduling.scheduler import overview, run_now
+from scheduling.scheduler import overview
 from soc_api.deps import CurrentPrincipal, SettingsDep, StoreDep, TenantScope
-from soc_api.routes.alerts import actor_of
-from soc_api.routes.jobs import JobId, known_job, province_only
+from soc_api.routes.jobs import JobId, province_only, run_audited
 from soc_api.services.jobs import job_registry
 from soc_api.ui.render import render
 from soc_core.config import Settings
 from soc_core.store import Store
-from workflow import audit
 
 router = APIRouter(prefix="/ui/jobs", include_in_schema=False)
 RUNS_SHOWN = 20
@@ -59,20 +56,7 @@ async def run_job(
 ) -> HTMLResponse:
     """Runs the job in this process and answers the jobs panel with the run's outcome."""
     province_only(scope)
-    registry = job_registry(settings)
-    known_job(registry, job_id)
-    actor = actor_of(request, principal)
-    done = await run_in_threadpool(run_now, store, settings, registry, job_id, actor=principal.id)
-    audit.record(
-        store,
-        actor=principal.id,
-        action="job.run",
-        target=f"jobs/{job_id}",
-        outcome="success" if done["status"] == "succeeded" else "failure",
-        after={"run": done["id"], "status": done["status"]},
-        request_id=actor.request_id,
-        source_ip=actor.source_ip,
-    )
+    done = await run_audited(store, settings, job_id, request, principal)
     return render(request, "_jobs_body.html", **{**_context(store, settings, job_id), "done": done})
 
 
