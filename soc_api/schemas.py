@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from soc_core.alert_status import AlertStatus, SettableStatus
+
+
+def _in_utc(moment: datetime) -> datetime:
+    """An instant as UTC (naive means UTC). Years 1 and 9999 with an offset fall outside what
+    a datetime can hold once moved to UTC: a 422 here, not an overflow deep in a store."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("the time is out of range once moved to UTC (years 0001-9999)") from exc
+
+
+Instant = Annotated[datetime, AfterValidator(_in_utc)]
+"""A date and time given by a client: ISO 8601, naive means UTC, always returned in UTC."""
 
 
 class Strict(BaseModel):
@@ -460,7 +475,7 @@ class ExceptionCreate(Strict):
     ] = Field(min_length=1, max_length=20)
     reason: str = Field(min_length=3, max_length=2000)
     tenant: str | None = Field(None, min_length=2, max_length=40)
-    expires_at: datetime | None = None
+    expires_at: Instant | None = None
 
 
 class ExceptionRevoke(Strict):
@@ -475,8 +490,8 @@ class SampleRun(BaseModel):
 
 
 class BacktestRequest(Strict):
-    start: datetime | None = None
-    end: datetime | None = None
+    start: Instant | None = None
+    end: Instant | None = None
     yaml: str | None = Field(None, max_length=100_000, description="A changed version to compare with the current one")
 
 

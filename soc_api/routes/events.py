@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from soc_api.deps import StoreDep, TenantScope
-from soc_api.schemas import EventPage
+from soc_api.schemas import EventPage, Instant
 from soc_core.query import MAX_PAGE_SIZE, event_query
 
 router = APIRouter(prefix="/api/events", tags=["hunt"])
@@ -19,8 +18,8 @@ def search_events(
     store: StoreDep,
     scope: TenantScope,
     q: Annotated[str, Query(max_length=2000)] = "",
-    start: datetime | None = None,
-    end: datetime | None = None,
+    start: Instant | None = None,
+    end: Instant | None = None,
     size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
     cursor: Annotated[str | None, Query(max_length=2000)] = None,
 ) -> EventPage:

@@ -228,7 +228,9 @@ def _glob(node: FieldEquals) -> str:
 
 
 def _fts_phrase(words: str) -> str:
-    return '"' + words.replace('"', '""') + '"'
+    # FTS5 reads a NUL as the end of its query ("unterminated string"); its tokenizer splits
+    # text on control characters anyway, so a space matches the same messages
+    return '"' + words.replace("\x00", " ").replace('"', '""') + '"'
 
 
 class _SqlBuilder:

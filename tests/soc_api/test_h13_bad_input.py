@@ -46,6 +46,7 @@ def client(store: Store) -> TestClient:
     accounts.add_tenant(store, tenant_id="police", name="police")
     accounts.add_user(store, username="hq", password=PASSWORD, memberships=[Membership(PROVINCE, "rule_admin")])
     accounts.add_user(store, username="ana", password=PASSWORD, memberships=[Membership("police", "analyst")])
+    accounts.add_user(store, username="hqa", password=PASSWORD, memberships=[Membership(PROVINCE, "analyst")])
     when = datetime.now(UTC) - timedelta(minutes=5)
     store.add_events(
         [
@@ -57,7 +58,7 @@ def client(store: Store) -> TestClient:
                 position=n,
                 raw=f"flow{n}".encode(),
                 timestamp=when,
-                fields={"source.port": port, "source.ip": "10.0.0.1"},
+                fields={"source.port": port, "source.ip": "10.0.0.1", "message": f"flow{n}"},
             )
             for n, port in enumerate([-3, 5, 20])
         ]
@@ -123,3 +124,25 @@ def test_h13_rules_check_refuses_a_path_named_rule(tmp_path: Path) -> None:
     done = soc("rules", "check", str(rules), cwd=tmp_path)
     assert done.returncode == 1
     assert f"{rules / 'path.yml'}:1: rule 'Path Named' has no id" in done.stdout
+
+
+# Found by schemathesis in CI (stop 20): a NUL in province-wide hunt text stopped SQLite's FTS5
+# ("unterminated string"); a start of year 1 with a positive offset overflowed moving to UTC.
+@pytest.mark.parametrize("user", ["ana", "hqa"])
+def test_ci22_a_nul_in_hunt_text_is_searched_like_a_space(client: TestClient, user: str) -> None:
+    found = client.get("/api/events", params={"q": "\x00flow1\x0b"}, headers=login(client, user))
+    assert found.status_code == 200, found.text
+    assert [event["message"] for event in found.json()["items"]] == ["flow1"]
+
+
+@pytest.mark.parametrize("start", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+def test_ci22_instants_outside_utc_range_are_422(client: TestClient, start: str) -> None:
+    response = client.get("/api/events", params={"start": start}, headers=login(client, "hqa"))
+    assert response.status_code == 422, response.text
+    assert "out of range once moved to UTC" in response.text, response.text
+
+
+def test_ci22_a_far_but_valid_start_still_searches(client: TestClient) -> None:
+    found = client.get("/api/events", params={"start": "0194-09-15T11:16:43-14:38"}, headers=login(client, "hqa"))
+    assert found.status_code == 200, found.text
+    assert len(found.json()["items"]) == 3

@@ -236,3 +236,11 @@ def test_static_files_are_a_fixed_list(client: TestClient) -> None:
     assert client.get("/ui/static/htmx.min.js").text.startswith("/*! htmx.org 2.0.11")
     assert client.get("/ui/static/..%2Fmount.py").status_code == 404
     assert client.get("/ui/static/render.py").status_code == 404
+
+
+@pytest.mark.parametrize("start", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+def test_ci22_hunt_start_outside_utc_range_is_a_clear_400(client: TestClient, start: str) -> None:
+    sign_in(client)
+    response = client.get("/ui/hunt", params={"range": "custom", "start": start})
+    assert response.status_code == 400, response.text
+    assert "not a date and time" in response.text

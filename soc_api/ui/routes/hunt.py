@@ -33,9 +33,9 @@ def _instant(text: str, what: str) -> datetime | None:
         return None
     try:
         moment = datetime.fromisoformat(text)
-    except ValueError as exc:
+        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except (ValueError, OverflowError) as exc:
         raise InvalidInput(f"{what}: not a date and time", hint="write it like 2026-11-20T10:00") from exc
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @router.get("", response_class=HTMLResponse)
