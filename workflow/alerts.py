@@ -107,7 +107,7 @@ def update_alert(
         level=level,
         now=now,
     )
-    updated = store.update_doc("alerts", alert_id, body, version=version)
+    updated = store.update_doc("alerts", alert_id, body, version=version, refresh=audit.refreshing())
     audit.record(
         store,
         actor=actor.principal.id,
@@ -131,7 +131,9 @@ def add_comment(store: Store, *, alert_id: str, scope: tuple[str, ...] | None, a
             raise WorkflowError(f"an alert holds at most {MAX_COMMENTS} comments")
         comments.append({"at": format_timestamp(utcnow()), "author": actor.principal.id, "text": text})
         try:
-            updated = store.update_doc("alerts", alert_id, {**doc.body, "comments": comments}, version=doc.version)
+            updated = store.update_doc(
+                "alerts", alert_id, {**doc.body, "comments": comments}, version=doc.version, refresh=audit.refreshing()
+            )
         except Conflict:
             continue  # someone changed the alert meanwhile; append to the new version
         audit.record(
