@@ -9,7 +9,7 @@ both stores.
    (written with each change) and appends them as one batch when the drive ends, so a crash
    between the batch and the run's write neither loses nor doubles a record.
 3. A run's audit records cost two requests, none refreshed; starting runs for a page of alerts
-   writes no audit record one by one.
+   writes no audit record one by one; the asset inventory is parsed once until a file changes.
 """
 
 from __future__ import annotations
@@ -18,11 +18,13 @@ import collections
 import threading
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from playbooks import assets
 from playbooks.records import KIND, get_run
 from playbooks.runner import Runner
 from playbooks.service import start_auto_runs, start_run
@@ -30,7 +32,7 @@ from soc_api.main import create_app
 from soc_api.services import accounts
 from soc_core.auth import PROVINCE, Membership
 from soc_core.config import Settings
-from soc_core.errors import StoreUnavailable
+from soc_core.errors import ConfigError, StoreUnavailable
 from soc_core.events import format_timestamp, utcnow
 from soc_core.store import Store
 from tests.playbooks.conftest import make_alert, playbook
@@ -333,3 +335,31 @@ def test_p12_3_claims_are_not_refreshed_but_dispatch_still_finds_every_run(
     statuses = collections.Counter(str(d.body["status"]) for d in done)
     assert statuses == {"succeeded": 6}, statuses
     assert audit.verify_chain(pstore).ok
+
+
+def test_p12_3_the_asset_inventory_is_parsed_once_until_a_file_changes(tmp_path: Path, monkeypatch: Any) -> None:
+    """Before: every ``enrich_assets`` step read and validated the whole inventory again — with
+    200 hosts most of a run's time (session 22's profile)."""
+    inventory = tmp_path / "assets.yml"
+    inventory.write_text("assets:\n  - {name: web01, ips: [10.0.0.1], agency: police}\n", encoding="utf-8")
+    reads = collections.Counter[str]()
+    real = assets.read_config_file
+
+    def counted(path: Path, **kwargs: Any) -> Any:
+        reads[str(path)] += 1
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(assets, "read_config_file", counted)
+    first = assets.load_inventory([inventory])
+    assert assets.load_inventory([inventory]) is first and reads[str(inventory)] == 1
+    inventory.write_text(
+        "assets:\n  - {name: web01, ips: [10.0.0.1], agency: police}\n"
+        "  - {name: db01, ips: [10.0.0.2], agency: police}\n",
+        encoding="utf-8",
+    )
+    assert [a.name for a in assets.load_inventory([inventory]).assets] == ["web01", "db01"], "a changed file is read"
+    inventory.write_text("assets:\n  - {name: 'bad name!', agency: police}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="bad name"):  # a broken file is still reported, every time
+        assets.load_inventory([inventory])
+    with pytest.raises(ConfigError, match="bad name"):
+        assets.load_inventory([inventory])
