@@ -31,7 +31,7 @@ from playbooks.service import start_auto_runs, start_run
 from soc_api.main import create_app
 from soc_api.services import accounts
 from soc_core.auth import PROVINCE, Membership
-from soc_core.config import Settings
+from soc_core.config import Settings, read_config_file
 from soc_core.errors import ConfigError, StoreUnavailable
 from soc_core.events import format_timestamp, utcnow
 from soc_core.store import Store
@@ -343,7 +343,7 @@ def test_p12_3_the_asset_inventory_is_parsed_once_until_a_file_changes(tmp_path:
     inventory = tmp_path / "assets.yml"
     inventory.write_text("assets:\n  - {name: web01, ips: [10.0.0.1], agency: police}\n", encoding="utf-8")
     reads = collections.Counter[str]()
-    real = assets.read_config_file
+    real = read_config_file
 
     def counted(path: Path, **kwargs: Any) -> Any:
         reads[str(path)] += 1
