@@ -26,6 +26,7 @@ the run at a step that failed, was cancelled or interrupted; ``continue`` goes o
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import socket
@@ -164,6 +165,7 @@ class Runner:
         self._wake = threading.Event()
         self._saturated = False
         self._active: set[str] = set()
+        self._kept: collections.deque[Doc] = collections.deque()  # listed, not handed out yet (dispatch)
         self._polls = 0
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(
@@ -187,7 +189,7 @@ class Runner:
         page = self.store.list_docs(
             "playbook_runs", filters={"unflushed": True, "status": statuses}, sort="created_at", size=200
         )
-        return self._hand_out(page.items, utcnow())
+        return self._hand_out(collections.deque(page.items), utcnow())
 
     def run_forever(self) -> None:
         backoff = self.settings.playbooks.poll_seconds
@@ -276,10 +278,19 @@ class Runner:
     def dispatch(self) -> list[Future[str]]:
         """Hand due runs to the pool, oldest first, up to the concurrency limit: pending and
         running ones, then those whose approval was decided or expired (read apart, so that runs
-        waiting for people never crowd out the others)."""
-        started: list[Future[str]] = []
+        waiting for people never crowd out the others).
+
+        The runs of the last page read that found no free slot are kept, in order, and handed
+        out first next time; the runs are listed again only when those are used up. A backlog of
+        10,000 pending runs made each listing a search of them all (seconds on a loaded SQLite
+        store), and a run finishing every few hundred ms asked for one each time: the loop then
+        did little else. A kept run that changed meanwhile (another process took it, a person
+        cancelled it) is found out by its claim, which reads it."""
         now = utcnow()
         self._saturated = False
+        started = self._hand_out(self._kept, now)
+        if self._saturated or self.stop_event.is_set():
+            return started
         for statuses in (["pending", "running"], ["waiting_approval"]):
             cursor: str | None = None
             for _ in range(DISPATCH_PAGES):
@@ -291,8 +302,8 @@ class Runner:
                     size=200,
                     cursor=cursor,
                 )
-                handed = self._hand_out(page.items, now)
-                started += handed
+                self._kept = collections.deque(page.items)
+                started += self._hand_out(self._kept, now)
                 if self._saturated or self.stop_event.is_set():
                     return started
                 cursor = page.next_cursor
@@ -300,15 +311,17 @@ class Runner:
                     break
         return started
 
-    def _hand_out(self, docs: Sequence[Doc], now: datetime) -> list[Future[str]]:
-        """Submit the due runs among ``docs`` while slots are free (sets ``_saturated`` when
-        none is left)."""
+    def _hand_out(self, docs: collections.deque[Doc], now: datetime) -> list[Future[str]]:
+        """Submit the due runs from the front of ``docs`` while slots are free (sets
+        ``_saturated`` when none is left); those not reached stay in ``docs``."""
         started: list[Future[str]] = []
-        for doc in docs:
+        while docs:
+            doc = docs[0]
             with self._lock:
                 if len(self._active) >= self.settings.playbooks.max_concurrent_runs:
                     self._saturated = True
                     return started
+                docs.popleft()
                 if doc.id in self._active or not self._due(doc.body, now):
                     continue
                 self._active.add(doc.id)

@@ -363,3 +363,25 @@ def test_p12_3_the_asset_inventory_is_parsed_once_until_a_file_changes(tmp_path:
         assets.load_inventory([inventory])
     with pytest.raises(ConfigError, match="bad name"):
         assets.load_inventory([inventory])
+
+
+def test_p12_3_dispatch_lists_runs_again_only_when_the_kept_ones_are_used_up(
+    pstore: Store, make_runner: Callable[..., Runner], settings: Settings
+) -> None:
+    """Before: every hand-out (each time a run finished) listed the pending runs again — with
+    10,000 pending, a search of seconds on a loaded SQLite store for each run started."""
+    book = playbook(FIVE)
+    two = settings.model_copy(update={"playbooks": settings.playbooks.model_copy(update={"max_concurrent_runs": 2})})
+    runner = make_runner(book, settings=two)
+    runs = [start_run(pstore, playbook=book, alert_id=make_alert(pstore), scope=None, actor="t").id for _ in range(8)]
+    pstore.refresh()
+    counts = Requests(pstore)
+    listings = []
+    for _ in range(4):
+        before = counts.calls[("list_docs", KIND)]
+        futures = runner.dispatch()
+        listings.append(counts.calls[("list_docs", KIND)] - before)
+        assert [future.result(timeout=120) for future in futures] == ["succeeded", "succeeded"], listings
+    assert listings[:3] == [1, 0, 0], f"listed again while kept runs were left: {listings}"
+    statuses = collections.Counter(str(get_run(pstore, run_id).body["status"]) for run_id in runs)
+    assert statuses == {"succeeded": 8}, statuses
