@@ -319,6 +319,7 @@ def test_p12_3_claims_are_not_refreshed_but_dispatch_still_finds_every_run(
     runner.trigger_new_alerts()  # the first poll sets the checkpoint
     alert_ids = [make_alert(pstore) for _ in range(6)]
     pstore.refresh()
+    counts = Requests(pstore)
     futures = runner.poll_once()
     for future in futures:
         future.result(timeout=120)
@@ -334,6 +335,8 @@ def test_p12_3_claims_are_not_refreshed_but_dispatch_still_finds_every_run(
     assert sorted(d.body["alert_id"] for d in done) == sorted(alert_ids)
     statuses = collections.Counter(str(d.body["status"]) for d in done)
     assert statuses == {"succeeded": 6}, statuses
+    # the runs' creation (one bulk write) and each run's end; before, each claim too
+    assert counts.refreshed[KIND] == 1 + 6, counts.refreshed
     assert audit.verify_chain(pstore).ok
 
 
