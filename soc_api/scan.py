@@ -217,6 +217,8 @@ def scan_file(item: ScanInput) -> FileResult:
                 result.matched.append((event, [rule.meta.id for rule in matched]))
     except (SocError, OSError, ValueError, EOFError) as exc:
         result.error = exc.render() if isinstance(exc, SocError) else f"{type(exc).__name__}: {exc}"
+    if result.error is None and result.read_failures and not result.events:
+        result.error = f"no readable record ({result.read_failures} damaged parts)"
     return result
 
 

@@ -18,7 +18,10 @@ from detections.loader import RuleSet, load_rules
 from detections.rulecache import KEY_FILE, RuleCache
 from sensors.pipeline import evtx_events
 from sensors.sources.evtx import EvtxFailure
+from soc_api.runtime import build_engine
+from soc_core.config import Settings
 from soc_core.events import Event
+from soc_core.store.sqlite import SqliteStore
 from tests.shared_data import shared_data
 
 SIGMAHQ = "sigmahq/rules/windows"
@@ -251,11 +254,7 @@ def test_c17_1_concurrent_writers_share_one_cache(tmp_path: Path, rules_dir: Pat
 
 def test_c17_1_engine_start_uses_the_cache(tmp_path: Path, rules_dir: Path) -> None:
     """`soc up`'s engine (runtime.build_engine) loads through <data_dir>/rule-cache."""
-    from soc_api.runtime import build_engine
-    from soc_core.config import Settings
-    from soc_core.store.sqlite import SqliteStore
-
-    settings = Settings(data_dir=tmp_path / "data", detection={"rules_dirs": [rules_dir]})  # type: ignore[arg-type]
+    settings = Settings(data_dir=tmp_path / "data", detection={"rules_dirs": [rules_dir]})
     store = SqliteStore(tmp_path / "db.sqlite")
     store.setup()
     try:
