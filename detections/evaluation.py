@@ -26,7 +26,7 @@ from soc_core.events import TENANT_FIELD
 
 from .alerts import Detection, RuleMeta, detection_from_event, entities_of
 from .correlation import CorrelationEngine, CorrelationHit, CorrelationSpec
-from .loader import LoadedRule, RuleSet, translate_sigma_error
+from .loader import LoadedRule, RuleSet, RuleSummary, translate_sigma_error
 from .matcher import Matcher, compile_gate_trees, compile_trees, needed_fields_of
 from .pipelines import canhgac_pipeline
 from .prefilter import Literals, literals_of
@@ -81,7 +81,7 @@ def compile_detection_rule(
         if summary.error is not None:
             raise summary.error
         if summary.trees is not None:
-            return _compiled(loaded, summary.trees, summary.logsource, summary.literals, summary.needs)
+            return _deferred(loaded, summary)
     rule = process_rule(loaded, pipeline_factory)
     trees = conditions(rule, loaded.where)  # parsed once for the matcher, gate, literals and needs
     original = loaded.rule
@@ -104,6 +104,60 @@ def _compiled(
         gate=compile_gate_trees(trees, value_fields=ROUTING_VALUE_FIELDS, where=loaded.where),
         needs=needs,
     )
+
+
+def _deferred(loaded: LoadedRule, summary: RuleSummary) -> CompiledRule:
+    """A cached rule whose matcher and gate are built on first use: a warm start then builds
+    only the rules its events reach (these trees compiled when the entry was made, so building
+    them again cannot fail but for a bug, which is logged and matches nothing)."""
+    assert summary.trees is not None
+    build_trees, where = summary.trees, loaded.where
+    trees: list[object] = []
+
+    def parsed() -> list[object]:
+        if not trees:
+            trees.extend(build_trees())
+        return trees
+
+    compiled = CompiledRule(
+        loaded=loaded,
+        meta=RuleMeta.from_loaded(loaded),
+        matcher=_never,
+        logsource=summary.logsource,
+        alerts=loaded.generates_alerts,
+        literals=summary.literals,
+        needs=summary.needs,
+    )
+
+    def matcher(event: Mapping[str, Any]) -> bool:
+        compiled.matcher = _built(lambda: compile_trees(parsed(), where=where), where) or _never
+        return compiled.matcher(event)
+
+    def gate(event: Mapping[str, Any]) -> bool:
+        built = _built(lambda: compile_gate_trees(parsed(), value_fields=ROUTING_VALUE_FIELDS, where=where), where)
+        compiled.gate = built or _always
+        return compiled.gate(event)
+
+    compiled.matcher, compiled.gate = matcher, gate
+    return compiled
+
+
+def _built(build: Callable[[], Matcher | None], where: str) -> Matcher | None:
+    try:
+        return build()
+    except RuleError as exc:
+        log.error("cached rule %s did not compile: %s", where, exc.render())
+    except (LookupError, TypeError, ValueError) as exc:  # an entry of the wrong shape
+        log.error("cached rule %s could not be rebuilt: %r", where, exc)
+    return _never
+
+
+def _never(event: Mapping[str, Any]) -> bool:
+    return False
+
+
+def _always(event: Mapping[str, Any]) -> bool:
+    return True
 
 
 def compile_ruleset(

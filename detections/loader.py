@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,8 +55,9 @@ class RuleSummary:
     """What the engine reads of a rule, kept by the compiled-rule cache (:mod:`detections.rulecache`)
     so that a warm start parses no YAML and runs no pipeline.
 
-    ``trees`` are the rule's condition trees after :func:`detections.pipelines.canhgac_pipeline`
-    (None for a correlation rule, or when ``error`` says why the rule does not compile);
+    ``trees`` builds the rule's condition trees after :func:`detections.pipelines.canhgac_pipeline`
+    (built when the rule is first matched; None for a correlation rule, or when ``error`` says
+    why the rule does not compile);
     ``literals`` and ``needs`` are what :mod:`detections.prefilter` and the matcher derive from them.
     """
 
@@ -67,7 +68,7 @@ class RuleSummary:
     tags: tuple[str, ...]
     logsource: tuple[str | None, str | None, str | None]
     correlation: bool
-    trees: list[object] | None = None
+    trees: Callable[[], list[object]] | None = None
     literals: frozenset[str] | None = None
     needs: frozenset[str] = frozenset()
     error: RuleError | None = None

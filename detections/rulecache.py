@@ -40,7 +40,7 @@ import os
 import secrets
 import tempfile
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -342,7 +342,9 @@ def _rule_record(loaded: LoadedRule) -> dict[str, Any]:
             record["error"] = _error_record(exc)
             return record
         try:
-            record["trees"] = [_tree_json(tree) for tree in trees]
+            # kept as a JSON string inside the entry: a warm start decodes it only for the
+            # rules its events reach (decoding every tree was most of a warm start)
+            record["trees"] = json.dumps([_tree_json(tree) for tree in trees], separators=(",", ":"))
         except CacheEntryError:
             return record  # a value this form does not hold: compiled from the text each time
         literals = literals_of(trees)
@@ -396,12 +398,19 @@ def _loaded_from(path: Path, record: dict[str, Any]) -> LoadedRule:
         tags=tuple(record["tags"]),
         logsource=(logsource[0], logsource[1], logsource[2]),
         correlation=bool(record["correlation"]),
-        trees=[_tree_from(tree) for tree in trees] if trees is not None else None,
+        trees=_builder(trees) if trees is not None else None,
         literals=frozenset(literals) if literals is not None else None,
         needs=frozenset(record.get("needs") or ()),
         error=_error_from(record["error"]) if record.get("error") is not None else None,
     )
     return LoadedRule(None, path, record["line"], record["text"], summary=summary)
+
+
+def _builder(trees: str) -> Callable[[], list[object]]:
+    """The pySigma trees of an entry's JSON, built when the rule is first matched."""
+    if not isinstance(trees, str):
+        raise CacheEntryError("trees are not a JSON string")
+    return lambda: [_tree_from(tree) for tree in json.loads(trees)]
 
 
 # condition trees <-> JSON ---------------------------------------------------------------

@@ -189,11 +189,11 @@ def test_c17_1_a_corrupt_entry_is_rebuilt_never_trusted(
         # e.g. an entry copied over from an older install with a hand-edited rule
         forged = json.loads(payload)
         forged["key"] = "0" * 64
-        forged["rules"][0]["trees"] = [["f", "event.code", {"s": ["never"]}]]
+        forged["rules"][0]["trees"] = json.dumps([["f", "event.code", {"s": ["never"]}]])
         entry.write_bytes(signed(json.dumps(forged).encode()))
     elif damage == "other_key":
         forged = json.loads(payload)
-        forged["rules"][0]["trees"] = [["f", "event.code", {"s": ["never"]}]]
+        forged["rules"][0]["trees"] = json.dumps([["f", "event.code", {"s": ["never"]}]])
         entry.write_bytes(signed(json.dumps(forged).encode(), key=b"k" * 32))
     else:
         entry.write_bytes(
