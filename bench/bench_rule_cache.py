@@ -104,7 +104,10 @@ def main() -> None:
                 if mode == "cold":
                     shutil.rmtree(data / "rule-cache", ignore_errors=True)
                 loaded, alert, rules = run(mode, data)
-                print(f"round {round_ + 1} {mode:>4}: rules ready {loaded:6.1f}s, first alert {alert:6.1f}s", f"({rules} rules)")
+                print(
+                    f"round {round_ + 1} {mode:>4}: rules ready {loaded:6.1f}s, first alert {alert:6.1f}s",
+                    f"({rules} rules)",
+                )
 
 
 if __name__ == "__main__":
