@@ -189,7 +189,7 @@ class Runner:
         page = self.store.list_docs(
             "playbook_runs", filters={"unflushed": True, "status": statuses}, sort="created_at", size=200
         )
-        return self._hand_out(collections.deque(page.items), utcnow())
+        return self._hand_out(collections.deque(page.items), utcnow(), leftovers=True)
 
     def run_forever(self) -> None:
         backoff = self.settings.playbooks.poll_seconds
@@ -311,7 +311,7 @@ class Runner:
                     break
         return started
 
-    def _hand_out(self, docs: collections.deque[Doc], now: datetime) -> list[Future[str]]:
+    def _hand_out(self, docs: collections.deque[Doc], now: datetime, *, leftovers: bool = False) -> list[Future[str]]:
         """Submit the due runs from the front of ``docs`` while slots are free (sets
         ``_saturated`` when none is left); those not reached stay in ``docs``."""
         started: list[Future[str]] = []
@@ -322,7 +322,7 @@ class Runner:
                     self._saturated = True
                     return started
                 docs.popleft()
-                if doc.id in self._active or not self._due(doc.body, now):
+                if doc.id in self._active or not self._due(doc.body, now, leftovers=leftovers):
                     continue
                 self._active.add(doc.id)
             try:
@@ -337,11 +337,13 @@ class Runner:
         with self._lock:
             return len(self._active) < self.settings.playbooks.max_concurrent_runs
 
-    def _due(self, body: Mapping[str, Any], now: datetime) -> bool:
+    def _due(self, body: Mapping[str, Any], now: datetime, *, leftovers: bool = False) -> bool:
+        """Whether to hand the run out now: no other live holder, and (waiting for a person)
+        decided or expired — or, ``leftovers``, its outboxes to empty."""
         lease = body.get("lease")
         if lease and lease.get("holder") != self.holder and parse_timestamp(str(lease["until"])) > now:
             return False
-        if body.get("status") != "waiting_approval" or body.get("unflushed"):  # (leftovers of a stopped drive)
+        if body.get("status") != "waiting_approval" or leftovers:
             return True
         for step in body.get("steps") or []:
             approval = step.get("approval") or {}
