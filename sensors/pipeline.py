@@ -40,6 +40,7 @@ from soc_core.events import Event, add_tag, make_event, mark_parse_failure, utcn
 from soc_core.store.base import Store
 
 log = logging.getLogger(__name__)
+MISFIT_MIN_LINES = 20  # lines of an input before its parser is judged (a short file: at its end)
 
 TRUNCATED_TAG = "truncated"
 # Events built between two looks at the forwarder: a batch the store has answered is followed by
@@ -149,6 +150,9 @@ class _Input:
     parser: ParserSpec
     context_zone: ZoneInfo
     held: deque[tuple[Event, Ack | None]] = field(default_factory=deque)
+    lines: int = 0
+    failures: int = 0
+    misfit_reported: bool = False
 
 
 class LogSensor:
@@ -187,6 +191,11 @@ class LogSensor:
         )
         return _Input(item, tailer, get_parser(item.parser), ZoneInfo(item.timezone))
 
+    def forget_checkpoints(self) -> None:
+        """Before the first step: every file starts as new (``from_beginning`` or its end)."""
+        for source in self.inputs:
+            source.tailer.forget()
+
     # ------------------------------------------------------------------------ running
     def step(self, *, final: bool = False) -> int:
         """One round: read, parse, submit, deliver. Returns lines read + events completed."""
@@ -206,6 +215,7 @@ class LogSensor:
                 source.held.extend(zip(events, acks, strict=True))
                 self._offer(source)
                 progressed += self.forwarder.pump()
+            self._check_fit(source, final=False)
         progressed += self.forwarder.pump(flush=final)
         self._commit(force=False)
         return progressed
@@ -257,10 +267,27 @@ class LogSensor:
                 )
         return self.counters()
 
+    def _check_fit(self, source: _Input, *, final: bool) -> None:
+        """Say once when an input's parser fails on most of its lines: the wrong ``parser`` for
+        those files (dpkg.log read as auth), whose events are stored but nothing matches them.
+        Judged after :data:`MISFIT_MIN_LINES` lines, or at the end of a short file."""
+        enough = source.lines >= MISFIT_MIN_LINES or (final and source.lines > 0)
+        if source.misfit_reported or not enough or source.failures * 2 <= source.lines:
+            return
+        source.misfit_reported = True
+        log.warning(
+            "parser %r does not fit %s: it failed on %d of %d lines; choose the parser of those files",
+            source.parser.name,
+            ", ".join(source.config.paths),
+            source.failures,
+            source.lines,
+        )
+
     def close(self) -> bool:
         """Flush within the shutdown timeout, save checkpoints, close files and the spool."""
         for source in self.inputs:
             self._offer(source)
+            self._check_fit(source, final=True)
         drained = self.forwarder.close(self.config.forwarder.shutdown_timeout)
         if not drained:
             log.warning("shutdown: undelivered events stay in the spool for the next run")
@@ -282,6 +309,8 @@ class LogSensor:
             truncated=record.truncated,
         )
         self.parse_failures += failed
+        source.lines += 1
+        source.failures += failed
         return event
 
     # -------------------------------------------------------------------------- health

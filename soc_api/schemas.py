@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from soc_core.alert_status import AlertStatus, SettableStatus
+from soc_core.events import TENANT_ID
 
 
 def _in_utc(moment: datetime) -> datetime:
@@ -23,6 +24,11 @@ def _in_utc(moment: datetime) -> datetime:
 
 Instant = Annotated[datetime, AfterValidator(_in_utc)]
 """A date and time given by a client: ISO 8601, naive means UTC, always returned in UTC."""
+
+
+# Stated in the schema as the API enforces them, so clients (and the fuzzer) see the rule.
+TENANT_PATTERN = TENANT_ID.pattern
+SCOPE_PATTERN = rf"^(\*|{TENANT_ID.pattern[1:-1]})$"  # an agency, or * for province-wide
 
 
 class Strict(BaseModel):
@@ -112,7 +118,9 @@ KeyRole = Literal["analyst", "rule_admin", "manager", "admin", "sensor"]
 
 class ApiKeyCreate(Strict):
     name: str = Field(min_length=1, max_length=100)
-    tenant: str = Field(min_length=1, max_length=40, description="The agency the key acts for; * = province-wide")
+    tenant: str = Field(
+        min_length=1, max_length=40, pattern=SCOPE_PATTERN, description="The agency the key acts for; * = province-wide"
+    )
     role: KeyRole = "analyst"
     owner: str = Field(min_length=1, max_length=100, description="The person the key answers to")
     expires_days: int | None = Field(
@@ -340,7 +348,7 @@ class AuditVerification(BaseModel):
 
 class SensorCreate(Strict):
     name: str = Field(min_length=1, max_length=100)
-    tenant: str = Field(min_length=2, max_length=40)
+    tenant: str = Field(min_length=2, max_length=40, pattern=TENANT_PATTERN)
     kind: Literal["logs", "syslog", "evtx", "network", "other"] = "logs"
     datasets: list[Annotated[str, Field(max_length=80)]] | None = Field(
         None,
@@ -474,7 +482,7 @@ class ExceptionCreate(Strict):
         list[Annotated[str, Field(min_length=1, max_length=500)]],
     ] = Field(min_length=1, max_length=20)
     reason: str = Field(min_length=3, max_length=2000)
-    tenant: str | None = Field(None, min_length=2, max_length=40)
+    tenant: str | None = Field(None, min_length=2, max_length=40, pattern=TENANT_PATTERN)
     expires_at: Instant | None = None
 
 

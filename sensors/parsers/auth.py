@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from sensors.parsers import accounts, sshd, sudo, syslog
 from sensors.parsers.context import Fields, ParseContext
+from soc_core.errors import ParseError
 
 DATASET = "system.auth"
 
@@ -20,6 +21,10 @@ BY_PROGRAM: dict[str, Callable[[syslog.SyslogMessage], Fields]] = {
 
 def parse(line: str, ctx: ParseContext) -> Fields:
     header = syslog.parse_message(line, ctx)
+    if header.appname is None:
+        # every auth-log line names its program; without one the "host" is a word of some other
+        # log (dpkg.log's "status"), so the line is counted as not understood, not stored as auth
+        raise ParseError("no program tag (like 'sshd[123]:') after the syslog header: not an auth-log line")
     specific = BY_PROGRAM.get(header.appname or "")
     if specific is not None:
         return specific(header)

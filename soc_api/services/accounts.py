@@ -50,6 +50,18 @@ def add_tenant(store: Store, *, tenant_id: str, name: str, actor: str = "system"
     )
 
 
+def list_tenants(store: Store) -> list[Doc]:
+    """Every agency, by id."""
+    found: list[Doc] = []
+    cursor = None
+    while True:
+        page = store.list_docs("tenants", sort="created_at", descending=False, size=500, cursor=cursor)
+        found += page.items
+        cursor = page.next_cursor
+        if cursor is None:
+            return sorted(found, key=lambda doc: doc.id)
+
+
 def tenant_exists(store: Store, tenant_id: str) -> bool:
     try:
         store.get_doc("tenants", tenant_id)
