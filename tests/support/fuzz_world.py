@@ -5,6 +5,7 @@ until Ctrl-C)."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import tempfile
 import uuid
@@ -72,10 +73,8 @@ def _main(kind: str, es_url: str = "http://127.0.0.1:9250") -> None:
             print(url, flush=True)
             for role in ROLES:
                 print(role, token(url, role), flush=True)
-            try:
+            with contextlib.suppress(KeyboardInterrupt):
                 sys.stdin.read()  # serve until stdin closes or Ctrl-C
-            except KeyboardInterrupt:
-                pass
     finally:
         if es is not None:
             drop_es(es)
