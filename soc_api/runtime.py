@@ -270,7 +270,13 @@ def serve(
 
     try:
         if listening is not None:
-            config = uvicorn.Config(create_app(settings, store), log_level=settings.log.level.lower(), access_log=False)
+            config = uvicorn.Config(
+                create_app(settings, store),
+                host=settings.api.host,  # only for uvicorn's own log line: it serves the socket bound above
+                port=settings.api.port,
+                log_level=settings.log.level.lower(),
+                access_log=False,
+            )
             AnnouncingServer(config, announce).run(sockets=[listening])
         else:
             announce()
