@@ -206,6 +206,17 @@ def user_totp(username: str) -> None:
     out.print(uri, markup=False, highlight=False)
 
 
+@user_app.command("timezone")
+def user_timezone(
+    username: str, zone: Annotated[str, typer.Argument(help="IANA time zone, e.g. Asia/Ho_Chi_Minh or UTC.")]
+) -> None:
+    """Set the time zone a person's pages show times in (UTC stays on hover)."""
+    from soc_api.services.accounts import set_timezone  # noqa: PLC0415
+
+    name = set_timezone(store(), username, zone, actor=cli_actor())
+    out.print(f"user [bold]{username}[/] now sees times in {name}")
+
+
 @user_app.command("disable")
 def user_disable(username: str) -> None:
     """Disable a person: their sessions and API keys stop working at once."""
