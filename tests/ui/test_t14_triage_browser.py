@@ -410,8 +410,8 @@ def test_t14_7_alert_detail_rule_events_strip_and_similar(tab: Any, site: Site) 
     links = [a.get_attribute("href") for a in tab.locator("[data-testid=similar] a").all()]
     assert f"/ui/alerts/{similar}" in links
     assert f"/ui/alerts/{other_agency}" not in links and f"/ui/alerts/{unrelated}" not in links
-    assert tab.goto(f"/ui/alerts/{alert_id}?events=9").status == 400
     shot(tab, f"t14-detail-en-{site.kind}")
+    assert tab.goto(f"/ui/alerts/{alert_id}?events=9").status == 400
 
 
 def test_t14_8_keyboard_shortcuts(tab: Any, site: Site) -> None:
@@ -458,7 +458,8 @@ def test_t14_layout_top_bar_fits_at_1400_and_390_px(tab: Any, site: Site, lang: 
     sign_in(tab, "province_admin", PASSWORD, lang=lang)
     for width in (1400, 390):
         tab.set_viewport_size({"width": width, "height": 900})
-        for path in ("/ui/alerts", f"/ui/alerts/{new_alert(site, rule_id())}", "/ui/settings"):
+        pages = {"queue": "/ui/alerts", "detail": f"/ui/alerts/{new_alert(site, rule_id())}", "settings": "/ui/settings"}
+        for name, path in pages.items():
             tab.goto(path)
             overflow = tab.evaluate(
                 "() => { const bar = document.querySelector('.topbar');"
@@ -468,7 +469,6 @@ def test_t14_layout_top_bar_fits_at_1400_and_390_px(tab: Any, site: Site, lang: 
                 " return [bar.scrollWidth - bar.clientWidth, page.scrollWidth - window.innerWidth, cut]; }"
             )
             assert overflow == [0, 0, []], f"{path} at {width} px overflows: (top bar, page, cut off) {overflow}"
-            name = path.strip("/").replace("/", "-")[:30]
             shot(tab, f"t14-{name}-{lang}-{width}-{site.kind}")
 
 
