@@ -458,7 +458,8 @@ def test_t14_layout_top_bar_fits_at_1400_and_390_px(tab: Any, site: Site, lang: 
     sign_in(tab, "province_admin", PASSWORD, lang=lang)
     for width in (1400, 390):
         tab.set_viewport_size({"width": width, "height": 900})
-        pages = {"queue": "/ui/alerts", "detail": f"/ui/alerts/{new_alert(site, rule_id())}", "settings": "/ui/settings"}
+        detail = f"/ui/alerts/{new_alert(site, rule_id())}"
+        pages = {"queue": "/ui/alerts", "detail": detail, "settings": "/ui/settings"}
         for name, path in pages.items():
             tab.goto(path)
             overflow = tab.evaluate(

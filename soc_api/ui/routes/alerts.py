@@ -70,6 +70,14 @@ def agency_names(store: Store) -> dict[str, str]:
     return {doc.id: str(doc.body.get("name") or doc.id) for doc in store.list_docs("tenants", size=1000).items}
 
 
+def visible_agencies(names: dict[str, str], scope: tuple[str, ...] | None) -> list[str]:
+    """The agencies whose alerts the user sees, by name (more than one: the queue shows and
+    filters by agency)."""
+    return sorted(
+        (t for t in names if t != PROVINCE and (scope is None or t in scope)), key=lambda t: names[t].casefold()
+    )
+
+
 def by_level_then_time(
     store: Store, tenants: tuple[str, ...] | None, filters: dict[str, Any], levels: list[str], cursor: str
 ) -> tuple[list[Doc], str | None]:
@@ -124,9 +132,7 @@ def queue(
     statuses = [] if chosen == [ALL] else chosen or list(OPEN_STATUSES)
     levels = _checked(level, LEVELS, "level")
     names = agency_names(store)
-    agencies = sorted(
-        (t for t in names if t != PROVINCE and (scope is None or t in scope)), key=lambda t: names[t].casefold()
-    )
+    agencies = visible_agencies(names, scope)
     tenants = scope
     if tenant:
         if tenant not in agencies:
@@ -217,7 +223,7 @@ def bulk(
         results=results,
         tally=tally,
         rows=[to_public(doc) for doc in updated],
-        show_tenant=scope is None or len(scope) > 1,
+        show_tenant=len(visible_agencies(names, scope)) > 1,
         agency_names=names,
         entity_columns=ENTITY_COLUMNS,
     )
