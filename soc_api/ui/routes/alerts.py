@@ -176,7 +176,7 @@ def queue(
     )
 
 
-_BULK_FIELDS = {"assign_me", "assign", "status", "tag", "close_fp"}
+_BULK_ACTIONS = ("assign_me", "assign", "status", "tag", "close_fp")
 
 
 def _bulk_change(form: Form, principal: Principal) -> dict[str, Any]:
@@ -193,7 +193,9 @@ def _bulk_change(form: Form, principal: Principal) -> dict[str, Any]:
         return {"add_tags": form.getlist("tag")}
     if action == "close_fp":
         return {"classification": "false_positive", "note": form.get("note") or None}
-    raise InvalidInput(f"unknown bulk action {action!r}", where="bulk", hint=f"use one of {', '.join(_BULK_FIELDS)}")
+    raise InvalidInput(
+        f"unknown bulk action {action[:40]!r}", where="bulk", hint=f"use one of {', '.join(_BULK_ACTIONS)}"
+    )
 
 
 @router.post("/bulk", response_class=HTMLResponse)
