@@ -89,7 +89,7 @@ def tab(browser: Any, site: Site) -> Iterator[Any]:
     """A fresh browser context on the module's server."""
     context = browser.new_context(base_url=site.url, viewport={"width": 1400, "height": 900})
     page = context.new_page()
-    page.set_default_timeout(15_000)
+    page.set_default_timeout(30_000)  # generous: the machine may be busy (ES, password hashing)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     try:
@@ -453,6 +453,7 @@ def test_t14_8_keyboard_shortcuts(tab: Any, site: Site) -> None:
     assert site.store.get_doc("alerts", first).body["status"] == "acknowledged"
 
 
+@pytest.mark.slow  # six pages at two widths
 @pytest.mark.parametrize("lang", ["vi", "en"])
 def test_t14_layout_top_bar_fits_at_1400_and_390_px(tab: Any, site: Site, lang: str) -> None:
     """The admin's top bar (every menu entry) overflowed at 1400 px; now it wraps."""
@@ -474,6 +475,7 @@ def test_t14_layout_top_bar_fits_at_1400_and_390_px(tab: Any, site: Site, lang: 
             shot(tab, f"t14-{name}-{lang}-{width}-{site.kind}")
 
 
+@pytest.mark.slow  # four `soc` processes
 def test_t14_5_cli_sets_a_users_timezone(tmp_path: Path) -> None:
     assert soc("tenant", "add", "police", "Công an", cwd=tmp_path).returncode == 0
     added = soc("user", "add", "ana", "-m", "police:analyst", "--password-stdin", cwd=tmp_path, stdin=PASSWORD + "\n")
