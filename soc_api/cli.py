@@ -430,6 +430,7 @@ def _register_subcommands() -> None:
     from reports.cli import build_report_app  # noqa: PLC0415
     from scheduling.cli import build_jobs_app  # noqa: PLC0415
     from sensors.cli import build_sensor_app  # noqa: PLC0415
+    from soc_api.scan_cli import build_scan_command  # noqa: PLC0415
     from soc_api.services.jobs import job_registry  # noqa: PLC0415
 
     # one pattern for every group from another package: build_<group>_app(open_store) -> Typer
@@ -439,6 +440,7 @@ def _register_subcommands() -> None:
     app.add_typer(build_intel_app(store), name="intel")
     app.add_typer(build_report_app(store, settings), name="report")
     app.add_typer(build_jobs_app(store, settings, lambda: job_registry(settings())), name="jobs")
+    app.command("scan")(build_scan_command(settings))  # no store: reads files, prints matches
 
 
 def main() -> None:
