@@ -26,6 +26,7 @@ from soc_api.routes import (
     intel,
     jobs,
     playbooks,
+    reports,
     rules,
     sensors,
     users,
@@ -56,6 +57,7 @@ ROUTERS = (
     users.router,
     playbooks.router,
     jobs.router,
+    reports.router,
 )
 
 
