@@ -17,8 +17,10 @@ from soc_api.main import create_app
 from soc_api.services import accounts
 from soc_core.auth import PROVINCE, Membership
 from soc_core.config import Settings
-from soc_core.store import Store
+from soc_core.store import SqliteStore, Store
 from tests.reports.seeded_week import ALERTS, _alert
+from tests.support.cli import soc
+from workflow import audit
 
 PASSWORD = "a-very-long-password"
 WEEK = "2026-W48"
@@ -202,3 +204,31 @@ def test_s13a_2_bad_input_is_a_clear_4xx(
     assert response.headers["content-type"] == "application/problem+json"
     if where is not None:
         assert where in response.text
+
+
+def test_s13a_2_soc_report_weekly_store_and_list(tmp_path: Path) -> None:
+    """``soc report weekly --store`` keeps the report (audited) and ``soc report list`` shows it."""
+    settings = Settings(data_dir=tmp_path / "var")
+    sqlite = SqliteStore(settings.sqlite_path)
+    sqlite.setup()
+    audit.configure(sqlite, settings)
+    accounts.add_tenant(sqlite, tenant_id="police", name="Công an tỉnh")
+    for seed in ALERTS[:2]:
+        _alert(sqlite, seed)
+    sqlite.close()
+    config = tmp_path / "soc.yml"
+    config.write_text(f"data_dir: {tmp_path / 'var'}\n")
+    args = ("--config", str(config), "report", "weekly", "-w", WEEK, "-t", "police", "--store")
+    for _ in range(2):  # the second replaces the first
+        made = soc(*args, cwd=tmp_path)
+        assert made.returncode == 0, made.stderr
+        assert json.loads(made.stdout)["alerts"]["total"] == 2
+    listed = soc("--config", str(config), "report", "list", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"weekly-2026-W48-police\t{WEEK}\tpolice\t"), listed.stdout
+    assert lines[0].split("\t")[-1].startswith("cli:")
+    sqlite = SqliteStore(settings.sqlite_path)
+    records = [d.body for d in sqlite.list_docs("audit", size=100).items if d.body.get("action") == "report.generate"]
+    sqlite.close()
+    assert len(records) == 2 and {r["target"] for r in records} == {"reports/weekly-2026-W48-police"}
