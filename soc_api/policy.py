@@ -130,6 +130,10 @@ UI_POLICY: dict[tuple[str, str], str] = {
     ("GET", "/ui/intel"): "intel:read",
     ("POST", "/ui/intel"): "intel:write",
     ("POST", "/ui/intel/{tenant}/{name}/delete"): "intel:write",
+    ("GET", "/ui/reports"): "reports:read",
+    ("POST", "/ui/reports"): "reports:write",
+    ("GET", "/ui/reports/{report_id}/document"): "reports:read",
+    ("GET", "/ui/dashboard"): "reports:read",
     ("GET", "/ui/jobs"): "jobs:admin",
     ("POST", "/ui/jobs/{job_id}/run"): "jobs:admin",
 }
