@@ -94,7 +94,11 @@ def get_report(report_id: ReportId, store: StoreDep, scope: TenantScope) -> Repo
     return ReportPublic.model_validate({**summary(doc).model_dump(), "report": stored.load(doc)})
 
 
-@router.get("/{report_id}/download", response_class=Response)
+@router.get(
+    "/{report_id}/download",
+    response_class=Response,
+    responses={200: {"content": {"application/pdf": {}, "text/html": {}, "application/json": {}}}},
+)
 async def download_report(
     report_id: ReportId,
     store: StoreDep,

@@ -182,6 +182,9 @@ def test_s13a_2_an_agency_manager_reaches_no_other_report(world: TestClient, sto
     [
         ("POST", "/api/reports/weekly", {"week": "2026-48", "tenant": "police"}, 422, "week"),
         ("POST", "/api/reports/weekly", {"week": "2099-W01", "tenant": "police"}, 400, "week"),
+        ("POST", "/api/reports/weekly", {"week": "0001-W01", "tenant": "police"}, 400, "week"),
+        ("POST", "/api/reports/weekly", {"week": "9999-W52", "tenant": "*"}, 400, "week"),
+        ("POST", "/api/reports/weekly", {"week": "2026-W00", "tenant": "*"}, 400, "week"),
         ("POST", "/api/reports/weekly", {"week": WEEK, "tenant": "nobody"}, 400, "tenant"),
         ("POST", "/api/reports/weekly", {"week": WEEK, "tenant": "police", "extra": 1}, 422, "extra"),
         ("GET", "/api/reports/weekly-2026-W48-police/download?format=docx", None, 422, "format"),
