@@ -6,6 +6,7 @@
      "trigger": "alert" | "manual" | "rerun", "started_by", "alert_id", "case_id", "rerun_of",
      "inputs" (secrets redacted), "dry_run", "live_gated", "status", "error",
      "cancel_requested", "cancelled_by", "lease": {"holder", "until"} | None,
+     "timeline_outbox": [timeline entries not yet copied to the alert and case],
      "created_at", "updated_at", "started_at", "finished_at", "duration_ms",
      "steps": [{"id", "action", "status", "attempts", "params" (rendered, redacted), "output",
                 "error", "started_at", "finished_at", "duration_ms",
@@ -21,7 +22,8 @@ again and re-applies. Each status change is written to the audit trail (actor
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -129,18 +131,30 @@ def with_step(body: dict[str, Any], step_id: str, **changes: Any) -> dict[str, A
     return body
 
 
-def mutate(store: Store, run_id: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]) -> Doc | None:
+def mutate(
+    store: Store,
+    run_id: str,
+    change: Callable[[dict[str, Any]], dict[str, Any] | None],
+    *,
+    current: Doc | None = None,
+    refresh: bool = True,
+) -> Doc | None:
     """Apply ``change`` to the run's current body and write it if still current; on a race read
-    again and apply again. ``change`` returns None to write nothing (then None is returned)."""
+    again and apply again. ``change`` returns None to write nothing (then None is returned).
+    ``current``: the document as the caller last wrote or read it (the runner holding the
+    lease), tried first without reading it again. ``refresh`` as for ``Store.update_doc``."""
+    doc = current
     for _ in range(50):
-        doc = get_run(store, run_id)
+        if doc is None:
+            doc = get_run(store, run_id)
         body = change(dict(doc.body))
         if body is None:
             return None
         body["updated_at"] = now_text()
         try:
-            return store.update_doc(KIND, run_id, body, version=doc.version)
+            return store.update_doc(KIND, run_id, body, version=doc.version, refresh=refresh)
         except Conflict:
+            doc = None
             continue
     raise Conflict(f"playbook run {run_id} kept changing; try again")
 
@@ -161,6 +175,28 @@ def record_change(
     source_ip: str | None = None,
 ) -> None:
     """One run or step change in the audit trail and on the alert's and case's timelines."""
+    audit_change(
+        store, body, run_id, actor=actor, action=action, details=details, request_id=request_id, source_ip=source_ip
+    )
+    entry = {"at": now_text(), "actor": actor, "kind": "playbook", "text": text, "run_id": run_id}
+    for kind, key in (("alerts", "alert_id"), ("cases", "case_id")):
+        if body.get(key):
+            append_timeline(store, kind, str(body[key]), entry)
+
+
+def audit_change(
+    store: Store,
+    body: Mapping[str, Any],
+    run_id: str,
+    *,
+    actor: str,
+    action: str,
+    details: Mapping[str, Any] | None = None,
+    request_id: str | None = None,
+    source_ip: str | None = None,
+    refresh: bool = True,
+) -> None:
+    """The audit record of one run or step change (``body``: the run after it)."""
     audit.record(
         store,
         actor=actor,
@@ -171,11 +207,8 @@ def record_change(
         request_id=request_id,
         source_ip=source_ip,
         details={"playbook": body.get("playbook")},
+        refresh=refresh,
     )
-    entry = {"at": now_text(), "actor": actor, "kind": "playbook", "text": text, "run_id": run_id}
-    for kind, key in (("alerts", "alert_id"), ("cases", "case_id")):
-        if body.get(key):
-            append_timeline(store, kind, str(body[key]), entry)
 
 
 def append_timeline(store: Store, kind: str, doc_id: str, entry: Mapping[str, Any]) -> None:
@@ -192,6 +225,59 @@ def append_timeline(store: Store, kind: str, doc_id: str, entry: Mapping[str, An
             continue
         return
     raise Conflict(f"{kind}/{doc_id} kept changing; its timeline misses a playbook entry")
+
+
+def timeline_entry(body: Mapping[str, Any], run_id: str, *, actor: str, text: str) -> dict[str, Any]:
+    """A timeline entry for the run's alert and case (those it has now), kept in the run's
+    ``timeline_outbox`` until :func:`flush_timelines` copies it there: the runner writes the
+    entries of a whole drive in one update per alert and case, and an entry written with its
+    change survives a crash before the copy."""
+    targets = [[kind, str(body[key])] for kind, key in (("alerts", "alert_id"), ("cases", "case_id")) if body.get(key)]
+    return {
+        "id": uuid.uuid4().hex,
+        "at": now_text(),
+        "actor": actor,
+        "kind": "playbook",
+        "text": text,
+        "run_id": run_id,
+        "targets": targets,
+    }
+
+
+def flush_timelines(store: Store, entries: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Append outbox entries to their alerts' and cases' timelines, one update per document;
+    entries already there (by id: a copy cut short by a crash) are not added twice. The ids
+    handled, to drop from the outbox."""
+    by_target: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for entry in entries:
+        shown = {k: v for k, v in entry.items() if k != "targets"}
+        for kind, doc_id in entry.get("targets") or []:
+            by_target.setdefault((str(kind), str(doc_id)), []).append(shown)
+    for (kind, doc_id), new in by_target.items():
+        for _ in range(20):
+            try:
+                doc = store.get_doc(kind, doc_id)
+            except NotFound:
+                break  # deleted meanwhile: the audit trail still has the changes
+            timeline = list(doc.body.get("timeline") or [])
+            present = {item.get("id") for item in timeline if isinstance(item, Mapping)}
+            missing = [item for item in new if item["id"] not in present]
+            if not missing:
+                break
+            try:  # a timeline is read by id, never searched: no refresh needed
+                store.update_doc(
+                    kind,
+                    doc_id,
+                    {**doc.body, "timeline": [*timeline, *missing][-MAX_TIMELINE:]},
+                    version=doc.version,
+                    refresh=False,
+                )
+            except Conflict:
+                continue
+            break
+        else:
+            raise Conflict(f"{kind}/{doc_id} kept changing; its timeline misses playbook entries")
+    return [str(entry["id"]) for entry in entries]
 
 
 def actor_of(body: Mapping[str, Any]) -> str:
@@ -241,8 +327,10 @@ __all__ = [
     "Subject",
     "actor_of",
     "append_timeline",
+    "audit_change",
     "auto_run_id",
     "config_secrets",
+    "flush_timelines",
     "get_run",
     "mutate",
     "now_text",
@@ -250,5 +338,6 @@ __all__ = [
     "redact",
     "step_record",
     "subject",
+    "timeline_entry",
     "with_step",
 ]

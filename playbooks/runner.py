@@ -31,9 +31,9 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -45,21 +45,23 @@ from playbooks.records import (
     FINAL,
     STEP_DONE,
     actor_of,
+    audit_change,
     config_secrets,
+    flush_timelines,
     get_run,
     mutate,
     now_text,
-    record_change,
     redact,
     step_record,
+    timeline_entry,
     with_step,
 )
-from playbooks.service import approval_expiry, start_auto_run
+from playbooks.service import approval_expiry, start_auto_runs
 from playbooks.templating import evaluate, render
 from soc_core.config import AgencyContact, Settings
 from soc_core.errors import NotFound, PlaybookError, SocError, StoreUnavailable
 from soc_core.events import format_timestamp, parse_timestamp, utcnow
-from soc_core.store import Store
+from soc_core.store import Doc, Store
 from soc_core.store.base import encode_cursor
 
 log = logging.getLogger("canhgac.playbooks")
@@ -71,6 +73,7 @@ LATE_ALERT_MARGIN = timedelta(minutes=2)
 LATE_SWEEP_POLLS = 30
 MAX_BACKOFF = 300.0
 DISPATCH_PAGES = 5  # of 200 runs per status group and poll
+MIN_REDISPATCH_SECONDS = 0.02  # the shortest pause between two hand-outs woken by finished runs
 ALERTS_PER_POLL = 1000  # new alerts matched per poll; the rest wait for the next
 
 
@@ -83,6 +86,52 @@ class _Call:
 
 def _ms(start: str | None) -> int | None:
     return None if not start else int((utcnow() - parse_timestamp(start)).total_seconds() * 1000)
+
+
+Change = Callable[[dict[str, Any]], "dict[str, Any] | None"]
+
+
+@dataclass(frozen=True)
+class _Note:
+    """A change's audit record and timeline entry."""
+
+    action: str
+    text: str
+    details: dict[str, Any] | None = None
+
+
+@dataclass
+class _Drive:
+    """A run being driven here. ``doc``: the run as this runner last wrote it (it holds the
+    lease, so only people write meanwhile — a cancel request, an approval — and then the next
+    conditional write reads it again); ``deferred``: changes to write with the next one;
+    ``view``: ``doc`` with them applied, what the next step reads."""
+
+    run_id: str
+    doc: Doc
+    deferred: list[tuple[Change | None, list[_Note], bool]] = field(default_factory=list)
+    view: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.view = dict(self.doc.body)
+
+
+def _step_change(
+    step_id: str, *, lease: dict[str, str] | None = None, run_status: str | None = None, **changes: Any
+) -> Change:
+    def change(body: dict[str, Any]) -> dict[str, Any]:
+        if lease is not None:
+            body["lease"] = lease
+        if run_status is not None:
+            body["status"] = run_status
+        return with_step(body, step_id, **changes)
+
+    return change
+
+
+def _add_entry(body: dict[str, Any], run_id: str, text: str) -> None:
+    entry = timeline_entry(body, run_id, actor=actor_of(body), text=text)
+    body["timeline_outbox"] = [*(body.get("timeline_outbox") or []), entry]
 
 
 class Runner:
@@ -104,6 +153,10 @@ class Runner:
         self.lease_seconds = lease_seconds
         self.secrets = config_secrets(settings)
         self.stop_event = threading.Event()
+        # set when a run gives its slot back while other runs were left waiting for one (or on
+        # close): the loop hands out work again at once instead of at the next poll
+        self._wake = threading.Event()
+        self._saturated = False
         self._active: set[str] = set()
         self._polls = 0
         self._lock = threading.Lock()
@@ -130,12 +183,15 @@ class Runner:
             except SocError as exc:  # one bad poll (a run that kept conflicting): log it, poll again
                 log.error("playbook poll failed", extra={"error": exc.render()})
             backoff = self.settings.playbooks.poll_seconds
-            self.stop_event.wait(backoff)
+            if self._wake.wait(backoff):
+                self._wake.clear()
+                self.stop_event.wait(MIN_REDISPATCH_SECONDS)  # a floor: never a busy loop
 
     def close(self, *, wait: bool = True) -> None:
         """Stop taking work; runs being driven stop at their next step (their lease is left to
         expire, so another process resumes them)."""
         self.stop_event.set()
+        self._wake.set()
         self._pool.shutdown(wait=wait, cancel_futures=True)
 
     # --- new alerts -------------------------------------------------------------------------
@@ -164,6 +220,7 @@ class Runner:
         created = handled = 0
         while cursor and handled < ALERTS_PER_POLL:
             page = self.store.list_docs("alerts", sort="created_at", descending=False, size=200, cursor=cursor)
+            starts: list[tuple[Playbook, str, Mapping[str, Any]]] = []
             for alert in page.items:
                 stamp = str(alert.body.get("created_at") or "")
                 last = max(last, (stamp, alert.id))
@@ -171,24 +228,30 @@ class Runner:
                     continue
                 handled += 1
                 recent[alert.id] = stamp
-                for playbook in automatic:
-                    if playbook.trigger.matches(alert.body) and self._start(playbook, alert.id, alert.body):
-                        created += 1
+                starts += [(p, alert.id, alert.body) for p in automatic if p.trigger.matches(alert.body)]
+            created += self._start(starts)
             cursor = page.next_cursor
+            if cursor and self._free_slot():  # a backlog of alerts: runs start between its pages
+                self.dispatch()
         keep = format_timestamp(parse_timestamp(last[0]) - LATE_ALERT_MARGIN)
         body = {"since": last[0], "last_id": last[1], "seen": sorted(i for i, at in recent.items() if at >= keep)}
         if body != checkpoint or not saved:
             self.store.put_doc(CHECKPOINT_KIND, CHECKPOINT_ID, body)
         return created
 
-    def _start(self, playbook: Playbook, alert_id: str, alert: Mapping[str, Any]) -> bool:
-        try:
-            return start_auto_run(self.store, playbook=playbook, alert_id=alert_id, alert=alert) is not None
-        except PlaybookError as exc:  # e.g. an input without default: reported, the others still start
-            log.error(
-                "playbook not started", extra={"playbook": playbook.name, "alert": alert_id, "error": exc.render()}
-            )
-            return False
+    def _start(self, starts: list[tuple[Playbook, str, Mapping[str, Any]]]) -> int:
+        """Create the runs of a page of alerts in one write; how many were new."""
+        startable = []
+        for start in starts:
+            try:
+                start[0].resolve_inputs({})
+            except PlaybookError as exc:  # e.g. an input without default: reported, the others still start
+                log.error(
+                    "playbook not started", extra={"playbook": start[0].name, "alert": start[1], "error": exc.render()}
+                )
+                continue
+            startable.append(start)
+        return sum(doc is not None for doc in start_auto_runs(self.store, startable))
 
     # --- handing runs out ---------------------------------------------------------------------
     def dispatch(self) -> list[Future[str]]:
@@ -197,6 +260,7 @@ class Runner:
         waiting for people never crowd out the others)."""
         started: list[Future[str]] = []
         now = utcnow()
+        self._saturated = False
         for statuses in (["pending", "running"], ["waiting_approval"]):
             cursor: str | None = None
             for _ in range(DISPATCH_PAGES):
@@ -211,6 +275,7 @@ class Runner:
                 for doc in page.items:
                     with self._lock:
                         if len(self._active) >= self.settings.playbooks.max_concurrent_runs:
+                            self._saturated = True
                             return started
                         if doc.id in self._active or not self._due(doc.body, now):
                             continue
@@ -225,6 +290,10 @@ class Runner:
                 if cursor is None:
                     break
         return started
+
+    def _free_slot(self) -> bool:
+        with self._lock:
+            return len(self._active) < self.settings.playbooks.max_concurrent_runs
 
     def _due(self, body: Mapping[str, Any], now: datetime) -> bool:
         lease = body.get("lease")
@@ -250,104 +319,178 @@ class Runner:
         finally:
             with self._lock:
                 self._active.discard(run_id)
+                if self._saturated:
+                    self._wake.set()
 
     # --- driving one run ----------------------------------------------------------------------
     def _lease(self, seconds: float) -> dict[str, str]:
         return {"holder": self.holder, "until": format_timestamp(utcnow() + timedelta(seconds=seconds))}
 
-    def _claim(self, run_id: str) -> bool:
+    def _claim(self, run_id: str) -> _Drive | None:
+        """Take the run's lease (and start a pending run) in one write; None if it is final or
+        another live process holds it."""
+        started: list[bool] = []
+
         def change(body: dict[str, Any]) -> dict[str, Any] | None:
+            started.clear()
             if body.get("status") in FINAL:
                 return None
             lease = body.get("lease")
             if lease and lease.get("holder") != self.holder and parse_timestamp(str(lease["until"])) > utcnow():
                 return None
             body["lease"] = self._lease(self.lease_seconds)
+            if body.get("status") == "pending":
+                body.update(status="running", started_at=now_text())
+                _add_entry(body, run_id, f"{body.get('playbook')}: running")
+                started.append(True)
             return body
 
-        return mutate(self.store, run_id, change) is not None
+        doc = mutate(self.store, run_id, change, refresh=True)
+        if doc is None:
+            return None
+        if started:
+            audit_change(self.store, doc.body, run_id, actor=actor_of(doc.body), action="playbook.run.running")
+        return _Drive(run_id, doc)
 
-    def _release(self, run_id: str) -> None:
+    def _release(self, drive: _Drive) -> None:
+        """Write what is left, copy the drive's timeline entries to the alert and case (one
+        update each), then give the lease back and empty the outbox in one write."""
+        self._commit(drive)
+        outbox = list(drive.doc.body.get("timeline_outbox") or [])
+        copied = set(flush_timelines(self.store, outbox)) if outbox else set()
+
         def change(body: dict[str, Any]) -> dict[str, Any] | None:
             if (body.get("lease") or {}).get("holder") != self.holder:
                 return None
             body["lease"] = None
+            body["timeline_outbox"] = [e for e in body.get("timeline_outbox") or [] if e.get("id") not in copied]
             return body
 
-        mutate(self.store, run_id, change)
+        mutate(self.store, drive.run_id, change, current=drive.doc, refresh=False)
+
+    def _commit(
+        self,
+        drive: _Drive,
+        change: Change | None = None,
+        notes: Sequence[_Note] = (),
+        *,
+        cancellable: bool = False,
+        refresh: bool = False,
+    ) -> bool:
+        """Write the deferred changes and ``change`` in one conditional write (their timeline
+        entries into the run's outbox in the same write), then their audit records. False when
+        ``change`` was not applied: it declined (returned None), or, ``cancellable``, a person
+        asked to cancel the run meanwhile (the deferred changes are written all the same).
+
+        ``refresh``: make the run searchable at once — for changes of the run's status, which
+        lists filter on; a step's progress is read by id only."""
+        parts = [*drive.deferred, (change, list(notes), cancellable)] if change or notes else list(drive.deferred)
+        if not parts:
+            return True
+        applied: list[bool] = []
+        audited: list[tuple[_Note, str | None]] = []
+
+        def apply(body: dict[str, Any]) -> dict[str, Any] | None:
+            applied.clear()
+            audited.clear()
+            before = dict(body)
+            for part, part_notes, stops_on_cancel in parts:
+                if stops_on_cancel and (body.get("cancel_requested") or body.get("status") in FINAL):
+                    continue
+                if part is not None:
+                    changed = part(body)
+                    if changed is None:
+                        continue
+                    body = changed
+                for note in part_notes:
+                    _add_entry(body, drive.run_id, note.text)
+                    audited.append((note, body.get("status")))
+                if part is change:
+                    applied.append(True)
+            return None if body == before else body
+
+        doc = mutate(self.store, drive.run_id, apply, current=drive.doc, refresh=refresh)
+        drive.deferred.clear()
+        if doc is not None:
+            drive.doc = doc
+        drive.view = dict(drive.doc.body)
+        for position, (note, status) in enumerate(audited, 1):
+            audit_change(
+                self.store,
+                {**drive.doc.body, "status": status},
+                drive.run_id,
+                actor=actor_of(drive.doc.body),
+                action=note.action,
+                details=note.details,
+                refresh=refresh and position == len(audited),  # the last makes them all searchable
+            )
+        return bool(applied) or change is None
+
+    def _defer(self, drive: _Drive, change: Change, notes: Sequence[_Note] = ()) -> None:
+        """A change written with the next one (a step that ended is written with the next step
+        starting, or the run finishing); seen at once in ``drive.view``."""
+        drive.deferred.append((change, list(notes), False))
+        drive.view = change(dict(drive.view)) or drive.view
 
     def execute(self, run_id: str) -> str:
         """Drive a run as far as it goes now (to its end, or to a gate waiting for a person);
         its status then. A run another live process holds is left alone."""
-        if not self._claim(run_id):
+        drive = self._claim(run_id)
+        if drive is None:
             return str(get_run(self.store, run_id).body.get("status"))
         try:
-            return self._drive(run_id)
+            return self._drive(drive)
         finally:
-            self._release(run_id)
+            self._release(drive)
 
-    def _drive(self, run_id: str) -> str:
-        body = get_run(self.store, run_id).body
-        playbook = Playbook.model_validate(body["definition"])
-        if body.get("status") == "pending":
-            body = self._set_run(run_id, status="running", started_at=now_text())
-            record_change(
-                self.store,
-                body,
-                run_id,
-                actor=actor_of(body),
-                action="playbook.run.running",
-                text=f"{playbook.name}: running",
-            )
+    def _drive(self, drive: _Drive) -> str:
+        playbook = Playbook.model_validate(drive.view["definition"])
         for step in playbook.steps:
             if self.stop_event.is_set():
-                return str(get_run(self.store, run_id).body.get("status"))
-            body = get_run(self.store, run_id).body
-            if body.get("cancel_requested"):
-                return self._finish(run_id, "cancelled", f"cancelled by {body.get('cancelled_by')}")
-            outcome = str(step_record(body, step.id)["status"])
+                self._commit(drive)
+                return str(drive.view.get("status"))
+            if drive.view.get("cancel_requested"):
+                return self._finish(drive, "cancelled", f"cancelled by {drive.view.get('cancelled_by')}")
+            outcome = str(step_record(drive.view, step.id)["status"])
             if outcome == "running":
-                outcome = self._recover(run_id, body, step)
+                outcome = self._recover(drive, step)
             if outcome in ("pending", "waiting_approval"):
-                outcome = self._run_step(run_id, playbook, step)
+                outcome = self._run_step(drive, playbook, step)
+            if outcome == "cancel_requested":
+                return self._finish(drive, "cancelled", f"cancelled by {drive.view.get('cancelled_by')}")
             if outcome in ("waiting", "paused"):
-                return str(get_run(self.store, run_id).body.get("status"))
+                self._commit(drive)
+                return str(drive.view.get("status"))
             if outcome in ("failed", "cancelled", "interrupted") and step.on_error == "stop":
-                return self._finish(run_id, outcome, f"step {step.id} {outcome}")
-        return self._finish(run_id, "succeeded", None)
+                return self._finish(drive, outcome, f"step {step.id} {outcome}")
+        return self._finish(drive, "succeeded", None)
 
-    def _recover(self, run_id: str, body: Mapping[str, Any], step: Step) -> str:
+    def _recover(self, drive: _Drive, step: Step) -> str:
         """A step left ``running`` by a process that stopped: run it again only if its action
         is idempotent."""
+        name = drive.view.get("playbook")
         action = ACTIONS.get(step.action)
         if action is not None and action.idempotent:
-            self._set_step(run_id, step.id, status="pending")
-            record_change(
-                self.store,
-                body,
-                run_id,
-                actor=actor_of(body),
-                action="playbook.step.resumed",
-                text=f"{body.get('playbook')}: step {step.id} resumed after a restart",
-                details={"step": step.id},
+            self._defer(
+                drive,
+                _step_change(step.id, status="pending"),
+                [_Note("playbook.step.resumed", f"{name}: step {step.id} resumed after a restart", {"step": step.id})],
             )
             return "pending"
-        updated = self._set_step(
-            run_id,
-            step.id,
-            status="interrupted",
-            finished_at=now_text(),
-            error="the process running this step stopped; not repeated because the action is not idempotent"
-            " — check by hand what it did",
-        )
-        record_change(
-            self.store,
-            updated,
-            run_id,
-            actor=actor_of(updated),
-            action="playbook.step.interrupted",
-            text=f"{updated.get('playbook')}: step {step.id} interrupted (not repeated)",
-            details={"step": step.id},
+        self._defer(
+            drive,
+            _step_change(
+                step.id,
+                status="interrupted",
+                finished_at=now_text(),
+                error="the process running this step stopped; not repeated because the action is not idempotent"
+                " — check by hand what it did",
+            ),
+            [
+                _Note(
+                    "playbook.step.interrupted", f"{name}: step {step.id} interrupted (not repeated)", {"step": step.id}
+                )
+            ],
         )
         return "interrupted"
 
@@ -382,60 +525,59 @@ class Runner:
             "agency": agency,
         }
 
-    def _step_failed(self, run_id: str, step_id: str, error: str, *, status: str = "failed") -> str:
-        updated = self._set_step(run_id, step_id, status=status, error=error, finished_at=now_text())
-        record_change(
-            self.store,
-            updated,
-            run_id,
-            actor=actor_of(updated),
-            action=f"playbook.step.{status}",
-            text=f"{updated.get('playbook')}: step {step_id} {status}: {error}",
-            details={"step": step_id, "error": error},
+    def _step_failed(self, drive: _Drive, step_id: str, error: str, *, status: str = "failed") -> str:
+        self._defer(
+            drive,
+            _step_change(step_id, status=status, error=error, finished_at=now_text()),
+            [
+                _Note(
+                    f"playbook.step.{status}",
+                    f"{drive.view.get('playbook')}: step {step_id} {status}: {error}",
+                    {"step": step_id, "error": error},
+                )
+            ],
         )
         return status
 
-    def _run_step(self, run_id: str, playbook: Playbook, step: Step) -> str:
-        body = get_run(self.store, run_id).body
-        record = step_record(body, step.id)
-        context = self._context(body)
+    def _run_step(self, drive: _Drive, playbook: Playbook, step: Step) -> str:
+        record = step_record(drive.view, step.id)
+        context = self._context(drive.view)
         action_cls = ACTIONS.get(step.action)
         if action_cls is None:
-            return self._step_failed(run_id, step.id, f"no action {step.action!r} is registered in this process")
+            return self._step_failed(drive, step.id, f"no action {step.action!r} is registered in this process")
         approval = record.get("approval")
         if approval is None:  # the condition is decided once, before anyone is asked to approve
             if step.if_ is not None:
                 try:
                     wanted = evaluate(step.if_, context, what=f"step {step.id} if")
                 except PlaybookError as exc:
-                    return self._step_failed(run_id, step.id, exc.render())
+                    return self._step_failed(drive, step.id, exc.render())
                 if not wanted:
-                    updated = self._set_step(run_id, step.id, status="skipped", finished_at=now_text())
-                    record_change(
-                        self.store,
-                        updated,
-                        run_id,
-                        actor=actor_of(updated),
-                        action="playbook.step.skipped",
-                        text=f"{playbook.name}: step {step.id} skipped (if: false)",
-                        details={"step": step.id},
+                    self._defer(
+                        drive,
+                        _step_change(step.id, status="skipped", finished_at=now_text()),
+                        [
+                            _Note(
+                                "playbook.step.skipped",
+                                f"{playbook.name}: step {step.id} skipped (if: false)",
+                                {"step": step.id},
+                            )
+                        ],
                     )
                     return "skipped"
             if step.approval is not None or action_cls.gated:
-                return self._ask_approval(run_id, playbook, step)
+                return self._ask_approval(drive, playbook, step)
         elif approval.get("decision") == "rejected":
-            return self._step_failed(run_id, step.id, f"rejected by {approval.get('decided_by')}", status="cancelled")
+            return self._step_failed(drive, step.id, f"rejected by {approval.get('decided_by')}", status="cancelled")
         elif approval.get("decision") != "approved":
             if parse_timestamp(str(approval["expires_at"])) <= utcnow():
                 return self._step_failed(
-                    run_id, step.id, f"the approval expired at {approval['expires_at']}", status="cancelled"
+                    drive, step.id, f"the approval expired at {approval['expires_at']}", status="cancelled"
                 )
             return "waiting"
-        if body.get("status") == "waiting_approval":
-            self._set_run(run_id, status="running")
-        return self._attempts(run_id, step, context, body)
+        return self._attempts(drive, step, context)
 
-    def _ask_approval(self, run_id: str, playbook: Playbook, step: Step) -> str:
+    def _ask_approval(self, drive: _Drive, playbook: Playbook, step: Step) -> str:
         gate = step.approval
         requested = utcnow()
         expires = requested + approval_expiry(playbook, step.id, self.settings.playbooks.approval_expiry_minutes)
@@ -455,35 +597,31 @@ class Runner:
             body["status"] = "waiting_approval"
             return with_step(body, step.id, status="waiting_approval", approval=approval)
 
-        doc = mutate(self.store, run_id, change)
-        assert doc is not None
-        record_change(
-            self.store,
-            doc.body,
-            run_id,
-            actor=actor_of(doc.body),
-            action="playbook.step.waiting_approval",
-            text=f"{playbook.name}: step {step.id} waits for approval by {', '.join(roles)} "
-            f"until {approval['expires_at']}",
-            details={"step": step.id},
+        note = _Note(
+            "playbook.step.waiting_approval",
+            f"{playbook.name}: step {step.id} waits for approval by {', '.join(roles)} until {approval['expires_at']}",
+            {"step": step.id},
         )
+        if not self._commit(drive, change, [note], cancellable=True, refresh=True):
+            return "cancel_requested"
         return "waiting"
 
-    def _attempts(self, run_id: str, step: Step, context: Mapping[str, Any], body: Mapping[str, Any]) -> str:
+    def _attempts(self, drive: _Drive, step: Step, context: Mapping[str, Any]) -> str:
         action_cls = ACTIONS[step.action]
+        body = drive.view
         try:
             rendered = render(step.with_, context, what=f"step {step.id} with")
             params = action_cls.Params.model_validate(rendered)
         except PlaybookError as exc:
-            return self._step_failed(run_id, step.id, exc.render())
+            return self._step_failed(drive, step.id, exc.render())
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in e['loc']) or '(params)'}: {e['msg']}" for e in exc.errors()
             )
-            return self._step_failed(run_id, step.id, f"parameters of {step.action} are not valid: {problems}")
+            return self._step_failed(drive, step.id, f"parameters of {step.action} are not valid: {problems}")
         dry_run = bool(body.get("dry_run")) or (action_cls.gated and not body.get("live_gated"))
         ctx = ActionContext(
-            run_id=run_id,
+            run_id=drive.run_id,
             step_id=step.id,
             tenant=str(body["tenant"]),
             dry_run=dry_run,
@@ -495,48 +633,50 @@ class Runner:
         attempts = int(step_record(body, step.id).get("attempts") or 0)
         while True:
             attempts += 1
-            started = step_record(get_run(self.store, run_id).body, step.id).get("started_at") or now_text()
-            updated = self._set_step(
-                run_id,
+            started = step_record(drive.view, step.id).get("started_at") or now_text()
+            resumed = drive.view.get("status") == "waiting_approval"  # an approved step: the run goes on
+            running = _step_change(
                 step.id,
+                lease=self._lease(step.timeout + self.lease_seconds),
+                run_status="running",
                 status="running",
                 attempts=attempts,
                 params=shown,
                 started_at=started,
                 error=None,
-                lease=step.timeout + self.lease_seconds,
             )
-            record_change(
-                self.store,
-                updated,
-                run_id,
-                actor=actor_of(updated),
-                action="playbook.step.running",
-                text=f"{updated.get('playbook')}: step {step.id} running (attempt {attempts})"
+            note = _Note(
+                "playbook.step.running",
+                f"{drive.view.get('playbook')}: step {step.id} running (attempt {attempts})"
                 + (" — dry run" if dry_run else ""),
-                details={"step": step.id, "attempt": attempts, "dry_run": dry_run},
+                {"step": step.id, "attempt": attempts, "dry_run": dry_run},
             )
+            # written before the action acts, so a restart knows it may have acted
+            if not self._commit(drive, running, [note], cancellable=True, refresh=resumed):
+                return "cancel_requested"
             call = self._call(action_cls(), ctx, params, step.timeout)
             if call.result is not None:
-                return self._succeeded(run_id, step, call.result, started)
+                return self._succeeded(drive, step, call.result, started)
             error = call.error or "failed"
             retry = attempts <= step.retries and (action_cls.idempotent or not call.timed_out)
-            if retry and not get_run(self.store, run_id).body.get("cancel_requested"):
+            if retry and not get_run(self.store, drive.run_id).body.get("cancel_requested"):
                 delay = min(self.settings.playbooks.retry_backoff_seconds * 2 ** (attempts - 1), MAX_BACKOFF)
                 # pending while waiting: a restart now runs the retry that was due anyway
-                self._set_step(
-                    run_id,
-                    step.id,
-                    status="pending",
-                    error=f"attempt {attempts}: {error}; retrying in {delay:g} s",
-                    lease=delay + self.lease_seconds,
+                self._commit(
+                    drive,
+                    _step_change(
+                        step.id,
+                        lease=self._lease(delay + self.lease_seconds),
+                        status="pending",
+                        error=f"attempt {attempts}: {error}; retrying in {delay:g} s",
+                    ),
                 )
                 if self.stop_event.wait(delay):
                     return "paused"
                 continue
             if call.timed_out and not action_cls.idempotent and attempts <= step.retries:
                 error += " (not retried: the action is not idempotent and may have acted)"
-            return self._step_failed(run_id, step.id, f"attempt {attempts}: {error}")
+            return self._step_failed(drive, step.id, f"attempt {attempts}: {error}")
 
     def _call(self, action: Any, ctx: ActionContext, params: Any, timeout: float) -> _Call:
         """The action in a thread of its own, waited for ``timeout`` seconds. A thread that
@@ -564,9 +704,11 @@ class Runner:
             return _Call(error=f"timed out after {timeout:g} s", timed_out=True)
         return call
 
-    def _succeeded(self, run_id: str, step: Step, result: ActionResult, started: str) -> str:
+    def _succeeded(self, drive: _Drive, step: Step, result: ActionResult, started: str) -> str:
         output = redact(dict(result.output), self.secrets)
         case_id = output.get("case_id") if isinstance(output.get("case_id"), str) else None
+        finished = now_text()
+        duration = _ms(started)
 
         def change(body: dict[str, Any]) -> dict[str, Any]:
             if case_id and not body.get("case_id"):
@@ -578,24 +720,18 @@ class Runner:
                 output=output,
                 changed=result.changed,
                 error=None,
-                finished_at=now_text(),
-                duration_ms=_ms(started),
+                finished_at=finished,
+                duration_ms=duration,
             )
 
-        doc = mutate(self.store, run_id, change)
-        assert doc is not None
-        record_change(
-            self.store,
-            doc.body,
-            run_id,
-            actor=actor_of(doc.body),
-            action="playbook.step.succeeded",
-            text=f"{doc.body.get('playbook')}: step {step.id} succeeded" + ("" if result.changed else " (no change)"),
-            details={"step": step.id, "changed": result.changed},
+        text = f"{drive.view.get('playbook')}: step {step.id} succeeded" + ("" if result.changed else " (no change)")
+        # written with the next step's start or the run's end: one write per transition
+        self._defer(
+            drive, change, [_Note("playbook.step.succeeded", text, {"step": step.id, "changed": result.changed})]
         )
         return "succeeded"
 
-    def _finish(self, run_id: str, status: str, error: str | None) -> str:
+    def _finish(self, drive: _Drive, status: str, error: str | None) -> str:
         finished = now_text()
         left = "cancelled" if status == "cancelled" else "skipped"
 
@@ -611,38 +747,14 @@ class Runner:
             ]
             return body
 
-        doc = mutate(self.store, run_id, change)
-        if doc is None:
-            return str(get_run(self.store, run_id).body.get("status"))
-        record_change(
-            self.store,
-            doc.body,
-            run_id,
-            actor=actor_of(doc.body),
-            action=f"playbook.run.{status}",
-            text=f"{doc.body.get('playbook')}: run {status}" + (f" ({error})" if error else ""),
-            details={"error": error} if error else None,
+        note = _Note(
+            f"playbook.run.{status}",
+            f"{drive.view.get('playbook')}: run {status}" + (f" ({error})" if error else ""),
+            {"error": error} if error else None,
         )
-        return status
-
-    def _set_run(self, run_id: str, **changes: Any) -> dict[str, Any]:
-        def change(body: dict[str, Any]) -> dict[str, Any]:
-            body.update(changes)
-            return body
-
-        doc = mutate(self.store, run_id, change)
-        assert doc is not None
-        return doc.body
-
-    def _set_step(self, run_id: str, step_id: str, *, lease: float | None = None, **changes: Any) -> dict[str, Any]:
-        def change(body: dict[str, Any]) -> dict[str, Any]:
-            if lease is not None:
-                body["lease"] = self._lease(lease)
-            return with_step(body, step_id, **changes)
-
-        doc = mutate(self.store, run_id, change)
-        assert doc is not None
-        return doc.body
+        if not self._commit(drive, change, [note], refresh=True):  # someone else ended it
+            return str(get_run(self.store, drive.run_id).body.get("status"))
+        return str(drive.view.get("status"))
 
 
 class RunnerThread(threading.Thread):

@@ -9,7 +9,7 @@ agency does not exist for the caller (:class:`NotVisible`, answered as 404).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -20,6 +20,7 @@ from playbooks.records import (
     FINAL,
     KIND,
     actor_of,
+    audit_change,
     auto_run_id,
     get_run,
     mutate,
@@ -27,12 +28,14 @@ from playbooks.records import (
     record_change,
     redact,
     step_record,
+    timeline_entry,
     with_step,
 )
 from soc_core.auth import PROVINCE
 from soc_core.errors import Conflict, NotVisible, PlaybookError
 from soc_core.events import parse_timestamp, utcnow
 from soc_core.store import Doc, Page, Store
+from soc_core.store.base import DocWrite
 from workflow.alerts import visible_alert
 from workflow.cases import visible_case
 from workflow.principals import Principal
@@ -153,31 +156,44 @@ def start_run(
 def start_auto_run(store: Store, *, playbook: Playbook, alert_id: str, alert: Mapping[str, Any]) -> Doc | None:
     """The run an alert-triggered playbook gets for a new alert, once: None if it exists
     already (another engine process, or this one before a restart, made it)."""
-    body = _new_run(
-        playbook,
-        tenant=str(alert["tenant"]),
-        alert_id=alert_id,
-        case_id=alert.get("case_id"),
-        trigger="alert",
-        started_by=f"playbook:{playbook.name}",
-        inputs=playbook.resolve_inputs({}),
-        dry_run=playbook.dry_run,
-        live_gated=False,
-    )
-    run_id = auto_run_id(playbook.name, alert_id)
-    try:
-        doc = store.create_doc(KIND, body, doc_id=run_id)
-    except Conflict:
-        return None
-    record_change(
-        store,
-        body,
-        run_id,
-        actor=actor_of(body),
-        action="playbook.run.start",
-        text=f"{playbook.name}: started by alert",
-    )
-    return doc
+    return start_auto_runs(store, [(playbook, alert_id, alert)])[0]
+
+
+def start_auto_runs(store: Store, starts: Sequence[tuple[Playbook, str, Mapping[str, Any]]]) -> list[Doc | None]:
+    """:func:`start_auto_run` for many (playbook, alert id, alert) at once — one bulk write
+    (one refresh) for the runs of a page of new alerts; per start the run, or None if it exists
+    already. A playbook whose inputs cannot be resolved raises before anything is written."""
+    made: list[tuple[str, dict[str, Any]]] = []
+    for playbook, alert_id, alert in starts:
+        body = _new_run(
+            playbook,
+            tenant=str(alert["tenant"]),
+            alert_id=alert_id,
+            case_id=alert.get("case_id"),
+            trigger="alert",
+            started_by=f"playbook:{playbook.name}",
+            inputs=playbook.resolve_inputs({}),
+            dry_run=playbook.dry_run,
+            live_gated=False,
+        )
+        run_id = auto_run_id(playbook.name, alert_id)
+        # the runner that made it drives it and copies its outbox to the alert's timeline then
+        body["timeline_outbox"] = [
+            timeline_entry(body, run_id, actor=actor_of(body), text=f"{playbook.name}: started by alert")
+        ]
+        made.append((run_id, body))
+    if not made:
+        return []
+    written = store.write_docs(KIND, [DocWrite(run_id, body) for run_id, body in made])
+    docs: list[Doc | None] = []
+    for (run_id, body), result in zip(made, written, strict=True):
+        if isinstance(result, Conflict):  # made already: once per alert and playbook
+            docs.append(None)
+            continue
+        # searchable with the run's next record (the runner's claim refreshes): many start at once
+        audit_change(store, body, run_id, actor=actor_of(body), action="playbook.run.start", refresh=False)
+        docs.append(result)
+    return docs
 
 
 def visible_run(store: Store, run_id: str, scope: tuple[str, ...] | None) -> Doc:
@@ -407,6 +423,7 @@ __all__ = [
     "may_approve",
     "rerun",
     "start_auto_run",
+    "start_auto_runs",
     "start_run",
     "visible_run",
 ]

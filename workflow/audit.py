@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from soc_core.config import Settings, load_settings
-from soc_core.errors import ConfigError, Conflict
+from soc_core.errors import ConfigError, Conflict, NotFound
 from soc_core.events import format_timestamp, utcnow
 from soc_core.store import Store
 
@@ -107,6 +107,29 @@ def key_id(key: bytes) -> str:
     return hmac.new(key, b"canhgac audit key id", hashlib.sha256).hexdigest()[:16]
 
 
+class _FairLock:
+    """A lock taken in the order asked for: a thread appending many records in a row (the
+    playbook runner starting a page of runs) does not starve the others, as a plain lock lets
+    the thread that just released it take it again at once."""
+
+    def __init__(self) -> None:
+        self._turns = threading.Condition()
+        self._next = 0
+        self._serving = 0
+
+    def __enter__(self) -> None:
+        with self._turns:
+            ticket = self._next
+            self._next += 1
+            while ticket != self._serving:
+                self._turns.wait()
+
+    def __exit__(self, *exc: object) -> None:
+        with self._turns:
+            self._serving += 1
+            self._turns.notify_all()
+
+
 @dataclass
 class _Trail:
     """The files one store's trail uses, the key once read, and the last head anchored here."""
@@ -117,7 +140,13 @@ class _Trail:
     anchor_every: int
     key: bytes | None = None
     last_anchor: tuple[int, str] | None = None
+    # the last record this process appended (seq, hash): where the next one most likely goes,
+    # read by id (real-time), so a record written without a refresh is never missed
+    head: tuple[int, str] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # one append at a time per process: threads racing for the head only make each other read
+    # and retry, and a busy one (the playbook runner's threads) could lose 50 times running
+    appending: _FairLock = field(default_factory=_FairLock)
 
     def load_key(self, *, create: bool) -> bytes:
         with self.lock:
@@ -193,6 +222,30 @@ def _head(store: Store) -> tuple[int, str]:
     return int(body["seq"]), str(body["hash"])
 
 
+def _record_at(store: Store, seq: int) -> tuple[int, str] | None:
+    try:
+        return seq, str(store.get_doc("audit", f"{seq:012d}").body["hash"])
+    except NotFound:
+        return None
+
+
+def _likely_head(store: Store, trail: _Trail) -> tuple[int, str]:
+    """The head to append to: the last record this process wrote if it is still there (one read
+    by id), else the newest searchable one."""
+    cached = trail.head
+    if cached is not None and _record_at(store, cached[0]) == cached:
+        return cached
+    return _head(store)
+
+
+def _after(store: Store, seq: int, previous: str) -> tuple[int, str]:
+    """The real head at or after ``seq``: records appended since (by any process, refreshed or
+    not) are followed by id."""
+    while (found := _record_at(store, seq + 1)) is not None:
+        seq, previous = found
+    return seq, previous
+
+
 def record(
     store: Store,
     *,
@@ -206,8 +259,11 @@ def record(
     request_id: str | None = None,
     source_ip: str | None = None,
     details: Mapping[str, Any] | None = None,
+    refresh: bool = True,
 ) -> int:
-    """Append one sealed record; returns its sequence number."""
+    """Append one sealed record; returns its sequence number. ``refresh=False`` (a writer
+    making many records, e.g. the playbook runner) leaves it unsearchable until the store's
+    next refresh; the chain is followed by id, so appending stays correct either way."""
     trail = _trail(store)
     key = trail.load_key(create=True)
     entry = _clip(
@@ -228,18 +284,23 @@ def record(
             "key_id": key_id(key),
         }
     )
-    for _ in range(50):
-        seq, previous = _head(store)
-        body = {**entry, "seq": seq + 1, "prev_hash": previous}
-        body["hash"] = _seal(key, previous, body)
-        try:
-            store.create_doc("audit", body, doc_id=f"{seq + 1:012d}")
-        except Conflict:
-            continue  # another writer took this place; chain onto theirs
-        if (seq + 1) % trail.anchor_every == 0:
-            _write_anchor(store, trail, key, seq + 1, body["hash"])
-        return seq + 1
-    raise Conflict("could not append to the audit trail after 50 tries")
+    with trail.appending:
+        seq, previous = _likely_head(store, trail)
+        for _ in range(50):
+            body = {**entry, "seq": seq + 1, "prev_hash": previous}
+            body["hash"] = _seal(key, previous, body)
+            try:
+                store.create_doc("audit", body, doc_id=f"{seq + 1:012d}", refresh=refresh)
+            except Conflict:  # another process took this place; chain onto theirs (and any after it)
+                seq, previous = _after(store, seq, previous)
+                continue
+            trail.head = (seq + 1, body["hash"])
+            break
+        else:
+            raise Conflict("could not append to the audit trail after 50 tries")
+    if (seq + 1) % trail.anchor_every == 0:
+        _write_anchor(store, trail, key, seq + 1, body["hash"])
+    return seq + 1
 
 
 # --- anchors ---------------------------------------------------------------------------------

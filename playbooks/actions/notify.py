@@ -175,7 +175,7 @@ def set_subject(message: EmailMessage, subject: str) -> None:
         message["Subject"] = subject
         return
     lines = _UTF8.header_encode_lines(subject, itertools.repeat(75 - len("Subject: ")))
-    message.set_raw("Subject", "\n ".join(lines))
+    message.set_raw("Subject", "\n ".join(line for line in lines if line))
 
 
 def _sign_in(client: smtplib.SMTP, username: str, password: str, *, where: str) -> None:

@@ -393,16 +393,19 @@ class Store(abc.ABC):
 
     # documents -----------------------------------------------------------------------------
     @abc.abstractmethod
-    def create_doc(self, kind: str, body: Mapping[str, Any], *, doc_id: str | None = None) -> Doc:
-        """Create; raises :class:`Conflict` if ``doc_id`` exists already."""
+    def create_doc(self, kind: str, body: Mapping[str, Any], *, doc_id: str | None = None, refresh: bool = True) -> Doc:
+        """Create; raises :class:`Conflict` if ``doc_id`` exists already. With ``refresh=False``
+        the write need not be searchable at once (``list_docs``); a read by id sees it anyway.
+        Elasticsearch then skips its refresh (the dearest part of a write); SQLite ignores it."""
 
     @abc.abstractmethod
     def get_doc(self, kind: str, doc_id: str) -> Doc:
         """Raises :class:`NotFound`."""
 
     @abc.abstractmethod
-    def update_doc(self, kind: str, doc_id: str, body: Mapping[str, Any], *, version: str) -> Doc:
-        """Replace the body if the stored version is still ``version``; else :class:`Conflict`."""
+    def update_doc(self, kind: str, doc_id: str, body: Mapping[str, Any], *, version: str, refresh: bool = True) -> Doc:
+        """Replace the body if the stored version is still ``version``; else :class:`Conflict`.
+        ``refresh`` as for :meth:`create_doc`."""
 
     @abc.abstractmethod
     def put_doc(self, kind: str, doc_id: str, body: Mapping[str, Any]) -> Doc:

@@ -1027,13 +1027,15 @@ class ElasticsearchStore(Store):
     def _body(source: Mapping[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in source.items() if k != DOC_ID_FIELD}
 
-    def _write_doc(self, what: str, kind: str, doc_id: str, body: Mapping[str, Any], **kwargs: Any) -> Doc:
+    def _write_doc(
+        self, what: str, kind: str, doc_id: str, body: Mapping[str, Any], *, refresh: bool = True, **kwargs: Any
+    ) -> Doc:
         try:
             response = self.client.index(
                 index=self._doc_index(kind),
                 id=doc_id,
                 document={**body, DOC_ID_FIELD: doc_id},
-                refresh=True,
+                refresh=refresh,
                 **kwargs,
             )
         except ApiError as exc:
@@ -1047,10 +1049,10 @@ class ElasticsearchStore(Store):
             raise self._translate(what, exc) from exc
         return Doc(doc_id, self._version(response.body), dict(body))
 
-    def create_doc(self, kind: str, body: Mapping[str, Any], *, doc_id: str | None = None) -> Doc:
+    def create_doc(self, kind: str, body: Mapping[str, Any], *, doc_id: str | None = None, refresh: bool = True) -> Doc:
         from uuid import uuid4  # noqa: PLC0415 - only creates need it
 
-        return self._write_doc("create", kind, doc_id or uuid4().hex, body, op_type="create")
+        return self._write_doc("create", kind, doc_id or uuid4().hex, body, refresh=refresh, op_type="create")
 
     def get_doc(self, kind: str, doc_id: str) -> Doc:
         try:
@@ -1063,13 +1065,18 @@ class ElasticsearchStore(Store):
             raise self._translate("read a document", exc) from exc
         return Doc(doc_id, self._version(response.body), self._body(response["_source"]))
 
-    def update_doc(self, kind: str, doc_id: str, body: Mapping[str, Any], *, version: str) -> Doc:
+    def update_doc(self, kind: str, doc_id: str, body: Mapping[str, Any], *, version: str, refresh: bool = True) -> Doc:
         try:
             seq_no, primary_term = (int(part) for part in version.split(":"))
         except ValueError as exc:
             raise Conflict(f"{kind}/{doc_id}: version {version!r} is not one this store gave out") from exc
-        self.get_doc(kind, doc_id)  # NotFound rather than a create
-        return self._write_doc("update", kind, doc_id, body, if_seq_no=seq_no, if_primary_term=primary_term)
+        try:  # a missing document is a 409 too (no create): a read then tells which it was
+            return self._write_doc(
+                "update", kind, doc_id, body, refresh=refresh, if_seq_no=seq_no, if_primary_term=primary_term
+            )
+        except Conflict:
+            self.get_doc(kind, doc_id)  # NotFound when it is gone
+            raise
 
     def put_doc(self, kind: str, doc_id: str, body: Mapping[str, Any]) -> Doc:
         return self._write_doc("save", kind, doc_id, body)

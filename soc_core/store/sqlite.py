@@ -92,6 +92,7 @@ class _ForkGuard:
     other threads (API requests, sensors) use this store, and they open their own connections.
     So every SQLite call of this module runs inside :meth:`inside`, and a fork (``before``)
     stops new calls and waits for those running to end. Calls nest; only the outermost counts.
+    :meth:`SqliteStore.close` waits the same way before closing connections.
     """
 
     def __init__(self) -> None:
@@ -338,7 +339,7 @@ class SqliteStore(Store):
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        self._connections: dict[threading.Thread, tuple[int, sqlite3.Connection]] = {}
         self._lock = threading.Lock()
 
     @property
@@ -361,7 +362,16 @@ class SqliteStore(Store):
         sqlite_functions.register(conn)
         self._local.conn = conn
         with self._lock:
-            self._connections.append(conn)
+            # a thread that ended cannot use its connection again: close it, or every short-lived
+            # thread (a playbook step runs in one of its own) leaves its files open until the
+            # process runs out of descriptors ("unable to open database file")
+            # (in a forked child the parent's threads look ended: their connections are the
+            # parent's, never closed here)
+            for thread in [thread for thread in self._connections if not thread.is_alive()]:
+                pid, ended = self._connections.pop(thread)
+                if pid == os.getpid():
+                    ended.close()
+            self._connections[threading.current_thread()] = (os.getpid(), conn)
         return conn
 
     def select(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -414,11 +424,20 @@ class SqliteStore(Store):
         return type(self)(self.path)
 
     def close(self) -> None:
-        with _FORK_GUARD.inside(), self._lock:
-            for conn in self._connections:
-                conn.close()
-            self._connections.clear()
-        self._local = threading.local()
+        """Close every connection of this store once no other thread is inside SQLite (as a fork
+        waits): a connection closed while another thread runs a statement on it is freed under
+        that thread, and the process dies with SIGSEGV — e.g. a playbook run still writing its
+        last step while ``soc up`` shuts down. A thread using the store afterwards opens a new
+        connection."""
+        _FORK_GUARD.before()
+        try:
+            with self._lock:
+                for _, conn in self._connections.values():
+                    conn.close()
+                self._connections.clear()
+            self._local = threading.local()
+        finally:
+            _FORK_GUARD.after_in_parent()
 
     # events --------------------------------------------------------------------------------
     def add_events(self, events: Sequence[Event], *, encoded: Sequence[bytes] | None = None) -> BulkResult:
@@ -616,7 +635,7 @@ class SqliteStore(Store):
     def _dump(body: Mapping[str, Any]) -> str:
         return json.dumps(dict(body), ensure_ascii=False, separators=(",", ":"))
 
-    def create_doc(self, kind: str, body: Mapping[str, Any], *, doc_id: str | None = None) -> Doc:
+    def create_doc(self, kind: str, body: Mapping[str, Any], *, doc_id: str | None = None, refresh: bool = True) -> Doc:
         check_kind(kind)
         from uuid import uuid4  # noqa: PLC0415 - only creates need it
 
@@ -638,7 +657,7 @@ class SqliteStore(Store):
             raise NotFound(f"no {kind} document {doc_id!r}")
         return self._doc(doc_id, rows[0][0], rows[0][1])
 
-    def update_doc(self, kind: str, doc_id: str, body: Mapping[str, Any], *, version: str) -> Doc:
+    def update_doc(self, kind: str, doc_id: str, body: Mapping[str, Any], *, version: str, refresh: bool = True) -> Doc:
         check_kind(kind)
         try:
             expected = int(version)

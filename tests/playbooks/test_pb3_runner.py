@@ -430,3 +430,33 @@ def test_pb3_an_alert_stored_after_newer_ones_is_started_by_the_sweep(
     assert runner.trigger_new_alerts() == 1  # poll 31 sweeps the margin again
     assert runner.trigger_new_alerts() == 0
     assert sorted(d.body["alert_id"] == late for d in list_runs(pstore, scope=None).items) == [False, True]
+
+
+def test_pb3_a_freed_slot_is_filled_at_once_not_at_the_next_poll(
+    pstore: Store, make_runner: Callable[..., Runner], settings: Any
+) -> None:
+    """One slot and an hour between polls: the three queued runs still all finish, because each
+    run that ends while others wait wakes the loop (the slot used to stay empty until the next poll,
+    capping a runner at max_concurrent_runs / poll_seconds runs per second)."""
+    k = key()
+    book = playbook(f"name: queued\nsteps:\n  - id: hold\n    action: test.block\n    with: {{key: {k}}}\n")
+    slow = settings.model_copy(
+        update={"playbooks": settings.playbooks.model_copy(update={"max_concurrent_runs": 1, "poll_seconds": 3600})}
+    )
+    runner = make_runner(book, settings=slow)
+    runs = [start_run(pstore, playbook=book, alert_id=make_alert(pstore), scope=None, actor="t") for _ in range(3)]
+    gate(k).set()
+    loop = threading.Thread(target=runner.run_forever, daemon=True)
+    loop.start()
+    try:
+        finished = wait_for(
+            lambda: sum(get_run(pstore, r.id).body["status"] == "succeeded" for r in runs),
+            "the queued runs to finish one after another",
+            until=lambda n: n == len(runs),
+            stall=30.0,
+        )
+    finally:
+        runner.close(wait=False)
+        loop.join(timeout=60)
+    assert finished == 3 and CALLS[k] == 3
+    assert not loop.is_alive(), "close() wakes the loop out of its hour-long wait"
