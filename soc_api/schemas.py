@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from reports.model import WeeklyReport
 from soc_core.alert_status import AlertStatus, SettableStatus
 
 
@@ -571,4 +572,29 @@ class JobPage(BaseModel):
 
 class JobRunPage(BaseModel):
     items: list[JobRunPublic]
+    next_cursor: str | None = None
+
+
+class WeeklyReportRequest(Strict):
+    week: str = Field(pattern=r"^\d{4}-W\d{2}$", description="ISO week, e.g. 2026-W48")
+    tenant: str = Field("*", min_length=1, max_length=40, description="An agency's tenant id, or * for the province")
+
+
+class ReportSummary(BaseModel):
+    id: str
+    kind: str
+    tenant: str
+    week: str
+    name: str
+    generated_at: str
+    generated_by: str
+    job: str | None = None
+
+
+class ReportPublic(ReportSummary):
+    report: WeeklyReport
+
+
+class ReportPage(BaseModel):
+    items: list[ReportSummary]
     next_cursor: str | None = None

@@ -377,6 +377,21 @@ class DigestSettings(JobTrigger):
     recipients: list[DigestRecipient] = Field(default_factory=list, max_length=1000)
 
 
+class WeeklyReportRecipient(_Section):
+    address: str = Field(min_length=3, max_length=254)
+    tenant: str = Field("*", pattern=r"^(\*|[a-z][a-z0-9_]{1,39})$")  # an agency's report, or * the province's
+    language: Literal["vi", "en"] = "vi"
+    format: Literal["pdf", "html"] = "pdf"  # the attachment
+
+
+class WeeklyReportSettings(JobTrigger):
+    """The managers' weekly report (``scheduling.jobs.weekly_report``): the previous ISO week of
+    each tenant a recipient follows, stored and e-mailed through ``playbooks.smtp``."""
+
+    cron: str | None = Field("0 7 * * 1", max_length=200)  # Monday 07:00 in scheduler.timezone
+    recipients: list[WeeklyReportRecipient] = Field(default_factory=list, max_length=1000)
+
+
 class SchedulerSettings(_Section):
     """The scheduler (``scheduling``): which processes run it and when each job runs."""
 
@@ -389,6 +404,7 @@ class SchedulerSettings(_Section):
     silence: SilenceSettings = SilenceSettings()  # every 5 minutes
     hunts: list[HuntSettings] = Field(default_factory=list, max_length=500)
     digest: DigestSettings = DigestSettings()  # 07:00 every day
+    weekly_report: WeeklyReportSettings = WeeklyReportSettings()  # Monday 07:00
     throttle_purge: FrequentJob = FrequentJob()  # every hour
 
     @field_validator("timezone")
@@ -573,6 +589,8 @@ __all__ = [
     "StoreSettings",
     "ThrottleSettings",
     "WebhookSettings",
+    "WeeklyReportRecipient",
+    "WeeklyReportSettings",
     "load_settings",
     "read_config_file",
     "validate_config",

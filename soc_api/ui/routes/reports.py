@@ -1,0 +1,140 @@
+"""The managers' pages: "Reports" (a week picker and an agency choice limited to the caller's
+agencies; the stored report of that week shown in a sandboxed frame, its PDF to download, and
+for managers and admins "generate") and the dashboard (open alerts by level, alerts per day,
+MTTA/MTTR per week, top rules, sensor health — counted by the store, :mod:`reports.dashboard`).
+
+The same services and checks as ``/api/reports``: an agency's report for its members, the
+province's (``*``) for province-wide members, generation audited the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import HTMLResponse
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from reports import stored
+from reports.cli import last_week
+from reports.dashboard import dashboard
+from reports.render import CONTENT_TYPES
+from reports.render import render as render_report
+from soc_api.deps import CurrentPrincipal, SettingsDep, StoreDep, TenantScope
+from soc_api.routes.reports import HTML_CSP, ReportId, generate_weekly
+from soc_api.schemas import WeeklyReportRequest
+from soc_api.ui.forms import FormDep
+from soc_api.ui.render import render
+from soc_core.errors import InvalidInput, NotFound, NotVisible
+from soc_core.store import Store
+from soc_core.store.base import MAX_LIST_SIZE
+
+router = APIRouter(prefix="/ui", include_in_schema=False)
+Week = Annotated[str, Query(pattern=r"^(\d{4}-W\d{2})?$")]
+Tenant = Annotated[str, Query(max_length=40)]
+
+
+def _choices(store: Store, scope: tuple[str, ...] | None) -> list[tuple[str, str]]:
+    """(tenant, name) the caller may pick: the province first for province-wide callers."""
+    names = {
+        doc.id: str(doc.body.get("name") or doc.id) for doc in store.list_docs("tenants", size=MAX_LIST_SIZE).items
+    }
+    if scope is None:
+        return [(stored.PROVINCE, ""), *sorted(names.items())]
+    return [(tenant, names.get(tenant, tenant)) for tenant in scope]
+
+
+def _pick(choices: list[tuple[str, str]], tenant: str) -> str:
+    allowed = [value for value, _ in choices]
+    if not tenant:
+        return allowed[0]
+    if tenant not in allowed:
+        raise NotVisible("no such agency", target=f"reports/{tenant}", owner=None if tenant == "*" else tenant)
+    return tenant
+
+
+@router.get("/reports", response_class=HTMLResponse)
+def reports_page(
+    request: Request,
+    store: StoreDep,
+    settings: SettingsDep,
+    scope: TenantScope,
+    principal: CurrentPrincipal,
+    week: Week = "",
+    tenant: Tenant = "",
+) -> HTMLResponse:
+    choices = _choices(store, scope)
+    chosen_week = week or last_week(ZoneInfo(settings.reports.timezone))
+    chosen = _pick(choices, tenant)
+    report_id = stored.report_id(chosen, chosen_week)
+    try:
+        doc = stored.get(store, report_id, scope)
+    except NotFound:
+        doc = None
+    writable = principal.tenants_for("reports:write")
+    return render(
+        request,
+        "reports.html",
+        choices=choices,
+        week=chosen_week,
+        tenant=chosen,
+        doc=doc,
+        report_id=report_id,
+        may_generate=writable is None or (chosen != stored.PROVINCE and chosen in writable),
+    )
+
+
+@router.post("/reports", response_class=HTMLResponse)
+async def generate_report(
+    request: Request,
+    form: FormDep,
+    store: StoreDep,
+    settings: SettingsDep,
+    scope: TenantScope,
+    principal: CurrentPrincipal,
+) -> Response:
+    """Generate (or replace) the week's report, then show it."""
+    try:
+        body = WeeklyReportRequest(week=form.get("week"), tenant=form.get("tenant") or "*")
+    except ValidationError as exc:
+        raise InvalidInput("not an ISO week or an agency", where="week", hint="pick a week such as 2026-W48") from exc
+    await generate_weekly(body, request, store, settings, scope, principal)
+    target = "/ui/reports?" + urlencode({"week": body.week, "tenant": body.tenant})
+    return Response(status_code=204, headers={"HX-Redirect": target})
+
+
+@router.get("/reports/{report_id}/document")
+async def report_document(
+    report_id: ReportId,
+    store: StoreDep,
+    scope: TenantScope,
+    fmt: Annotated[Literal["pdf", "html"], Query(alias="format")] = "html",
+    lang: Annotated[Literal["vi", "en"], Query()] = "vi",
+    download: Annotated[bool, Query()] = False,
+) -> Response:
+    """The stored report as the page's frame shows it (HTML) or as a file (PDF)."""
+    doc = stored.get(store, report_id, scope)
+    data = await run_in_threadpool(render_report, stored.load(doc), fmt=fmt, lang=lang)
+    disposition = "attachment" if download or fmt == "pdf" else "inline"
+    headers = {"Content-Disposition": f'{disposition}; filename="canhgac-{doc.id}-{lang}.{fmt}"'}
+    if fmt == "html":  # framed by the reports page only; its own style and data: charts, nothing else
+        headers.update({"Content-Security-Policy": HTML_CSP, "X-Frame-Options": "SAMEORIGIN"})
+    return Response(content=data, media_type=CONTENT_TYPES[fmt], headers=headers)
+
+
+@router.get("/dashboard", response_class=HTMLResponse)
+def dashboard_page(
+    request: Request, store: StoreDep, settings: SettingsDep, scope: TenantScope, tenant: Tenant = ""
+) -> HTMLResponse:
+    choices = _choices(store, scope)
+    chosen = _pick(choices, tenant)
+    tenants = None if chosen == stored.PROVINCE else (chosen,)
+    board = dashboard(store, settings, tenants)
+    peak = max([count for _, count in board.days] + [1])
+    return render(request, "dashboard.html", choices=choices, tenant=chosen, board=board, peak=peak)
+
+
+__all__ = ["router"]
