@@ -1,6 +1,7 @@
-"""The managers' dashboard between Mondays (:func:`dashboard`): open alerts by level, alerts per
-day over the last 30 days, MTTA/MTTR per week over the last 8 weeks, the top rules of the last
-30 days and the sensors' health — for the caller's agencies only.
+"""The managers' dashboard between Mondays (:func:`dashboard`): open alerts by level (and, for the
+province, by agency), alerts per day over the last 30 days, MTTA/MTTR per week over the last 8
+weeks, the top rules of the last 30 days and the sensors' health (uptime over the last 7 days,
+as the weekly report counts it, and the silent ones) — for the caller's agencies only.
 
 Like the weekly report, every number is counted by the store (:meth:`Store.aggregate_docs`
 through :func:`~soc_core.store.docquery.doc_query`, which always carries the tenant filter);
@@ -14,7 +15,17 @@ from datetime import UTC, datetime, time, timedelta
 from itertools import pairwise
 from zoneinfo import ZoneInfo
 
-from reports.metrics import ACK_MS, RESOLVE_MS, TOP, week_bounds
+from reports.metrics import (
+    ACK_MS,
+    RESOLVE_MS,
+    TOP,
+    _ratio,
+    _sensor_docs,
+    _sensor_uptime,
+    _uptimes,
+    _Window,
+    week_bounds,
+)
 from reports.model import LEVELS
 from soc_core.alert_status import OPEN_STATUSES
 from soc_core.config import Settings
@@ -24,6 +35,7 @@ from soc_core.store.docquery import MAX_GROUPS, Condition, DocQuery, between, do
 
 DAYS = 30
 WEEKS = 8
+UPTIME_DAYS = 7
 
 
 @dataclass(frozen=True)
@@ -35,10 +47,19 @@ class WeekResponse:
 
 
 @dataclass(frozen=True)
+class SensorUptime:
+    name: str
+    tenant: str
+    uptime: float | None  # share of the last UPTIME_DAYS days its heartbeats vouch for; None: never reported
+
+
+@dataclass(frozen=True)
 class Sensors:
     total: int
     silent: int  # no heartbeat for reports.silent_after_minutes, or never one
     silent_names: list[str]
+    uptime: float | None  # all reporting sensors together, over the last UPTIME_DAYS days
+    by_sensor: list[SensorUptime]  # lowest uptime first (never reported: first of all)
 
 
 @dataclass(frozen=True)
@@ -46,6 +67,7 @@ class Dashboard:
     tenants: tuple[str, ...] | None  # None: the province
     open_by_level: dict[str, int]
     open_total: int
+    open_by_agency: list[tuple[str, int]]  # (tenant, open alerts), the province only; most first
     days: list[tuple[str, int]]  # (YYYY-MM-DD local, alerts created that day), oldest first
     weeks: list[WeekResponse]  # oldest first, the running week last
     top_rules: list[tuple[str, int]]  # (rule name, alerts in the last DAYS days)
@@ -72,6 +94,10 @@ def dashboard(
     )
     counted = {group.key: group.count for group in open_groups}
     open_by_level = {level: counted.get(level, 0) for level in reversed(LEVELS)}
+    open_by_agency = []
+    if tenants is None:
+        by_tenant = store.aggregate_docs(query("alerts", term("status", *OPEN_STATUSES)), by="tenant", limit=MAX_GROUPS)
+        open_by_agency = [(group.key, group.count) for group in by_tenant]
 
     today = now.astimezone(zone).date()
     midnights = [
@@ -113,15 +139,32 @@ def dashboard(
     (sensor_total,) = store.aggregate_docs(
         query("sensors"), filters={"stale": between("last_seen", lt=silent_since), "never": missing("last_seen")}
     )
+    # uptime as the weekly report counts it (heartbeat hours), over the last UPTIME_DAYS days
+    window = _Window(store, settings, tenants, now - timedelta(days=UPTIME_DAYS), now, now)
+    sensor_docs = _sensor_docs(window)
+    uptimes = _uptimes(window, sensor_docs)
+    by_sensor = [
+        SensorUptime(
+            name=str(doc.body.get("name") or doc.id),
+            tenant=str(doc.body.get("tenant")),
+            uptime=_ratio(min(uptimes[doc.id].covered, uptimes[doc.id].expected), uptimes[doc.id].expected)
+            if doc.body.get("last_seen")
+            else None,
+        )
+        for doc in sensor_docs
+    ]
     sensors = Sensors(
         total=sensor_total.count,
         silent=sensor_total.filters["stale"] + sensor_total.filters["never"],
         silent_names=silent,
+        uptime=_sensor_uptime(sensor_docs, uptimes),
+        by_sensor=sorted(by_sensor, key=lambda row: (-1.0 if row.uptime is None else row.uptime, row.name)),
     )
     return Dashboard(
         tenants=tenants,
         open_by_level=open_by_level,
         open_total=sum(open_by_level.values()),
+        open_by_agency=open_by_agency,
         days=days,
         weeks=weeks,
         top_rules=top_rules,
@@ -129,4 +172,4 @@ def dashboard(
     )
 
 
-__all__ = ["DAYS", "WEEKS", "Dashboard", "Sensors", "WeekResponse", "dashboard"]
+__all__ = ["DAYS", "UPTIME_DAYS", "WEEKS", "Dashboard", "SensorUptime", "Sensors", "WeekResponse", "dashboard"]

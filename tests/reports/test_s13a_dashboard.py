@@ -13,6 +13,7 @@ from soc_core.store import Store
 from tests.reports.seeded_week import ALERTS, _alert
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)  # Tuesday 07:00 local, in W49
+BORN = "2026-11-01T00:00:00.000Z"  # the sensors' records (the sensors service always sets it)
 
 
 def test_s13a_4_dashboard_numbers_from_the_store(store: Store, tmp_path: Path) -> None:
@@ -20,12 +21,28 @@ def test_s13a_4_dashboard_numbers_from_the_store(store: Store, tmp_path: Path) -
     accounts.add_tenant(store, tenant_id="health", name="Sở Y tế")
     for seed in ALERTS:
         _alert(store, seed)
-    store.create_doc("sensors", {"tenant": "police", "name": "net-1", "kind": "network", "last_seen": None})
     store.create_doc(
-        "sensors", {"tenant": "police", "name": "log-1", "kind": "log", "last_seen": "2026-11-30T23:59:00.000Z"}
+        "sensors", {"tenant": "police", "name": "net-1", "kind": "network", "last_seen": None, "created_at": BORN}
     )
     store.create_doc(
-        "sensors", {"tenant": "health", "name": "hlog-1", "kind": "log", "last_seen": "2026-11-30T20:00:00.000Z"}
+        "sensors",
+        {
+            "tenant": "police",
+            "name": "log-1",
+            "kind": "log",
+            "last_seen": "2026-11-30T23:59:00.000Z",
+            "created_at": BORN,
+        },
+    )
+    store.create_doc(
+        "sensors",
+        {
+            "tenant": "health",
+            "name": "hlog-1",
+            "kind": "log",
+            "last_seen": "2026-11-30T20:00:00.000Z",
+            "created_at": BORN,
+        },
     )
     settings = Settings(data_dir=tmp_path)
 

@@ -26,8 +26,10 @@ from reports.render import render as render_report
 from soc_api.deps import CurrentPrincipal, SettingsDep, StoreDep, TenantScope
 from soc_api.routes.reports import HTML_CSP, ReportId, generate_weekly
 from soc_api.schemas import WeeklyReportRequest
+from soc_api.ui import charts as charts_of
 from soc_api.ui.forms import FormDep
-from soc_api.ui.render import render
+from soc_api.ui.i18n import translator
+from soc_api.ui.render import language_of, render
 from soc_core.errors import InvalidInput, NotFound, NotVisible
 from soc_core.store import Store
 from soc_core.store.base import MAX_LIST_SIZE
@@ -35,6 +37,8 @@ from soc_core.store.base import MAX_LIST_SIZE
 router = APIRouter(prefix="/ui", include_in_schema=False)
 Week = Annotated[str, Query(pattern=r"^(\d{4}-W\d{2})?$")]
 Tenant = Annotated[str, Query(max_length=40)]
+UPTIME_GOOD = 0.95  # below it a sensor's bar is drawn as a warning
+UPTIME_ROWS = 12  # the dashboard charts the sensors of lowest uptime; the table lists them all
 
 
 def _choices(store: Store, scope: tuple[str, ...] | None) -> list[tuple[str, str]]:
@@ -133,8 +137,69 @@ def dashboard_page(
     chosen = _pick(choices, tenant)
     tenants = None if chosen == stored.PROVINCE else (chosen,)
     board = dashboard(store, settings, tenants)
-    peak = max([count for _, count in board.days] + [1])
-    return render(request, "dashboard.html", choices=choices, tenant=chosen, board=board, peak=peak)
+    t = translator(language_of(request))
+    names = dict(choices)
+    minutes, hours = t("dashboard.minutes"), t("dashboard.hours")
+
+    def seconds_as(value: float | None, unit: float, suffix: str) -> str:
+        return "—" if value is None else f"{value / unit:.1f} {suffix}"
+
+    charts = {
+        "open": charts_of.bars(
+            [(t(f"level.{level}"), count, str(count), f"lvl-{level}") for level, count in board.open_by_level.items()]
+        ),
+        "agencies": charts_of.bars(
+            [(names.get(key, key), count, str(count), "bar") for key, count in board.open_by_agency]
+        ),
+        "days": charts_of.columns(board.days),
+        "mtta": charts_of.line(
+            [(row.week, row.mtta_seconds, seconds_as(row.mtta_seconds, 60, minutes)) for row in board.weeks],
+            unit=60,
+            suffix=minutes,
+        ),
+        "mttr": charts_of.line(
+            [(row.week, row.mttr_seconds, seconds_as(row.mttr_seconds, 3600, hours)) for row in board.weeks],
+            unit=3600,
+            suffix=hours,
+        ),
+        "rules": charts_of.bars([(name, count, str(count), "bar") for name, count in board.top_rules]),
+        "uptime": charts_of.bars(
+            [
+                (
+                    row.name if tenants else f"{row.name} ({names.get(row.tenant, row.tenant)})",
+                    row.uptime or 0.0,
+                    "—" if row.uptime is None else f"{row.uptime * 100:.1f}%",
+                    "bar-bad" if row.uptime is None or row.uptime < UPTIME_GOOD else "bar-good",
+                )
+                for row in board.sensors.by_sensor[:UPTIME_ROWS]
+            ],
+            scale=1.0,
+        ),
+    }
+    busiest = max(board.days, key=lambda day: day[1])
+
+    def listed(what: str, chart: charts_of.Bars | charts_of.Line) -> str:
+        """The chart's text alternative: its title and every value it draws."""
+        if isinstance(chart, charts_of.Bars):
+            items = [f"{bar.full} {bar.value}" for bar in chart.bars]
+        else:
+            items = [f"{point.label} {point.shown}" for point in chart.points]
+        return t("dashboard.list_summary", what=t(what), items=", ".join(items) or t("dashboard.no_data"))
+
+    summaries = {
+        "open": listed("dashboard.open", charts["open"]),
+        "agencies": listed("dashboard.by_agency", charts["agencies"]),
+        "days": t(
+            "dashboard.days_summary", total=sum(count for _, count in board.days), day=busiest[0], count=busiest[1]
+        ),
+        "mtta": listed("dashboard.mtta", charts["mtta"]),
+        "mttr": listed("dashboard.mttr", charts["mttr"]),
+        "rules": listed("dashboard.rules", charts["rules"]),
+        "uptime": listed("dashboard.uptime_chart", charts["uptime"]),
+    }
+    return render(
+        request, "dashboard.html", choices=choices, tenant=chosen, board=board, charts=charts, summaries=summaries
+    )
 
 
 __all__ = ["router"]
