@@ -363,8 +363,13 @@ class HuntSettings(_Section):
     title: str | None = Field(None, max_length=200)  # the alerts' rule name; default "Hunt: <name>"
 
 
+# one plain address (user@host): no display name, list, comment or line break, so a recipient
+# written in the configuration can be neither several people nor an injected header
+MAILBOX = r"^[^\s@<>,;:\"()\[\]\\]+@[^\s@<>,;:\"()\[\]\\]+$"
+
+
 class DigestRecipient(_Section):
-    address: str = Field(min_length=3, max_length=254)
+    address: str = Field(min_length=3, max_length=254, pattern=MAILBOX)
     tenants: list[str] = Field(default_factory=lambda: ["*"], min_length=1, max_length=1000)  # * = every agency
     language: Literal["vi", "en"] = "vi"
 
@@ -378,7 +383,7 @@ class DigestSettings(JobTrigger):
 
 
 class WeeklyReportRecipient(_Section):
-    address: str = Field(min_length=3, max_length=254)
+    address: str = Field(min_length=3, max_length=254, pattern=MAILBOX)
     tenant: str = Field("*", pattern=r"^(\*|[a-z][a-z0-9_]{1,39})$")  # an agency's report, or * the province's
     language: Literal["vi", "en"] = "vi"
     format: Literal["pdf", "html"] = "pdf"  # the attachment
