@@ -40,10 +40,11 @@ def _cut(text: str) -> str:
     return text if len(text) <= LABEL_CHARS else text[: LABEL_CHARS - 1] + "…"
 
 
-def bars(rows: Sequence[tuple[str, float, str, str]], *, label_width: float = 230, scale: float | None = None) -> Bars:
+def bars(rows: Sequence[tuple[str, float, str, str]], *, scale: float | None = None) -> Bars:
     """``rows`` of (label, value, value as shown, css class); ``scale`` is the full bar's value
-    (default: the largest)."""
+    (default: the largest). The label column is as wide as the longest label needs (12 px text)."""
     row = 24.0
+    label_width = min(230.0, max(60.0, 7.0 * max([len(_cut(label)) for label, _, _, _ in rows] + [0]) + 8))
     top = max([scale or 0.0, *(value for _, value, _, _ in rows), 1e-9])
     span = WIDTH - label_width - 70
     return Bars(

@@ -39,6 +39,14 @@ Week = Annotated[str, Query(pattern=r"^(\d{4}-W\d{2})?$")]
 Tenant = Annotated[str, Query(max_length=40)]
 UPTIME_GOOD = 0.95  # below it a sensor's bar is drawn as a warning
 UPTIME_ROWS = 12  # the dashboard charts the sensors of lowest uptime; the table lists them all
+TITLES = {  # each chart's title (its text alternative starts with it)
+    "open": "dashboard.open",
+    "agencies": "dashboard.by_agency",
+    "mtta": "dashboard.mtta",
+    "mttr": "dashboard.mttr",
+    "rules": "dashboard.rules",
+    "uptime": "dashboard.uptime_chart",
+}
 
 
 def _choices(store: Store, scope: tuple[str, ...] | None) -> list[tuple[str, str]]:
@@ -144,14 +152,13 @@ def dashboard_page(
     def seconds_as(value: float | None, unit: float, suffix: str) -> str:
         return "—" if value is None else f"{value / unit:.1f} {suffix}"
 
-    charts = {
+    drawn: dict[str, charts_of.Bars | charts_of.Line] = {
         "open": charts_of.bars(
             [(t(f"level.{level}"), count, str(count), f"lvl-{level}") for level, count in board.open_by_level.items()]
         ),
         "agencies": charts_of.bars(
             [(names.get(key, key), count, str(count), "bar") for key, count in board.open_by_agency]
         ),
-        "days": charts_of.columns(board.days),
         "mtta": charts_of.line(
             [(row.week, row.mtta_seconds, seconds_as(row.mtta_seconds, 60, minutes)) for row in board.weeks],
             unit=60,
@@ -186,17 +193,11 @@ def dashboard_page(
             items = [f"{point.label} {point.shown}" for point in chart.points]
         return t("dashboard.list_summary", what=t(what), items=", ".join(items) or t("dashboard.no_data"))
 
-    summaries = {
-        "open": listed("dashboard.open", charts["open"]),
-        "agencies": listed("dashboard.by_agency", charts["agencies"]),
-        "days": t(
-            "dashboard.days_summary", total=sum(count for _, count in board.days), day=busiest[0], count=busiest[1]
-        ),
-        "mtta": listed("dashboard.mtta", charts["mtta"]),
-        "mttr": listed("dashboard.mttr", charts["mttr"]),
-        "rules": listed("dashboard.rules", charts["rules"]),
-        "uptime": listed("dashboard.uptime_chart", charts["uptime"]),
-    }
+    summaries = {key: listed(TITLES[key], chart) for key, chart in drawn.items()}
+    summaries["days"] = t(
+        "dashboard.days_summary", total=sum(count for _, count in board.days), day=busiest[0], count=busiest[1]
+    )
+    charts = {**drawn, "days": charts_of.columns(board.days)}
     return render(
         request, "dashboard.html", choices=choices, tenant=chosen, board=board, charts=charts, summaries=summaries
     )
