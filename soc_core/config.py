@@ -389,12 +389,29 @@ class WeeklyReportRecipient(_Section):
     format: Literal["pdf", "html"] = "pdf"  # the attachment
 
 
+class WeeklyReportList(JobTrigger):
+    """Recipients of the weekly report on a schedule of their own (job ``weekly-report-<name>``)."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")
+    cron: str | None = Field("0 7 * * 1", max_length=200)
+    recipients: list[WeeklyReportRecipient] = Field(min_length=1, max_length=1000)
+
+
 class WeeklyReportSettings(JobTrigger):
     """The managers' weekly report (``scheduling.jobs.weekly_report``): the previous ISO week of
-    each tenant a recipient follows, stored and e-mailed through ``playbooks.smtp``."""
+    each tenant a recipient follows, stored and e-mailed through ``playbooks.smtp``. ``lists``
+    give other recipients their own schedule (each list is a job of its own)."""
 
     cron: str | None = Field("0 7 * * 1", max_length=200)  # Monday 07:00 in scheduler.timezone
     recipients: list[WeeklyReportRecipient] = Field(default_factory=list, max_length=1000)
+    lists: list[WeeklyReportList] = Field(default_factory=list, max_length=100)
+
+    @model_validator(mode="after")
+    def _unique_lists(self) -> WeeklyReportSettings:
+        names = [entry.name for entry in self.lists]
+        if len(set(names)) != len(names):
+            raise ValueError(f"two recipient lists share a name: {sorted(names)}")
+        return self
 
 
 class SchedulerSettings(_Section):

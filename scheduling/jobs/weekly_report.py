@@ -2,7 +2,9 @@
 week before the run's fire time, for each tenant a recipient follows (an agency, or ``*`` for
 the province), counted and stored (:mod:`reports.stored`, replacing an earlier copy of that
 week), then e-mailed to each recipient with the report attached — PDF or HTML, in their
-language — through the playbooks' relay (``playbooks.smtp``).
+language — through the playbooks' relay (``playbooks.smtp``). Each list of
+``scheduler.weekly_report.lists`` is a job of its own (``weekly-report-<name>``, its own cron)
+running the same function for its recipients.
 
 The week comes from the fire time, not the clock: a Monday run caught up on Tuesday after a
 restart still reports the week before that Monday. A tenant that cannot be counted (an agency
@@ -27,7 +29,7 @@ from reports.render import CONTENT_TYPES, render
 from reports.summary import executive_summary
 from scheduling.registry import JobFailed, RunContext
 from soc_core.config import Settings, WeeklyReportRecipient
-from soc_core.errors import PlaybookError, SocError
+from soc_core.errors import NotFound, PlaybookError, SocError
 from soc_core.store import Store
 
 TEXTS: dict[str, dict[str, str]] = {
@@ -42,6 +44,25 @@ TEXTS: dict[str, dict[str, str]] = {
         "closing": "This message was sent automatically by Canh Gác; please do not reply to it.",
     },
 }
+
+
+JOB = "weekly-report"
+
+
+def job_id(name: str) -> str:
+    """The job of the recipient list ``name`` (``scheduler.weekly_report.lists``)."""
+    return f"{JOB}-{name}"
+
+
+def recipients_of(settings: Settings, job: str) -> list[WeeklyReportRecipient]:
+    """Who a run of ``job`` writes to: the main list, or the named list the job is for."""
+    config = settings.scheduler.weekly_report
+    if job == JOB:
+        return config.recipients
+    for entry in config.lists:
+        if job_id(entry.name) == job:
+            return entry.recipients
+    raise NotFound(f"no recipient list for job {job!r}", where="scheduler.weekly_report.lists")
 
 
 def report_week(fired: datetime, zone: ZoneInfo) -> str:
@@ -84,11 +105,11 @@ def compose(report: WeeklyReport, attachment: bytes, *, recipient: WeeklyReportR
 
 
 def run(store: Store, settings: Settings, context: RunContext) -> Mapping[str, Any]:
-    config = settings.scheduler.weekly_report
+    recipients = recipients_of(settings, context.job_id)
     week = report_week(context.scheduled_for, ZoneInfo(settings.reports.timezone))
     reports: dict[str, WeeklyReport] = {}
     failed: dict[str, str] = {}
-    for tenant in dict.fromkeys(recipient.tenant for recipient in config.recipients):
+    for tenant in dict.fromkeys(recipient.tenant for recipient in recipients):
         try:
             doc = stored.generate(
                 store,
@@ -104,7 +125,7 @@ def run(store: Store, settings: Settings, context: RunContext) -> Mapping[str, A
         reports[tenant] = stored.load(doc)
     documents: dict[tuple[str, str, str], bytes] = {}  # (tenant, language, format): rendered once
     sent: list[str] = []
-    for recipient in config.recipients:
+    for recipient in recipients:
         report = reports.get(recipient.tenant)
         if report is None:
             failed[recipient.address] = f"no report of {recipient.tenant!r} to send"
@@ -128,4 +149,4 @@ def run(store: Store, settings: Settings, context: RunContext) -> Mapping[str, A
     return summary
 
 
-__all__ = ["compose", "report_week", "run"]
+__all__ = ["JOB", "compose", "job_id", "recipients_of", "report_week", "run"]

@@ -37,11 +37,18 @@ def job_registry(settings: Settings) -> JobRegistry:
         "anchor the audit trail's head outside the store",
     )
     registry.add(
-        "weekly-report",
+        weekly_report.JOB,
         settings.scheduler.weekly_report,
         weekly_report.run,
         "store last week's reports and e-mail them to the managers",
     )
+    for recipients in settings.scheduler.weekly_report.lists:
+        registry.add(
+            weekly_report.job_id(recipients.name),
+            recipients,
+            weekly_report.run,
+            f"store last week's reports and e-mail them to the list {recipients.name!r}",
+        )
     registry.add(
         "throttle-purge", settings.scheduler.throttle_purge, purge_throttle, "forget expired sign-in throttles"
     )
