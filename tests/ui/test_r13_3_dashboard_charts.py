@@ -7,10 +7,14 @@ an agency manager sees only that agency's numbers, sensors and names."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from reports import stored
+from reports.cli import last_week
 from soc_api.main import create_app
 from soc_api.services import accounts
 from soc_core.auth import PROVINCE, Membership
@@ -22,11 +26,12 @@ from tests.support.browser import shot
 from tests.support.servers import serve
 
 PASSWORD = "a-very-long-password-13"
+ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
 CHARTS = ("chart-open", "chart-days", "chart-mtta", "chart-mttr", "chart-rules", "chart-uptime")
 
 
 @pytest.fixture
-def site(store: Store, tmp_path: Any) -> Iterator[str]:
+def site(store: Store, tmp_path: Path) -> Iterator[str]:
     seed(store, utcnow())
     accounts.add_user(store, username="mgr_police", password=PASSWORD, memberships=[Membership("police", "manager")])
     accounts.add_user(store, username="mgr_hq", password=PASSWORD, memberships=[Membership(PROVINCE, "manager")])
@@ -64,7 +69,7 @@ def charts(page: Any) -> dict[str, str]:
     return found
 
 
-def test_r13_3_dashboard_charts_agency_and_province(browser: Any, site: str) -> None:
+def test_r13_3_dashboard_charts_agency_and_province(browser: Any, site: str, store: Store, tmp_path: Path) -> None:
     page = open_page(browser, site, "mgr_police")
     page.goto("/ui/dashboard")
     assert page.text_content("h1") == "Tổng quan an ninh"
@@ -88,6 +93,13 @@ def test_r13_3_dashboard_charts_agency_and_province(browser: Any, site: str) -> 
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0, f"the dashboard is {overflow}px wider than a 390px screen"
     shot(page, "r13-dashboard-police-en-narrow")
+    # the weekly report's page at that width too: the report scrolls inside its frame
+    week = stored.generate(store, Settings(data_dir=tmp_path), week=last_week(ZONE), tenant="police", generated_by="t")
+    page.goto(f"/ui/reports?week={week.body['week']}&tenant=police")
+    page.frame_locator("[data-testid=report-frame]").locator("h1").wait_for()
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"the reports page is {overflow}px wider than a 390px screen"
+    shot(page, "r13-reports-police-en-narrow")
     assert page.problems == [], f"the browser reported: {page.problems}"
     other = page.goto("/ui/dashboard?tenant=health")
     assert other is not None and other.status == 404
