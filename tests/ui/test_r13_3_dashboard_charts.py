@@ -69,6 +69,7 @@ def charts(page: Any) -> dict[str, str]:
     return found
 
 
+@pytest.mark.slow  # Chromium on both stores, two people, a report generated (~25-35 s each under load)
 def test_r13_3_dashboard_charts_agency_and_province(browser: Any, site: str, store: Store, tmp_path: Path) -> None:
     page = open_page(browser, site, "mgr_police")
     page.goto("/ui/dashboard")
