@@ -4,10 +4,14 @@
 Per message it detects the framing RFC 6587 allows:
 
 * **octet counting** — ``MSG-LEN SP SYSLOG-MSG``: a frame that starts with a digit run ended by
-  a space. A count of 0 or above :data:`MAX_OCTET_COUNT` is bogus: :class:`FramingError`, and
-  the receiver closes the connection and counts it (the rest of the stream cannot be framed);
+  a space. A count of 0 is an empty frame, skipped (counted in ``empty_frames``); a count above
+  :data:`MAX_OCTET_COUNT` is bogus: :class:`FramingError`, and the receiver closes the connection
+  and counts it (the rest of the stream cannot be framed);
 * **non-transparent (LF) framing** — everything up to the next ``LF``; a frame that starts with
-  digits not followed by a space (an ISO timestamp without ``<PRI>``) is LF-framed too.
+  digits not followed by a space (an ISO timestamp without ``<PRI>``) is LF-framed too. Once a
+  connection has sent an LF-framed message it stays LF-framed: senders do not switch framing
+  within a connection, and a later line that starts with digits and a space ("2 users logged
+  in") is a line, not an octet count.
 
 A message longer than ``max_message_bytes`` is cut there and flagged ``truncated``; the rest of
 it is skipped without being buffered, so a connection never holds more than
@@ -89,6 +93,8 @@ class SyslogFramer:
         self._buffer = bytearray()
         self._remaining = 0
         self._truncated = False
+        self._lf_stream = False  # the connection has sent an LF-framed message: no counts any more
+        self.empty_frames = 0
 
     @property
     def buffered(self) -> int:
@@ -106,7 +112,7 @@ class SyslogFramer:
                 byte = view[pos]
                 if byte in b"\n\r\0":  # stray trailers between frames
                     pos += 1
-                elif 0x30 <= byte <= 0x39:
+                elif 0x30 <= byte <= 0x39 and not self._lf_stream:
                     self._mode = "count"
                 else:
                     self._mode = "lf"
@@ -117,12 +123,16 @@ class SyslogFramer:
                     pos += 1
                 elif byte == 0x20:
                     count = int(self._digits)
-                    if count == 0 or count > MAX_OCTET_COUNT:
-                        raise FramingError(f"bogus octet count {count} (allowed 1..{MAX_OCTET_COUNT})", frames)
+                    if count > MAX_OCTET_COUNT:
+                        raise FramingError(f"bogus octet count {count} (allowed 0..{MAX_OCTET_COUNT})", frames)
                     self._digits.clear()
-                    self._remaining = count
-                    self._mode = "octets"
                     pos += 1
+                    if count == 0:  # an empty frame: nothing to deliver, the stream goes on
+                        self.empty_frames += 1
+                        self._mode = "start"
+                    else:
+                        self._remaining = count
+                        self._mode = "octets"
                 else:  # digits that are not a count: the start of an LF-framed message
                     self._keep(bytes(self._digits))
                     self._digits.clear()
@@ -142,6 +152,7 @@ class SyslogFramer:
                 else:
                     self._keep(view[pos:newline])
                     pos = newline + 1
+                    self._lf_stream = True
                     frames.append(self._emit())
         return frames
 
@@ -234,6 +245,7 @@ COUNTERS = (
     "tcp_messages",
     "truncated",
     "framing_errors",
+    "empty_frames",
     "connections_accepted",
     "connections_evicted",
     "connections_idle_closed",
@@ -461,10 +473,12 @@ class SyslogReceiver:
         now = time.monotonic()
         conn.last_byte = now
         broken = None
+        empty = conn.framer.empty_frames
         try:
             frames = conn.framer.feed(data)
         except FramingError as exc:
             frames, broken = exc.frames, exc
+        self.stats["empty_frames"] += conn.framer.empty_frames - empty
         if frames:
             conn.last_frame = now
         for frame in frames:
