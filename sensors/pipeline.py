@@ -12,6 +12,7 @@ import base64
 import itertools
 import json
 import logging
+import socket
 import threading
 import time
 from collections import deque
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 
 TRUNCATED_TAG = "truncated"
 INVALID_UTF8_FLAG = "invalid_utf8"
+LOCAL_HOST = socket.gethostname()  # the files the log sensor tails are written on its own host
 ORIGINAL_ENCODING = "log.original_encoding"  # "base64": event.original holds the raw bytes
 # Events built between two looks at the forwarder: a batch the store has answered is followed by
 # the next one at once, not after a whole poll's worth of parsing.
@@ -224,7 +226,7 @@ class LogSensor:
                 break  # the store is behind: the files wait where they are
             records = source.tailer.poll(self.max_records, final=final)
             progressed += len(records)
-            context = ParseContext(now=self._now(), tz=source.context_zone)
+            context = ParseContext(now=self._now(), tz=source.context_zone, host=LOCAL_HOST)
             for start in range(0, len(records), PUMP_EVERY):
                 chunk = records[start : start + PUMP_EVERY]
                 acks = self.backlog.track([partial(source.tailer.ack, record.token) for record in chunk])

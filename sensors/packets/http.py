@@ -29,6 +29,40 @@ def _headers(lines: list[bytes]) -> dict[bytes, bytes]:
     return headers
 
 
+def looks_like_head(data: bytes) -> bool:
+    """Whether ``data`` starts like a request line or a status line."""
+    space = data.find(b" ", 0, 16)
+    return space > 0 and (data[:space] in METHODS or data.startswith(b"HTTP/1."))
+
+
+def message_framing(head: bytes, fields: dict[str, Any], request_method: str | None) -> tuple[int, bool, bool]:
+    """(body length, chunked, body runs to the end of the connection) of a parsed head.
+
+    RFC 9112 section 6: a response to ``HEAD``, a 1xx, 204 or 304 has no body; a request with
+    neither ``Transfer-Encoding`` nor ``Content-Length`` has none; a response with neither runs
+    to the close. A 2xx to ``CONNECT`` and a 101 switch to another protocol (treated as "to the
+    end": the stream stops being HTTP).
+    """
+    status = fields.get("http.response.status_code")
+    if status is not None:
+        if status == 101 or (request_method == "CONNECT" and 200 <= status < 300):
+            return 0, False, True
+        if request_method == "HEAD" or status < 200 or status in (204, 304):
+            return 0, False, False
+    headers = _headers(head.replace(b"\r\n", b"\n").split(b"\n")[1:])
+    encoding = headers.get(b"transfer-encoding", b"").lower()
+    if encoding:
+        chunked = encoding.rsplit(b",", 1)[-1].strip() == b"chunked"
+        # a request must end its codings with chunked; a response that does not runs to the close
+        return 0, chunked, not chunked and status is not None
+    length = headers.get(b"content-length")
+    if length is not None:
+        if length.isdigit():
+            return int(length), False, False
+        return 0, False, True  # a length that cannot be read: the body cannot be framed
+    return 0, False, status is not None
+
+
 def parse_http(payload: bytes) -> dict[str, Any] | None:
     """ECS fields of an HTTP request or response head, or ``None`` if it is not one."""
     space = payload.find(b" ", 0, 16)
@@ -83,4 +117,4 @@ def parse_http(payload: bytes) -> dict[str, Any] | None:
     return fields
 
 
-__all__ = ["parse_http"]
+__all__ = ["MAX_HEAD", "looks_like_head", "message_framing", "parse_http"]

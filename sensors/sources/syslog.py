@@ -9,9 +9,9 @@ Per message it detects the framing RFC 6587 allows:
   and counts it (the rest of the stream cannot be framed);
 * **non-transparent (LF) framing** — everything up to the next ``LF``; a frame that starts with
   digits not followed by a space (an ISO timestamp without ``<PRI>``) is LF-framed too. Once a
-  connection has sent an LF-framed message it stays LF-framed: senders do not switch framing
-  within a connection, and a later line that starts with digits and a space ("2 users logged
-  in") is a line, not an octet count.
+  connection has sent an LF-framed message, digits and a space start an octet frame only when
+  a syslog message (``<PRI>``) follows them: a line such as "12 users logged in" inside an
+  LF-framed stream is a line, not a count.
 
 A message longer than ``max_message_bytes`` is cut there and flagged ``truncated``; the rest of
 it is skipped without being buffered, so a connection never holds more than
@@ -88,7 +88,7 @@ class SyslogFramer:
         if not 1 <= max_message_bytes <= LIMIT_MAX_MESSAGE_BYTES:
             raise ConfigError(f"max_message_bytes must be 1..{LIMIT_MAX_MESSAGE_BYTES}")
         self.max_message_bytes = max_message_bytes
-        self._mode: Literal["start", "count", "octets", "lf"] = "start"
+        self._mode: Literal["start", "count", "space", "octets", "lf"] = "start"
         self._digits = bytearray()
         self._buffer = bytearray()
         self._remaining = 0
@@ -112,7 +112,7 @@ class SyslogFramer:
                 byte = view[pos]
                 if byte in b"\n\r\0":  # stray trailers between frames
                     pos += 1
-                elif 0x30 <= byte <= 0x39 and not self._lf_stream:
+                elif 0x30 <= byte <= 0x39:
                     self._mode = "count"
                 else:
                     self._mode = "lf"
@@ -122,19 +122,20 @@ class SyslogFramer:
                     self._digits.append(byte)
                     pos += 1
                 elif byte == 0x20:
-                    count = int(self._digits)
-                    if count > MAX_OCTET_COUNT:
-                        raise FramingError(f"bogus octet count {count} (allowed 0..{MAX_OCTET_COUNT})", frames)
-                    self._digits.clear()
                     pos += 1
-                    if count == 0:  # an empty frame: nothing to deliver, the stream goes on
-                        self.empty_frames += 1
-                        self._mode = "start"
+                    if self._lf_stream:
+                        self._mode = "space"  # a count only if a syslog message ("<PRI>") follows
                     else:
-                        self._remaining = count
-                        self._mode = "octets"
+                        self._count(frames)
                 else:  # digits that are not a count: the start of an LF-framed message
                     self._keep(bytes(self._digits))
+                    self._digits.clear()
+                    self._mode = "lf"
+            elif mode == "space":
+                if view[pos] == 0x3C:
+                    self._count(frames)
+                else:  # "12 users logged in": a line of an LF-framed stream
+                    self._keep(bytes(self._digits) + b" ")
                     self._digits.clear()
                     self._mode = "lf"
             elif mode == "octets":
@@ -156,12 +157,25 @@ class SyslogFramer:
                     frames.append(self._emit())
         return frames
 
+    def _count(self, frames: list[Frame]) -> None:
+        """The octet count in ``_digits`` (its space read): an empty frame, or a frame to read."""
+        count = int(self._digits)
+        if count > MAX_OCTET_COUNT:
+            raise FramingError(f"bogus octet count {count} (allowed 0..{MAX_OCTET_COUNT})", frames)
+        self._digits.clear()
+        if count == 0:  # an empty frame: nothing to deliver, the stream goes on
+            self.empty_frames += 1
+            self._mode = "start"
+        else:
+            self._remaining = count
+            self._mode = "octets"
+
     def finish(self) -> list[Frame]:
         """At end of stream: the frame in progress, if any (an unfinished octet frame is flagged)."""
         if self._mode == "start":
             return []
-        if self._mode == "count":
-            self._keep(bytes(self._digits))
+        if self._mode in ("count", "space"):
+            self._keep(bytes(self._digits) + (b" " if self._mode == "space" else b""))
             self._digits.clear()
         elif self._mode == "octets":
             self._truncated = True

@@ -61,9 +61,9 @@ def test_fuzz_never_raises_anything_but_framing_error_and_stays_bounded(data: by
 
 def test_mixed_framings_and_stray_trailers() -> None:
     framer = SyslogFramer(LIMIT)
-    frames = framer.feed(b"5 hello3 abc\n\n2024-02-05 no count\n<13>lf one\r\n3 abc\n")
-    # octet frames until the first LF-framed line; from there on the connection is LF-framed
-    assert [f.data for f in frames] == [b"hello", b"abc", b"2024-02-05 no count", b"<13>lf one\r", b"3 abc"]
+    frames = framer.feed(b"5 hello\n\n<13>lf one\r\n4 <13>2024-02-05 no count\n3 abc\n")
+    # once LF-framed, digits and a space count octets only when a message ("<PRI>") follows
+    assert [f.data for f in frames] == [b"hello", b"<13>lf one\r", b"<13>", b"2024-02-05 no count", b"3 abc"]
 
 
 def test_bogus_counts_raise_with_the_frames_before_them() -> None:
