@@ -67,7 +67,7 @@ class HttpStream:
         while pos < end:
             state = self._state
             if state == "head":
-                if not self._buffer and not looks_like_head(data[pos : pos + 16]):
+                if not self._buffer and not looks_like_head(data[pos:]):
                     self._lose()
                     break
                 pos = self._head(data, pos, heads, request_method)
