@@ -211,14 +211,18 @@ def build_network_app(open_store: Callable[[], Store]) -> typer.Typer:
                     progress.update(task, completed=1, total=1)
                     typer.echo(json.dumps({"file": str(path), **counters}, sort_keys=True))
                 ok = sensor.close()
-            typer.echo(json.dumps({**sensor.counters(), "files": len(files), "files_failed": len(failed)}, sort_keys=True))
+            typer.echo(
+                json.dumps({**sensor.counters(), "files": len(files), "files_failed": len(failed)}, sort_keys=True)
+            )
         except (SocError, OSError) as exc:
             _console.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(1) from exc
         finally:
             store.close()
         if failed:
-            _console.print(f"[red]error:[/red] {len(failed)} of {len(files)} files failed: {', '.join(map(str, failed))}")
+            _console.print(
+                f"[red]error:[/red] {len(failed)} of {len(files)} files failed: {', '.join(map(str, failed))}"
+            )
         if not ok or failed:
             raise typer.Exit(1)
 

@@ -43,7 +43,8 @@ log = logging.getLogger(__name__)
 DNS_PORTS = frozenset({53, 5353, 5355})
 MAX_PENDING_HTTP = 256  # requests awaiting their responses on one connection (pipelining)
 COUNTERS = ("packets", "bytes", "decoded", "unsupported", "decode_errors", "fragments", "dns_messages",
-            "dns_errors", "http_messages", "http_errors", "http_resyncs", "tls_hellos", "tls_errors", "analyzer_errors")  # fmt: skip
+            "dns_errors", "http_messages", "http_errors", "http_resyncs", "tls_hellos", "tls_errors",
+            "analyzer_errors")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,10 @@ def _client_side(fields: dict[str, Any]) -> dict[str, Any]:
     swapped = dict(fields)
     for name in ("ip", "port"):
         if f"source.{name}" in fields:
-            swapped[f"source.{name}"], swapped[f"destination.{name}"] = fields[f"destination.{name}"], fields[f"source.{name}"]
+            swapped[f"source.{name}"], swapped[f"destination.{name}"] = (
+                fields[f"destination.{name}"],
+                fields[f"source.{name}"],
+            )
     return swapped
 
 

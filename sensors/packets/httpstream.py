@@ -14,6 +14,7 @@ from there (``resyncs`` counts how often), as a one-segment reader would.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 from sensors.packets.http import MAX_HEAD, looks_like_head, message_framing, parse_http
@@ -35,7 +36,7 @@ class HttpStream:
         self.resyncs = 0
         self.retransmitted = 0
 
-    def feed(self, seq: int, payload: bytes, request_method: Any = None) -> list[dict[str, Any]]:
+    def feed(self, seq: int, payload: bytes, request_method: Callable[[], Any] | None = None) -> list[dict[str, Any]]:
         """The heads completed by this segment. ``request_method()`` gives the method of the
         request the next response answers (a ``HEAD`` answer has no body)."""
         if self._next_seq is not None:
@@ -61,7 +62,7 @@ class HttpStream:
         self._state = "lost"
         self._buffer.clear()
 
-    def _read(self, data: bytes, request_method: Any) -> list[dict[str, Any]]:
+    def _read(self, data: bytes, request_method: Callable[[], Any] | None) -> list[dict[str, Any]]:
         heads: list[dict[str, Any]] = []
         pos, end = 0, len(data)
         while pos < end:
@@ -106,7 +107,9 @@ class HttpStream:
                 break
         return heads
 
-    def _head(self, data: bytes, pos: int, heads: list[dict[str, Any]], request_method: Any) -> int:
+    def _head(
+        self, data: bytes, pos: int, heads: list[dict[str, Any]], request_method: Callable[[], Any] | None
+    ) -> int:
         """Collect a head from ``pos``; when it is whole, emit it and set up its body."""
         start = max(len(self._buffer) - 3, 0)
         self._buffer += data[pos:]

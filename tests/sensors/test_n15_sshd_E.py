@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,7 +33,9 @@ def test_n15_10_sshd_E_lines_parse_and_others_still_fail(parser: str) -> None:
     lines = LOG.read_bytes().decode().split("\n")
     assert lines[0].endswith("\r"), "the sample lost its CRLF line ends"
     fields = [spec.parse(line, ParseContext(now=now)) for line in lines if line]
-    failures = [(f["event.action"], f["user.name"], f["source.ip"]) for f in fields if f.get("event.outcome") == "failure"]
+    failures = [
+        (f["event.action"], f["user.name"], f["source.ip"]) for f in fields if f.get("event.outcome") == "failure"
+    ]
     assert failures == [("ssh_login", "root", "127.0.0.1")] * 2 + [("ssh_invalid_user", "nobodyx", "127.0.0.1")] * 5
     assert all(f["@timestamp"] == now and f["process.name"] == "sshd" for f in fields)
     assert all(f["log.parse_status"] == "partial" and "sshd -E" in f["error.message"] for f in fields)
@@ -55,7 +58,7 @@ def test_n15_10_an_sshd_E_log_file_raises_ssh_brute_force(store: Store, tmp_path
     assert counters["parse_failures"] == 0, counters
     engine = DetectionEngine(load_rules([shipped_rules_dir()]), store)
 
-    def brute_force() -> list[dict[str, object]]:
+    def brute_force() -> list[dict[str, Any]]:
         store.refresh()
         engine.run_until_idle()
         return [a.body for a in store.list_docs("alerts", size=50).items if a.body.get("rule.id") == SSH_BRUTEFORCE]

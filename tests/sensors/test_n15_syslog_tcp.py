@@ -77,7 +77,9 @@ def test_n15_11_an_empty_octet_frame_is_skipped_and_the_connection_goes_on(
     assert counters["empty_frames"] == 1 and counters["framing_errors"] == 0, counters
 
 
-def test_n15_11_a_line_starting_with_digits_and_a_space_stays_one_line(sensor: SyslogSensor, store: SqliteStore) -> None:
+def test_n15_11_a_line_starting_with_digits_and_a_space_stays_one_line(
+    sensor: SyslogSensor, store: SqliteStore
+) -> None:
     lines = [b"<38>Dec  6 10:00:01 srv sshd[7]: Server listening on 0.0.0.0 port 22.", b"12 users logged in",
              b"3 failed logins since last check"]  # fmt: skip
     send(sensor, b"\n".join(lines[:2]) + b"\n", lines[2] + b"\n")
@@ -96,8 +98,8 @@ def test_n15_11_invalid_utf8_is_kept_losslessly_and_text_unchanged(
     lines.write_bytes(b"Invalid user caf\xc3\xa9 from 10.0.0.7 port 4101\n" + bad + b"\n")
     port = str(sensor.receiver.port("tcp"))
     for framing in ([], ["--octet-count"]):
-        subprocess.run([LOGGER, "--tcp", *framing, "--rfc3164", "-n", LOCAL, "-P", port, "-t", "sshd", "-f", str(lines)],
-                       check=True, timeout=30)  # fmt: skip
+        command = [LOGGER, "--tcp", *framing, "--rfc3164", "-n", LOCAL, "-P", port, "-t", "sshd", "-f", str(lines)]
+        subprocess.run(command, check=True, timeout=30)
     events = delivered(sensor, store, 4)
     for good, broken in (events[0:2], events[2:4]):
         assert good["user.name"] == "caf\u00e9" and good["event.original"].endswith("port 4101")

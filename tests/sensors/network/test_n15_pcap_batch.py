@@ -42,7 +42,16 @@ def test_n15_9_a_corrupt_pcap_is_reported_counted_and_skipped(tmp_path: Path) ->
     not_pcap = tmp_path / "notes.pcap"
     not_pcap.write_text("this is not a capture\n")
     files = [GOOD[0], damaged, not_pcap, GOOD[1]]
-    arguments = ["pcap", *map(str, files), "--tenant", "police", "--sensor-id", "lab", "--state-dir", str(tmp_path / "s")]
+    arguments = [
+        "pcap",
+        *map(str, files),
+        "--tenant",
+        "police",
+        "--sensor-id",
+        "lab",
+        "--state-dir",
+        str(tmp_path / "s"),
+    ]
     result = CliRunner().invoke(build_network_app(open_store), arguments)
     assert result.exit_code == 1, result.output  # some files failed
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]

@@ -36,7 +36,8 @@ def analyse(path: Path) -> list[Record]:
 def tshark(path: Path, display: str, field: str) -> list[str]:
     assert TSHARK is not None
     out = subprocess.run(
-        [TSHARK, "-r", str(path), "-Y", display, "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=|", "-e", field],
+        [TSHARK, "-r", str(path), "-Y", display, "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=|",
+         "-e", field],
         capture_output=True, text=True, check=True, timeout=60,
     ).stdout  # fmt: skip
     return out.splitlines()
@@ -78,5 +79,7 @@ def test_n15_8_a_fin_retransmitted_after_close_opens_no_reversed_flow(tmp_path: 
     _with_late_fin(ZEEK / "http/get.pcap", path, delay=20.0)  # after the close timeout, within the idle one
     flows = [r.fields for r in analyse(path) if r.dataset == "network.flow"]
     streams = tshark(path, "tcp.flags.syn == 1 && tcp.flags.ack == 0", "tcp.stream")
-    assert len(flows) == len(streams) == 1, [(f["source.port"], f["destination.port"], f["event.reason"]) for f in flows]
+    assert len(flows) == len(streams) == 1, [
+        (f["source.port"], f["destination.port"], f["event.reason"]) for f in flows
+    ]
     assert flows[0]["event.reason"] == "closed"
