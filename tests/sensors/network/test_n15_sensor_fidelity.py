@@ -55,8 +55,8 @@ def test_n15_8_every_question_of_a_dns_message_is_kept_like_tshark() -> None:
     assert sorted(ours) == sorted(theirs)
 
 
-def _with_late_fin(source: Path, target: Path, delay: float) -> None:
-    """``source`` (pcap) and its last FIN sent again ``delay`` seconds after the capture's end."""
+def _with_late_fin(source: Path, target: Path, delays: list[float]) -> None:
+    """``source`` (pcap) and its last FIN sent again ``delays`` seconds after the capture's end."""
     data = source.read_bytes()
     assert struct.unpack_from("<I", data)[0] == 0xA1B2C3D4, "a little-endian microsecond pcap"
     linktype = struct.unpack_from("<I", data, 20)[0]
@@ -69,14 +69,16 @@ def _with_late_fin(source: Path, target: Path, delay: float) -> None:
             last_fin = data[offset + 16 : offset + 16 + captured]
         offset += 16 + captured
     assert last_fin, "the capture has no FIN"
-    moment = last_time + delay
-    header = struct.pack("<IIII", int(moment), int(moment % 1 * 1e6), len(last_fin), len(last_fin))
-    target.write_bytes(data + header + last_fin)
+    for delay in delays:
+        moment = last_time + delay
+        data += struct.pack("<IIII", int(moment), int(moment % 1 * 1e6), len(last_fin), len(last_fin)) + last_fin
+    target.write_bytes(data)
 
 
 def test_n15_8_a_fin_retransmitted_after_close_opens_no_reversed_flow(tmp_path: Path) -> None:
     path = tmp_path / "late-fin.pcap"
-    _with_late_fin(ZEEK / "http/get.pcap", path, delay=20.0)  # after the close timeout, within the idle one
+    # the first retransmission lets the close timeout pass; the second comes after the flow ended
+    _with_late_fin(ZEEK / "http/get.pcap", path, delays=[10.0, 20.0])
     flows = [r.fields for r in analyse(path) if r.dataset == "network.flow"]
     streams = tshark(path, "tcp.flags.syn == 1 && tcp.flags.ack == 0", "tcp.stream")
     assert len(flows) == len(streams) == 1, [
