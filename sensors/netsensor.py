@@ -105,19 +105,9 @@ class NetworkSensor:
         settings = self.settings
         prefix = "" if source.startswith("pcap:") else f"{self.run_id}:"
         for record in records:
-            event = make_event(
-                tenant=settings.tenant,
-                dataset=record.dataset,
-                sensor_id=settings.sensor_id,
-                source=source,
-                position=prefix + record.position,
-                raw=record.raw,
-                timestamp=datetime.fromtimestamp(record.timestamp, UTC),
-                fields=record.fields,
+            self._held.append(
+                record_event(record, tenant=settings.tenant, sensor_id=settings.sensor_id, source=source, prefix=prefix)
             )
-            event["event.module"] = "network"
-            event["observer.type"] = "sensor"
-            self._held.append(event)
 
     def deliver(self, *, flush: bool = False) -> bool:
         """Submit held events and pump the forwarder; ``False`` while the spool is full."""
@@ -311,8 +301,25 @@ class NetworkSensor:
         return counters
 
 
+def record_event(record: Record, *, tenant: str, sensor_id: str, source: str, prefix: str = "") -> Event:
+    """One analyzer record as an event (``prefix`` before its position: the run id of a live capture)."""
+    event = make_event(
+        tenant=tenant,
+        dataset=record.dataset,
+        sensor_id=sensor_id,
+        source=source,
+        position=prefix + record.position,
+        raw=record.raw,
+        timestamp=datetime.fromtimestamp(record.timestamp, UTC),
+        fields=record.fields,
+    )
+    event["event.module"] = "network"
+    event["observer.type"] = "sensor"
+    return event
+
+
 def _loss(kernel: KernelStats) -> float:
     return kernel.dropped / kernel.received if kernel.received else 0.0
 
 
-__all__ = ["HEALTH_DATASET", "NetSensorSettings", "NetworkSensor"]
+__all__ = ["HEALTH_DATASET", "NetSensorSettings", "NetworkSensor", "record_event"]

@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -438,6 +438,41 @@ class SyslogSensor:
         return counters
 
 
+def evtx_events(sensor: SensorIdentity, path: Path) -> Iterator[Event | EvtxFailure]:
+    """The events of one .evtx file, as ``soc sensor evtx`` builds them; damaged parts as failures."""
+    identity = f"evtx/{evtx_fingerprint(path)}"
+    for item in read_evtx(path):
+        yield item if isinstance(item, EvtxFailure) else evtx_record_event(sensor, item, identity, str(path))
+
+
+def evtx_record_event(sensor: SensorIdentity, record: EvtxRecord, identity: str, path: str) -> Event:
+    """One EVTX record through the Windows parser into an event (a parse failure is marked)."""
+    failure = None
+    try:
+        fields = windows.from_evtx(json.loads(record.data))
+    except ParseError as exc:
+        fields, failure = {}, exc.message
+    except Exception as exc:  # a parser bug must not lose the record or stop the import
+        log.exception("windows parser failed on %s record %d", path, record.record_id)
+        fields, failure = {}, f"windows parser failed: {exc!r}"
+    timestamp = fields.pop("@timestamp", None)
+    dataset = fields.pop("event.dataset", windows.DATASET)
+    fields["log.file.path"] = path
+    event = make_event(
+        tenant=sensor.tenant,
+        dataset=dataset,
+        sensor_id=sensor.sensor_id,
+        source=identity,
+        position=record.record_id,
+        raw=b"",  # (sensor, file fingerprint, record id) identify a record on their own
+        timestamp=timestamp if isinstance(timestamp, datetime) else None,
+        fields=fields,
+    )
+    if failure is not None:
+        mark_parse_failure(event, record.data, failure)
+    return event
+
+
 class EventImport:
     """A one-shot import of a finite source (EVTX files, stdin) through the forwarder.
 
@@ -485,42 +520,18 @@ class EventImport:
 
     def evtx_file(self, path: Path) -> int:
         """Import every record of one .evtx file; damaged chunks/records are counted."""
-        identity = f"evtx/{evtx_fingerprint(path)}"
         records = 0
-        for item in read_evtx(path):
+        for item in evtx_events(self.config, path):
             if isinstance(item, EvtxFailure):
                 self.stats["read_failures"] += 1
                 log.warning("%s", item.reason)
                 continue
             records += 1
-            self.submit(self.evtx_event(item, identity, str(path)))
+            self.submit(item)
         return records
 
     def evtx_event(self, record: EvtxRecord, identity: str, path: str) -> Event:
-        failure = None
-        try:
-            fields = windows.from_evtx(json.loads(record.data))
-        except ParseError as exc:
-            fields, failure = {}, exc.message
-        except Exception as exc:  # a parser bug must not lose the record or stop the import
-            log.exception("windows parser failed on %s record %d", path, record.record_id)
-            fields, failure = {}, f"windows parser failed: {exc!r}"
-        timestamp = fields.pop("@timestamp", None)
-        dataset = fields.pop("event.dataset", windows.DATASET)
-        fields["log.file.path"] = path
-        event = make_event(
-            tenant=self.config.tenant,
-            dataset=dataset,
-            sensor_id=self.config.sensor_id,
-            source=identity,
-            position=record.record_id,
-            raw=b"",  # (sensor, file fingerprint, record id) identify a record on their own
-            timestamp=timestamp if isinstance(timestamp, datetime) else None,
-            fields=fields,
-        )
-        if failure is not None:
-            mark_parse_failure(event, record.data, failure)
-        return event
+        return evtx_record_event(self.config, record, identity, path)
 
     def finish(self) -> bool:
         """Deliver everything spooled; ``True`` if all of it went within the shutdown timeout."""
@@ -539,5 +550,7 @@ __all__ = [
     "SensorIdentity",
     "SyslogSensor",
     "build_line_event",
+    "evtx_events",
+    "evtx_record_event",
     "make_forwarder",
 ]

@@ -206,6 +206,17 @@ def user_totp(username: str) -> None:
     out.print(uri, markup=False, highlight=False)
 
 
+@user_app.command("timezone")
+def user_timezone(
+    username: str, zone: Annotated[str, typer.Argument(help="IANA time zone, e.g. Asia/Ho_Chi_Minh or UTC.")]
+) -> None:
+    """Set the time zone a person's pages show times in (UTC stays on hover)."""
+    from soc_api.services.accounts import set_timezone  # noqa: PLC0415
+
+    name = set_timezone(store(), username, zone, actor=cli_actor())
+    out.print(f"user [bold]{username}[/] now sees times in {name}")
+
+
 @user_app.command("disable")
 def user_disable(username: str) -> None:
     """Disable a person: their sessions and API keys stop working at once."""
@@ -419,6 +430,7 @@ def _register_subcommands() -> None:
     from reports.cli import build_report_app  # noqa: PLC0415
     from scheduling.cli import build_jobs_app  # noqa: PLC0415
     from sensors.cli import build_sensor_app  # noqa: PLC0415
+    from soc_api.scan_cli import build_scan_command  # noqa: PLC0415
     from soc_api.services.jobs import job_registry  # noqa: PLC0415
 
     # one pattern for every group from another package: build_<group>_app(open_store) -> Typer
@@ -428,6 +440,7 @@ def _register_subcommands() -> None:
     app.add_typer(build_intel_app(store), name="intel")
     app.add_typer(build_report_app(store, settings), name="report")
     app.add_typer(build_jobs_app(store, settings, lambda: job_registry(settings())), name="jobs")
+    app.command("scan")(build_scan_command(settings))  # no store: reads files, prints matches
 
 
 def main() -> None:

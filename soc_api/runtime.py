@@ -28,6 +28,7 @@ from rich.console import Console
 from detections import lifecycle
 from detections.engine import DetectionEngine
 from detections.loader import shipped_rules_dir
+from detections.rulecache import RuleCache
 from playbooks.format import configured_library
 from playbooks.runner import Runner, RunnerThread
 from scheduling.scheduler import JobScheduler
@@ -157,7 +158,7 @@ def build_engine(settings: Settings, store: Store) -> DetectionEngine:
     """The engine over the shipped rules plus stored custom rules, with enabled flags, scopes
     and exceptions from the store."""
     dirs = settings.detection.rules_dirs or [shipped_rules_dir()]
-    rules, policy = lifecycle.effective_rules(store, dirs)
+    rules, policy = lifecycle.effective_rules(store, dirs, cache=RuleCache.in_data_dir(settings.data_dir))
     for error in rules.errors:
         log.warning("rule not loaded", extra={"error": error.render()})
     engine = DetectionEngine(

@@ -84,6 +84,7 @@ class Principal:
     owner: str | None = None  # an API key's owner (a person)
     # an API key's owner's memberships, read at this request: the key never holds more
     owner_memberships: tuple[Membership, ...] | None = None
+    timezone: str | None = None  # a person's own setting for the UI's times (IANA name)
 
     def tenants_for(self, permission: str) -> tuple[str, ...] | None:
         """Tenants where this principal holds ``permission``; ``None`` means every tenant.
