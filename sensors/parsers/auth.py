@@ -1,5 +1,6 @@
 """The auth log as a whole: each line goes to the parser of its program (sshd, sudo, su,
-useradd, …) and lines of other programs keep their syslog fields under ``system.auth``.
+useradd, …) and lines of other programs keep their syslog fields under ``system.auth``; lines
+of an ``sshd -E`` log file (no header) go to the sshd parser.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from collections.abc import Callable
 
 from sensors.parsers import accounts, sshd, sudo, syslog
 from sensors.parsers.context import Fields, ParseContext
+from soc_core.errors import ParseError
 
 DATASET = "system.auth"
 
@@ -19,7 +21,12 @@ BY_PROGRAM: dict[str, Callable[[syslog.SyslogMessage], Fields]] = {
 
 
 def parse(line: str, ctx: ParseContext) -> Fields:
-    header = syslog.parse_message(line, ctx)
+    try:
+        header = syslog.parse_message(line, ctx)
+    except ParseError:
+        if (bare := sshd.parse_bare(line, ctx)) is not None:  # an sshd -E log file
+            return bare
+        raise
     specific = BY_PROGRAM.get(header.appname or "")
     if specific is not None:
         return specific(header)
