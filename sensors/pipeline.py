@@ -8,9 +8,11 @@ the spool is full (``when_full: block``) the sensor stops reading until it has r
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import logging
+import socket
 import threading
 import time
 from collections import deque
@@ -43,6 +45,9 @@ log = logging.getLogger(__name__)
 MISFIT_MIN_LINES = 20  # lines of an input before its parser is judged (a short file: at its end)
 
 TRUNCATED_TAG = "truncated"
+INVALID_UTF8_FLAG = "invalid_utf8"
+LOCAL_HOST = socket.gethostname()  # the files the log sensor tails are written on its own host
+ORIGINAL_ENCODING = "log.original_encoding"  # "base64": event.original holds the raw bytes
 # Events built between two looks at the forwarder: a batch the store has answered is followed by
 # the next one at once, not after a whole poll's worth of parsing.
 PUMP_EVERY = 128
@@ -101,7 +106,7 @@ def build_line_event(
 
     ``extra`` (where the line came from) overrides what the parser found.
     """
-    text = raw.decode("utf-8", errors="backslashreplace")
+    text, original, invalid = decode_line(raw)
     failure = None
     try:
         fields = parser.parse(text, context)
@@ -125,14 +130,37 @@ def build_line_event(
     )
     if failure is not None:
         event.setdefault("message", escape_control(text))
-        mark_parse_failure(event, text, failure)
+        mark_parse_failure(event, original, failure)
         event[PARSE_STATUS] = "failed"
     elif event.setdefault(PARSE_STATUS, "ok") == "partial":
-        event.setdefault("event.original", text)  # defaults stand in for part of it: keep what came
+        event.setdefault("event.original", original)  # defaults stand in for part of it: keep what came
+    flags = []
     if truncated:
         add_tag(event, TRUNCATED_TAG)
-        event["log.flags"] = [TRUNCATED_TAG]
+        flags.append(TRUNCATED_TAG)
+    if invalid:
+        # The parsed text has U+FFFD where bytes were not UTF-8; the bytes themselves are kept.
+        add_tag(event, INVALID_UTF8_FLAG)
+        flags.append(INVALID_UTF8_FLAG)
+        event["event.original"] = original
+        event[ORIGINAL_ENCODING] = "base64"
+    if flags:
+        event["log.flags"] = flags
     return event, failure is not None
+
+
+def decode_line(raw: bytes) -> tuple[str, str, bool]:
+    """(text to parse, ``event.original``, whether ``raw`` was not UTF-8).
+
+    Valid UTF-8 is both unchanged. Otherwise the text has U+FFFD for the bad bytes and the
+    original is the raw bytes in base64, flagged by ``log.original_encoding: base64`` — an
+    escape such as ``\\xff`` could not be told apart from a sender that wrote those four characters.
+    """
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", errors="replace"), base64.b64encode(raw).decode("ascii"), True
+    return text, text, False
 
 
 class SensorIdentity(Protocol):
@@ -207,7 +235,7 @@ class LogSensor:
                 break  # the store is behind: the files wait where they are
             records = source.tailer.poll(self.max_records, final=final)
             progressed += len(records)
-            context = ParseContext(now=self._now(), tz=source.context_zone)
+            context = ParseContext(now=self._now(), tz=source.context_zone, host=LOCAL_HOST)
             for start in range(0, len(records), PUMP_EVERY):
                 chunk = records[start : start + PUMP_EVERY]
                 acks = self.backlog.track([partial(source.tailer.ack, record.token) for record in chunk])
@@ -408,7 +436,7 @@ class SyslogSensor:
         )
         self.parse_failures += failed
         if self.config.keep_original:
-            event.setdefault("event.original", record.raw.decode("utf-8", errors="backslashreplace"))
+            event.setdefault("event.original", decode_line(record.raw)[1])
         return event
 
     def run(self, stop: threading.Event) -> bool:

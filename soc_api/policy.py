@@ -78,6 +78,11 @@ POLICY: dict[tuple[str, str], str] = {
     ("GET", "/api/approvals"): AUTHENTICATED,
     ("GET", "/api/containment/blocks"): "containment:read",
     ("POST", "/api/containment/blocks/{block_id}/unblock"): "containment:admin",
+    # stored weekly reports: an agency's for its members, the province's (*) for province-wide ones
+    ("POST", "/api/reports/weekly"): "reports:write",
+    ("GET", "/api/reports"): "reports:read",
+    ("GET", "/api/reports/{report_id}"): "reports:read",
+    ("GET", "/api/reports/{report_id}/download"): "reports:read",
     ("GET", "/api/jobs"): "jobs:admin",
     ("GET", "/api/jobs/{job_id}/runs"): "jobs:admin",
     ("POST", "/api/jobs/{job_id}/run"): "jobs:admin",
@@ -129,6 +134,10 @@ UI_POLICY: dict[tuple[str, str], str] = {
     ("GET", "/ui/intel"): "intel:read",
     ("POST", "/ui/intel"): "intel:write",
     ("POST", "/ui/intel/{tenant}/{name}/delete"): "intel:write",
+    ("GET", "/ui/reports"): "reports:read",
+    ("POST", "/ui/reports"): "reports:write",
+    ("GET", "/ui/reports/{report_id}/document"): "reports:read",
+    ("GET", "/ui/dashboard"): "reports:read",
     ("GET", "/ui/jobs"): "jobs:admin",
     ("POST", "/ui/jobs/{job_id}/run"): "jobs:admin",
 }

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from reports.model import WeeklyReport
 from soc_core.alert_status import CLOSED_STATUSES, AlertStatus, Classification, SettableStatus
 from soc_core.events import TENANT_ID
 
@@ -608,4 +609,29 @@ class JobPage(BaseModel):
 
 class JobRunPage(BaseModel):
     items: list[JobRunPublic]
+    next_cursor: str | None = None
+
+
+class WeeklyReportRequest(Strict):
+    week: str = Field(pattern=r"^\d{4}-W\d{2}$", description="ISO week, e.g. 2026-W48")
+    tenant: str = Field("*", min_length=1, max_length=40, description="An agency's tenant id, or * for the province")
+
+
+class ReportSummary(BaseModel):
+    id: str
+    kind: str
+    tenant: str
+    week: str
+    name: str
+    generated_at: str
+    generated_by: str
+    job: str | None = None
+
+
+class ReportPublic(ReportSummary):
+    report: WeeklyReport
+
+
+class ReportPage(BaseModel):
+    items: list[ReportSummary]
     next_cursor: str | None = None

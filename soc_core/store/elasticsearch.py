@@ -214,6 +214,7 @@ def events_template(replicas: int, prefix: str = PREFIX) -> dict[str, Any]:
 # Parts of workflow documents that hold free-form data (engine state, audit before/after,
 # playbook inputs): stored, never indexed, so their shapes cannot clash with a mapping.
 OPAQUE_OBJECTS = ["correlation", "state", "before", "after", "details", "params", "output", "inputs", "definition"]
+OPAQUE_OBJECTS.append("report")  # a stored weekly report's numbers (reports.stored), read back whole
 OPAQUE_KINDS = ("checkpoints", "intel_chunks")
 
 
