@@ -29,7 +29,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,7 +38,7 @@ from typing import Any
 from sensors.config import ForwarderConfig
 from sensors.packets.analyzer import AnalyzerOptions, PacketAnalyzer, Record
 from sensors.pipeline import make_forwarder
-from sensors.sources.network import Frame, KernelStats, LiveCapture, PcapFile
+from sensors.sources.network import CaptureError, Frame, KernelStats, LiveCapture, PcapFile
 from soc_core.events import Event, check_tenant_id, make_event, utcnow
 from soc_core.store.base import Store
 
@@ -123,11 +123,25 @@ class NetworkSensor:
     def import_pcap(
         self, path: str | Path, *, progress: Callable[[int, int], None] | None = None, chunk: int = 2048
     ) -> dict[str, int]:
-        """Read a whole pcap/pcapng file, deliver its events; the analyzer counters after it."""
+        """Read a whole pcap/pcapng file, deliver its events; the analyzer counters after it.
+
+        A file that breaks off (a record that cannot be framed) raises :class:`CaptureError`
+        after the packets read before the damage are analysed and delivered, and its flows ended,
+        so a batch import can report the file and go on with the next one.
+        """
+        failure: CaptureError | None = None
+
+        def readable(pcap: PcapFile) -> Iterator[Frame]:
+            nonlocal failure
+            try:
+                yield from pcap
+            except CaptureError as exc:
+                failure = exc
+
         with PcapFile(path) as pcap:
             source = f"pcap:{pcap.path.resolve()}"
             position = 0
-            frames = iter(pcap)
+            frames = readable(pcap)
             while True:
                 batch = [frame for _, frame in zip(range(chunk), frames, strict=False)]
                 if not batch:
@@ -145,6 +159,8 @@ class NetworkSensor:
         while not self.deliver(flush=True):
             time.sleep(0.01)
         self._publish()
+        if failure is not None:
+            raise failure
         return counters
 
     # ---------------------------------------------------------------------- live capture

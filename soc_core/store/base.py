@@ -207,6 +207,7 @@ DOC_KINDS = frozenset(
         "sensor_uptime",  # heartbeats per sensor and hour (soc_api.services.sensors), for uptime reports
         "scheduler_jobs",  # the scheduler's persistent job store (scheduling.jobstore)
         "job_runs",  # one record per scheduled or manual job run (scheduling.runs)
+        "reports",  # stored weekly reports, one per (tenant, ISO week) (reports.stored)
     }
 )
 

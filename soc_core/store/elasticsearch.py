@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import orjson
 from elastic_transport import ConnectionError as TransportConnectionError
 from elastic_transport import ConnectionTimeout, TransportError
-from elasticsearch import ApiError, Elasticsearch
+from elasticsearch import ApiError, Elasticsearch, NotFoundError
 from elasticsearch.serializer import OrjsonSerializer
 
 from soc_core.bounds import EventBounds
@@ -216,6 +216,7 @@ def events_template(replicas: int, prefix: str = PREFIX) -> dict[str, Any]:
 # (``batch``: the records an audit batch's first record carries, read from the source only)
 OPAQUE_OBJECTS = ["correlation", "state", "before", "after", "details", "params", "output", "inputs", "definition"]
 OPAQUE_OBJECTS += ["batch"]
+OPAQUE_OBJECTS.append("report")  # a stored weekly report's numbers (reports.stored), read back whole
 OPAQUE_KINDS = ("checkpoints", "intel_chunks")
 
 
@@ -797,15 +798,15 @@ class ElasticsearchStore(Store):
         """
         live: dict[str, set[str]] = {}
         if names:
-            response = self._call(
-                "read the event mapping",
-                self.client.indices.get_field_mapping,
-                index=self.events_pattern,
-                fields=list(names),
-                allow_no_indices=True,
-                ignore_unavailable=True,
-            )
-            for index in response.body.values():
+            try:
+                mappings = self.client.indices.get_field_mapping(
+                    index=self.events_pattern, fields=list(names), allow_no_indices=True, ignore_unavailable=True
+                ).body
+            except NotFoundError:
+                mappings = {}  # no event index yet: the node answers 404 with an empty body, not {}
+            except (ApiError, TransportError) as exc:
+                raise self._translate("read the event mapping", exc) from exc
+            for index in mappings.values():
                 for name, entry in index.get("mappings", {}).items():
                     leaf = name.rsplit(".", 1)[-1]
                     kind = entry.get("mapping", {}).get(leaf, {}).get("type")
