@@ -284,13 +284,11 @@ class CorrelationEngine:
         event_ids = list(dict.fromkeys(eid for entry in window for eid in _ids(entry)))
         fresh = sum(1 for eid in event_ids if eid not in state.reported)
         state.reported.update(event_ids)
-        distinct: dict[str, list[str]] = {}
+        distinct: dict[str, dict[str, None]] = {}  # dicts: ordered sets
         for entry in window:
             for fact in entry[5]:
                 name, _, value = fact.partition("=")
-                values = distinct.setdefault(name, [])
-                if value not in values:
-                    values.append(value)
+                distinct.setdefault(name, {})[value] = None
         return CorrelationHit(
             rule_id=spec.rule_id,
             tenant=tenant,
@@ -302,7 +300,7 @@ class CorrelationEngine:
             last_seen=_format(window[-1][0]),
             measure=measure,
             fresh=fresh,
-            distinct=distinct,
+            distinct={name: list(found) for name, found in distinct.items()},
             members=tuple(event_ids),
         )
 
