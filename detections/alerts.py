@@ -46,9 +46,11 @@ ENTITY_FIELDS = ("source.ip", "destination.ip", "user.name", "host.name")
 MAX_EVENT_IDS = 100
 MAX_ENTITY_VALUES = 20
 MAX_DISTINCT_VALUES = 10_000
+# the facts of the event that made a correlation fire (user.target.name: a Windows logon's account)
 TRIGGER_FIELDS = (
-    "@timestamp", "event.id", "event.action", "event.outcome", "user.name", "user.target.name", "source.ip", "host.name",
-)  # fmt: skip
+    *("@timestamp", "event.id", "event.action", "event.outcome"),
+    *("user.name", "user.target.name", "source.ip", "host.name"),
+)
 DEFAULT_WINDOW = timedelta(hours=1)
 
 

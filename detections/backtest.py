@@ -283,9 +283,7 @@ def _order(event: Mapping[str, Any]) -> tuple[str, str, str]:
     return (str(event.get("@timestamp", "")), str(event.get(TENANT_FIELD, "")), str(event.get("event.id", "")))
 
 
-def _capped(
-    events: Iterator[Mapping[str, Any]], limit: int, result: BacktestResult
-) -> Iterator[Mapping[str, Any]]:
+def _capped(events: Iterator[Mapping[str, Any]], limit: int, result: BacktestResult) -> Iterator[Mapping[str, Any]]:
     for count, event in enumerate(events):
         if count >= limit:
             result.truncated = True
@@ -311,8 +309,8 @@ __all__ = [
     "backtest",
     "backtest_change",
     "backtest_correlation",
-    "rule_events",
     "routes_to",
+    "rule_events",
     "scoped_tenants",
     "store_hits",
 ]

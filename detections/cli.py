@@ -22,7 +22,7 @@ from detections.backtest import BacktestResult, backtest, backtest_correlation
 from detections.evaluation import compile_ruleset
 from detections.loader import load_paths_or_shipped, load_rules, shipped_rules_dir
 from detections.samples import check_samples, samples_error
-from soc_core.errors import NotFound, RuleError
+from soc_core.errors import NotFound
 from soc_core.events import utcnow
 from soc_core.store import Store
 

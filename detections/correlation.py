@@ -206,13 +206,14 @@ class CorrelationEngine:
             self.skipped_events += 1
             return []
         self.watermark = max(self.watermark, moment)
-        return self._feed_specs(specs, base_rule_id, event, moment, tenant, (), 0)
+        return self._feed_specs(specs, base_rule_id, event, moment=moment, tenant=tenant, members=(), depth=0)
 
     def _feed_specs(
         self,
         specs: list[CorrelationSpec],
         rule_id: str,
         event: Mapping[str, Any],
+        *,
         moment: float,
         tenant: str,
         members: tuple[str, ...],
@@ -222,14 +223,18 @@ class CorrelationEngine:
         for spec in specs:
             if spec.scope is not None and tenant not in spec.scope:
                 continue  # a correlation scoped to other agencies never sees this agency's events
-            hit = self._feed_one(spec, rule_id, event, moment, tenant, members)
+            hit = self._feed_one(spec, rule_id, event, moment=moment, tenant=tenant, members=members)
             if hit is None:
                 continue
             hits.append(hit)
             chained = self.by_base_rule.get(hit.rule_id)
             if chained and depth < MAX_CHAIN_DEPTH:
                 # the hit, as one item of the correlations built on it: at the firing event
-                hits.extend(self._feed_specs(chained, hit.rule_id, event, moment, tenant, hit.members, depth + 1))
+                hits.extend(
+                    self._feed_specs(
+                        chained, hit.rule_id, event, moment=moment, tenant=tenant, members=hit.members, depth=depth + 1
+                    )
+                )
         return hits
 
     def _feed_one(
@@ -237,6 +242,7 @@ class CorrelationEngine:
         spec: CorrelationSpec,
         base_rule_id: str,
         event: Mapping[str, Any],
+        *,
         moment: float,
         tenant: str,
         members: tuple[str, ...] = (),
@@ -387,9 +393,7 @@ class CorrelationEngine:
             # version 1 items have no members nor facts; their windows carry on without them
             items: list[_Item] = [
                 (float(ts), str(eid), int(idx), tuple(values), tuple(rest[0]), tuple(rest[1]))
-                for ts, eid, idx, values, *rest in (
-                    (*raw, [], []) if len(raw) == 4 else raw for raw in entry["items"]
-                )
+                for ts, eid, idx, values, *rest in ((*raw, [], []) if len(raw) == 4 else raw for raw in entry["items"])
             ]
             reported = {str(eid) for eid in entry.get("reported", [])}
             self.keys[entry["key"]] = _KeyState(

@@ -287,7 +287,11 @@ def run_backtest(
             store, ruleset, loaded, tenants=scope, scope=rule_scope, start=body.start, end=body.end
         )
         return BacktestPublic(
-            rule_id=rule_id, version=alerts.version, total=alerts.total, truncated=alerts.truncated, per_day=alerts.per_day
+            rule_id=rule_id,
+            version=alerts.version,
+            total=alerts.total,
+            truncated=alerts.truncated,
+            per_day=alerts.per_day,
         )
     if body.yaml:
         candidate_set = lifecycle.validate_rule_text(body.yaml)
