@@ -3,8 +3,9 @@ namespace, and the shipped rules raise "SSH Login Succeeded After Brute Force" n
 account and the time of the success.
 
 hydra's word list holds eight wrong passwords, then the right one. sshd's lines go through the
-real log sensor into the store, the real engine runs the shipped rules. Reuses the attack range of ``test_s13i_5_attack_tools`` (needs root, iproute2,
-openssh-server and hydra). The SSH brute-force alert counts each password tried once.
+real log sensor into the store, the real engine runs the shipped rules. Reuses the attack range
+of ``test_s13i_5_attack_tools`` (needs root, iproute2, openssh-server and hydra). The SSH
+brute-force alert counts each password tried once.
 """
 
 from __future__ import annotations
