@@ -19,6 +19,7 @@ from rich.table import Table
 
 from detections import lifecycle
 from detections.backtest import BacktestResult, backtest, backtest_correlation
+from detections.coverage import coverage_markdown
 from detections.evaluation import compile_ruleset
 from detections.loader import load_paths_or_shipped, load_rules, shipped_rules_dir
 from detections.samples import check_samples, samples_error
@@ -144,6 +145,18 @@ def build_rules_app(open_store: Callable[[], Store]) -> typer.Typer:
         out.print(table)
         noun = "alerts" if loaded.is_correlation else "hits"
         out.print(f"{result.total} {noun}{' (truncated)' if result.truncated else ''}")
+
+    @app.command("coverage")
+    def coverage_(
+        output: Annotated[Path | None, typer.Option(help="Write the table to this file instead.")] = None,
+    ) -> None:
+        """The detection-coverage table (Markdown): ATT&CK technique, detected from log, wire or both."""
+        text = coverage_markdown(load_rules([shipped_rules_dir()]))
+        if output is None:
+            typer.echo(text, nl=False)
+        else:
+            output.write_text(text, encoding="utf-8")
+            out.print(f"written: {output}")
 
     return app
 
