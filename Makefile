@@ -13,13 +13,16 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip==25.3
 
+# pip shows its progress (a first install downloads ~100 MB); the upgrade of pip itself stays quiet
 install: $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --progress-bar on -e .
 
 install-dev: $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --progress-bar on -e ".[dev]"
 
 demo: install
+	@echo "soc is installed in $(abspath $(BIN)); to run it from anywhere:"
+	@echo "    export PATH=\"$(abspath $(BIN)):\$$PATH\"    (or: source $(VENV)/bin/activate)"
 	$(BIN)/soc up --demo --port $(PORT)
 
 system-deps:

@@ -21,6 +21,7 @@ modules as ``package.module``; ``tests/detections/test_i10_3_layout.py`` checks 
     workers     WorkerPool: the Evaluator's matching over forked processes
     watchdog    a slow batch's slowest rules
     engine      DetectionEngine: the store shell (batches, checkpoint, alert writes)
+    rulecache   the compiled-rule cache: loaded + processed rules on disk, signed JSON, per rule file
     lifecycle   custom rules, enable/disable, tenant scopes and exceptions (versioned)
     backtest    a rule over stored history through Store.rule_query_pages, routed as the engine does
     coverage    the detection-coverage table: ATT&CK technique, rules, detected from log / wire / both

@@ -26,11 +26,12 @@ from soc_core.events import TENANT_FIELD
 
 from .alerts import Detection, RuleMeta, detection_from_event, entities_of, trigger_of
 from .correlation import CorrelationEngine, CorrelationHit, CorrelationSpec
-from .loader import LoadedRule, RuleSet, translate_sigma_error
-from .matcher import Matcher, compile_gate, compile_rule, needed_fields
+from .loader import LoadedRule, RuleSet, RuleSummary, translate_sigma_error
+from .matcher import Matcher, compile_gate_trees, compile_trees, needed_fields_of
 from .pipelines import canhgac_pipeline
-from .prefilter import Literals, rule_literals
+from .prefilter import Literals, literals_of
 from .routing import ROUTING_VALUE_FIELDS, LogSource, Router
+from .targets.walk import conditions
 
 log = logging.getLogger(__name__)
 
@@ -72,21 +73,91 @@ def process_rule(
 def compile_detection_rule(
     loaded: LoadedRule, pipeline_factory: Callable[[], ProcessingPipeline] = canhgac_pipeline
 ) -> CompiledRule:
+    """The rule's matcher, gate and prefilter literals. A rule from the compiled-rule cache
+    (:mod:`detections.rulecache`) brings its processed condition trees, or the reason it does
+    not compile; they hold for :func:`canhgac_pipeline` only."""
+    summary = loaded.summary
+    if summary is not None and pipeline_factory is canhgac_pipeline:
+        if summary.error is not None:
+            raise summary.error
+        if summary.trees is not None:
+            return _deferred(loaded, summary)
     rule = process_rule(loaded, pipeline_factory)
-    matcher = compile_rule(rule, where=loaded.where)
+    trees = conditions(rule, loaded.where)  # parsed once for the matcher, gate, literals and needs
     original = loaded.rule
     assert isinstance(original, SigmaRule)
     source = original.logsource
+    logsource = (source.product, source.category, source.service)
+    return _compiled(loaded, trees, logsource, literals_of(trees), needed_fields_of(trees))
+
+
+def _compiled(
+    loaded: LoadedRule, trees: list[object], logsource: LogSource, literals: Literals, needs: frozenset[str]
+) -> CompiledRule:
     return CompiledRule(
         loaded=loaded,
         meta=RuleMeta.from_loaded(loaded),
-        matcher=matcher,
-        logsource=(source.product, source.category, source.service),
+        matcher=compile_trees(trees, where=loaded.where),
+        logsource=logsource,
         alerts=loaded.generates_alerts,
-        literals=rule_literals(rule),
-        gate=compile_gate(rule, value_fields=ROUTING_VALUE_FIELDS, where=loaded.where),
-        needs=needed_fields(rule),
+        literals=literals,
+        gate=compile_gate_trees(trees, value_fields=ROUTING_VALUE_FIELDS, where=loaded.where),
+        needs=needs,
     )
+
+
+def _deferred(loaded: LoadedRule, summary: RuleSummary) -> CompiledRule:
+    """A cached rule whose matcher and gate are built on first use: a warm start then builds
+    only the rules its events reach (these trees compiled when the entry was made, so building
+    them again cannot fail but for a bug, which is logged and matches nothing)."""
+    assert summary.trees is not None
+    build_trees, where = summary.trees, loaded.where
+    trees: list[object] = []
+
+    def parsed() -> list[object]:
+        if not trees:
+            trees.extend(build_trees())
+        return trees
+
+    compiled = CompiledRule(
+        loaded=loaded,
+        meta=RuleMeta.from_loaded(loaded),
+        matcher=_never,
+        logsource=summary.logsource,
+        alerts=loaded.generates_alerts,
+        literals=summary.literals,
+        needs=summary.needs,
+    )
+
+    def matcher(event: Mapping[str, Any]) -> bool:
+        compiled.matcher = _built(lambda: compile_trees(parsed(), where=where), where) or _never
+        return compiled.matcher(event)
+
+    def gate(event: Mapping[str, Any]) -> bool:
+        built = _built(lambda: compile_gate_trees(parsed(), value_fields=ROUTING_VALUE_FIELDS, where=where), where)
+        compiled.gate = built or _always
+        return compiled.gate(event)
+
+    compiled.matcher, compiled.gate = matcher, gate
+    return compiled
+
+
+def _built(build: Callable[[], Matcher | None], where: str) -> Matcher | None:
+    try:
+        return build()
+    except RuleError as exc:
+        log.error("cached rule %s did not compile: %s", where, exc.render())
+    except (LookupError, TypeError, ValueError) as exc:  # an entry of the wrong shape
+        log.error("cached rule %s could not be rebuilt: %r", where, exc)
+    return _never
+
+
+def _never(event: Mapping[str, Any]) -> bool:
+    return False
+
+
+def _always(event: Mapping[str, Any]) -> bool:
+    return True
 
 
 def compile_ruleset(

@@ -31,7 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from soc_core.errors import Conflict, NotFound, NotVisible, RuleError
 from soc_core.events import format_timestamp, parse_timestamp, utcnow
@@ -39,6 +39,9 @@ from soc_core.store import Doc, Store
 
 from .alerts import Detection
 from .loader import RuleSet, load_rule_text, load_rules
+
+if TYPE_CHECKING:
+    from .rulecache import RuleCache
 
 GENERATION_DOC = "rules-generation"
 MAX_HISTORY = 500  # entries kept per agency (and for province-wide entries)
@@ -216,10 +219,13 @@ def rule_states(store: Store) -> list[Doc]:
             return docs
 
 
-def effective_rules(store: Store, shipped_dirs: Iterable[str | Path]) -> tuple[RuleSet, RulePolicy]:
+def effective_rules(
+    store: Store, shipped_dirs: Iterable[str | Path], *, cache: RuleCache | None = None
+) -> tuple[RuleSet, RulePolicy]:
     """The shipped rules plus custom ones from the store, with enabled flags, scopes and
-    exceptions applied; errors of broken stored rules are in ``RuleSet.errors``."""
-    ruleset = load_rules(list(shipped_dirs))
+    exceptions applied; errors of broken stored rules are in ``RuleSet.errors``. With ``cache``
+    the rule files load through the compiled-rule cache (:mod:`detections.rulecache`)."""
+    ruleset = cache.load(list(shipped_dirs)) if cache is not None else load_rules(list(shipped_dirs))
     policy = RulePolicy()
     for doc in rule_states(store):
         body = doc.body

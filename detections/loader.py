@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,30 +50,93 @@ def shipped_rules_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "rules"
 
 
-@dataclass
-class LoadedRule:
-    """One parsed rule, where it came from, and a content hash used as its version."""
+@dataclass(frozen=True)
+class RuleSummary:
+    """What the engine reads of a rule, kept by the compiled-rule cache (:mod:`detections.rulecache`)
+    so that a warm start parses no YAML and runs no pipeline.
 
-    rule: AnyRule
-    path: Path
-    line: int | None
-    text: str
-    enabled: bool = True
+    ``trees`` builds the rule's condition trees after :func:`detections.pipelines.canhgac_pipeline`
+    (built when the rule is first matched; None for a correlation rule, or when ``error`` says
+    why the rule does not compile);
+    ``literals`` and ``needs`` are what :mod:`detections.prefilter` and the matcher derive from them.
+    """
+
+    id: str
+    name: str | None
+    title: str
+    level: str | None
+    tags: tuple[str, ...]
+    logsource: tuple[str | None, str | None, str | None]
+    correlation: bool
+    trees: Callable[[], list[object]] | None = None
+    literals: frozenset[str] | None = None
+    needs: frozenset[str] = frozenset()
+    error: RuleError | None = None
+
+
+class LoadedRule:
+    """One parsed rule, where it came from, and a content hash used as its version.
+
+    A rule from the compiled-rule cache comes with its :class:`RuleSummary` and no parsed rule:
+    ``rule`` parses ``text`` the first time it is read (the engine never needs it).
+    """
+
+    def __init__(
+        self,
+        rule: AnyRule | None,
+        path: Path,
+        line: int | None,
+        text: str,
+        enabled: bool = True,
+        *,
+        summary: RuleSummary | None = None,
+    ) -> None:
+        if rule is None and summary is None:
+            raise ValueError("a LoadedRule needs its parsed rule or a summary")
+        self._rule = rule
+        self.path = path
+        self.line = line
+        self.text = text
+        self.enabled = enabled
+        self.summary = summary
+
+    @property
+    def rule(self) -> AnyRule:
+        if self._rule is None:
+            self._rule = self._parse()
+        return self._rule
+
+    def _parse(self) -> AnyRule:
+        assert self.summary is not None
+        found = RuleSet()
+        _load_documents(self.path, self.text, found, first_line=self.line or 1)
+        loaded = found.rules.get(self.summary.id)
+        if loaded is None:  # the text was parsed when the summary was made: only a code change gets here
+            raise RuleError(f"rule {self.summary.id} no longer parses from its cached text", where=self.where)
+        return loaded.rule
 
     @property
     def id(self) -> str:
-        return rule_key(self.rule)
+        return self.summary.id if self.summary is not None else rule_key(self.rule)
+
+    @property
+    def name(self) -> str | None:
+        return self.summary.name if self.summary is not None else self.rule.name
 
     @property
     def title(self) -> str:
-        return self.rule.title
+        return self.summary.title if self.summary is not None else self.rule.title
 
     @property
     def level(self) -> str | None:
+        if self.summary is not None:
+            return self.summary.level
         return str(self.rule.level) if self.rule.level is not None else None
 
     @property
     def tags(self) -> list[str]:
+        if self.summary is not None:
+            return list(self.summary.tags)
         return [str(tag) for tag in self.rule.tags]
 
     @property
@@ -91,12 +154,15 @@ class LoadedRule:
 
     @property
     def is_correlation(self) -> bool:
+        if self.summary is not None:
+            return self.summary.correlation
         return isinstance(self.rule, SigmaCorrelationRule)
 
     @property
     def generates_alerts(self) -> bool:
-        """False for base rules referenced by a correlation without ``generate: true``."""
-        return self.rule._output
+        """False for base rules referenced by a correlation without ``generate: true``
+        (set on the parsed rule when correlations are resolved; an unparsed rule is referenced by none)."""
+        return self._rule._output if self._rule is not None else True
 
     def fresh(self) -> AnyRule:
         """A private copy, safe to run a processing pipeline over."""
@@ -196,22 +262,23 @@ class _Document:
     data: Any
 
 
-def _split_documents(path: Path, text: str) -> list[_Document]:
+def _split_documents(path: Path, text: str, first_line: int = 1) -> list[_Document]:
     """YAML documents (safe loader: no aliases, bounded size) with the line each starts on;
     raises RuleError on bad YAML."""
     lines = text.splitlines(keepends=True)
     try:
         return [
-            _Document(doc.line, "".join(lines[doc.line - 1 : doc.end_line]), doc.data)
+            _Document(doc.line + first_line - 1, "".join(lines[doc.line - 1 : doc.end_line]), doc.data)
             for doc in iter_documents(text, source=str(path))
         ]
     except ParseError as exc:
         raise RuleError(exc.message, where=exc.where, hint=exc.hint) from exc
 
 
-def _load_documents(path: Path, text: str, ruleset: RuleSet) -> None:
+def _load_documents(path: Path, text: str, ruleset: RuleSet, *, first_line: int = 1) -> None:
+    """The rules of ``text`` (which starts on line ``first_line`` of ``path``) into ``ruleset``."""
     try:
-        documents = _split_documents(path, text)
+        documents = _split_documents(path, text, first_line)
     except RuleError as exc:
         ruleset.errors.append(exc)
         return
@@ -326,13 +393,15 @@ def _detection_items(detection: SigmaDetection) -> Iterator[SigmaDetectionItem]:
 
 def _resolve_correlations(ruleset: RuleSet) -> None:
     """Point correlation rules at the rules they reference; drop those that cannot be."""
-    by_name: dict[str, LoadedRule] = {}
-    for loaded in ruleset.rules.values():
-        if loaded.rule.name is not None:
-            by_name[loaded.rule.name] = loaded
-    collection = SigmaCollection([loaded.rule for loaded in ruleset.rules.values()], resolve_references=False)
+    correlations = ruleset.correlation_rules()
+    if not correlations:
+        return
+    # only the rules correlations name are parsed (a rule from the compiled-rule cache is not, else)
+    names = {str(ref.reference) for loaded in correlations for ref in _references(loaded.rule)}
+    referenced = [loaded for loaded in ruleset.rules.values() if loaded.id in names or loaded.name in names]
+    collection = SigmaCollection([loaded.rule for loaded in referenced], resolve_references=False)
     broken: list[str] = []
-    for loaded in ruleset.correlation_rules():
+    for loaded in correlations:
         rule = loaded.rule
         assert isinstance(rule, SigmaCorrelationRule)
         try:
@@ -342,6 +411,10 @@ def _resolve_correlations(ruleset: RuleSet) -> None:
             broken.append(loaded.id)
     for rule_id in broken:
         del ruleset.rules[rule_id]
+
+
+def _references(rule: AnyRule) -> list[Any]:
+    return list(rule.rules or []) if isinstance(rule, SigmaCorrelationRule) else []
 
 
 def translate_sigma_error(exc: SigmaError, where: str) -> RuleError:
@@ -364,6 +437,7 @@ __all__ = [
     "AnyRule",
     "LoadedRule",
     "RuleSet",
+    "RuleSummary",
     "load_paths_or_shipped",
     "load_rule_text",
     "load_rules",

@@ -75,6 +75,11 @@ def compile_rule(rule: SigmaRule, *, where: str | None = None, merge_or: bool = 
     return _Compiler(where or _rule_where(rule), merge_or=merge_or).rule(rule)
 
 
+def compile_trees(trees: list[object], *, where: str) -> Matcher:
+    """:func:`compile_rule` of condition trees already parsed (the compiled-rule cache's)."""
+    return _Compiler(where).trees(trees)
+
+
 def compile_gate(rule: SigmaRule, *, value_fields: frozenset[str], where: str | None = None) -> Matcher | None:
     """A cheap necessary condition of the rule for routing, or None when there is none.
 
@@ -85,9 +90,15 @@ def compile_gate(rule: SigmaRule, *, value_fields: frozenset[str], where: str | 
     rule cannot match: a router can evaluate it once per distinct (field set, routing values)
     and cache the outcome.
     """
-    compiler = _Compiler(where or _rule_where(rule))
+    where = where or _rule_where(rule)
+    return compile_gate_trees(conditions(rule, where), value_fields=value_fields, where=where)
+
+
+def compile_gate_trees(trees: list[object], *, value_fields: frozenset[str], where: str) -> Matcher | None:
+    """:func:`compile_gate` of condition trees already parsed."""
+    compiler = _Compiler(where)
     gates: list[Matcher] = []
-    for tree in conditions(rule, compiler.where):
+    for tree in trees:
         gate = compiler.gate(tree, value_fields)
         if gate is None:
             return None
@@ -103,9 +114,14 @@ def needed_fields(rule: SigmaRule) -> frozenset[str]:
     AND needs what any branch needs, OR what every branch needs; NOT, ``null``,
     ``|exists: false`` and keywords need nothing.
     """
+    return needed_fields_of([condition.parse() for condition in rule.detection.parsed_condition])
+
+
+def needed_fields_of(trees: list[object]) -> frozenset[str]:
+    """:func:`needed_fields` of condition trees already parsed."""
     found: frozenset[str] | None = None
-    for condition in rule.detection.parsed_condition:  # several conditions are ORed
-        needs = _needed(condition.parse())
+    for tree in trees:  # several conditions are ORed
+        needs = _needed(tree)
         found = needs if found is None else found & needs
     return found or frozenset()
 
@@ -523,6 +539,9 @@ def _timestamp_part_test(part: str, number: float) -> ValueTest:
 __all__ = [
     "Matcher",
     "compile_gate",
+    "compile_gate_trees",
     "compile_rule",
+    "compile_trees",
     "needed_fields",
+    "needed_fields_of",
 ]

@@ -34,9 +34,14 @@ Literals = frozenset[str] | None
 
 def rule_literals(rule: SigmaRule) -> Literals:
     """Literals one of which every event matching the processed ``rule`` contains."""
+    return literals_of([condition.parse() for condition in rule.detection.parsed_condition])
+
+
+def literals_of(trees: list[object]) -> Literals:
+    """:func:`rule_literals` of condition trees already parsed."""
     result: set[str] = set()
-    for condition in rule.detection.parsed_condition:  # several conditions are ORed
-        found = _node(condition.parse())
+    for tree in trees:  # several conditions are ORed
+        found = _node(tree)
         if found is None:
             return None
         result |= found
@@ -136,4 +141,4 @@ def _texts(values: Iterable[Any]) -> Iterable[str]:
             yield from _texts(value)
 
 
-__all__ = ["MIN_LITERAL", "Literals", "Prefilter", "event_text", "rule_literals"]
+__all__ = ["MIN_LITERAL", "Literals", "Prefilter", "event_text", "literals_of", "rule_literals"]

@@ -28,7 +28,8 @@ every event                                     (canhgac, —, <event.dataset>)
                                                 4103 ps_module; classic 400/600/800 ps_classic_*
 ``network.dns``                                 (—, dns, —)
 ``network.flow``                                (—, firewall, —)
-``network.http``                                (—, proxy, —)
+``network.http``                                (—, proxy, —) + (—, webserver, —): the web
+                                                rules see captured HTTP like an access log
 ==============================================  ==============================================
 
 Our own rules may use ``product: canhgac`` with ``service: <event.dataset>`` for data no Sigma
@@ -137,6 +138,8 @@ def event_logsources(event: Mapping[str, Any]) -> list[LogSource]:
         sources.append((None, None, WEB_ERROR_DATASETS[dataset]))
     elif dataset in NETWORK_CATEGORIES:
         sources.append((None, NETWORK_CATEGORIES[dataset], None))
+        if dataset == "network.http":  # a request seen on the wire is what an access log records
+            sources.append((None, "webserver", None))
     elif module == "windows":
         channel = str(event.get("winlog.channel") or "")
         service = _CHANNEL_TO_SERVICE.get(channel.lower()) or dataset.split(".", 1)[-1]

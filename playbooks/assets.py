@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import ipaddress
 import re
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,8 +121,39 @@ class AssetInventory:
         return found
 
 
+_CACHE_LOCK = threading.Lock()
+_CACHE: dict[tuple[tuple[str, int, int], ...], AssetInventory] = {}
+CACHED_INVENTORIES = 8
+
+
+def _stamp(paths: Sequence[Path]) -> tuple[tuple[str, int, int], ...] | None:
+    try:
+        return tuple((str(path), (stat := path.stat()).st_mtime_ns, stat.st_size) for path in paths)
+    except OSError:  # missing or unreadable: loading reports it
+        return None
+
+
 def load_inventory(paths: Sequence[Path]) -> AssetInventory:
-    """Every asset of these YAML/CSV files; one :class:`ConfigError` listing every bad entry."""
+    """Every asset of these YAML/CSV files; one :class:`ConfigError` listing every bad entry.
+
+    Kept while the files are unchanged (same modification time and size): every
+    ``enrich_assets`` step loads it, and parsing and validating a few hundred hosts took most
+    of a run's time (session 22's profile). Callers only read it."""
+    stamp = _stamp(paths)
+    with _CACHE_LOCK:
+        cached = _CACHE.get(stamp) if stamp is not None else None
+    if cached is not None:
+        return cached
+    inventory = _load(paths)
+    if stamp is not None:
+        with _CACHE_LOCK:
+            if len(_CACHE) >= CACHED_INVENTORIES:
+                _CACHE.clear()
+            _CACHE[stamp] = inventory
+    return inventory
+
+
+def _load(paths: Sequence[Path]) -> AssetInventory:
     assets: list[Asset] = []
     problems: list[str] = []
     for path in paths:

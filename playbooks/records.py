@@ -7,6 +7,8 @@
      "inputs" (secrets redacted), "dry_run", "live_gated", "status", "error",
      "cancel_requested", "cancelled_by", "lease": {"holder", "until"} | None,
      "timeline_outbox": [timeline entries not yet copied to the alert and case],
+     "audit_outbox": [audit records (workflow.audit.entry) not yet appended to the trail],
+     "unflushed": true while either outbox holds something (a final run's leftovers are found by it),
      "created_at", "updated_at", "started_at", "finished_at", "duration_ms",
      "steps": [{"id", "action", "status", "attempts", "params" (rendered, redacted), "output",
                 "error", "started_at", "finished_at", "duration_ms",
@@ -211,6 +213,39 @@ def audit_change(
     )
 
 
+def audit_entry(
+    body: Mapping[str, Any], run_id: str, *, actor: str, action: str, details: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """:func:`audit_change`'s record, made now and kept in the run's ``audit_outbox`` (written
+    with the change itself) until :func:`flush_audit` appends the outbox as one batch."""
+    return audit.entry(
+        actor=actor,
+        action=action,
+        tenant=body.get("tenant"),
+        target=f"{KIND}/{run_id}",
+        after={"status": body.get("status"), **(details or {})},
+        details={"playbook": body.get("playbook")},
+        entry_id=f"{run_id}:{uuid.uuid4().hex}",
+    )
+
+
+def add_audit_entry(body: dict[str, Any], entry: Mapping[str, Any]) -> None:
+    body["audit_outbox"] = [*(body.get("audit_outbox") or []), dict(entry)]
+    body["unflushed"] = True
+
+
+def flush_audit(
+    store: Store, entries: Sequence[Mapping[str, Any]], *, maybe_appended: bool, refresh: bool = False
+) -> list[str]:
+    """Append a run's outbox records to the audit trail as one batch; the entry ids handled, to
+    drop from the outbox. ``maybe_appended``: the outbox was left by an earlier drive, which
+    may have appended it and stopped before emptying it — those already in the trail are
+    looked up (one search) and not appended twice."""
+    present = audit.appended_entries(store, [str(e["entry_id"]) for e in entries]) if maybe_appended else set()
+    audit.record_batch(store, [e for e in entries if e["entry_id"] not in present], refresh=refresh)
+    return [str(e["entry_id"]) for e in entries]
+
+
 def append_timeline(store: Store, kind: str, doc_id: str, entry: Mapping[str, Any]) -> None:
     """Append to an alert's or case's ``timeline`` (re-reading on a race with triage)."""
     for _ in range(20):
@@ -326,10 +361,13 @@ __all__ = [
     "StepStatus",
     "Subject",
     "actor_of",
+    "add_audit_entry",
     "append_timeline",
     "audit_change",
+    "audit_entry",
     "auto_run_id",
     "config_secrets",
+    "flush_audit",
     "flush_timelines",
     "get_run",
     "mutate",

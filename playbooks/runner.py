@@ -26,6 +26,7 @@ the run at a step that failed, was cancelled or interrupted; ``continue`` goes o
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import socket
@@ -45,8 +46,10 @@ from playbooks.records import (
     FINAL,
     STEP_DONE,
     actor_of,
-    audit_change,
+    add_audit_entry,
+    audit_entry,
     config_secrets,
+    flush_audit,
     flush_timelines,
     get_run,
     mutate,
@@ -63,6 +66,7 @@ from soc_core.errors import NotFound, PlaybookError, SocError, StoreUnavailable
 from soc_core.events import format_timestamp, parse_timestamp, utcnow
 from soc_core.store import Doc, Store
 from soc_core.store.base import encode_cursor
+from workflow import audit
 
 log = logging.getLogger("canhgac.playbooks")
 CHECKPOINT_KIND = "checkpoints"
@@ -111,6 +115,8 @@ class _Drive:
     doc: Doc
     deferred: list[tuple[Change | None, list[_Note], bool]] = field(default_factory=list)
     view: dict[str, Any] = field(default_factory=dict)
+    # audit entries in the outbox when the drive began (an earlier drive's: maybe appended)
+    inherited: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.view = dict(self.doc.body)
@@ -132,6 +138,7 @@ def _step_change(
 def _add_entry(body: dict[str, Any], run_id: str, text: str) -> None:
     entry = timeline_entry(body, run_id, actor=actor_of(body), text=text)
     body["timeline_outbox"] = [*(body.get("timeline_outbox") or []), entry]
+    body["unflushed"] = True
 
 
 class Runner:
@@ -158,6 +165,7 @@ class Runner:
         self._wake = threading.Event()
         self._saturated = False
         self._active: set[str] = set()
+        self._kept: collections.deque[Doc] = collections.deque()  # listed, not handed out yet (dispatch)
         self._polls = 0
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(
@@ -168,7 +176,20 @@ class Runner:
     def poll_once(self) -> list[Future[str]]:
         """Start runs for new alerts, then hand active runs to the pool; the futures started."""
         self.trigger_new_alerts()
-        return self.dispatch()
+        started = self.dispatch()
+        if self._polls % LATE_SWEEP_POLLS == 1:  # now and then: what stopped drives left
+            started += self.dispatch_leftovers()
+        return started
+
+    def dispatch_leftovers(self) -> list[Future[str]]:
+        """Hand out final runs and runs waiting for a person whose outboxes a drive that stopped
+        (a crash, the store gone) did not empty, once their lease expired: their audit records
+        and timeline entries are appended then, those already there left out."""
+        statuses = [*FINAL, "waiting_approval"]
+        page = self.store.list_docs(
+            "playbook_runs", filters={"unflushed": True, "status": statuses}, sort="created_at", size=200
+        )
+        return self._hand_out(collections.deque(page.items), utcnow(), leftovers=True)
 
     def run_forever(self) -> None:
         backoff = self.settings.playbooks.poll_seconds
@@ -257,10 +278,19 @@ class Runner:
     def dispatch(self) -> list[Future[str]]:
         """Hand due runs to the pool, oldest first, up to the concurrency limit: pending and
         running ones, then those whose approval was decided or expired (read apart, so that runs
-        waiting for people never crowd out the others)."""
-        started: list[Future[str]] = []
+        waiting for people never crowd out the others).
+
+        The runs of the last page read that found no free slot are kept, in order, and handed
+        out first next time; the runs are listed again only when those are used up. A backlog of
+        10,000 pending runs made each listing a search of them all (seconds on a loaded SQLite
+        store), and a run finishing every few hundred ms asked for one each time: the loop then
+        did little else. A kept run that changed meanwhile (another process took it, a person
+        cancelled it) is found out by its claim, which reads it."""
         now = utcnow()
         self._saturated = False
+        started = self._hand_out(self._kept, now)
+        if self._saturated or self.stop_event.is_set():
+            return started
         for statuses in (["pending", "running"], ["waiting_approval"]):
             cursor: str | None = None
             for _ in range(DISPATCH_PAGES):
@@ -272,34 +302,48 @@ class Runner:
                     size=200,
                     cursor=cursor,
                 )
-                for doc in page.items:
-                    with self._lock:
-                        if len(self._active) >= self.settings.playbooks.max_concurrent_runs:
-                            self._saturated = True
-                            return started
-                        if doc.id in self._active or not self._due(doc.body, now):
-                            continue
-                        self._active.add(doc.id)
-                    try:
-                        started.append(self._pool.submit(self._execute_then_release, doc.id))
-                    except RuntimeError:  # the pool shut down meanwhile
-                        with self._lock:
-                            self._active.discard(doc.id)
-                        return started
+                self._kept = collections.deque(page.items)
+                started += self._hand_out(self._kept, now)
+                if self._saturated or self.stop_event.is_set():
+                    return started
                 cursor = page.next_cursor
                 if cursor is None:
                     break
+        return started
+
+    def _hand_out(self, docs: collections.deque[Doc], now: datetime, *, leftovers: bool = False) -> list[Future[str]]:
+        """Submit the due runs from the front of ``docs`` while slots are free (sets
+        ``_saturated`` when none is left); those not reached stay in ``docs``."""
+        started: list[Future[str]] = []
+        while docs:
+            doc = docs[0]
+            with self._lock:
+                if len(self._active) >= self.settings.playbooks.max_concurrent_runs:
+                    self._saturated = True
+                    return started
+                docs.popleft()
+                if doc.id in self._active or not self._due(doc.body, now, leftovers=leftovers):
+                    continue
+                self._active.add(doc.id)
+            try:
+                started.append(self._pool.submit(self._execute_then_release, doc.id))
+            except RuntimeError:  # the pool shut down meanwhile
+                with self._lock:
+                    self._active.discard(doc.id)
+                return started
         return started
 
     def _free_slot(self) -> bool:
         with self._lock:
             return len(self._active) < self.settings.playbooks.max_concurrent_runs
 
-    def _due(self, body: Mapping[str, Any], now: datetime) -> bool:
+    def _due(self, body: Mapping[str, Any], now: datetime, *, leftovers: bool = False) -> bool:
+        """Whether to hand the run out now: no other live holder, and (waiting for a person)
+        decided or expired — or, ``leftovers``, its outboxes to empty."""
         lease = body.get("lease")
         if lease and lease.get("holder") != self.holder and parse_timestamp(str(lease["until"])) > now:
             return False
-        if body.get("status") != "waiting_approval":
+        if body.get("status") != "waiting_approval" or leftovers:
             return True
         for step in body.get("steps") or []:
             approval = step.get("approval") or {}
@@ -327,43 +371,55 @@ class Runner:
         return {"holder": self.holder, "until": format_timestamp(utcnow() + timedelta(seconds=seconds))}
 
     def _claim(self, run_id: str) -> _Drive | None:
-        """Take the run's lease (and start a pending run) in one write; None if it is final or
-        another live process holds it."""
-        started: list[bool] = []
+        """Take the run's lease (and start a pending run) in one write; None if another live
+        process holds it, or it is final with nothing left in its outboxes (a final run with
+        something left — a drive that stopped before emptying them — is taken to empty them)."""
+        claimed: list[str] = []
 
         def change(body: dict[str, Any]) -> dict[str, Any] | None:
-            started.clear()
-            if body.get("status") in FINAL:
+            claimed.clear()
+            if body.get("status") in FINAL and not body.get("unflushed"):
                 return None
             lease = body.get("lease")
             if lease and lease.get("holder") != self.holder and parse_timestamp(str(lease["until"])) > utcnow():
                 return None
+            claimed.append(str(body.get("status")))
             body["lease"] = self._lease(self.lease_seconds)
             if body.get("status") == "pending":
                 body.update(status="running", started_at=now_text())
                 _add_entry(body, run_id, f"{body.get('playbook')}: running")
-                started.append(True)
+                add_audit_entry(body, audit_entry(body, run_id, actor=actor_of(body), action="playbook.run.running"))
             return body
 
-        doc = mutate(self.store, run_id, change, refresh=True)
+        # no refresh: pending and running runs are listed together (dispatch), and the run's end
+        # refreshes; by id it is read at once
+        doc = mutate(self.store, run_id, change, refresh=False)
         if doc is None:
             return None
-        if started:
-            audit_change(self.store, doc.body, run_id, actor=actor_of(doc.body), action="playbook.run.running")
-        return _Drive(run_id, doc)
+        # an earlier drive may have appended what it left in the outbox (a pending run was never
+        # driven: its outbox holds only its start)
+        left = doc.body.get("audit_outbox") or [] if claimed[0] != "pending" else []
+        return _Drive(run_id, doc, inherited={str(e.get("entry_id")) for e in left})
 
     def _release(self, drive: _Drive) -> None:
-        """Write what is left, copy the drive's timeline entries to the alert and case (one
-        update each), then give the lease back and empty the outbox in one write."""
+        """Write what is left; append the drive's audit records to the trail (one batch) and copy
+        its timeline entries to the alert and case (one update each); then give the lease back
+        and empty both outboxes in one write. A crash before that last write leaves the outboxes
+        to the next drive, which appends only the records the trail lacks."""
         self._commit(drive)
-        outbox = list(drive.doc.body.get("timeline_outbox") or [])
-        copied = set(flush_timelines(self.store, outbox)) if outbox else set()
+        records = list(drive.doc.body.get("audit_outbox") or [])
+        entries = list(drive.doc.body.get("timeline_outbox") or [])
+        maybe_appended = any(str(e.get("entry_id")) in drive.inherited for e in records)
+        appended = set(flush_audit(self.store, records, maybe_appended=maybe_appended)) if records else set()
+        copied = set(flush_timelines(self.store, entries)) if entries else set()
 
         def change(body: dict[str, Any]) -> dict[str, Any] | None:
             if (body.get("lease") or {}).get("holder") != self.holder:
                 return None
             body["lease"] = None
             body["timeline_outbox"] = [e for e in body.get("timeline_outbox") or [] if e.get("id") not in copied]
+            body["audit_outbox"] = [e for e in body.get("audit_outbox") or [] if e.get("entry_id") not in appended]
+            body["unflushed"] = bool(body["timeline_outbox"] or body["audit_outbox"])
             return body
 
         mutate(self.store, drive.run_id, change, current=drive.doc, refresh=False)
@@ -377,8 +433,8 @@ class Runner:
         cancellable: bool = False,
         refresh: bool = False,
     ) -> bool:
-        """Write the deferred changes and ``change`` in one conditional write (their timeline
-        entries into the run's outbox in the same write), then their audit records. False when
+        """Write the deferred changes and ``change`` in one conditional write, with their timeline
+        entries and audit records in the run's outboxes (appended when the drive ends). False when
         ``change`` was not applied: it declined (returned None), or, ``cancellable``, a person
         asked to cancel the run meanwhile (the deferred changes are written all the same).
 
@@ -388,11 +444,9 @@ class Runner:
         if not parts:
             return True
         applied: list[bool] = []
-        audited: list[tuple[_Note, str | None]] = []
 
         def apply(body: dict[str, Any]) -> dict[str, Any] | None:
             applied.clear()
-            audited.clear()
             before = dict(body)
             for part, part_notes, stops_on_cancel in parts:
                 if stops_on_cancel and (body.get("cancel_requested") or body.get("status") in FINAL):
@@ -404,7 +458,10 @@ class Runner:
                     body = changed
                 for note in part_notes:
                     _add_entry(body, drive.run_id, note.text)
-                    audited.append((note, body.get("status")))
+                    add_audit_entry(
+                        body,
+                        audit_entry(body, drive.run_id, actor=actor_of(body), action=note.action, details=note.details),
+                    )
                 if part is change:
                     applied.append(True)
             return None if body == before else body
@@ -414,16 +471,6 @@ class Runner:
         if doc is not None:
             drive.doc = doc
         drive.view = dict(drive.doc.body)
-        for position, (note, status) in enumerate(audited, 1):
-            audit_change(
-                self.store,
-                {**drive.doc.body, "status": status},
-                drive.run_id,
-                actor=actor_of(drive.doc.body),
-                action=note.action,
-                details=note.details,
-                refresh=refresh and position == len(audited),  # the last makes them all searchable
-            )
         return bool(applied) or change is None
 
     def _defer(self, drive: _Drive, change: Change, notes: Sequence[_Note] = ()) -> None:
@@ -439,6 +486,8 @@ class Runner:
         if drive is None:
             return str(get_run(self.store, run_id).body.get("status"))
         try:
+            if drive.view.get("status") in FINAL:  # taken only to empty its outboxes
+                return str(drive.view["status"])
             return self._drive(drive)
         finally:
             self._release(drive)
@@ -684,6 +733,7 @@ class Runner:
         call = _Call()
 
         def target() -> None:
+            audit.IMMEDIATE_REFRESH.set(False)  # this thread's own context: the action's writes
             try:
                 result = action.run(ctx, params)
                 if not isinstance(result, ActionResult):

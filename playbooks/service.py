@@ -20,7 +20,7 @@ from playbooks.records import (
     FINAL,
     KIND,
     actor_of,
-    audit_change,
+    audit_entry,
     auto_run_id,
     get_run,
     mutate,
@@ -181,19 +181,14 @@ def start_auto_runs(store: Store, starts: Sequence[tuple[Playbook, str, Mapping[
         body["timeline_outbox"] = [
             timeline_entry(body, run_id, actor=actor_of(body), text=f"{playbook.name}: started by alert")
         ]
+        # its audit record too: appended with the run's first drive, in the batch of its records
+        body["audit_outbox"] = [audit_entry(body, run_id, actor=actor_of(body), action="playbook.run.start")]
+        body["unflushed"] = True
         made.append((run_id, body))
     if not made:
         return []
     written = store.write_docs(KIND, [DocWrite(run_id, body) for run_id, body in made])
-    docs: list[Doc | None] = []
-    for (run_id, body), result in zip(made, written, strict=True):
-        if isinstance(result, Conflict):  # made already: once per alert and playbook
-            docs.append(None)
-            continue
-        # searchable with the run's next record (the runner's claim refreshes): many start at once
-        audit_change(store, body, run_id, actor=actor_of(body), action="playbook.run.start", refresh=False)
-        docs.append(result)
-    return docs
+    return [None if isinstance(result, Conflict) else result for result in written]  # a Conflict: made already
 
 
 def visible_run(store: Store, run_id: str, scope: tuple[str, ...] | None) -> Doc:

@@ -82,6 +82,9 @@ from soc_core.store.docquery import (
 )
 
 WEEK = re.compile(r"^(\d{4})-W(\d{2})$")
+# Stores compare UTC instants and the report looks back from a week's end (SLAs, silence): the
+# first and last days of Python's calendar (years 1 and 9999) overflow, and no event predates 1970.
+YEARS = range(1970, 9999)
 TOP = 10
 ACK_MS, RESOLVE_MS = RESPONSE_TIMES["acknowledged_at"], RESPONSE_TIMES["resolved_at"]
 TECHNIQUE = re.compile(r"^attack\.t\d{4}(\.\d{3})?$")
@@ -90,10 +93,16 @@ CRITICAL: tuple[Level, ...] = ("critical", "high")
 
 
 def week_bounds(week: str, zone: ZoneInfo) -> tuple[datetime, datetime]:
-    """Monday 00:00 of ISO ``week`` and the next Monday 00:00, in ``zone``."""
+    """Monday 00:00 of ISO ``week`` (of a year in :data:`YEARS`) and the next Monday 00:00, in ``zone``."""
     match = WEEK.match(week)
     if match is None:
         raise InvalidInput(f"week {week!r} is not an ISO week", where="week", hint="write it as 2026-W48")
+    if int(match[1]) not in YEARS:
+        raise InvalidInput(
+            f"week {week!r} is outside the years a report counts ({YEARS.start}-{YEARS.stop - 1})",
+            where="week",
+            hint="ask for a week such as 2026-W48",
+        )
     try:
         monday = date.fromisocalendar(int(match[1]), int(match[2]), 1)
     except ValueError as exc:
@@ -618,8 +627,9 @@ def weekly(store: Store, settings: Settings, *, week: str, tenant: str, now: dat
     tenants = None if tenant == "*" else (tenant,)
     store.refresh()
     window = _Window(store, settings, tenants, start, end, min(end.astimezone(UTC), now))
-    before_start, before_end = week_bounds(previous_week(week, zone), zone)
-    before = _Window(store, settings, tenants, before_start, before_end, min(before_end.astimezone(UTC), now))
+    # the week before, its baseline (1970-W01's is of 1969: outside YEARS, inside the calendar)
+    before_start = datetime.combine(start.date() - timedelta(days=7), time(), zone)
+    before = _Window(store, settings, tenants, before_start, start, min(start.astimezone(UTC), now))
 
     alerts = _alerts(window)
     sensor_docs = _sensor_docs(window)

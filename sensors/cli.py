@@ -53,7 +53,7 @@ from sensors.parsers import PARSERS, get_parser
 from sensors.pipeline import EventImport, LogSensor, SyslogSensor
 from sensors.sources.evtx import evtx_files
 from sensors.sources.jsonl import read_lines
-from soc_core.errors import ConfigError, SocError, StoreUnavailable
+from soc_core.errors import ConfigError, NotFound, SocError, StoreError, StoreUnavailable
 from soc_core.secret_files import read_secret
 from soc_core.store.base import Store
 from soc_core.store.elasticsearch import ElasticsearchStore
@@ -61,7 +61,7 @@ from soc_core.store.elasticsearch import ElasticsearchStore
 StoreFactory = Callable[[], Store]
 log = logging.getLogger(__name__)
 
-_console = Console(stderr=True)
+_console = Console(stderr=True, soft_wrap=True)  # an error or a note is one line, however long
 
 
 def _open_product_store(open_store: StoreFactory) -> Store:
@@ -250,6 +250,48 @@ def _matches(pattern: str) -> list[Path]:
     return [Path(name) for name in glob.glob(pattern, recursive=True) if Path(name).is_file()]
 
 
+def _check_agency(store: Store, tenant: str) -> None:
+    """Refuse an agency the product store does not know, once it knows any (a typo would
+    otherwise file events under a name no one sees). A store that cannot answer now is not
+    asked: the sensor starts and spools."""
+    try:
+        store.get_doc("tenants", tenant)
+    except NotFound:
+        registered = sorted(doc.id for doc in store.list_docs("tenants", size=50).items)
+        if registered:
+            raise ConfigError(
+                f"agency {tenant!r} is not registered",
+                where="--tenant",
+                hint=f"use one of {', '.join(registered)}, or register it with `soc tenant add {tenant} NAME`",
+            ) from None
+        log.warning("no agency is registered in the store yet: register %r with `soc tenant add`", tenant)
+    except StoreUnavailable:
+        return
+    except StoreError as exc:  # a store not set up yet (SQLite without its tables): nothing registered
+        log.warning("agency %r not checked: %s", tenant, exc.message)
+
+
+def _say_where_reading_starts(sensor: LogSensor, *, state_dir: Path) -> None:
+    """One line per file on where it is read from: resuming at a checkpoint (with how to start
+    over), tailing from the end, or reading from the beginning."""
+    for source in sensor.inputs:
+        for point in source.tailer.start_points():
+            if point.why == "checkpoint":
+                _console.print(
+                    f"resuming {escape(point.path)} at byte {point.offset} of {point.size} from the checkpoint in "
+                    f"{escape(str(state_dir))}; --reset reads it again",
+                    soft_wrap=True,
+                )
+            elif point.why == "end":
+                _console.print(
+                    f"tailing {escape(point.path)} from its end: the {point.size} bytes already there are not read "
+                    "(--from-beginning reads them)",
+                    soft_wrap=True,
+                )
+            else:
+                _console.print(f"reading {escape(point.path)} from the beginning ({point.size} bytes)", soft_wrap=True)
+
+
 def _follow(sensor: LogSensor) -> bool:
     stop = threading.Event()
     return until_signal(stop, lambda: sensor.run(stop))
@@ -276,10 +318,15 @@ def build_sensor_app(open_store: StoreFactory) -> typer.Typer:
         config: Annotated[Path | None, typer.Option(help="Sensor YAML with many inputs.")] = None,
         state_dir: Annotated[Path | None, typer.Option(help="Checkpoints, spool, dead letters.")] = None,
         timezone: Annotated[str, typer.Option(help="Zone of timestamps that have none.")] = "UTC",
+        reset: Annotated[
+            bool,
+            typer.Option(help="Forget the checkpoints: read the files again (from the start with --from-beginning)."),
+        ] = False,
     ) -> None:
         """Tail log files into the store, at least once, with checkpoints after delivery.
 
         ``-`` as the only PATH reads stdin once (no checkpoints: a pipe cannot be re-read).
+        A file with a checkpoint resumes there, even with --from-beginning (--reset forgets it).
         """
         if paths == ["-"]:
             _stdin(
@@ -303,10 +350,20 @@ def build_sensor_app(open_store: StoreFactory) -> typer.Typer:
                 state_dir=state_dir,
                 timezone=timezone,
             )
+            for pattern in paths or ():  # a YAML's patterns may name files still to come
+                if not _matches(pattern):
+                    raise ConfigError(
+                        f"no file matches {pattern}", where="PATH", hint="check the path and that the file is readable"
+                    )
             store = sensor_store(settings.elasticsearch, open_store)
+            if settings.elasticsearch is None:
+                _check_agency(store, settings.tenant)
 
         def run() -> bool:
             sensor = LogSensor(settings, store)
+            if reset:
+                sensor.forget_checkpoints()
+            _say_where_reading_starts(sensor, state_dir=settings.state_dir)
             with _reporting(settings.health, sensor.counters, sensor.forwarder):
                 ok = _follow(sensor) if follow else _import(sensor)
             typer.echo(json.dumps(sensor.counters(), sort_keys=True))

@@ -5,6 +5,10 @@ The sensor group mounts these with :func:`build_network_app`, passing the functi
     soc sensor net --iface eth1 --bpf "not port 22" --tenant police --sensor-id tap01
     soc sensor pcap capture1.pcap capture2.pcapng --tenant police --sensor-id lab
 
+``pcap`` imports every file it can: a file that cannot be opened or breaks off is reported on
+stderr and as ``{"file": …, "error": …}``, what was read of it is kept, the next files are
+imported, the summary counts ``files_failed`` and the exit status is 1.
+
 Both report their health to the SOC API (heartbeats with the sensor's counters, see
 :mod:`sensors.netsensor`) when given ``--health-api-url`` and ``--health-key-file``, or
 ``--config`` naming a sensor YAML whose ``health:`` section says where (other sections of that
@@ -32,7 +36,7 @@ from sensors.config import HealthConfig
 from sensors.health import HealthReporter
 from sensors.netsensor import NetSensorSettings, NetworkSensor
 from sensors.packets.analyzer import AnalyzerOptions
-from sensors.sources.network import LiveCapture
+from sensors.sources.network import CaptureError, LiveCapture
 from soc_core.config import read_config_file, validate_config
 from soc_core.errors import ConfigError, SocError
 from soc_core.store.base import Store
@@ -186,26 +190,40 @@ def build_network_app(open_store: Callable[[], Store]) -> typer.Typer:
             )
             store = open_store()
         columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
+        failed: list[Path] = []
         try:
             sensor = NetworkSensor(settings, store)
             with reporting(sensor, health), Progress(*columns, console=_console, transient=True) as progress:
                 for path in files:
-                    task = progress.add_task(path.name, total=max(path.stat().st_size, 1))
+                    task = progress.add_task(path.name, total=1)
 
                     def advance(done: int, total: int, task: TaskID = task) -> None:
-                        progress.update(task, completed=done)
+                        progress.update(task, completed=done, total=max(total, 1))
 
-                    counters = sensor.import_pcap(path, progress=advance)
-                    progress.update(task, completed=path.stat().st_size)
+                    try:
+                        counters = sensor.import_pcap(path, progress=advance)
+                    except CaptureError as exc:
+                        # One damaged file must not cost the others: report it, count it, go on.
+                        failed.append(path)
+                        _console.print(f"[red]error:[/red] {exc}; skipped the rest of {path}")
+                        typer.echo(json.dumps({"file": str(path), "error": str(exc)}, sort_keys=True))
+                        continue
+                    progress.update(task, completed=1, total=1)
                     typer.echo(json.dumps({"file": str(path), **counters}, sort_keys=True))
                 ok = sensor.close()
-            typer.echo(json.dumps(sensor.counters(), sort_keys=True))
+            typer.echo(
+                json.dumps({**sensor.counters(), "files": len(files), "files_failed": len(failed)}, sort_keys=True)
+            )
         except (SocError, OSError) as exc:
             _console.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(1) from exc
         finally:
             store.close()
-        if not ok:
+        if failed:
+            _console.print(
+                f"[red]error:[/red] {len(failed)} of {len(files)} files failed: {', '.join(map(str, failed))}"
+            )
+        if not ok or failed:
             raise typer.Exit(1)
 
     return app

@@ -29,7 +29,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,7 +38,7 @@ from typing import Any
 from sensors.config import ForwarderConfig
 from sensors.packets.analyzer import AnalyzerOptions, PacketAnalyzer, Record
 from sensors.pipeline import make_forwarder
-from sensors.sources.network import Frame, KernelStats, LiveCapture, PcapFile
+from sensors.sources.network import CaptureError, Frame, KernelStats, LiveCapture, PcapFile
 from soc_core.events import Event, check_tenant_id, make_event, utcnow
 from soc_core.store.base import Store
 
@@ -105,19 +105,9 @@ class NetworkSensor:
         settings = self.settings
         prefix = "" if source.startswith("pcap:") else f"{self.run_id}:"
         for record in records:
-            event = make_event(
-                tenant=settings.tenant,
-                dataset=record.dataset,
-                sensor_id=settings.sensor_id,
-                source=source,
-                position=prefix + record.position,
-                raw=record.raw,
-                timestamp=datetime.fromtimestamp(record.timestamp, UTC),
-                fields=record.fields,
+            self._held.append(
+                record_event(record, tenant=settings.tenant, sensor_id=settings.sensor_id, source=source, prefix=prefix)
             )
-            event["event.module"] = "network"
-            event["observer.type"] = "sensor"
-            self._held.append(event)
 
     def deliver(self, *, flush: bool = False) -> bool:
         """Submit held events and pump the forwarder; ``False`` while the spool is full."""
@@ -133,11 +123,25 @@ class NetworkSensor:
     def import_pcap(
         self, path: str | Path, *, progress: Callable[[int, int], None] | None = None, chunk: int = 2048
     ) -> dict[str, int]:
-        """Read a whole pcap/pcapng file, deliver its events; the analyzer counters after it."""
+        """Read a whole pcap/pcapng file, deliver its events; the analyzer counters after it.
+
+        A file that breaks off (a record that cannot be framed) raises :class:`CaptureError`
+        after the packets read before the damage are analysed and delivered, and its flows ended,
+        so a batch import can report the file and go on with the next one.
+        """
+        failure: CaptureError | None = None
+
+        def readable(pcap: PcapFile) -> Iterator[Frame]:
+            nonlocal failure
+            try:
+                yield from pcap
+            except CaptureError as exc:
+                failure = exc
+
         with PcapFile(path) as pcap:
             source = f"pcap:{pcap.path.resolve()}"
             position = 0
-            frames = iter(pcap)
+            frames = readable(pcap)
             while True:
                 batch = [frame for _, frame in zip(range(chunk), frames, strict=False)]
                 if not batch:
@@ -155,6 +159,8 @@ class NetworkSensor:
         while not self.deliver(flush=True):
             time.sleep(0.01)
         self._publish()
+        if failure is not None:
+            raise failure
         return counters
 
     # ---------------------------------------------------------------------- live capture
@@ -295,8 +301,25 @@ class NetworkSensor:
         return counters
 
 
+def record_event(record: Record, *, tenant: str, sensor_id: str, source: str, prefix: str = "") -> Event:
+    """One analyzer record as an event (``prefix`` before its position: the run id of a live capture)."""
+    event = make_event(
+        tenant=tenant,
+        dataset=record.dataset,
+        sensor_id=sensor_id,
+        source=source,
+        position=prefix + record.position,
+        raw=record.raw,
+        timestamp=datetime.fromtimestamp(record.timestamp, UTC),
+        fields=record.fields,
+    )
+    event["event.module"] = "network"
+    event["observer.type"] = "sensor"
+    return event
+
+
 def _loss(kernel: KernelStats) -> float:
     return kernel.dropped / kernel.received if kernel.received else 0.0
 
 
-__all__ = ["HEALTH_DATASET", "NetSensorSettings", "NetworkSensor"]
+__all__ = ["HEALTH_DATASET", "NetSensorSettings", "NetworkSensor", "record_event"]

@@ -8,13 +8,15 @@ the spool is full (``when_full: block``) the sensor stops reading until it has r
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import logging
+import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -40,8 +42,12 @@ from soc_core.events import Event, add_tag, make_event, mark_parse_failure, utcn
 from soc_core.store.base import Store
 
 log = logging.getLogger(__name__)
+MISFIT_MIN_LINES = 20  # lines of an input before its parser is judged (a short file: at its end)
 
 TRUNCATED_TAG = "truncated"
+INVALID_UTF8_FLAG = "invalid_utf8"
+LOCAL_HOST = socket.gethostname()  # the files the log sensor tails are written on its own host
+ORIGINAL_ENCODING = "log.original_encoding"  # "base64": event.original holds the raw bytes
 # Events built between two looks at the forwarder: a batch the store has answered is followed by
 # the next one at once, not after a whole poll's worth of parsing.
 PUMP_EVERY = 128
@@ -100,7 +106,7 @@ def build_line_event(
 
     ``extra`` (where the line came from) overrides what the parser found.
     """
-    text = raw.decode("utf-8", errors="backslashreplace")
+    text, original, invalid = decode_line(raw)
     failure = None
     try:
         fields = parser.parse(text, context)
@@ -124,14 +130,37 @@ def build_line_event(
     )
     if failure is not None:
         event.setdefault("message", escape_control(text))
-        mark_parse_failure(event, text, failure)
+        mark_parse_failure(event, original, failure)
         event[PARSE_STATUS] = "failed"
     elif event.setdefault(PARSE_STATUS, "ok") == "partial":
-        event.setdefault("event.original", text)  # defaults stand in for part of it: keep what came
+        event.setdefault("event.original", original)  # defaults stand in for part of it: keep what came
+    flags = []
     if truncated:
         add_tag(event, TRUNCATED_TAG)
-        event["log.flags"] = [TRUNCATED_TAG]
+        flags.append(TRUNCATED_TAG)
+    if invalid:
+        # The parsed text has U+FFFD where bytes were not UTF-8; the bytes themselves are kept.
+        add_tag(event, INVALID_UTF8_FLAG)
+        flags.append(INVALID_UTF8_FLAG)
+        event["event.original"] = original
+        event[ORIGINAL_ENCODING] = "base64"
+    if flags:
+        event["log.flags"] = flags
     return event, failure is not None
+
+
+def decode_line(raw: bytes) -> tuple[str, str, bool]:
+    """(text to parse, ``event.original``, whether ``raw`` was not UTF-8).
+
+    Valid UTF-8 is both unchanged. Otherwise the text has U+FFFD for the bad bytes and the
+    original is the raw bytes in base64, flagged by ``log.original_encoding: base64`` — an
+    escape such as ``\\xff`` could not be told apart from a sender that wrote those four characters.
+    """
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", errors="replace"), base64.b64encode(raw).decode("ascii"), True
+    return text, text, False
 
 
 class SensorIdentity(Protocol):
@@ -149,6 +178,9 @@ class _Input:
     parser: ParserSpec
     context_zone: ZoneInfo
     held: deque[tuple[Event, Ack | None]] = field(default_factory=deque)
+    lines: int = 0
+    failures: int = 0
+    misfit_reported: bool = False
 
 
 class LogSensor:
@@ -187,6 +219,11 @@ class LogSensor:
         )
         return _Input(item, tailer, get_parser(item.parser), ZoneInfo(item.timezone))
 
+    def forget_checkpoints(self) -> None:
+        """Before the first step: every file starts as new (``from_beginning`` or its end)."""
+        for source in self.inputs:
+            source.tailer.forget()
+
     # ------------------------------------------------------------------------ running
     def step(self, *, final: bool = False) -> int:
         """One round: read, parse, submit, deliver. Returns lines read + events completed."""
@@ -198,7 +235,7 @@ class LogSensor:
                 break  # the store is behind: the files wait where they are
             records = source.tailer.poll(self.max_records, final=final)
             progressed += len(records)
-            context = ParseContext(now=self._now(), tz=source.context_zone)
+            context = ParseContext(now=self._now(), tz=source.context_zone, host=LOCAL_HOST)
             for start in range(0, len(records), PUMP_EVERY):
                 chunk = records[start : start + PUMP_EVERY]
                 acks = self.backlog.track([partial(source.tailer.ack, record.token) for record in chunk])
@@ -206,6 +243,7 @@ class LogSensor:
                 source.held.extend(zip(events, acks, strict=True))
                 self._offer(source)
                 progressed += self.forwarder.pump()
+            self._check_fit(source, final=False)
         progressed += self.forwarder.pump(flush=final)
         self._commit(force=False)
         return progressed
@@ -257,10 +295,27 @@ class LogSensor:
                 )
         return self.counters()
 
+    def _check_fit(self, source: _Input, *, final: bool) -> None:
+        """Say once when an input's parser fails on most of its lines: the wrong ``parser`` for
+        those files (dpkg.log read as auth), whose events are stored but nothing matches them.
+        Judged after :data:`MISFIT_MIN_LINES` lines, or at the end of a short file."""
+        enough = source.lines >= MISFIT_MIN_LINES or (final and source.lines > 0)
+        if source.misfit_reported or not enough or source.failures * 2 <= source.lines:
+            return
+        source.misfit_reported = True
+        log.warning(
+            "parser %r does not fit %s: it failed on %d of %d lines; choose the parser of those files",
+            source.parser.name,
+            ", ".join(source.config.paths),
+            source.failures,
+            source.lines,
+        )
+
     def close(self) -> bool:
         """Flush within the shutdown timeout, save checkpoints, close files and the spool."""
         for source in self.inputs:
             self._offer(source)
+            self._check_fit(source, final=True)
         drained = self.forwarder.close(self.config.forwarder.shutdown_timeout)
         if not drained:
             log.warning("shutdown: undelivered events stay in the spool for the next run")
@@ -282,6 +337,8 @@ class LogSensor:
             truncated=record.truncated,
         )
         self.parse_failures += failed
+        source.lines += 1
+        source.failures += failed
         return event
 
     # -------------------------------------------------------------------------- health
@@ -379,7 +436,7 @@ class SyslogSensor:
         )
         self.parse_failures += failed
         if self.config.keep_original:
-            event.setdefault("event.original", record.raw.decode("utf-8", errors="backslashreplace"))
+            event.setdefault("event.original", decode_line(record.raw)[1])
         return event
 
     def run(self, stop: threading.Event) -> bool:
@@ -408,6 +465,41 @@ class SyslogSensor:
         counters["held"] = len(self.held)
         counters["lag_seconds"] = self.backlog.lag_seconds()
         return counters
+
+
+def evtx_events(sensor: SensorIdentity, path: Path) -> Iterator[Event | EvtxFailure]:
+    """The events of one .evtx file, as ``soc sensor evtx`` builds them; damaged parts as failures."""
+    identity = f"evtx/{evtx_fingerprint(path)}"
+    for item in read_evtx(path):
+        yield item if isinstance(item, EvtxFailure) else evtx_record_event(sensor, item, identity, str(path))
+
+
+def evtx_record_event(sensor: SensorIdentity, record: EvtxRecord, identity: str, path: str) -> Event:
+    """One EVTX record through the Windows parser into an event (a parse failure is marked)."""
+    failure = None
+    try:
+        fields = windows.from_evtx(json.loads(record.data))
+    except ParseError as exc:
+        fields, failure = {}, exc.message
+    except Exception as exc:  # a parser bug must not lose the record or stop the import
+        log.exception("windows parser failed on %s record %d", path, record.record_id)
+        fields, failure = {}, f"windows parser failed: {exc!r}"
+    timestamp = fields.pop("@timestamp", None)
+    dataset = fields.pop("event.dataset", windows.DATASET)
+    fields["log.file.path"] = path
+    event = make_event(
+        tenant=sensor.tenant,
+        dataset=dataset,
+        sensor_id=sensor.sensor_id,
+        source=identity,
+        position=record.record_id,
+        raw=b"",  # (sensor, file fingerprint, record id) identify a record on their own
+        timestamp=timestamp if isinstance(timestamp, datetime) else None,
+        fields=fields,
+    )
+    if failure is not None:
+        mark_parse_failure(event, record.data, failure)
+    return event
 
 
 class EventImport:
@@ -457,42 +549,18 @@ class EventImport:
 
     def evtx_file(self, path: Path) -> int:
         """Import every record of one .evtx file; damaged chunks/records are counted."""
-        identity = f"evtx/{evtx_fingerprint(path)}"
         records = 0
-        for item in read_evtx(path):
+        for item in evtx_events(self.config, path):
             if isinstance(item, EvtxFailure):
                 self.stats["read_failures"] += 1
                 log.warning("%s", item.reason)
                 continue
             records += 1
-            self.submit(self.evtx_event(item, identity, str(path)))
+            self.submit(item)
         return records
 
     def evtx_event(self, record: EvtxRecord, identity: str, path: str) -> Event:
-        failure = None
-        try:
-            fields = windows.from_evtx(json.loads(record.data))
-        except ParseError as exc:
-            fields, failure = {}, exc.message
-        except Exception as exc:  # a parser bug must not lose the record or stop the import
-            log.exception("windows parser failed on %s record %d", path, record.record_id)
-            fields, failure = {}, f"windows parser failed: {exc!r}"
-        timestamp = fields.pop("@timestamp", None)
-        dataset = fields.pop("event.dataset", windows.DATASET)
-        fields["log.file.path"] = path
-        event = make_event(
-            tenant=self.config.tenant,
-            dataset=dataset,
-            sensor_id=self.config.sensor_id,
-            source=identity,
-            position=record.record_id,
-            raw=b"",  # (sensor, file fingerprint, record id) identify a record on their own
-            timestamp=timestamp if isinstance(timestamp, datetime) else None,
-            fields=fields,
-        )
-        if failure is not None:
-            mark_parse_failure(event, record.data, failure)
-        return event
+        return evtx_record_event(self.config, record, identity, path)
 
     def finish(self) -> bool:
         """Deliver everything spooled; ``True`` if all of it went within the shutdown timeout."""
@@ -511,5 +579,7 @@ __all__ = [
     "SensorIdentity",
     "SyslogSensor",
     "build_line_event",
+    "evtx_events",
+    "evtx_record_event",
     "make_forwarder",
 ]

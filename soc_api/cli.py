@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from soc_core import __version__
@@ -111,7 +112,7 @@ def config_datasets() -> None:
 def up(
     demo: Annotated[bool, typer.Option(help="Load demo agencies, users and attack logs.")] = False,
     host: Annotated[str | None, typer.Option(help="Listen address (default from config).")] = None,
-    port: Annotated[int | None, typer.Option(help="Listen port (default from config).")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (default from config).", min=1, max=65535)] = None,
     role: Annotated[
         str,
         typer.Option(
@@ -140,6 +141,45 @@ def tenant_add(tenant_id: str, name: Annotated[str, typer.Argument(help="Display
 
     add_tenant(store(), tenant_id=tenant_id, name=name, actor=cli_actor())
     out.print(f"tenant [bold]{tenant_id}[/] added")
+
+
+JsonOption = Annotated[bool, typer.Option("--json", help="One JSON document.")]
+
+
+@tenant_app.command("list")
+def tenant_list(as_json: JsonOption = False) -> None:
+    """Every agency: id, name and when it was registered."""
+    from soc_api.services.accounts import list_tenants  # noqa: PLC0415
+
+    tenants = [
+        {"id": doc.id, "name": doc.body.get("name", ""), "created_at": doc.body.get("created_at")}
+        for doc in list_tenants(store())
+    ]
+    if as_json:
+        print_json(tenants)
+        return
+    table = Table("id", "name", "registered", box=None)
+    for tenant in tenants:
+        table.add_row(tenant["id"], tenant["name"], tenant["created_at"] or "—")
+    out.print(table)
+
+
+@user_app.command("list")
+def user_list(as_json: JsonOption = False) -> None:
+    """Every person: memberships (agency:role), status and two-factor enrolment (no secrets)."""
+    from soc_api.routes.users import user_public  # noqa: PLC0415
+    from soc_api.services.accounts import list_users  # noqa: PLC0415
+
+    users = [user_public(doc) for doc in list_users(store(), None)]
+    if as_json:
+        print_json([user.model_dump() for user in users])
+        return
+    table = Table("username", "name", "memberships", "status", "TOTP", box=None)
+    for user in users:
+        memberships = ", ".join(f"{m.tenant}:{m.role}" for m in user.memberships)
+        status = "disabled" if user.disabled else "must change password" if user.must_change_password else "active"
+        table.add_row(user.username, user.display_name, memberships, status, "yes" if user.totp_enrolled else "no")
+    out.print(table)
 
 
 def _memberships(items: list[str]) -> list[Membership]:
@@ -204,6 +244,17 @@ def user_totp(username: str) -> None:
     uri = enroll_totp(store(), username, actor=cli_actor())
     out.print("scan this URI with an authenticator app (shown once):")
     out.print(uri, markup=False, highlight=False)
+
+
+@user_app.command("timezone")
+def user_timezone(
+    username: str, zone: Annotated[str, typer.Argument(help="IANA time zone, e.g. Asia/Ho_Chi_Minh or UTC.")]
+) -> None:
+    """Set the time zone a person's pages show times in (UTC stays on hover)."""
+    from soc_api.services.accounts import set_timezone  # noqa: PLC0415
+
+    name = set_timezone(store(), username, zone, actor=cli_actor())
+    out.print(f"user [bold]{username}[/] now sees times in {name}")
 
 
 @user_app.command("disable")
@@ -419,6 +470,7 @@ def _register_subcommands() -> None:
     from reports.cli import build_report_app  # noqa: PLC0415
     from scheduling.cli import build_jobs_app  # noqa: PLC0415
     from sensors.cli import build_sensor_app  # noqa: PLC0415
+    from soc_api.scan_cli import build_scan_command  # noqa: PLC0415
     from soc_api.services.jobs import job_registry  # noqa: PLC0415
 
     # one pattern for every group from another package: build_<group>_app(open_store) -> Typer
@@ -428,6 +480,7 @@ def _register_subcommands() -> None:
     app.add_typer(build_intel_app(store), name="intel")
     app.add_typer(build_report_app(store, settings), name="report")
     app.add_typer(build_jobs_app(store, settings, lambda: job_registry(settings())), name="jobs")
+    app.command("scan")(build_scan_command(settings))  # no store: reads files, prints matches
 
 
 def main() -> None:
@@ -438,7 +491,7 @@ def main() -> None:
         # non-standalone click returns the exit code of typer.Exit instead of raising it
         code = app(standalone_mode=False)
     except SocError as exc:
-        err.print(f"[bold red]error:[/] {exc.render()}", markup=True, highlight=False)
+        err.print(f"[bold red]error:[/] {escape(exc.render())}", markup=True, highlight=False, soft_wrap=True)
         raise SystemExit(2) from None
     except typer.Abort:
         err.print("aborted")
@@ -446,14 +499,22 @@ def main() -> None:
     except (typer.Exit, SystemExit) as exc:
         code = exc.exit_code if isinstance(exc, typer.Exit) else exc.code
         raise SystemExit(code) from None
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        from click.exceptions import ClickException  # noqa: PLC0415
-
-        if isinstance(exc, ClickException):
-            exc.show()
-            raise SystemExit(exc.exit_code) from None
-        raise
+    except typer.TyperException as exc:  # usage errors (click's, vendored by typer) in non-standalone mode
+        raise SystemExit(_usage_error(exc)) from None
     raise SystemExit(code if isinstance(code, int) else 0)
+
+
+def _usage_error(exc: typer.TyperException) -> int:
+    """One line for a bad command or value (the help for a group given nothing); its exit code."""
+    from typer._click.exceptions import NoArgsIsHelpError  # noqa: PLC0415 - not re-exported by typer
+
+    if isinstance(exc, NoArgsIsHelpError):
+        exc.show()
+        return 0
+    context = getattr(exc, "ctx", None)
+    command = context.command_path if context is not None else "soc"
+    err.print(f"error: {exc.format_message()} (see `{command} --help`)", markup=False, highlight=False, soft_wrap=True)
+    return 2
 
 
 def print_json(data: object) -> None:

@@ -26,6 +26,7 @@ from soc_api.routes import (
     intel,
     jobs,
     playbooks,
+    reports,
     rules,
     sensors,
     users,
@@ -56,6 +57,7 @@ ROUTERS = (
     users.router,
     playbooks.router,
     jobs.router,
+    reports.router,
 )
 
 
@@ -103,7 +105,9 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
         response.headers["Referrer-Policy"] = "no-referrer"
         response.headers["Cache-Control"] = "no-store"
         if is_ui_path(request.url.path):
-            response.headers.update(SECURITY_HEADERS)
+            # a route that set its own (the framed weekly report: inline style) keeps it
+            for name, value in SECURITY_HEADERS.items():
+                response.headers.setdefault(name, value)
         return response
 
     return app

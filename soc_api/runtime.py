@@ -13,11 +13,13 @@ password printed once. SIGUSR1 dumps every thread's stack to stderr (a stuck pro
 
 from __future__ import annotations
 
+import errno
 import faulthandler
 import json
 import logging
 import secrets
 import signal
+import socket
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -28,6 +30,7 @@ from rich.console import Console
 from detections import lifecycle
 from detections.engine import DetectionEngine
 from detections.loader import shipped_rules_dir
+from detections.rulecache import RuleCache
 from playbooks.format import configured_library
 from playbooks.runner import Runner, RunnerThread
 from scheduling.scheduler import JobScheduler
@@ -157,7 +160,7 @@ def build_engine(settings: Settings, store: Store) -> DetectionEngine:
     """The engine over the shipped rules plus stored custom rules, with enabled flags, scopes
     and exceptions from the store."""
     dirs = settings.detection.rules_dirs or [shipped_rules_dir()]
-    rules, policy = lifecycle.effective_rules(store, dirs)
+    rules, policy = lifecycle.effective_rules(store, dirs, cache=RuleCache.in_data_dir(settings.data_dir))
     for error in rules.errors:
         log.warning("rule not loaded", extra={"error": error.render()})
     engine = DetectionEngine(
@@ -204,12 +207,14 @@ def serve(
 ) -> None:
     """Run the parts of ``role`` (one of :data:`ROLES`) until stopped (Ctrl-C, SIGTERM)."""
     check_role(role, demo=demo)
+    api = role in ("all", "api")
+    # bound first: a port in use or a bad address is one error line before anything starts
+    listening = listening_socket(settings.api.host, settings.api.port) if api else None
     configure_logging(settings)
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     audit.configure(store, settings)
     audit.ensure_key(store)
     audit.anchor_head(store)  # from here on a cut-back trail shows, legacy records included
-    api = role in ("all", "api")
     engine_side = role in ("all", "engine")
     password = ensure_admin(store) if api else None
     if demo:
@@ -246,29 +251,36 @@ def serve(
         )
         if on
     ]
-    log.info("started", extra={"role": role, "parts": parts, "store": store.name})
     url = f"http://{settings.api.host}:{settings.api.port}"
-    console.print(f"[bold green]Canh Gác[/] ({role}: {', '.join(parts)}) is running on {store.name}")
-    if api:
-        console.print(f"  analysts' web UI: [bold]{url}/ui[/]")
-        console.print(f"  API: [bold]{url}/api[/] (reference at {url}/docs)")
-    if password:
-        console.print(f"first login: user [bold]admin[/], password [bold]{password}[/] (shown once)")
-        console.print("  at first sign-in admin sets up TOTP and chooses a new password")
-    if demo:
-        console.print("demo analysts: [bold]analyst_police[/] / [bold]analyst_health[/], password demo-password-2026")
-    if on_ready:
-        on_ready()
-    try:
+
+    def announce() -> None:
+        log.info("started", extra={"role": role, "parts": parts, "store": store.name})
+        console.print(f"[bold green]Canh Gác[/] ({role}: {', '.join(parts)}) is running on {store.name}")
         if api:
-            uvicorn.run(
+            console.print(f"  analysts' web UI: [bold]{url}/ui[/]")
+            console.print(f"  API: [bold]{url}/api[/] (reference at {url}/docs)")
+        if password:
+            console.print(f"first login: user [bold]admin[/], password [bold]{password}[/] (shown once)")
+            console.print("  at first sign-in admin sets up TOTP and chooses a new password")
+        if demo:
+            console.print(
+                "demo analysts: [bold]analyst_police[/] / [bold]analyst_health[/], password demo-password-2026"
+            )
+        if on_ready:
+            on_ready()
+
+    try:
+        if listening is not None:
+            config = uvicorn.Config(
                 create_app(settings, store),
-                host=settings.api.host,
+                host=settings.api.host,  # only for uvicorn's own log line: it serves the socket bound above
                 port=settings.api.port,
                 log_level=settings.log.level.lower(),
                 access_log=False,
             )
+            AnnouncingServer(config, announce).run(sockets=[listening])
         else:
+            announce()
             _run_until_stopped(threads)
     finally:
         for stopping in threads:
@@ -282,6 +294,43 @@ def serve(
         except SocError as exc:  # a store down at shutdown: the last scheduled anchor stands
             log.error("audit head not anchored at shutdown", extra={"error": exc.render()})
         store.close()
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` and listening; :class:`ConfigError` naming them if it cannot."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        bound = socket.socket(family, kind, proto)
+    except (OSError, OverflowError) as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc}", where="--host/--port (api.host, api.port)") from exc
+    try:
+        bound.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: restart over TIME_WAIT
+        bound.bind(address)
+        bound.listen(2048)
+    except OSError as exc:
+        bound.close()
+        hint = "another program listens there (another `soc up`?): stop it, or choose another --port"
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+            where="--host/--port (api.host, api.port)",
+            hint=hint if exc.errno == errno.EADDRINUSE else "choose another --host or --port",
+        ) from exc
+    return bound
+
+
+class AnnouncingServer(uvicorn.Server):
+    """uvicorn calling ``on_started`` once it serves: "running" is never printed before that."""
+
+    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.on_started = on_started
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            self.on_started()
 
 
 def _run_until_stopped(threads: Sequence[threading.Thread]) -> None:
@@ -311,6 +360,7 @@ __all__ = [
     "check_role",
     "configure_logging",
     "ensure_admin",
+    "listening_socket",
     "runs_scheduler",
     "serve",
 ]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from soc_core.alert_status import AlertStatus, SettableStatus
+from reports.model import WeeklyReport
+from soc_core.alert_status import CLOSED_STATUSES, AlertStatus, Classification, SettableStatus
+from soc_core.events import TENANT_ID
 
 
 def _in_utc(moment: datetime) -> datetime:
@@ -23,6 +25,11 @@ def _in_utc(moment: datetime) -> datetime:
 
 Instant = Annotated[datetime, AfterValidator(_in_utc)]
 """A date and time given by a client: ISO 8601, naive means UTC, always returned in UTC."""
+
+
+# Stated in the schema as the API enforces them, so clients (and the fuzzer) see the rule.
+TENANT_PATTERN = TENANT_ID.pattern
+SCOPE_PATTERN = rf"^(\*|{TENANT_ID.pattern[1:-1]})$"  # an agency, or * for province-wide
 
 
 class Strict(BaseModel):
@@ -105,6 +112,11 @@ class MePublic(BaseModel):
     kind: str
     memberships: list[MembershipPublic]
     must_change_password: bool = False
+    timezone: str | None = Field(None, description="your time zone for the UI's times; none: the deployment's")
+
+
+class MeSettings(Strict):
+    timezone: str = Field(min_length=1, max_length=60, description="an IANA time zone, e.g. Asia/Ho_Chi_Minh or UTC")
 
 
 KeyRole = Literal["analyst", "rule_admin", "manager", "admin", "sensor"]
@@ -112,7 +124,9 @@ KeyRole = Literal["analyst", "rule_admin", "manager", "admin", "sensor"]
 
 class ApiKeyCreate(Strict):
     name: str = Field(min_length=1, max_length=100)
-    tenant: str = Field(min_length=1, max_length=40, description="The agency the key acts for; * = province-wide")
+    tenant: str = Field(
+        min_length=1, max_length=40, pattern=SCOPE_PATTERN, description="The agency the key acts for; * = province-wide"
+    )
     role: KeyRole = "analyst"
     owner: str = Field(min_length=1, max_length=100, description="The person the key answers to")
     expires_days: int | None = Field(
@@ -175,6 +189,8 @@ class AlertPublic(BaseModel):
     entities: dict[str, Any] = Field(default_factory=dict)
     event_ids: list[str] = Field(default_factory=list)
     created_at: str | None = None
+    classification: str | None = None
+    resolution_note: str | None = None
 
 
 class AlertDetail(AlertPublic):
@@ -198,9 +214,31 @@ class Health(BaseModel):
     version: str
 
 
-class AlertUpdate(Strict):
-    version: str = Field(min_length=1, max_length=100, description="The version you read; a stale one is a 409.")
+class _ClosingReason(Strict):
+    """Closing an alert (a closed status, or a classification alone) needs a classification
+    and a note: the weekly report's false-positive rate and the next analyst read them."""
+
     status: AlertStatus | None = None
+    classification: Classification | None = Field(
+        None,
+        description="why it is closed: true_positive closes as resolved, the others as the status of the same name",
+    )
+    note: str | None = Field(None, min_length=1, max_length=2000, description="the reason, required when closing")
+
+    @model_validator(mode="after")
+    def _reason_when_closing(self) -> Self:
+        closing = self.classification is not None or self.status in CLOSED_STATUSES
+        if closing and self.classification is None:
+            raise ValueError(
+                "closing an alert needs a classification (true_positive, false_positive, benign, duplicate)"
+            )
+        if closing and not (self.note or "").strip():
+            raise ValueError("closing an alert needs a note saying why")
+        return self
+
+
+class AlertUpdate(_ClosingReason):
+    version: str = Field(min_length=1, max_length=100, description="The version you read; a stale one is a 409.")
     assignee: str | None = Field(None, min_length=1, max_length=100)
     unassign: bool = False
     add_tags: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(default_factory=list, max_length=20)
@@ -211,9 +249,9 @@ class CommentCreate(Strict):
     text: str = Field(min_length=1, max_length=10_000)
 
 
-class BulkAlertUpdate(Strict):
+class BulkAlertUpdate(_ClosingReason):
     ids: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(min_length=1, max_length=200)
-    status: SettableStatus | None = None
+    status: SettableStatus | None = None  # narrower: "new" is only ever set by the engine
     assignee: str | None = Field(None, min_length=1, max_length=100)
     add_tags: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(default_factory=list, max_length=20)
 
@@ -340,7 +378,7 @@ class AuditVerification(BaseModel):
 
 class SensorCreate(Strict):
     name: str = Field(min_length=1, max_length=100)
-    tenant: str = Field(min_length=2, max_length=40)
+    tenant: str = Field(min_length=2, max_length=40, pattern=TENANT_PATTERN)
     kind: Literal["logs", "syslog", "evtx", "network", "other"] = "logs"
     datasets: list[Annotated[str, Field(max_length=80)]] | None = Field(
         None,
@@ -474,7 +512,7 @@ class ExceptionCreate(Strict):
         list[Annotated[str, Field(min_length=1, max_length=500)]],
     ] = Field(min_length=1, max_length=20)
     reason: str = Field(min_length=3, max_length=2000)
-    tenant: str | None = Field(None, min_length=2, max_length=40)
+    tenant: str | None = Field(None, min_length=2, max_length=40, pattern=TENANT_PATTERN)
     expires_at: Instant | None = None
 
 
@@ -571,4 +609,29 @@ class JobPage(BaseModel):
 
 class JobRunPage(BaseModel):
     items: list[JobRunPublic]
+    next_cursor: str | None = None
+
+
+class WeeklyReportRequest(Strict):
+    week: str = Field(pattern=r"^\d{4}-W\d{2}$", description="ISO week, e.g. 2026-W48")
+    tenant: str = Field("*", min_length=1, max_length=40, description="An agency's tenant id, or * for the province")
+
+
+class ReportSummary(BaseModel):
+    id: str
+    kind: str
+    tenant: str
+    week: str
+    name: str
+    generated_at: str
+    generated_by: str
+    job: str | None = None
+
+
+class ReportPublic(ReportSummary):
+    report: WeeklyReport
+
+
+class ReportPage(BaseModel):
+    items: list[ReportSummary]
     next_cursor: str | None = None

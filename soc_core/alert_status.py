@@ -33,6 +33,24 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     **{closed: frozenset({"in_progress"}) for closed in CLOSED_STATUSES},  # reopen
 }
 
+# Why an alert was closed. Each classification closes to one status, so the weekly report's
+# false-positive rate (``status == "false_positive"``) and the classification never disagree;
+# ``true_positive`` is the plain "resolved".
+Classification = Literal["true_positive", "false_positive", "benign", "duplicate"]
+CLASSIFICATIONS: tuple[Classification, ...] = get_args(Classification)
+STATUS_OF_CLASSIFICATION: dict[str, AlertStatus] = {
+    "true_positive": "resolved",
+    "false_positive": "false_positive",
+    "benign": "benign",
+    "duplicate": "duplicate",
+}
+CLASSIFICATION_OF_STATUS: dict[str, Classification] = {
+    "resolved": "true_positive",
+    "false_positive": "false_positive",
+    "benign": "benign",
+    "duplicate": "duplicate",
+}
+
 # The response times of an alert, in whole milliseconds since ``created_at``, kept beside the
 # timestamps they come from: reports average them and compare them with SLAs in the store
 # (Elasticsearch cannot subtract two fields of a document without scripts).
@@ -55,12 +73,16 @@ def with_response_times(body: Mapping[str, Any]) -> dict[str, Any]:
 
 __all__ = [
     "ALERT_STATUSES",
+    "CLASSIFICATIONS",
+    "CLASSIFICATION_OF_STATUS",
     "CLOSED_STATUSES",
     "OPEN_STATUSES",
     "RESPONSE_TIMES",
     "SETTABLE_STATUSES",
+    "STATUS_OF_CLASSIFICATION",
     "TRANSITIONS",
     "AlertStatus",
+    "Classification",
     "SettableStatus",
     "with_response_times",
 ]

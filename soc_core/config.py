@@ -363,8 +363,13 @@ class HuntSettings(_Section):
     title: str | None = Field(None, max_length=200)  # the alerts' rule name; default "Hunt: <name>"
 
 
+# one plain address (user@host): no display name, list, comment or line break, so a recipient
+# written in the configuration can be neither several people nor an injected header
+MAILBOX = r"^[^\s@<>,;:\"()\[\]\\]+@[^\s@<>,;:\"()\[\]\\]+$"
+
+
 class DigestRecipient(_Section):
-    address: str = Field(min_length=3, max_length=254)
+    address: str = Field(min_length=3, max_length=254, pattern=MAILBOX)
     tenants: list[str] = Field(default_factory=lambda: ["*"], min_length=1, max_length=1000)  # * = every agency
     language: Literal["vi", "en"] = "vi"
 
@@ -375,6 +380,38 @@ class DigestSettings(JobTrigger):
 
     cron: str | None = Field("0 7 * * *", max_length=200)
     recipients: list[DigestRecipient] = Field(default_factory=list, max_length=1000)
+
+
+class WeeklyReportRecipient(_Section):
+    address: str = Field(min_length=3, max_length=254, pattern=MAILBOX)
+    tenant: str = Field("*", pattern=r"^(\*|[a-z][a-z0-9_]{1,39})$")  # an agency's report, or * the province's
+    language: Literal["vi", "en"] = "vi"
+    format: Literal["pdf", "html"] = "pdf"  # the attachment
+
+
+class WeeklyReportList(JobTrigger):
+    """Recipients of the weekly report on a schedule of their own (job ``weekly-report-<name>``)."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")
+    cron: str | None = Field("0 7 * * 1", max_length=200)
+    recipients: list[WeeklyReportRecipient] = Field(min_length=1, max_length=1000)
+
+
+class WeeklyReportSettings(JobTrigger):
+    """The managers' weekly report (``scheduling.jobs.weekly_report``): the previous ISO week of
+    each tenant a recipient follows, stored and e-mailed through ``playbooks.smtp``. ``lists``
+    give other recipients their own schedule (each list is a job of its own)."""
+
+    cron: str | None = Field("0 7 * * 1", max_length=200)  # Monday 07:00 in scheduler.timezone
+    recipients: list[WeeklyReportRecipient] = Field(default_factory=list, max_length=1000)
+    lists: list[WeeklyReportList] = Field(default_factory=list, max_length=100)
+
+    @model_validator(mode="after")
+    def _unique_lists(self) -> WeeklyReportSettings:
+        names = [entry.name for entry in self.lists]
+        if len(set(names)) != len(names):
+            raise ValueError(f"two recipient lists share a name: {sorted(names)}")
+        return self
 
 
 class SchedulerSettings(_Section):
@@ -389,6 +426,7 @@ class SchedulerSettings(_Section):
     silence: SilenceSettings = SilenceSettings()  # every 5 minutes
     hunts: list[HuntSettings] = Field(default_factory=list, max_length=500)
     digest: DigestSettings = DigestSettings()  # 07:00 every day
+    weekly_report: WeeklyReportSettings = WeeklyReportSettings()  # Monday 07:00
     throttle_purge: FrequentJob = FrequentJob()  # every hour
 
     @field_validator("timezone")
@@ -573,6 +611,8 @@ __all__ = [
     "StoreSettings",
     "ThrottleSettings",
     "WebhookSettings",
+    "WeeklyReportRecipient",
+    "WeeklyReportSettings",
     "load_settings",
     "read_config_file",
     "validate_config",

@@ -7,10 +7,18 @@ first transition that earns them. Each change is written to the audit trail.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from typing import Any
 
-from soc_core.alert_status import CLOSED_STATUSES, TRANSITIONS, with_response_times
+from soc_core.alert_status import (
+    CLASSIFICATION_OF_STATUS,
+    CLOSED_STATUSES,
+    STATUS_OF_CLASSIFICATION,
+    TRANSITIONS,
+    with_response_times,
+)
 from soc_core.errors import Conflict, NotVisible, SocError
 from soc_core.events import format_timestamp, utcnow
 from soc_core.store import Doc, Store
@@ -20,6 +28,10 @@ from workflow.principals import Actor
 MAX_COMMENTS = 500
 LEVELS = ("critical", "high", "medium", "low", "informational")
 MAX_TAGS = 50
+MAX_NOTE = 2000
+# what a triage change may touch: a change based on an older version still applies when these
+# are as its author saw them (only comments or a playbook's timeline moved the version)
+TRIAGE_FIELDS = ("status", "assignee", "tags", "rule.level", "classification")
 
 
 class WorkflowError(SocError):
@@ -44,11 +56,25 @@ def apply_change(
     add_tags: Sequence[str] = (),
     remove_tags: Sequence[str] = (),
     level: str | None = None,
+    classification: str | None = None,
+    note: str | None = None,
     now: str,
 ) -> dict[str, Any]:
-    """Pure: the alert body after the change (raises WorkflowError for forbidden moves)."""
+    """Pure: the alert body after the change (raises WorkflowError for forbidden moves).
+
+    A classification closes the alert to its status (:data:`STATUS_OF_CLASSIFICATION`); a close
+    without one (a playbook setting ``false_positive``) is classified by its status."""
     changed = dict(body)
     current = str(body.get("status", "new"))
+    if classification is not None:
+        implied = STATUS_OF_CLASSIFICATION.get(classification)
+        if implied is None:
+            raise WorkflowError(
+                f"no classification {classification!r}; use one of {', '.join(STATUS_OF_CLASSIFICATION)}"
+            )
+        if status is not None and status != implied:
+            raise WorkflowError(f"classification {classification} closes an alert as {implied}, not {status}")
+        status = implied
     if status is not None and status != current:
         if status not in TRANSITIONS.get(current, frozenset()):
             raise WorkflowError(f"an alert cannot go from {current} to {status}")
@@ -59,8 +85,12 @@ def apply_change(
             changed["resolved_at"] = now
             changed["resolved_by"] = actor
         elif current in CLOSED_STATUSES:
-            changed.pop("resolved_at", None)
-            changed.pop("resolved_by", None)
+            for key in ("resolved_at", "resolved_by", "classification", "resolution_note"):
+                changed.pop(key, None)
+    if status in CLOSED_STATUSES:
+        changed["classification"] = classification or CLASSIFICATION_OF_STATUS[status]
+        if note:
+            changed["resolution_note"] = note[:MAX_NOTE]
     if level is not None and level != body.get("rule.level"):
         if level not in LEVELS:
             raise WorkflowError(f"no alert level {level!r}; use one of {', '.join(LEVELS)}")
@@ -93,6 +123,8 @@ def update_alert(
     add_tags: Sequence[str] = (),
     remove_tags: Sequence[str] = (),
     level: str | None = None,
+    classification: str | None = None,
+    note: str | None = None,
 ) -> Doc:
     doc = visible_alert(store, alert_id, scope)
     now = format_timestamp(utcnow())
@@ -105,17 +137,19 @@ def update_alert(
         add_tags=add_tags,
         remove_tags=remove_tags,
         level=level,
+        classification=classification,
+        note=note,
         now=now,
     )
-    updated = store.update_doc("alerts", alert_id, body, version=version)
+    updated = store.update_doc("alerts", alert_id, body, version=version, refresh=audit.refreshing())
     audit.record(
         store,
         actor=actor.principal.id,
         action="alert.update",
         tenant=body.get("tenant"),
         target=f"alerts/{alert_id}",
-        before={k: doc.body.get(k) for k in ("status", "assignee", "tags", "rule.level")},
-        after={k: body.get(k) for k in ("status", "assignee", "tags", "rule.level")},
+        before={k: doc.body.get(k) for k in TRIAGE_FIELDS},
+        after={**{k: body.get(k) for k in TRIAGE_FIELDS}, **({"note": note} if note else {})},
         request_id=actor.request_id,
         source_ip=actor.source_ip,
     )
@@ -131,7 +165,9 @@ def add_comment(store: Store, *, alert_id: str, scope: tuple[str, ...] | None, a
             raise WorkflowError(f"an alert holds at most {MAX_COMMENTS} comments")
         comments.append({"at": format_timestamp(utcnow()), "author": actor.principal.id, "text": text})
         try:
-            updated = store.update_doc("alerts", alert_id, {**doc.body, "comments": comments}, version=doc.version)
+            updated = store.update_doc(
+                "alerts", alert_id, {**doc.body, "comments": comments}, version=doc.version, refresh=audit.refreshing()
+            )
         except Conflict:
             continue  # someone changed the alert meanwhile; append to the new version
         audit.record(
@@ -148,4 +184,20 @@ def add_comment(store: Store, *, alert_id: str, scope: tuple[str, ...] | None, a
     raise WorkflowError("the alert kept changing; try again")
 
 
-__all__ = ["Actor", "WorkflowError", "add_comment", "apply_change", "update_alert"]
+def triage_view(body: dict[str, Any]) -> str:
+    """A short fingerprint of what triage changes touch (:data:`TRIAGE_FIELDS`): a form carries
+    the one it was rendered with, so a conflict caused only by comments or timeline entries (the
+    user's own comment, a playbook's note) is retried instead of refused."""
+    seen = json.dumps([body.get(k) for k in TRIAGE_FIELDS], sort_keys=True, default=str)
+    return hashlib.sha256(seen.encode()).hexdigest()[:16]
+
+
+__all__ = [
+    "TRIAGE_FIELDS",
+    "Actor",
+    "WorkflowError",
+    "add_comment",
+    "apply_change",
+    "triage_view",
+    "update_alert",
+]

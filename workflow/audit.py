@@ -38,7 +38,7 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -47,6 +47,7 @@ from soc_core.config import Settings, load_settings
 from soc_core.errors import ConfigError, Conflict, NotFound
 from soc_core.events import format_timestamp, utcnow
 from soc_core.store import Store
+from soc_core.store.base import MAX_LIST_SIZE, DocWrite
 
 log = logging.getLogger("canhgac.audit")
 
@@ -60,6 +61,15 @@ SYSLOG_PRIORITY = 86  # facility authpriv (10) * 8 + severity info (6)
 # The client's own X-Request-ID for the request being served (set by the API's middleware):
 # every record made while serving it carries it, apart from the server's request id.
 CLIENT_REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("client_request_id", default=None)
+# False in a playbook step's thread (the runner sets it): the workflow services' writes and audit
+# records there skip the Elasticsearch refresh (lists see them within its refresh interval; reads
+# by id at once) — the dearest part of a write, and four of a five-step run's writes.
+IMMEDIATE_REFRESH: contextvars.ContextVar[bool] = contextvars.ContextVar("immediate_refresh", default=True)
+
+
+def refreshing() -> bool:
+    """Whether a workflow write made now should be searchable at once (see IMMEDIATE_REFRESH)."""
+    return IMMEDIATE_REFRESH.get()
 
 
 # --- the key and the anchors, per store ------------------------------------------------------
@@ -214,17 +224,37 @@ def _seal(key: bytes, previous: str, record: Mapping[str, Any]) -> str:
     return hmac.new(key, previous.encode() + _canonical(record), hashlib.sha256).hexdigest()
 
 
+def _end(store: Store, body: Mapping[str, Any]) -> tuple[int, str]:
+    """Where the chain stands after this stored record: itself, or for a batch's first record
+    the batch's last. A batch whose copies a crash cut short gets them written now."""
+    batch = body.get("batch")
+    if not batch:
+        return int(body["seq"]), str(body["hash"])
+    last = batch[-1]
+    try:
+        store.get_doc("audit", f"{int(last['seq']):012d}")
+    except NotFound:
+        _write_copies(store, batch, refresh=True)
+    return int(last["seq"]), str(last["hash"])
+
+
+def _write_copies(store: Store, copies: Sequence[Mapping[str, Any]], *, refresh: bool) -> None:
+    """A batch's records after its first, each at its own place (reserved by the first): one
+    bulk write. A place already taken holds the same record (written by a repair meanwhile)."""
+    store.write_docs("audit", [DocWrite(f"{int(c['seq']):012d}", c) for c in copies], refresh=refresh)
+
+
 def _head(store: Store) -> tuple[int, str]:
     page = store.list_docs("audit", sort="seq", descending=True, size=1)
     if not page.items:
         return 0, GENESIS
-    body = page.items[0].body
-    return int(body["seq"]), str(body["hash"])
+    return _end(store, page.items[0].body)
 
 
 def _record_at(store: Store, seq: int) -> tuple[int, str] | None:
+    """The chain's end after the record at ``seq`` (read by id), None if the place is free."""
     try:
-        return seq, str(store.get_doc("audit", f"{seq:012d}").body["hash"])
+        return _end(store, store.get_doc("audit", f"{seq:012d}").body)
     except NotFound:
         return None
 
@@ -240,10 +270,46 @@ def _likely_head(store: Store, trail: _Trail) -> tuple[int, str]:
 
 def _after(store: Store, seq: int, previous: str) -> tuple[int, str]:
     """The real head at or after ``seq``: records appended since (by any process, refreshed or
-    not) are followed by id."""
+    not) are followed by id, a batch's first record leading past the places it reserved."""
     while (found := _record_at(store, seq + 1)) is not None:
         seq, previous = found
     return seq, previous
+
+
+def entry(
+    *,
+    actor: str,
+    action: str,
+    tenant: str | None = None,
+    target: str | None = None,
+    outcome: str = "success",
+    before: Any = None,
+    after: Any = None,
+    request_id: str | None = None,
+    source_ip: str | None = None,
+    details: Mapping[str, Any] | None = None,
+    entry_id: str | None = None,
+) -> dict[str, Any]:
+    """One record's content, made now (its time), appended later by :func:`record_batch`.
+    ``entry_id``: a unique name the writer can search for, to append it only once after a
+    crash (:func:`appended_entries`)."""
+    made: dict[str, Any] = {
+        "at": format_timestamp(utcnow()),
+        "actor": actor,
+        "action": action,
+        "tenant": tenant,
+        "target": target,
+        "outcome": outcome,
+        "before": before,
+        "after": after,
+        "request_id": request_id,
+        "client_request_id": CLIENT_REQUEST_ID.get(),
+        "source_ip": source_ip,
+        "details": dict(details or {}),
+    }
+    if entry_id is not None:
+        made["entry_id"] = entry_id
+    return made
 
 
 def record(
@@ -259,48 +325,95 @@ def record(
     request_id: str | None = None,
     source_ip: str | None = None,
     details: Mapping[str, Any] | None = None,
-    refresh: bool = True,
+    refresh: bool | None = None,
 ) -> int:
     """Append one sealed record; returns its sequence number. ``refresh=False`` (a writer
-    making many records, e.g. the playbook runner) leaves it unsearchable until the store's
-    next refresh; the chain is followed by id, so appending stays correct either way."""
+    making many records) leaves it unsearchable until the store's next refresh; the chain is
+    followed by id, so appending stays correct either way. ``None``: :func:`refreshing`."""
+    made = entry(
+        actor=actor,
+        action=action,
+        tenant=tenant,
+        target=target,
+        outcome=outcome,
+        before=before,
+        after=after,
+        request_id=request_id,
+        source_ip=source_ip,
+        details=details,
+    )
+    return record_batch(store, [made], refresh=refreshing() if refresh is None else refresh)[0]
+
+
+def record_batch(store: Store, entries: Sequence[Mapping[str, Any]], *, refresh: bool = True) -> list[int]:
+    """Append records (from :func:`entry`) as one batch; their sequence numbers.
+
+    Each record is chained and sealed as if appended alone. The batch takes its place with one
+    create — its first record, carrying the others (``batch``) under a MAC of their own
+    (``batch_seal``) — which reserves the places after it; the others are then copied to those
+    places in one bulk write, so every record is listed and searched on its own. Two requests
+    whatever the size. A crash between the two loses nothing: the first record holds the rest,
+    and the next append that meets it (or ``soc up``'s start, anchoring the head) writes the
+    missing copies."""
+    if not entries:
+        return []
     trail = _trail(store)
     key = trail.load_key(create=True)
-    entry = _clip(
-        {
-            "at": format_timestamp(utcnow()),
-            "actor": actor,
-            "action": action,
-            "tenant": tenant,
-            "target": target,
-            "outcome": outcome,
-            "before": before,
-            "after": after,
-            "request_id": request_id,
-            "client_request_id": CLIENT_REQUEST_ID.get(),
-            "source_ip": source_ip,
-            "details": dict(details or {}),
-            "seal": SEAL,
-            "key_id": key_id(key),
-        }
-    )
+    sealed = {"seal": SEAL, "key_id": key_id(key)}
+    contents = [_clip({**dict(made), **sealed}) for made in entries]
     with trail.appending:
         seq, previous = _likely_head(store, trail)
         for _ in range(50):
-            body = {**entry, "seq": seq + 1, "prev_hash": previous}
-            body["hash"] = _seal(key, previous, body)
+            chain = _chain(key, seq, previous, contents)
+            first = dict(chain[0])
+            if len(chain) > 1:
+                first["batch"] = chain[1:]
+                first["batch_seal"] = _batch_seal(key, chain[0]["hash"], chain[1:])
             try:
-                store.create_doc("audit", body, doc_id=f"{seq + 1:012d}", refresh=refresh)
+                store.create_doc("audit", first, doc_id=f"{seq + 1:012d}", refresh=refresh)
             except Conflict:  # another process took this place; chain onto theirs (and any after it)
                 seq, previous = _after(store, seq, previous)
                 continue
-            trail.head = (seq + 1, body["hash"])
+            if len(chain) > 1:
+                _write_copies(store, chain[1:], refresh=refresh)
+            trail.head = (int(chain[-1]["seq"]), str(chain[-1]["hash"]))
             break
         else:
             raise Conflict("could not append to the audit trail after 50 tries")
-    if (seq + 1) % trail.anchor_every == 0:
-        _write_anchor(store, trail, key, seq + 1, body["hash"])
-    return seq + 1
+    numbers = [int(body["seq"]) for body in chain]
+    if numbers[-1] // trail.anchor_every > (numbers[0] - 1) // trail.anchor_every:  # an anchor place crossed
+        _write_anchor(store, trail, key, numbers[-1], str(chain[-1]["hash"]))
+    return numbers
+
+
+def _chain(key: bytes, seq: int, previous: str, contents: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The records linked and sealed one after another from (seq, previous)."""
+    chain = []
+    for offset, content in enumerate(contents, 1):
+        body = {**content, "seq": seq + offset, "prev_hash": previous}
+        body["hash"] = previous = _seal(key, previous, body)
+        chain.append(body)
+    return chain
+
+
+def _batch_seal(key: bytes, first_hash: str, copies: Sequence[Mapping[str, Any]]) -> str:
+    return _seal(key, first_hash, {"batch": list(copies)})
+
+
+def appended_entries(store: Store, entry_ids: Sequence[str]) -> set[str]:
+    """Which of these entry ids are in the trail already (a batch counts whole once its first
+    record is stored). A search: refreshes first, so records written without a refresh count."""
+    if not entry_ids:
+        return set()
+    store.refresh()
+    found: set[str] = set()
+    for start in range(0, len(entry_ids), 500):
+        wanted = list(entry_ids[start : start + 500])
+        page = store.list_docs("audit", filters={"entry_id": wanted}, sort="seq", size=MAX_LIST_SIZE)
+        for doc in page.items:
+            found.add(str(doc.body.get("entry_id")))
+            found.update(str(c.get("entry_id")) for c in doc.body.get("batch") or [])
+    return found
 
 
 # --- anchors ---------------------------------------------------------------------------------
@@ -471,6 +584,30 @@ def _walk(store: Store) -> Iterator[dict[str, Any]]:
             return
 
 
+def _missing_copies(
+    report: VerifyReport,
+    carried: dict[int, tuple[int, dict[str, Any]]],
+    expected: int,
+    found: int | None,
+    previous: str,
+) -> tuple[str, int]:
+    """Places a batch reserved but that hold no record (before ``found``, or at the end): the
+    batch carries them, so nothing is lost, but each is reported — a copy was deleted, or a
+    crash came between the batch's two writes (the next append writes them again). Returns
+    the link and the place the walk goes on from."""
+    while expected in carried and (found is None or expected < found):
+        first, copy = carried.pop(expected)
+        report.add(
+            expected,
+            f"missing: its batch (record {first}) carries it, but it is not stored on its own "
+            "(deleted, or a write cut short)",
+        )
+        report.records += 1
+        previous = str(copy.get("hash"))
+        expected += 1
+    return previous, expected
+
+
 def verify_chain(store: Store) -> VerifyReport:
     """Check every record's link and seal, then the chain against this store's anchors."""
     trail = _trail(store)
@@ -485,17 +622,24 @@ def verify_chain(store: Store) -> VerifyReport:
     if anchors is None:
         return report
     report.anchors_checked = len(anchors)
+    store.refresh()  # the walk searches: records appended without a refresh (a batch's copies) too
     previous = GENESIS
     expected = 1
     sealed_seen = False
+    carried: dict[int, tuple[int, dict[str, Any]]] = {}  # place -> (its batch's first, the record carried)
     for body in _walk(store):
         stored_hash = str(body.pop("hash", ""))
+        batch = body.pop("batch", None)
+        batch_seal = body.pop("batch_seal", None)
         seq = body.get("seq")
         if not isinstance(seq, int):
             report.add(expected, f"record after {expected - 1} has no sequence number")
             seq = expected
         elif seq != expected:
-            report.add(expected, f"expected here, found record {seq} instead (records deleted or moved)")
+            if expected in carried:
+                previous, expected = _missing_copies(report, carried, expected, seq, previous)
+            if seq != expected:
+                report.add(expected, f"expected here, found record {seq} instead (records deleted or moved)")
         report.records += 1
         if body.get("prev_hash") != previous:
             report.add(seq, "link to the previous record is broken")
@@ -512,12 +656,25 @@ def verify_chain(store: Store) -> VerifyReport:
             elif not hmac.compare_digest(_seal(key, str(body.get("prev_hash")), body), stored_hash):
                 other = "" if body.get("key_id") == key_id(key) else f"; it names key {body.get('key_id')!r}"
                 report.add(seq, f"content does not match its MAC (edited, or re-sealed without the key{other})")
+        if seq in carried:
+            first, copy = carried.pop(seq)
+            if _canonical(copy) != _canonical({**body, "hash": stored_hash}):
+                report.add(seq, f"differs from the record its batch (record {first}) carries (edited)")
+        if batch is not None:
+            if not isinstance(batch, list) or not isinstance(batch_seal, str):
+                report.add(seq, "its batch is not a list of records with a seal (edited)")
+            elif not hmac.compare_digest(_batch_seal(key, stored_hash, batch), batch_seal):
+                report.add(seq, "the records its batch carries do not match their MAC (edited, removed or reordered)")
+            else:
+                carried.update((int(c["seq"]), (seq, dict(c))) for c in batch)
         anchor = anchors.get(seq)
         if anchor is not None and anchor["hash"] != stored_hash:
             report.anchor_status = "rewritten"
             report.add(seq, f"differs from the record anchored at {anchor['time']} (rewritten)")
         previous = stored_hash
         expected = seq + 1
+    if expected in carried:  # the head batch's last records are not stored on their own
+        previous, expected = _missing_copies(report, carried, expected, None, previous)
     report.head_seq = expected - 1
     if anchors:
         latest = anchors[max(anchors)]
@@ -599,14 +756,19 @@ def record_cross_tenant(
 
 __all__ = [
     "CLIENT_REQUEST_ID",
+    "IMMEDIATE_REFRESH",
     "Problem",
     "RefusalLimiter",
     "VerifyReport",
     "anchor_head",
+    "appended_entries",
     "configure",
     "ensure_key",
+    "entry",
     "key_id",
     "record",
+    "record_batch",
     "record_cross_tenant",
+    "refreshing",
     "verify_chain",
 ]

@@ -125,7 +125,7 @@ def create_case(
         "updated_at": now,
         "created_by": actor.principal.id,
     }
-    case = store.create_doc("cases", body, doc_id=case_id)
+    case = store.create_doc("cases", body, doc_id=case_id, refresh=audit.refreshing())
     for doc in alert_docs:
         _link_alert(store, doc.id, case_id)
     audit.record(
@@ -151,7 +151,7 @@ def _link_alert(store: Store, alert_id: str, case_id: str) -> None:
             body.setdefault("acknowledged_at", body["updated_at"])
         body = with_response_times(body)
         try:
-            store.update_doc("alerts", alert_id, body, version=doc.version)
+            store.update_doc("alerts", alert_id, body, version=doc.version, refresh=audit.refreshing())
         except Conflict:
             continue
         return
@@ -208,7 +208,7 @@ def update_case(
     if comment:
         timeline.append(_entry(actor, "comment", comment))
     body.update(tasks=tasks, timeline=timeline[-2000:], updated_at=format_timestamp(utcnow()))
-    updated = store.update_doc("cases", case_id, body, version=version)
+    updated = store.update_doc("cases", case_id, body, version=version, refresh=audit.refreshing())
     audit.record(
         store,
         actor=actor.principal.id,
@@ -236,7 +236,7 @@ def _change_case(
         body = change(dict(doc.body))
         body["updated_at"] = format_timestamp(utcnow())
         try:
-            return doc, store.update_doc("cases", case_id, body, version=doc.version)
+            return doc, store.update_doc("cases", case_id, body, version=doc.version, refresh=audit.refreshing())
         except Conflict:
             continue
     raise WorkflowError(f"case {case_id} kept changing; try again")

@@ -18,7 +18,7 @@ from soc_core.auth import PROVINCE, Membership, Role
 ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
     "analyst": frozenset(
         {"alerts:read", "alerts:write", "cases:read", "cases:write", "events:read", "rules:read", "sensors:read"}
-        | {"playbooks:read", "playbooks:run", "containment:read", "intel:read"}
+        | {"playbooks:read", "playbooks:run", "containment:read", "intel:read", "reports:read"}
     ),
     "rule_admin": frozenset(
         {"alerts:read", "events:read", "rules:read", "rules:write"} | {"playbooks:read", "intel:read"}
@@ -26,6 +26,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
     "manager": frozenset(
         {"alerts:read", "cases:read", "events:read", "reports:read", "rules:read", "sensors:read"}
         | {"playbooks:read", "containment:read", "containment:admin", "intel:read"}
+        | {"reports:write"}  # generate (and replace) a stored weekly report of their agencies
     ),
     "sensor": frozenset({"events:ingest", "sensors:report"}),
     "admin": frozenset(
@@ -39,6 +40,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
             "rules:read",
             "rules:write",
             "reports:read",
+            "reports:write",
             "sensors:read",
             "sensors:admin",
             "users:admin",
@@ -84,6 +86,7 @@ class Principal:
     owner: str | None = None  # an API key's owner (a person)
     # an API key's owner's memberships, read at this request: the key never holds more
     owner_memberships: tuple[Membership, ...] | None = None
+    timezone: str | None = None  # a person's own setting for the UI's times (IANA name)
 
     def tenants_for(self, permission: str) -> tuple[str, ...] | None:
         """Tenants where this principal holds ``permission``; ``None`` means every tenant.

@@ -153,7 +153,11 @@ class ConditionWalk(Generic[Q]):
 
     def rule(self, rule: SigmaRule) -> Q:
         """The whole rule: its conditions ORed."""
-        return self.any_of([self.node(tree) for tree in conditions(rule, self.where)])
+        return self.trees(conditions(rule, self.where))
+
+    def trees(self, trees: list[object]) -> Q:
+        """Condition trees already parsed (:func:`conditions`), ORed."""
+        return self.any_of([self.node(tree) for tree in trees])
 
     def node(self, node: object) -> Q:
         if isinstance(node, ConditionAND):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -33,15 +34,17 @@ from sensors.packets.decode import (
 )
 from sensors.packets.dns import parse_dns
 from sensors.packets.flows import Flow, FlowRecord, FlowTable, flag_names
-from sensors.packets.http import parse_http
+from sensors.packets.http import looks_like_head
+from sensors.packets.httpstream import HttpStream
 from sensors.packets.tls import MAX_HELLO, parse_client_hello, parse_server_hello, record_length
 
 log = logging.getLogger(__name__)
 
 DNS_PORTS = frozenset({53, 5353, 5355})
-MAX_PENDING_HTTP = 8
+MAX_PENDING_HTTP = 256  # requests awaiting their responses on one connection (pipelining)
 COUNTERS = ("packets", "bytes", "decoded", "unsupported", "decode_errors", "fragments", "dns_messages",
-            "dns_errors", "http_messages", "http_errors", "tls_hellos", "tls_errors", "analyzer_errors")  # fmt: skip
+            "dns_errors", "http_messages", "http_errors", "http_resyncs", "tls_hellos", "tls_errors",
+            "analyzer_errors")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,18 @@ def _strip_dns_length(payload: bytes) -> bytes:
     if ((payload[0] << 8) | payload[1]) == len(payload) - 2:
         return payload[2:]
     return payload
+
+
+def _client_side(fields: dict[str, Any]) -> dict[str, Any]:
+    """Fields of a server's packet turned to the client's side: ``source`` is the client."""
+    swapped = dict(fields)
+    for name in ("ip", "port"):
+        if f"source.{name}" in fields:
+            swapped[f"source.{name}"], swapped[f"destination.{name}"] = (
+                fields[f"destination.{name}"],
+                fields[f"source.{name}"],
+            )
+    return swapped
 
 
 def ip_text(address: bytes) -> str:
@@ -200,40 +215,61 @@ class PacketAnalyzer:
         self, moment: float, packet: Packet, flow: Flow, forward: bool, payload: bytes, position: int
     ) -> None:
         app = self._app(flow)
-        buffered = app.get("tls_buffer")
-        if forward and isinstance(buffered, bytes):
-            payload = buffered + payload
-        if payload[0] == 0x16 or isinstance(buffered, bytes):
-            self._tls(moment, packet, flow, app, forward, payload, position)
-            return
-        if app.get("protocol") == "tls":
-            return
-        http = parse_http(payload)
-        if http is None:
-            return
-        app["protocol"] = "http"
-        self.counters["http_messages"] += 1
-        pending: list[tuple[float, dict[str, Any], int]] = app.setdefault("http", [])
-        if "http.request.method" in http:
-            fields = self._base(packet, flow)
-            fields.update(http)
-            if len(pending) >= MAX_PENDING_HTTP:
-                self._emit_http(*pending.pop(0))
-            pending.append((moment, fields, position))
-        elif pending:
-            request_time, fields, request_position = pending.pop(0)
-            fields.update(http)
-            self._emit_http(request_time, fields, request_position)
-        else:  # a response whose request we did not see (capture started mid-connection)
-            fields = self._base(packet, flow)
-            fields.update(http)
-            self._emit_http(moment, fields, position)
+        protocol = app.get("protocol")
+        if protocol != "http":
+            buffered = app.get("tls_buffer")
+            if forward and isinstance(buffered, bytes):
+                expected = app["tls_next"]
+                if packet.seq != expected:  # a retransmission, or a gap the hello cannot bridge
+                    if (packet.seq - expected) & 0xFFFF_FFFF < 0x8000_0000:
+                        app.pop("tls_buffer")
+                    return
+                payload = buffered + payload
+            if payload[0] == 0x16 or isinstance(buffered, bytes):
+                app["tls_next"] = (packet.seq + len(payload) - len(buffered or b"")) & 0xFFFF_FFFF
+                self._tls(moment, packet, flow, app, forward, payload, position)
+                return
+            if protocol == "tls" or not looks_like_head(payload):
+                return
+            app["protocol"] = "http"
+        self._http(moment, packet, flow, app, forward, payload, position)
 
-    def _emit_http(self, moment: float, fields: dict[str, Any], position: int) -> None:
+    def _http(  # noqa: PLR0917 - private, once per HTTP segment
+        self, moment: float, packet: Packet, flow: Flow, app: dict[str, Any], forward: bool, payload: bytes,
+        position: int,
+    ) -> None:  # fmt: skip
+        streams: dict[bool, HttpStream] = app.setdefault("http_streams", {})
+        stream = streams.get(forward)
+        if stream is None:
+            stream = streams[forward] = HttpStream()
+        pending: deque[tuple[float, dict[str, Any], str]] = app.setdefault("http", deque())
+        resyncs = stream.resyncs
+        heads = stream.feed(packet.seq, payload, lambda: pending[0][1].get("http.request.method") if pending else None)
+        self.counters["http_resyncs"] += stream.resyncs - resyncs
+        for index, http in enumerate(heads):
+            self.counters["http_messages"] += 1
+            # Several messages in one segment (pipelining): the first keeps the packet's own key.
+            key = str(position) if index == 0 else f"{position}.{index}"
+            if "http.request.method" in http:
+                fields = self._base(packet, flow)
+                fields.update(http)
+                if len(pending) >= MAX_PENDING_HTTP:
+                    self._emit_http(*pending.popleft())
+                pending.append((moment, fields, key))
+            elif pending:  # responses answer the requests in the order they were sent
+                request_time, fields, request_key = pending.popleft()
+                fields.update(http)
+                self._emit_http(request_time, fields, request_key)
+            else:  # a response whose request we did not see (capture started mid-connection)
+                fields = _client_side(self._base(packet, flow))
+                fields.update(http)
+                self._emit_http(moment, fields, key, action="http-response")
+
+    def _emit_http(self, moment: float, fields: dict[str, Any], key: str, *, action: str = "http-request") -> None:
         fields["network.protocol"] = "http"
-        fields["event.action"] = "http-request"
+        fields["event.action"] = action
         raw = repr(sorted(fields.items())).encode()
-        self.records.append(Record("network.http", moment, fields, raw, f"http:{position}"))
+        self.records.append(Record("network.http", moment, fields, raw, f"http:{key}"))
 
     def _tls(  # noqa: PLR0917 - private, once per TLS record
         self, moment: float, packet: Packet, flow: Flow, app: dict[str, Any], forward: bool, data: bytes, position: int

@@ -83,6 +83,7 @@ class Packet:
         "payload_end",
         "payload_offset",
         "proto",
+        "seq",
         "sport",
         "src",
         "tcp_flags",
@@ -97,6 +98,7 @@ class Packet:
         self.sport = 0
         self.dport = 0
         self.tcp_flags = 0
+        self.seq = 0  # TCP sequence number
         self.payload_offset = 0
         self.payload_end = 0
         self.icmp_type = -1
@@ -248,6 +250,7 @@ def _transport(frame: bytes, start: int, end: int, packet: Packet) -> Packet:
         if header < 20 or start + header > end:
             raise DecodeError(f"bogus TCP header length {header}")
         packet.tcp_flags = frame[start + 13]
+        packet.seq = int.from_bytes(frame[start + 4 : start + 8], "big")
         packet.payload_offset = start + header
     elif proto == PROTO_UDP:
         if start + 8 > end:

@@ -110,17 +110,24 @@ def parse_dns(data: bytes) -> dict[str, Any]:
     if response:
         fields["dns.response_code"] = RCODES.get(flags & 0x0F, str(flags & 0x0F))
     offset = 12
-    if qdcount:
+    questions: list[dict[str, str]] = []
+    for _ in range(min(qdcount, MAX_ANSWERS)):
         name, offset = read_name(data, offset)
         if offset + 4 > len(data):
             raise DecodeError("DNS question truncated")
         qtype, qclass = struct.unpack_from("!HH", data, offset)
         offset += 4
-        fields["dns.question.name"] = name
-        fields["dns.question.type"] = type_name(qtype)
-        fields["dns.question.class"] = CLASSES.get(qclass & 0x7FFF, str(qclass))
-        for _ in range(qdcount - 1):  # rare; skip the extra questions
-            offset = read_name(data, offset)[1] + 4
+        questions.append({"name": name, "type": type_name(qtype), "class": CLASSES.get(qclass & 0x7FFF, str(qclass))})
+    for _ in range(qdcount - len(questions)):  # beyond the bound: skipped, to reach the answers
+        offset = read_name(data, offset)[1] + 4
+    if questions:
+        # ECS has one question; mDNS and some resolvers ask several: all are in dns.questions.
+        first = questions[0]
+        fields["dns.question.name"] = first["name"]
+        fields["dns.question.type"] = first["type"]
+        fields["dns.question.class"] = first["class"]
+        if len(questions) > 1:
+            fields["dns.questions"] = questions
     if response and ancount:
         answers: list[dict[str, Any]] = []
         resolved: list[str] = []

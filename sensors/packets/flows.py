@@ -14,6 +14,9 @@ A flow ends, and becomes a record, when
 * the table is full and it is the least recently seen flow (``evicted``, counted), or
 * the sensor stops (``flush``).
 
+A closed connection is remembered for ``idle_timeout`` seconds more: a FIN or ACK retransmitted
+after it ended is counted (``late_packets``) on it instead of opening a reversed flow.
+
 Time is packet time (capture timestamps), so a pcap expires flows the way live traffic would.
 """
 
@@ -98,8 +101,9 @@ class FlowTable:
         self.on_end = on_end
         self.flows: OrderedDict[FlowKey, Flow] = OrderedDict()
         self._closed: deque[tuple[float, Flow]] = deque()
+        self._ended: OrderedDict[FlowKey, Flow] = OrderedDict()  # closed recently: late packets
         self._next_sweep = 0.0
-        self.stats = {"flows_started": 0, "flows_ended": 0, "flows_evicted": 0}
+        self.stats = {"flows_started": 0, "flows_ended": 0, "flows_evicted": 0, "late_packets": 0}
 
     def update(  # noqa: PLR0917 - once per packet: a positional call is the fast one
         self,
@@ -122,6 +126,10 @@ class FlowTable:
             flow = flows.get((dst, src, dport, sport, proto))
             forward = False
             if flow is None:
+                late = self._late(key, flags) if proto == PROTO_TCP else None
+                if late is not None:  # a FIN or ACK retransmitted after its connection ended
+                    self.stats["late_packets"] += 1
+                    return late, late.key == key
                 forward = True
                 flow = self._start(key, now, position)
             elif flow.closed and flags & SYN and not flags & ACK:
@@ -157,6 +165,13 @@ class FlowTable:
             self.expire(now)
         return flow, forward
 
+    def _late(self, key: FlowKey, flags: int) -> Flow | None:
+        """The ended connection a packet without SYN belongs to, if it closed recently."""
+        if flags & SYN:
+            return None
+        src, dst, sport, dport, proto = key
+        return self._ended.get(key) or self._ended.get((dst, src, dport, sport, proto))
+
     def _start(self, key: FlowKey, now: float, position: int) -> Flow:
         if len(self.flows) >= self.max_flows:
             _, oldest = self.flows.popitem(last=False)
@@ -171,6 +186,13 @@ class FlowTable:
         if self.flows.get(flow.key) is flow:
             del self.flows[flow.key]
             self._emit(flow, reason)
+            if reason == "closed":
+                # Remembered for an idle timeout, so its late FINs and ACKs do not open a
+                # reversed flow of their own (bounded like the table itself).
+                self._ended[flow.key] = flow
+                self._ended.move_to_end(flow.key)
+                if len(self._ended) > self.max_flows:
+                    self._ended.popitem(last=False)
 
     def _emit(self, flow: Flow, reason: str) -> None:
         self.stats["flows_ended"] += 1
@@ -188,6 +210,9 @@ class FlowTable:
             if now - flow.end < self.idle_timeout:
                 break
             self._end(flow, "idle")
+        ended = self._ended
+        while ended and now - next(iter(ended.values())).end >= self.idle_timeout:
+            ended.popitem(last=False)
 
     def flush(self) -> None:
         """End every flow (the sensor stops or a pcap import finished)."""

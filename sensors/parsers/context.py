@@ -25,6 +25,9 @@ class ParseContext:
 
     now: datetime
     tz: tzinfo = field(default=UTC)
+    # The machine that wrote the lines when they do not name it (a log file the sensor tails
+    # on its own host); ``None`` when it is not known (lines received from the network).
+    host: str | None = None
 
     @functools.cached_property
     def local_now(self) -> datetime:

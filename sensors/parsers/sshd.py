@@ -1,5 +1,8 @@
 """OpenSSH server lines from the auth log (``sshd`` and, since OpenSSH 9.8, ``sshd-session``).
 
+Lines of an ``sshd -E`` log file (no syslog header, CRLF) are recognised by their message
+(:func:`parse_bare`) and take the time they are read, flagged ``partial``.
+
 Logins, invalid users and disconnects become ``system.auth`` events with an ``event.action``;
 other sshd lines keep their syslog fields under ``system.auth`` without an action. A line from
 another program raises :class:`ParseError` so the ``auth`` parser can try the next one.
@@ -29,11 +32,41 @@ _DISCONNECT = re.compile(
 )
 
 
+# ``sshd -E FILE`` writes bare messages: no syslog header, CRLF line ends. They are known by
+# how sshd's own messages start, so another program's headerless lines still fail to parse.
+_BARE = re.compile(
+    r"(?:Accepted |Failed |Invalid user |Disconnected from |Connection closed by |Received disconnect from "
+    r"|Connection reset by |Connection from |Server listening on |Received signal |Timeout before authentication"
+    r"|Disconnecting |error: |fatal: |banner exchange|Unable to negotiate |kex_exchange_identification"
+    r"|Could not get shadow information|maximum authentication attempts|pam_unix\(sshd:|Postponed "
+    r"|Starting session|Close session|User child is on pid|Transferred: |Bad protocol version"
+    r"|Did not receive identification|Protocol major versions differ|userauth_|drop connection #)"
+)
+BARE_ISSUE = "no syslog header (an sshd -E log file): the time the line was read was used"
+
+
 def parse(line: str, ctx: ParseContext) -> Fields:
-    header = syslog.parse_message(line, ctx)
+    try:
+        header = syslog.parse_message(line, ctx)
+    except ParseError:
+        if (bare := parse_bare(line, ctx)) is not None:
+            return bare
+        raise
     if header.appname not in PROGRAMS:
         raise ParseError(f"not an sshd line (program {header.appname!r})")
     return from_header(header)
+
+
+def parse_bare(line: str, ctx: ParseContext) -> Fields | None:
+    """The fields of a line of an ``sshd -E`` log file, or ``None`` if it is not one."""
+    message = line.rstrip("\r\n")
+    if not _BARE.match(message):
+        return None
+    header = syslog.SyslogMessage(timestamp=ctx.now, message=syslog.escape_control(message), issues=[BARE_ISSUE])
+    fields = from_header(header)
+    if ctx.host:  # sshd -E writes to a file on its own host: the host the sensor reads it on
+        fields["host.name"] = ctx.host
+    return fields
 
 
 def from_header(header: syslog.SyslogMessage) -> Fields:
@@ -78,4 +111,4 @@ def _auth(match: re.Match[str], action: str) -> Fields:
     }
 
 
-__all__ = ["DATASET", "PROGRAMS", "from_header", "parse"]
+__all__ = ["DATASET", "PROGRAMS", "from_header", "parse", "parse_bare"]

@@ -117,6 +117,17 @@ def fingerprint_of(handle: BinaryIO, size: int) -> str | None:
     return hashlib.blake2b(head, digest_size=12).hexdigest()
 
 
+@dataclass(frozen=True)
+class StartPoint:
+    """Where a file is read from at the tailer's first poll, and why: its ``checkpoint``,
+    its ``end`` (no checkpoint, not ``from_beginning``) or its ``beginning``."""
+
+    path: str
+    size: int
+    offset: int
+    why: str
+
+
 class FileTailer:
     """Tail every regular file matched by ``patterns``; see the module docstring."""
 
@@ -255,6 +266,26 @@ class FileTailer:
         self._files[fingerprint] = tracked
         self._checkpoint(tracked, start)
         return tracked
+
+    def start_points(self) -> list[StartPoint]:
+        """Where each file matched now would be read from at the first poll (what
+        :meth:`_start` decides), for the operator: a checkpoint wins over ``from_beginning``."""
+        points = []
+        for fingerprint, path in sorted(self._scan().items(), key=lambda item: item[1]):
+            size = os.path.getsize(path)
+            saved = self._checkpoints.get(fingerprint)
+            if saved is not None:
+                points.append(StartPoint(path, size, int(saved["offset"]), "checkpoint"))
+            elif self._first_scan and not self.from_beginning:
+                points.append(StartPoint(path, size, self._end_of_last_line(path), "end"))
+            else:
+                points.append(StartPoint(path, size, 0, "beginning"))
+        return points
+
+    def forget(self) -> None:
+        """Drop every saved checkpoint (before the first poll): the files start as new ones."""
+        self._checkpoints.clear()
+        self._dirty = True
 
     def _end_of_last_line(self, path: str) -> int:
         try:
@@ -507,4 +538,4 @@ class FileTailer:
         self._files.clear()
 
 
-__all__ = ["DEFAULT_EXCLUDE", "FileTailer", "LogRecord", "fingerprint_of"]
+__all__ = ["DEFAULT_EXCLUDE", "FileTailer", "LogRecord", "StartPoint", "fingerprint_of"]

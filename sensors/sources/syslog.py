@@ -4,10 +4,14 @@
 Per message it detects the framing RFC 6587 allows:
 
 * **octet counting** — ``MSG-LEN SP SYSLOG-MSG``: a frame that starts with a digit run ended by
-  a space. A count of 0 or above :data:`MAX_OCTET_COUNT` is bogus: :class:`FramingError`, and
-  the receiver closes the connection and counts it (the rest of the stream cannot be framed);
+  a space. A count of 0 is an empty frame, skipped (counted in ``empty_frames``); a count above
+  :data:`MAX_OCTET_COUNT` is bogus: :class:`FramingError`, and the receiver closes the connection
+  and counts it (the rest of the stream cannot be framed);
 * **non-transparent (LF) framing** — everything up to the next ``LF``; a frame that starts with
-  digits not followed by a space (an ISO timestamp without ``<PRI>``) is LF-framed too.
+  digits not followed by a space (an ISO timestamp without ``<PRI>``) is LF-framed too. Once a
+  connection has sent an LF-framed message, digits and a space start an octet frame only when
+  a syslog message (``<PRI>``) follows them: a line such as "12 users logged in" inside an
+  LF-framed stream is a line, not a count.
 
 A message longer than ``max_message_bytes`` is cut there and flagged ``truncated``; the rest of
 it is skipped without being buffered, so a connection never holds more than
@@ -84,11 +88,13 @@ class SyslogFramer:
         if not 1 <= max_message_bytes <= LIMIT_MAX_MESSAGE_BYTES:
             raise ConfigError(f"max_message_bytes must be 1..{LIMIT_MAX_MESSAGE_BYTES}")
         self.max_message_bytes = max_message_bytes
-        self._mode: Literal["start", "count", "octets", "lf"] = "start"
+        self._mode: Literal["start", "count", "space", "octets", "lf"] = "start"
         self._digits = bytearray()
         self._buffer = bytearray()
         self._remaining = 0
         self._truncated = False
+        self._lf_stream = False  # the connection has sent an LF-framed message: no counts any more
+        self.empty_frames = 0
 
     @property
     def buffered(self) -> int:
@@ -116,15 +122,20 @@ class SyslogFramer:
                     self._digits.append(byte)
                     pos += 1
                 elif byte == 0x20:
-                    count = int(self._digits)
-                    if count == 0 or count > MAX_OCTET_COUNT:
-                        raise FramingError(f"bogus octet count {count} (allowed 1..{MAX_OCTET_COUNT})", frames)
-                    self._digits.clear()
-                    self._remaining = count
-                    self._mode = "octets"
                     pos += 1
+                    if self._lf_stream:
+                        self._mode = "space"  # a count only if a syslog message ("<PRI>") follows
+                    else:
+                        self._count(frames)
                 else:  # digits that are not a count: the start of an LF-framed message
                     self._keep(bytes(self._digits))
+                    self._digits.clear()
+                    self._mode = "lf"
+            elif mode == "space":
+                if view[pos] == 0x3C:
+                    self._count(frames)
+                else:  # "12 users logged in": a line of an LF-framed stream
+                    self._keep(bytes(self._digits) + b" ")
                     self._digits.clear()
                     self._mode = "lf"
             elif mode == "octets":
@@ -142,15 +153,29 @@ class SyslogFramer:
                 else:
                     self._keep(view[pos:newline])
                     pos = newline + 1
+                    self._lf_stream = True
                     frames.append(self._emit())
         return frames
+
+    def _count(self, frames: list[Frame]) -> None:
+        """The octet count in ``_digits`` (its space read): an empty frame, or a frame to read."""
+        count = int(self._digits)
+        if count > MAX_OCTET_COUNT:
+            raise FramingError(f"bogus octet count {count} (allowed 0..{MAX_OCTET_COUNT})", frames)
+        self._digits.clear()
+        if count == 0:  # an empty frame: nothing to deliver, the stream goes on
+            self.empty_frames += 1
+            self._mode = "start"
+        else:
+            self._remaining = count
+            self._mode = "octets"
 
     def finish(self) -> list[Frame]:
         """At end of stream: the frame in progress, if any (an unfinished octet frame is flagged)."""
         if self._mode == "start":
             return []
-        if self._mode == "count":
-            self._keep(bytes(self._digits))
+        if self._mode in ("count", "space"):
+            self._keep(bytes(self._digits) + (b" " if self._mode == "space" else b""))
             self._digits.clear()
         elif self._mode == "octets":
             self._truncated = True
@@ -234,6 +259,7 @@ COUNTERS = (
     "tcp_messages",
     "truncated",
     "framing_errors",
+    "empty_frames",
     "connections_accepted",
     "connections_evicted",
     "connections_idle_closed",
@@ -461,10 +487,12 @@ class SyslogReceiver:
         now = time.monotonic()
         conn.last_byte = now
         broken = None
+        empty = conn.framer.empty_frames
         try:
             frames = conn.framer.feed(data)
         except FramingError as exc:
             frames, broken = exc.frames, exc
+        self.stats["empty_frames"] += conn.framer.empty_frames - empty
         if frames:
             conn.last_frame = now
         for frame in frames:

@@ -21,7 +21,7 @@ from soc_api.schemas import (
 )
 from soc_core.alert_status import AlertStatus
 from soc_core.errors import Conflict, NotFound, NotVisible
-from soc_core.store import Doc
+from soc_core.store import Doc, Store
 from workflow import alerts
 from workflow.principals import Actor, Principal
 
@@ -52,6 +52,8 @@ def to_public(doc: Doc) -> dict[str, Any]:
         "entities": body.get("entities") or {},
         "event_ids": body.get("event_ids") or [],
         "created_at": body.get("created_at"),
+        "classification": body.get("classification"),
+        "resolution_note": body.get("resolution_note"),
     }
 
 
@@ -119,6 +121,8 @@ def update_alert(
         unassign=body.unassign,
         add_tags=body.add_tags,
         remove_tags=body.remove_tags,
+        classification=body.classification,
+        note=body.note,
     )
     return AlertPublic(**to_public(doc))
 
@@ -141,6 +145,13 @@ def bulk_update(
     body: BulkAlertUpdate, request: Request, store: StoreDep, scope: TenantScope, principal: CurrentPrincipal
 ) -> BulkResult:
     """Apply one change to many alerts; each gets its own result (no all-or-nothing)."""
+    return BulkResult(items=apply_bulk(request, store, scope, principal, body))
+
+
+def apply_bulk(
+    request: Request, store: Store, scope: tuple[str, ...] | None, principal: Principal, body: BulkAlertUpdate
+) -> list[BulkItemResult]:
+    """The bulk change, alert by alert on its current version (the API and the queue's bulk bar)."""
     results = []
     actor = actor_of(request, principal)
     for alert_id in dict.fromkeys(body.ids):
@@ -155,6 +166,8 @@ def bulk_update(
                 status=body.status,
                 assignee=body.assignee,
                 add_tags=body.add_tags,
+                classification=body.classification,
+                note=body.note,
             )
         except NotVisible as exc:
             record_cross_tenant(request, exc)
@@ -167,4 +180,4 @@ def bulk_update(
             results.append(BulkItemResult(id=alert_id, status="refused", detail=exc.message))
         else:
             results.append(BulkItemResult(id=alert_id, status="updated"))
-    return BulkResult(items=results)
+    return results

@@ -13,6 +13,7 @@ from soc_api.schemas import (
     LoginRequest,
     MembershipPublic,
     MePublic,
+    MeSettings,
     PasswordChange,
     PasswordReset,
     TokenPublic,
@@ -22,6 +23,7 @@ from soc_api.schemas import (
 from soc_api.services import accounts
 from soc_core.errors import AuthError
 from soc_core.events import format_timestamp
+from workflow.principals import Principal
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
@@ -151,10 +153,24 @@ def logout(principal: CurrentPrincipal, request: Request, store: StoreDep) -> No
 
 @router.get("/me", response_model=MePublic)
 def me(principal: CurrentPrincipal) -> MePublic:
+    return _me(principal, principal.timezone)
+
+
+def _me(principal: Principal, timezone: str | None) -> MePublic:
     return MePublic(
         id=principal.id,
         name=principal.name,
         kind=principal.kind,
         memberships=[MembershipPublic(tenant=m.tenant, role=m.role) for m in principal.memberships],
         must_change_password=principal.must_change_password,
+        timezone=timezone,
     )
+
+
+@router.patch("/me", response_model=MePublic)
+def update_me(body: MeSettings, request: Request, store: StoreDep, principal: CurrentPrincipal) -> MePublic:
+    """Your own settings (a person's; an API key has none)."""
+    zone = accounts.set_own_timezone(
+        store, principal, body.timezone, request_id=request.state.request_id, source_ip=client_address(request)
+    )
+    return _me(principal, zone)

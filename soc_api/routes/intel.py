@@ -18,12 +18,12 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from intel import lists
-from intel.indicators import PROVINCE_WIDE
+from intel.indicators import LIST_NAME, PROVINCE_WIDE
 from intel.parsers import Format, Problem, parse_file
 from soc_api.deps import CurrentPrincipal, StoreDep, TenantScope
 from soc_api.errors import ApiProblem
 from soc_api.routes.alerts import actor_of
-from soc_api.schemas import IntelImportPublic, IntelListPage, IntelListPublic, IntelProblem
+from soc_api.schemas import SCOPE_PATTERN, IntelImportPublic, IntelListPage, IntelListPublic, IntelProblem
 from soc_core.errors import NotVisible, ParseError
 from soc_core.store import Store
 from workflow.principals import Actor
@@ -31,8 +31,10 @@ from workflow.principals import Actor
 router = APIRouter(prefix="/api/intel", tags=["intel"])
 MAX_PROBLEMS = 500
 SUFFIX = {"misp": ".json", "stix": ".json", "csv": ".csv"}
-Scope = Annotated[str, Query(min_length=1, max_length=40, description="An agency id, or * for province-wide")]
-ListName = Annotated[str, Query(min_length=1, max_length=64)]
+Scope = Annotated[
+    str, Query(min_length=1, max_length=40, pattern=SCOPE_PATTERN, description="An agency id, or * for province-wide")
+]
+ListName = Annotated[str, Query(min_length=1, max_length=64, pattern=LIST_NAME.pattern)]
 
 
 def check_writable(tenant: str, scope: tuple[str, ...] | None) -> None:
@@ -125,8 +127,8 @@ def delete_list(
     store: StoreDep,
     scope: TenantScope,
     principal: CurrentPrincipal,
-    tenant: Annotated[str, Path(min_length=1, max_length=40)],
-    name: Annotated[str, Path(min_length=1, max_length=64)],
+    tenant: Annotated[str, Path(min_length=1, max_length=40, pattern=SCOPE_PATTERN)],
+    name: Annotated[str, Path(min_length=1, max_length=64, pattern=LIST_NAME.pattern)],
 ) -> Response:
     """Delete a list and its indicators; it stops matching at the engine's next reload."""
     check_writable(tenant, scope)

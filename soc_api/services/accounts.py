@@ -12,6 +12,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
+from zoneinfo import available_timezones
 
 from soc_api.services.throttle import LoginThrottle, Wait
 from soc_core.auth import (
@@ -48,6 +49,18 @@ def add_tenant(store: Store, *, tenant_id: str, name: str, actor: str = "system"
     audit.record(
         store, actor=actor, action="tenant.add", tenant=tenant_id, target=f"tenants/{tenant_id}", after={"name": name}
     )
+
+
+def list_tenants(store: Store) -> list[Doc]:
+    """Every agency, by id."""
+    found: list[Doc] = []
+    cursor = None
+    while True:
+        page = store.list_docs("tenants", sort="created_at", descending=False, size=500, cursor=cursor)
+        found += page.items
+        cursor = page.next_cursor
+        if cursor is None:
+            return sorted(found, key=lambda doc: doc.id)
 
 
 def tenant_exists(store: Store, tenant_id: str) -> bool:
@@ -390,7 +403,50 @@ def principal_from_token(store: Store, token: str, *, idle: timedelta) -> Princi
         memberships=_memberships(user.get("memberships", [])),
         session_id=session_id,
         must_change_password=bool(user.get("must_change_password")),
+        timezone=user.get("timezone"),
     )
+
+
+def set_timezone(
+    store: Store, username: str, zone: str, *, actor: str, request_id: str | None = None, source_ip: str | None = None
+) -> str:
+    """A person's time zone for the UI (an IANA name such as ``Asia/Ho_Chi_Minh``)."""
+    name = zone.strip()
+    if name not in available_timezones():
+        raise InvalidInput(
+            f"unknown time zone {zone[:60]!r}", where="timezone", hint="use an IANA name: Asia/Ho_Chi_Minh, UTC, …"
+        )
+    user_id = username.lower()
+    for _ in range(5):
+        try:
+            doc = store.get_doc("users", user_id)
+        except NotFound as exc:
+            raise NotFound(f"no user {username!r}", hint="soc user add creates one") from exc
+        try:
+            store.update_doc("users", user_id, {**doc.body, "timezone": name}, version=doc.version)
+        except Conflict:
+            continue
+        audit.record(
+            store,
+            actor=actor,
+            action="user.timezone",
+            target=f"users/{user_id}",
+            before={"timezone": doc.body.get("timezone")},
+            after={"timezone": name},
+            request_id=request_id,
+            source_ip=source_ip,
+        )
+        return name
+    raise Conflict("the account kept changing; try again")
+
+
+def set_own_timezone(
+    store: Store, principal: Principal, zone: str, *, request_id: str | None, source_ip: str | None
+) -> str:
+    """The signed-in person's own time zone (an API key has no settings)."""
+    if principal.kind != "user":
+        raise InvalidInput("only a person has settings", where="timezone", hint="sign in as a user, not with a key")
+    return set_timezone(store, principal.id, zone, actor=principal.id, request_id=request_id, source_ip=source_ip)
 
 
 def disable_user(store: Store, username: str, *, actor: str = "system") -> None:

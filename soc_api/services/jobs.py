@@ -1,6 +1,6 @@
 """The scheduled jobs of a deployment: those of ``scheduling`` plus the API's own (audit
-anchoring, throttle purge). The registry every process builds the same way — the scheduler runs
-it; the API, UI and CLI list it and run its jobs by hand. A new job (the weekly report) is one
+anchoring, throttle purge) and the weekly report. The registry every process builds the same way
+— the scheduler runs it; the API, UI and CLI list it and run its jobs by hand. A new job is one
 more ``registry.add`` here: an id, a trigger from the configuration, a module-level function of
 (store, settings, run context)."""
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from scheduling.jobs import builtin_jobs
+from scheduling.jobs import builtin_jobs, weekly_report
 from scheduling.registry import JobRegistry, RunContext
 from soc_api.services import throttle
 from soc_core.config import JobTrigger, Settings
@@ -36,6 +36,19 @@ def job_registry(settings: Settings) -> JobRegistry:
         anchor_audit,
         "anchor the audit trail's head outside the store",
     )
+    registry.add(
+        weekly_report.JOB,
+        settings.scheduler.weekly_report,
+        weekly_report.run,
+        "store last week's reports and e-mail them to the managers",
+    )
+    for recipients in settings.scheduler.weekly_report.lists:
+        registry.add(
+            weekly_report.job_id(recipients.name),
+            recipients,
+            weekly_report.run,
+            f"store last week's reports and e-mail them to the list {recipients.name!r}",
+        )
     registry.add(
         "throttle-purge", settings.scheduler.throttle_purge, purge_throttle, "forget expired sign-in throttles"
     )

@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from soc_api.deps import LoginRequired, PasswordChangeRequired
 from soc_api.errors import ApiProblem, answer_for, note_cross_tenant
 from soc_api.ui.render import render
-from soc_api.ui.routes import account, alerts, auth, cases, hunt, intel, jobs, keys, playbooks
+from soc_api.ui.routes import account, alerts, auth, cases, hunt, intel, jobs, keys, playbooks, reports
 from soc_api.ui.session import SESSION_COOKIE, is_ui_path, secure_cookies_default
 from soc_core.errors import AuthError, NotVisible, SocError
 
@@ -35,6 +35,7 @@ ROUTERS = (
     keys.router,
     playbooks.router,
     jobs.router,
+    reports.router,
 )
 
 SECURITY_HEADERS = {

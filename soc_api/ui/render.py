@@ -12,16 +12,20 @@ import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context
+from jinja2.runtime import Context
 from markupsafe import Markup, escape
 
+from soc_api.ui.attack import attack_ref
 from soc_api.ui.i18n import Translate, pick_language, translator
 from soc_api.ui.session import LANG_COOKIE
 from soc_core.auth import PROVINCE
-from soc_core.errors import NotFound
+from soc_core.errors import NotFound, ParseError
+from soc_core.events import parse_timestamp
 from soc_core.store import Store
 from workflow.principals import Principal
 
@@ -87,12 +91,35 @@ def with_params(path: str, **params: Any) -> str:
     return f"{path}?{urlencode(pairs)}" if pairs else path
 
 
-def short_time(value: Any) -> str:
-    """``2026-11-20T10:02:03.123Z`` → ``2026-11-20 10:02:03Z`` for tables."""
-    text = as_text(value)
-    if len(text) >= 19 and text[10] == "T":
-        return f"{text[:10]} {text[11:19]}Z"
-    return text
+def local_time(moment: Any, zone: ZoneInfo) -> Markup:
+    """A stored UTC instant as ``<time>`` in ``zone`` (the user's), with UTC on hover; anything
+    that is not an instant is shown as it is."""
+    text = as_text(moment)
+    try:
+        instant = parse_timestamp(text)
+    except (ParseError, ValueError):
+        return shown(text, SHORT)
+    local = instant.astimezone(zone)
+    offset = local.strftime("%z")
+    utc = instant.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return Markup('<time datetime="{}" title="{} UTC">{}<span class="tz"> {}</span></time>').format(
+        utc, utc.replace("T", " ").removesuffix("Z"), local.strftime("%Y-%m-%d %H:%M:%S"), f"{offset[:3]}:{offset[3:]}"
+    )
+
+
+@pass_context
+def when(context: Context, moment: Any) -> Markup:
+    """``{{ value | when }}``: :func:`local_time` in the page's time zone."""
+    return local_time(moment, context["tz"])
+
+
+def zone_of(request: Request, principal: Principal | None) -> ZoneInfo:
+    """The user's own time zone, else the deployment's (``reports.timezone``)."""
+    name = getattr(principal, "timezone", None) or request.app.state.settings.reports.timezone
+    try:
+        return ZoneInfo(name)
+    except (ValueError, KeyError):
+        return ZoneInfo("UTC")
 
 
 ENV = Environment(
@@ -102,8 +129,16 @@ ENV = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-ENV.filters.update(shown=shown, short_time=short_time, as_text=as_text)
-ENV.globals.update(pivot_query=pivot_query, with_params=with_params, SHORT=SHORT, LONG=LONG, NO_PIVOT=NO_PIVOT)
+# ``short_time`` is the old name of ``when``, kept for templates written before it
+ENV.filters.update(shown=shown, short_time=when, as_text=as_text, when=when)
+ENV.globals.update(
+    pivot_query=pivot_query,
+    with_params=with_params,
+    attack_ref=attack_ref,
+    SHORT=SHORT,
+    LONG=LONG,
+    NO_PIVOT=NO_PIVOT,
+)
 
 
 def language_of(request: Request) -> str:
@@ -138,6 +173,7 @@ def render(
         t=t,
         principal=principal,
         csrf_token=getattr(request.state, "csrf_token", ""),
+        tz=zone_of(request, principal),
         agencies=agencies_of(request.app.state.store, principal, t) if not template.startswith("_") else [],
         **context,
     )

@@ -207,6 +207,7 @@ DOC_KINDS = frozenset(
         "sensor_uptime",  # heartbeats per sensor and hour (soc_api.services.sensors), for uptime reports
         "scheduler_jobs",  # the scheduler's persistent job store (scheduling.jobstore)
         "job_runs",  # one record per scheduled or manual job run (scheduling.runs)
+        "reports",  # stored weekly reports, one per (tenant, ISO week) (reports.stored)
     }
 )
 
@@ -410,21 +411,21 @@ class Store(abc.ABC):
     def put_doc(self, kind: str, doc_id: str, body: Mapping[str, Any]) -> Doc:
         """Unconditional create-or-replace (checkpoints, caches)."""
 
-    def write_docs(self, kind: str, writes: Sequence[DocWrite]) -> list[Doc | Conflict]:
+    def write_docs(self, kind: str, writes: Sequence[DocWrite], *, refresh: bool = True) -> list[Doc | Conflict]:
         """Several creates and conditional updates at once, in order: per write the new
         :class:`Doc`, or the :class:`Conflict` that write met (it exists already; it changed
         since ``version`` was read, or is gone). Other failures raise as for one write.
 
-        Elasticsearch sends them in one bulk request with one refresh; the default does them
-        one by one.
+        Elasticsearch sends them in one bulk request with one refresh (none with
+        ``refresh=False``, as for :meth:`create_doc`); the default does them one by one.
         """
         done: list[Doc | Conflict] = []
         for write in writes:
             try:
                 if write.version is None:
-                    done.append(self.create_doc(kind, write.body, doc_id=write.doc_id))
+                    done.append(self.create_doc(kind, write.body, doc_id=write.doc_id, refresh=refresh))
                 else:
-                    done.append(self.update_doc(kind, write.doc_id, write.body, version=write.version))
+                    done.append(self.update_doc(kind, write.doc_id, write.body, version=write.version, refresh=refresh))
             except Conflict as exc:
                 done.append(exc)
             except NotFound as exc:

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import orjson
 from elastic_transport import ConnectionError as TransportConnectionError
 from elastic_transport import ConnectionTimeout, TransportError
-from elasticsearch import ApiError, Elasticsearch
+from elasticsearch import ApiError, Elasticsearch, NotFoundError
 from elasticsearch.serializer import OrjsonSerializer
 
 from soc_core.bounds import EventBounds
@@ -213,7 +213,10 @@ def events_template(replicas: int, prefix: str = PREFIX) -> dict[str, Any]:
 
 # Parts of workflow documents that hold free-form data (engine state, audit before/after,
 # playbook inputs): stored, never indexed, so their shapes cannot clash with a mapping.
+# (``batch``: the records an audit batch's first record carries, read from the source only)
 OPAQUE_OBJECTS = ["correlation", "state", "before", "after", "details", "params", "output", "inputs", "definition"]
+OPAQUE_OBJECTS += ["batch"]
+OPAQUE_OBJECTS.append("report")  # a stored weekly report's numbers (reports.stored), read back whole
 OPAQUE_KINDS = ("checkpoints", "intel_chunks")
 
 
@@ -795,15 +798,15 @@ class ElasticsearchStore(Store):
         """
         live: dict[str, set[str]] = {}
         if names:
-            response = self._call(
-                "read the event mapping",
-                self.client.indices.get_field_mapping,
-                index=self.events_pattern,
-                fields=list(names),
-                allow_no_indices=True,
-                ignore_unavailable=True,
-            )
-            for index in response.body.values():
+            try:
+                mappings = self.client.indices.get_field_mapping(
+                    index=self.events_pattern, fields=list(names), allow_no_indices=True, ignore_unavailable=True
+                ).body
+            except NotFoundError:
+                mappings = {}  # no event index yet: the node answers 404 with an empty body, not {}
+            except (ApiError, TransportError) as exc:
+                raise self._translate("read the event mapping", exc) from exc
+            for index in mappings.values():
                 for name, entry in index.get("mappings", {}).items():
                     leaf = name.rsplit(".", 1)[-1]
                     kind = entry.get("mapping", {}).get(leaf, {}).get("type")
@@ -1080,9 +1083,9 @@ class ElasticsearchStore(Store):
     def put_doc(self, kind: str, doc_id: str, body: Mapping[str, Any]) -> Doc:
         return self._write_doc("save", kind, doc_id, body)
 
-    def write_docs(self, kind: str, writes: Sequence[DocWrite]) -> list[Doc | Conflict]:
+    def write_docs(self, kind: str, writes: Sequence[DocWrite], *, refresh: bool = True) -> list[Doc | Conflict]:
         """One bulk request (``create``, or ``index`` with ``if_seq_no``/``if_primary_term``) and
-        one refresh for all of them."""
+        one refresh for all of them (none with ``refresh=False``)."""
         index = self._doc_index(kind)
         done: list[Doc | Conflict | None] = [None] * len(writes)
         operations: list[Mapping[str, Any]] = []
@@ -1103,7 +1106,7 @@ class ElasticsearchStore(Store):
             ]
             sent.append(position)
         if sent:
-            response = self._call(f"write {kind} documents", self.client.bulk, operations=operations, refresh=True)
+            response = self._call(f"write {kind} documents", self.client.bulk, operations=operations, refresh=refresh)
             for position, item in zip(sent, response["items"], strict=True):
                 write, answer = writes[position], next(iter(item.values()))
                 status = int(answer.get("status", 0))

@@ -157,13 +157,22 @@ CREATE TABLE IF NOT EXISTS {name} (
     dataset  TEXT NOT NULL,
     message  TEXT,
     doc      TEXT NOT NULL,
+    observer TEXT,
     UNIQUE (tenant, id)
 )"""
+# ``observer`` is the sensor that sent the event (observer.id, else observer.name, as text): the
+# weekly report counts a week's events per sensor, which through the JSON document took a parse of
+# every event (10 of 15 s for the province's report over 1M events, BENCHMARKS.md). The time
+# indices carry it, so that count reads the index alone.
+OBSERVER = ("observer.id", "observer.name")
+OBSERVER_SQL = (
+    "CAST(coalesce(json_extract(doc, '$.\"observer.id\"'), json_extract(doc, '$.\"observer.name\"')) AS TEXT)"
+)
 
 SCHEMA = (
     EVENTS_TABLE.format(name="events"),
-    "CREATE INDEX IF NOT EXISTS events_tenant_ts ON events (tenant, ts, id)",
-    "CREATE INDEX IF NOT EXISTS events_ts ON events (ts, id)",
+    "CREATE INDEX IF NOT EXISTS events_tenant_ts ON events (tenant, ts, id, observer)",
+    "CREATE INDEX IF NOT EXISTS events_ts ON events (ts, id, observer)",
     """CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5 (
     message, content='events', content_rowid='seq', tokenize='unicode61 remove_diacritics 2'
 )""",
@@ -184,8 +193,20 @@ END""",
     "CREATE INDEX IF NOT EXISTS docs_kind_tenant ON docs (kind, tenant)",
 )
 # PRAGMA user_version of a file this code set up; files below it are migrated by setup().
-# 0: events.id unique across tenants. 1: unique per (tenant, id).
-SCHEMA_VERSION = 1
+# 0: events.id unique across tenants. 1: unique per (tenant, id). 2: the observer column.
+SCHEMA_VERSION = 2
+
+
+def _observer_column(conn: sqlite3.Connection) -> None:
+    """Bring a version-1 events table to version 2: add ``observer``, fill it from each event's
+    document (one pass over the table, inside setup()'s transaction), and drop the time indices
+    so SCHEMA builds them again with it."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
+    if "observer" not in columns:
+        conn.execute("ALTER TABLE events ADD COLUMN observer TEXT")
+    conn.execute(f"UPDATE events SET observer = {OBSERVER_SQL}")
+    conn.execute("DROP INDEX IF EXISTS events_tenant_ts")
+    conn.execute("DROP INDEX IF EXISTS events_ts")
 
 
 def _unique_ids_per_tenant(conn: sqlite3.Connection) -> None:
@@ -213,6 +234,19 @@ def _unique_ids_per_tenant(conn: sqlite3.Connection) -> None:
     conn.execute("DELETE FROM sqlite_sequence WHERE name = 'events'")
     if high:
         conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('events', ?)", (high,))
+
+
+def _observer(conn: sqlite3.Connection, event: Event, doc: str) -> str | None:
+    """The ``observer`` column of an event, as :data:`OBSERVER_SQL` reads it from ``doc``
+    (a text value, the usual case, without asking SQLite)."""
+    for field in OBSERVER:
+        value = event.get(field)
+        if isinstance(value, str):
+            return value
+        if value is not None:  # a number, list or map: SQLite's own text for it
+            found = conn.execute(f"SELECT {OBSERVER_SQL} FROM (SELECT ? AS doc)", (doc,)).fetchone()[0]
+            return None if found is None else str(found)
+    return None
 
 
 def _json_path(field: str) -> str:
@@ -406,8 +440,11 @@ class SqliteStore(Store):
         try:
             with self._tx() as conn:
                 (version,) = conn.execute("PRAGMA user_version").fetchone()
-                if version < 1 and conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'events'").fetchone():
+                existing = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'events'").fetchone()
+                if version < 1 and existing:
                     _unique_ids_per_tenant(conn)
+                if version < 2 and existing:
+                    _observer_column(conn)
                 for statement in SCHEMA:
                     conn.execute(statement)
                 if version < SCHEMA_VERSION:
@@ -470,7 +507,8 @@ class SqliteStore(Store):
         except (TypeError, ValueError) as exc:
             return ItemResult(event_id, "rejected", f"not JSON-serialisable: {exc}")
         cursor = conn.execute(
-            "INSERT OR IGNORE INTO events (id, tenant, ts, dataset, message, doc) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO events (id, tenant, ts, dataset, message, doc, observer) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
                 event_id,
                 str(event[TENANT_FIELD]),
@@ -478,6 +516,7 @@ class SqliteStore(Store):
                 str(event["event.dataset"]),
                 message if isinstance(message, str) else None,
                 doc,
+                _observer(conn, event, doc),
             ),
         )
         return ItemResult(event_id, "created" if cursor.rowcount == 1 else "duplicate")
@@ -553,7 +592,13 @@ class SqliteStore(Store):
         limit: int = 10,
     ) -> list[Bucket]:
         where, params = self._where(query)
-        if isinstance(by, tuple):
+        if by == OBSERVER:  # the column the write path keeps (see EVENTS_TABLE)
+            rows = self._query(
+                f"SELECT events.observer AS k, count(*) AS n FROM events WHERE {where} AND k IS NOT NULL "
+                "GROUP BY k ORDER BY n DESC, k ASC LIMIT ?",
+                [*params, limit],
+            )
+        elif isinstance(by, tuple):
             first = ", ".join(["json_extract(events.doc, ?)"] * len(by))
             rows = self._query(
                 f"SELECT CAST(coalesce({first}) AS TEXT) AS k, count(*) AS n FROM events "

@@ -132,7 +132,7 @@ def test_s13r_2_a_run_costs_one_run_write_per_step_transition(
     # with the run's end + the lease given back with the outbox emptied
     assert counts.writes(KIND) == STEPS + 3, counts.calls
     assert counts.calls[("get_doc", KIND)] <= 1, counts.calls  # the claim; then it keeps what it wrote
-    assert counts.refreshed[KIND] == 2, counts.refreshed  # only the run's status changes: running, succeeded
+    assert counts.refreshed[KIND] == 1, counts.refreshed  # only the run's end (the claim: session 22)
     assert counts.writes("alerts") == 1, counts.calls  # every timeline entry of the run at once
     assert counts.refreshed["alerts"] == 0 and counts.refreshed["audit"] <= 2, counts.refreshed
     # the record is whole all the same: an audit record per change, searchable when the run ends

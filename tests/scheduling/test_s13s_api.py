@@ -41,7 +41,7 @@ def test_s13s_jobs_api_lists_runs_and_records_a_manual_run(client: TestClient, s
     listed = client.get("/api/jobs", headers=hq)
     assert listed.status_code == 200, listed.text
     jobs = {job["id"]: job for job in listed.json()["items"]}
-    assert set(jobs) == {"retention", "sensor-silence", "digest", "audit-anchor", "throttle-purge"}
+    assert set(jobs) == {"retention", "sensor-silence", "digest", "audit-anchor", "weekly-report", "throttle-purge"}
     assert jobs["sensor-silence"]["schedule"] == "every 10 min" and jobs["sensor-silence"]["last_run"] is None
 
     ran = client.post("/api/jobs/sensor-silence/run", headers=hq)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import tempfile
@@ -174,8 +175,9 @@ def test_unparsable_and_overlong_lines_become_flagged_events(tmp_path: Path, sto
     events = sorted(stored(store), key=lambda e: e["log.offset"])
     assert len(events) == 3
     failed, ok, long = events
-    assert failed["tags"] == ["parse_failure"]
-    assert failed["event.original"] == "not syslog at all \\xff\\xfe"
+    assert failed["tags"] == ["parse_failure", "invalid_utf8"]
+    assert failed["event.original"] == base64.b64encode(b"not syslog at all \xff\xfe").decode()
+    assert failed["log.original_encoding"] == "base64" and failed["log.flags"] == ["invalid_utf8"]
     assert "no syslog timestamp" in failed["error.message"]
     assert "parse_failure" not in ok.get("tags", [])
     assert long["tags"] == ["truncated"] and long["log.flags"] == ["truncated"]

@@ -99,7 +99,7 @@ def test_limit_is_configurable_up_to_64_kib() -> None:
 
 # ---------------------------------------------------------------------------------- S4
 def test_s4_one_byte_writes_in_both_framings(receiver: SyslogReceiver) -> None:
-    stream = b"<13>first line\n" + b"10 <13>second" + b"2024-02-05T10:00:00Z h app: third\n" + b"5 fourt"
+    stream = b"<13>first line\n" + b"10 <13>second" + b"2024-02-05T10:00:00Z h app: third\n" + b"5 <13>f"
     with tcp(receiver) as conn:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for index in range(len(stream)):
@@ -109,14 +109,14 @@ def test_s4_one_byte_writes_in_both_framings(receiver: SyslogReceiver) -> None:
         b"<13>first line",
         b"<13>second",
         b"2024-02-05T10:00:00Z h app: third",
-        b"fourt",
+        b"<13>f",
     ]
-    assert records[3].truncated is False  # "5 fourt": 5 octets "fourt"
+    assert records[3].truncated is False  # "5 <13>f": 5 octets "<13>f"
 
 
 def test_s4_bogus_length_closes_the_connection_and_is_counted(receiver: SyslogReceiver) -> None:
     with tcp(receiver) as conn:
-        conn.sendall(b"<13>good\n0 bad")
+        conn.sendall(b"<13>good\n1048577 <13>bad")
         conn.settimeout(5)
         assert conn.recv(10) == b""  # closed by the receiver
     with tcp(receiver) as conn:

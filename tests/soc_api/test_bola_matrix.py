@@ -18,6 +18,7 @@ from intel.parsers import Parsed
 from playbooks.format import Library, load_playbook
 from playbooks.runner import Runner
 from playbooks.service import start_run
+from reports import stored
 from soc_api.main import create_app
 from soc_api.policy import AUTHENTICATED, POLICY
 from soc_api.services import accounts, apikeys
@@ -113,7 +114,9 @@ def world(store: Store, tmp_path: Path) -> tuple[TestClient, dict[str, str]]:
     listed = Parsed()
     listed.add(Indicator("ip", "192.0.2.1"))
     intel_lists.import_list(store, listed, tenant="health", name="theirs", fmt="csv", source="t.csv")
+    report = stored.generate(store, settings, week="2026-W48", tenant="health", generated_by="health_ra")
     ids = {
+        "report_id": report.id,
         "run_id": run.id,
         "step_id": "block",
         "block_id": block.id,
@@ -137,7 +140,18 @@ def snapshot(store: Store) -> dict[str, object]:
     store.refresh()
     return {
         kind: sorted((d.id, d.version) for d in store.list_docs(kind, size=1000).items)
-        for kind in ("alerts", "cases", "sensors", "rules", "apikeys", "users", "playbook_runs", "containment", "intel")
+        for kind in (
+            "alerts",
+            "cases",
+            "sensors",
+            "rules",
+            "apikeys",
+            "users",
+            "playbook_runs",
+            "containment",
+            "intel",
+            "reports",
+        )
     }
 
 

@@ -23,6 +23,7 @@ from soc_core.config import Settings
 from soc_core.events import make_event
 from soc_core.query import event_query
 from soc_core.store import SqliteStore, Store
+from soc_core.store.sqlite import SCHEMA_VERSION
 
 PASSWORD = "a-very-long-password"
 BRUTE_FORCE = "74d45926-2b16-4397-acdf-3728c2a10647"
@@ -191,7 +192,7 @@ def test_h9_old_sqlite_file_is_migrated_with_its_data(tmp_path: Path) -> None:
     store.setup()  # a second process starting on the migrated file changes nothing
     try:
         (version,) = store.select("PRAGMA user_version")[0]
-        assert version == 1
+        assert version == SCHEMA_VERSION
         assert store.select("SELECT seq, id FROM events ORDER BY seq") == [(1, "old-1"), (2, "old-2")]
         assert store.get_doc("checkpoints", "engine").body == {"checkpoint": "3"}
         # the word index still finds the old rows (it is keyed by seq, which the copy kept)

@@ -71,7 +71,14 @@ def test_status_workflow_with_optimistic_concurrency(client: TestClient) -> None
     assert client.get("/api/alerts/alert0", headers=ana).json().get("assignee") is None
     done = client.patch(
         "/api/alerts/alert0",
-        json={"version": ack.json()["version"], "status": "false_positive", "assignee": "ana", "add_tags": ["tuning"]},
+        json={
+            "version": ack.json()["version"],
+            "status": "false_positive",
+            "classification": "false_positive",
+            "note": "tuning job",
+            "assignee": "ana",
+            "add_tags": ["tuning"],
+        },
         headers=ana,
     )
     assert done.status_code == 200

@@ -43,7 +43,7 @@ def test_acknowledge_comment_and_conflict(page: Any, world: World) -> None:
     alert_id = fresh_alert(world)
     sign_in(page)
     page.goto(f"/ui/alerts/{alert_id}")
-    assert "attack.t1110.001" in page.text_content("[data-testid=attack]")
+    assert "T1110.001 Brute Force: Password Guessing" in page.text_content("[data-testid=attack]")
     assert "203.0.113.45" in page.text_content("[data-testid=entities]")
     assert page.locator("details.event").count() >= 1
     stale = page.context.new_page()
@@ -176,7 +176,7 @@ def test_csrf_is_required_on_every_change(page: Any, world: World) -> None:
     sign_in(page)
     page.goto(f"/ui/alerts/{alert_id}")
     version = page.get_attribute("#triage", "data-version")
-    form = {"version": version, "action": "status", "value": "resolved"}
+    form = {"version": version, "action": "close", "value": "true_positive", "note": "contained"}
     missing = page.request.post(f"/ui/alerts/{alert_id}", form=form)
     wrong = page.request.post(f"/ui/alerts/{alert_id}", form=form, headers={CSRF_HEADER: "0" * 64})
     assert missing.status == wrong.status == 403

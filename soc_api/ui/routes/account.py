@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Annotated
+from zoneinfo import available_timezones
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from soc_api.client import client_address
@@ -15,6 +17,7 @@ from soc_api.ui.forms import FormDep
 from soc_api.ui.render import render
 from soc_api.ui.routes.auth import HOME, redirect
 from soc_core.errors import AuthError, InvalidInput
+from soc_core.events import format_timestamp, utcnow
 from workflow.principals import Principal
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -61,6 +64,45 @@ def change_password(request: Request, form: FormDep, store: StoreDep, principal:
     except InvalidInput as exc:
         return _password_page(request, principal, error="password.refused", detail=exc.message, status=400)
     return redirect(request, HOME)
+
+
+@router.get("/settings", response_class=HTMLResponse)
+def settings_page(
+    request: Request, principal: CurrentPrincipal, saved: Annotated[str, Query(max_length=10)] = ""
+) -> HTMLResponse:
+    """Your own settings: the time zone the UI shows times in (UTC stays on hover)."""
+    return _settings_page(request, principal, notice="settings.saved" if saved else "")
+
+
+def _settings_page(
+    request: Request, principal: Principal, *, notice: str = "", error: str = "", status: int = 200
+) -> HTMLResponse:
+    return render(
+        request,
+        "settings.html",
+        status_code=status,
+        zones=sorted(available_timezones()),
+        current=principal.timezone or request.app.state.settings.reports.timezone,
+        default_zone=request.app.state.settings.reports.timezone,
+        now=format_timestamp(utcnow()),
+        notice=notice,
+        error=error,
+    )
+
+
+@router.post("/settings", response_model=None)
+def save_settings(request: Request, form: FormDep, store: StoreDep, principal: CurrentPrincipal) -> Response:
+    try:
+        accounts.set_own_timezone(
+            store,
+            principal,
+            form.get("timezone")[:100],
+            request_id=request.state.request_id,
+            source_ip=client_address(request),
+        )
+    except InvalidInput:
+        return _settings_page(request, principal, error="settings.bad_zone", status=400)
+    return redirect(request, "/ui/settings?saved=1")
 
 
 def _users_page(

@@ -51,8 +51,6 @@ def analyse(path: Path) -> list[Record]:
 # strict expected failures: if the difference goes away (say, TCP reassembly lands), the test
 # says so and the entry must be removed.
 KNOWN_DIFFERENCES = {
-    "interleaved-http-entity.pcap": "each header line in its own segment: we read heads per segment, no reassembly",
-    "http-11-request-then-cruft.pcap": "the Host header arrives in a later segment than the request line",
     "query-method.pcap": "tshark 4.0 does not know the QUERY method (we report it)",
     "query-method-non-standard-port.pcap": "tshark 4.0 does not know the QUERY method (we report it)",
     "ssl-v2.pcap": "SSLv2-format ClientHello: we parse TLS records only",
