@@ -25,7 +25,8 @@ def test_d15_coverage_says_log_wire_or_both() -> None:
     assert rows["T1046"][1] == "both"  # nmap in the web server's log, the port scan on the wire
     assert rows["T1557.002"][1] == "wire" and rows["T1003.001"][1] == "log"
     titles, where = rows["T1110.001"]
-    assert "SSH Brute Force" in titles and "SSH Login Succeeded After Brute Force" in titles and where == "log"
+    # the web login rules read access logs and the HTTP the network sensor sees
+    assert "SSH Brute Force" in titles and "SSH Login Succeeded After Brute Force" in titles and where == "both"
 
 
 def test_d15_password_spraying_alert_starts_the_ssh_playbook() -> None:
