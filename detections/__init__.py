@@ -15,7 +15,7 @@ modules as ``package.module``; ``tests/detections/test_i10_3_layout.py`` checks 
     prefilter   Aho-Corasick over the literals each rule requires
     routing     log-source table, ROUTING_FIELDS, Router: which rules an event meets
     evaluation  CompiledRule, compile_ruleset, Evaluator (pure core: events in, detections out)
-    correlation event_count / value_count / temporal / temporal_ordered, sliding windows
+    correlation event_count / value_count / temporal / temporal_ordered, sliding windows, chaining
     alerts      alert documents and suppression (pure)
     intel       IntelDetector: events on a threat-intel list become detections (intel.lookup)
     workers     WorkerPool: the Evaluator's matching over forked processes
@@ -24,6 +24,7 @@ modules as ``package.module``; ``tests/detections/test_i10_3_layout.py`` checks 
     rulecache   the compiled-rule cache: loaded + processed rules on disk, signed JSON, per rule file
     lifecycle   custom rules, enable/disable, tenant scopes and exceptions (versioned)
     backtest    a rule over stored history through Store.rule_query_pages, routed as the engine does
+    coverage    the detection-coverage table: ATT&CK technique, rules, detected from log / wire / both
     samples     per-rule match/nomatch sample tests
     cli         ``soc rules``: check, list, test, import, backtest
 """

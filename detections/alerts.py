@@ -8,10 +8,19 @@ of events (correlation rule). Detections become alert documents (plain dicts, st
       "rule.id", "rule.name", "rule.version", "rule.level", "rule.tags",   # ATT&CK tags only
       "tenant", "group_key", "group", "dedup_key",
       "entities": {"source.ip": [...], "user.name": [...], ...},
-      "event_ids": [... at most MAX_EVENT_IDS ...], "count": <all events, not capped>,
+      "event_ids": [... at most MAX_EVENT_IDS ...], "count": <distinct events, not capped>,
+      "distinct": {"destination.port": n, "user.name": n, ...},   # correlations: distinct values
+      "trigger": {"@timestamp", "event.id", "user.name", ...},     # correlations: the firing event
       "first_seen", "last_seen", "status": "new", "created_at", "updated_at",
-      "details": {...}   # only when the detection has some (threat-intel hits), never indexed
+      "details": {...}   # threat-intel hits, the distinct values behind "distinct"; never indexed
     }
+
+Counts are exact: a correlation hit says how many of its window's events no earlier hit of its
+group reported (``fresh``), and a merge adds just those, so an alert fed by thousands of hits
+of overlapping windows counts each event once. ``distinct`` counts the union of the values the
+hits saw (exact up to MAX_DISTINCT_VALUES values per field, "at least" beyond). ``trigger`` is
+the event that first made a correlation fire — for "success after failures", the successful
+login: its account and time.
 
 Suppression: a detection of the same (rule, tenant, group key) whose events come within
 ``window`` of the open alert's ``last_seen`` updates that alert (count, last_seen, event_ids,
@@ -36,6 +45,12 @@ from .loader import LoadedRule
 ENTITY_FIELDS = ("source.ip", "destination.ip", "user.name", "host.name")
 MAX_EVENT_IDS = 100
 MAX_ENTITY_VALUES = 20
+MAX_DISTINCT_VALUES = 10_000
+# the facts of the event that made a correlation fire (user.target.name: a Windows logon's account)
+TRIGGER_FIELDS = (
+    *("@timestamp", "event.id", "event.action", "event.outcome"),
+    *("user.name", "user.target.name", "source.ip", "host.name"),
+)
 DEFAULT_WINDOW = timedelta(hours=1)
 
 
@@ -71,6 +86,9 @@ class Detection:
     last_seen: str
     entities: dict[str, list[str]] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)  # free-form facts for the alert (intel hits)
+    fresh: int | None = None  # a correlation's events no earlier hit of its group reported (None: a base rule)
+    distinct: dict[str, list[str]] = field(default_factory=dict)  # a correlation window's distinct values
+    trigger: dict[str, Any] = field(default_factory=dict)  # the event that made a correlation fire
 
     @property
     def group_key(self) -> str:
@@ -101,6 +119,11 @@ def entities_of(events: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:
                 if text not in values and len(values) < MAX_ENTITY_VALUES:
                     values.append(text)
     return found
+
+
+def trigger_of(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The facts of the event that made a correlation fire (its account and time)."""
+    return {name: event[name] for name in TRIGGER_FIELDS if event.get(name) not in (None, "")}
 
 
 def detection_from_event(rule: RuleMeta, event: Mapping[str, Any]) -> Detection:
@@ -147,8 +170,28 @@ def new_alert(detection: Detection, *, now: str) -> dict[str, Any]:
         "status": "new",
         "created_at": now,
         "updated_at": now,
-        **({"details": dict(detection.details)} if detection.details else {}),
+        **({"trigger": dict(detection.trigger)} if detection.trigger else {}),
+        **_with_distinct({"details": dict(detection.details)} if detection.details else {}, detection),
     }
+
+
+def _with_distinct(alert: dict[str, Any], detection: Detection) -> dict[str, Any]:
+    """``alert`` with the detection's distinct values folded into its ``distinct`` counts."""
+    if not detection.distinct:
+        return alert
+    details = dict(alert.get("details") or {})
+    known = {name: list(values) for name, values in dict(details.get("distinct_values") or {}).items()}
+    counts = dict(alert.get("distinct") or {})
+    for name, values in detection.distinct.items():
+        current = known.setdefault(name, [])
+        seen = set(current)
+        new_values = [value for value in values if value not in seen]
+        room = max(0, MAX_DISTINCT_VALUES - len(current))
+        current.extend(new_values[:room])
+        # past the cap new values cannot be told from old ones: count them as new ("at least")
+        counts[name] = max(int(counts.get(name, 0)), len(current)) + max(0, len(new_values) - room)
+    details["distinct_values"] = known
+    return {**alert, "details": details, "distinct": counts}
 
 
 def can_merge(alert: Mapping[str, Any], detection: Detection, *, window: timedelta) -> bool:
@@ -168,8 +211,9 @@ def merge_alert(alert: Mapping[str, Any], detection: Detection, *, now: str) -> 
     known_set = set(known)
     fresh = [eid for eid in dict.fromkeys(detection.event_ids) if eid not in known_set]
     merged["event_ids"] = (known + fresh)[:MAX_EVENT_IDS]
-    # Beyond MAX_EVENT_IDS repeats cannot be told apart, so the count may then run high.
-    merged["count"] = int(alert.get("count", 0)) + len(fresh)
+    # a correlation knows which of its events are new; a base rule's one event is new unless
+    # the alert holds it already (a batch replayed after a crash)
+    merged["count"] = int(alert.get("count", 0)) + (len(fresh) if detection.fresh is None else detection.fresh)
     merged["first_seen"] = min(str(alert["first_seen"]), detection.first_seen, key=_instant)
     merged["last_seen"] = max(str(alert["last_seen"]), detection.last_seen, key=_instant)
     entities = {name: list(values) for name, values in dict(alert.get("entities", {})).items()}
@@ -181,7 +225,9 @@ def merge_alert(alert: Mapping[str, Any], detection: Detection, *, now: str) -> 
     merged["entities"] = entities
     merged["rule.version"] = detection.rule.version
     merged["updated_at"] = now
-    return merged
+    if detection.trigger and "trigger" not in merged:
+        merged["trigger"] = dict(detection.trigger)
+    return _with_distinct(merged, detection)
 
 
 def group_detections(
@@ -246,4 +292,5 @@ __all__ = [
     "group_detections",
     "merge_alert",
     "new_alert",
+    "trigger_of",
 ]

@@ -18,11 +18,12 @@ from rich.progress import Progress
 from rich.table import Table
 
 from detections import lifecycle
-from detections.backtest import backtest
+from detections.backtest import BacktestResult, backtest, backtest_correlation
+from detections.coverage import coverage_markdown
 from detections.evaluation import compile_ruleset
 from detections.loader import load_paths_or_shipped, load_rules, shipped_rules_dir
 from detections.samples import check_samples, samples_error
-from soc_core.errors import NotFound, RuleError
+from soc_core.errors import NotFound
 from soc_core.events import utcnow
 from soc_core.store import Store
 
@@ -122,29 +123,40 @@ def build_rules_app(open_store: Callable[[], Store]) -> typer.Typer:
         days: Annotated[int, typer.Option(min=1, max=365, help="How far back to look.")] = 7,
         tenant: Annotated[list[str] | None, typer.Option(help="Only these agencies (default: all).")] = None,
     ) -> None:
-        """Hits per day of one detection rule over stored events."""
+        """Hits per day of one rule over stored events (a correlation rule: the alerts it would raise)."""
         store = open_store()
         ruleset, policy = lifecycle.effective_rules(store, [shipped_rules_dir()])
         loaded = ruleset.rules.get(rule_id)
         if loaded is None:
             raise NotFound(f"no rule {rule_id!r}", hint="see `soc rules list`")
-        if loaded.is_correlation:
-            raise RuleError("backtests run detection rules", where=loaded.where, hint="test correlations with samples")
         end = utcnow()
-        result = backtest(
-            store,
-            loaded,
-            tenants=tuple(tenant) if tenant else None,
-            scope=policy.scopes.get(rule_id),
-            start=end - timedelta(days=days),
-            end=end,
-        )
-        table = Table("day", "hits")
+        tenants = tuple(tenant) if tenant else None
+        scope, start = policy.scopes.get(rule_id), end - timedelta(days=days)
+        if loaded.is_correlation:  # the alerts it would have raised, with the engine's windows
+            result: BacktestResult = backtest_correlation(
+                store, ruleset, loaded, tenants=tenants, scope=scope, start=start, end=end
+            )
+        else:
+            result = backtest(store, loaded, tenants=tenants, scope=scope, start=start, end=end)
+        table = Table("day", "alerts" if loaded.is_correlation else "hits")
         for day, hits in result.per_day.items():
             table.add_row(day, str(hits))
         out.print(f"{loaded.title} (version {result.version}), last {days} days")
         out.print(table)
-        out.print(f"{result.total} hits{' (truncated)' if result.truncated else ''}")
+        noun = "alerts" if loaded.is_correlation else "hits"
+        out.print(f"{result.total} {noun}{' (truncated)' if result.truncated else ''}")
+
+    @app.command("coverage")
+    def coverage_(
+        output: Annotated[Path | None, typer.Option(help="Write the table to this file instead.")] = None,
+    ) -> None:
+        """The detection-coverage table (Markdown): ATT&CK technique, detected from log, wire or both."""
+        text = coverage_markdown(load_rules([shipped_rules_dir()]))
+        if output is None:
+            typer.echo(text, nl=False)
+        else:
+            output.write_text(text, encoding="utf-8")
+            out.print(f"written: {output}")
 
     return app
 

@@ -11,6 +11,18 @@ straddles what would be a bucket edge. Every later event that keeps the conditio
 again; alert grouping (:mod:`detections.alerts`) folds those repeats into one alert. For
 ``lt``/``lte``/``eq``/``neq`` the window is the one ending at the newest event.
 
+A correlation rule may reference another correlation rule (Sigma's chaining): each firing of
+the referenced rule is fed to it as one item standing for the referenced window's events, at the
+time and with the fields of the event that made it fire. ``temporal_ordered`` over a brute-force
+correlation and a successful-login rule is how "a login succeeded after a run of failures" is
+written.
+
+A hit's ``count`` is the number of distinct events in its window (a chained item counts the
+events it stands for); ``fresh`` is how many of them no earlier hit of the same group reported,
+so an alert that folds every repeat hit adds up to exactly the distinct events, whatever the
+number of hits. ``distinct`` holds the window's distinct values of :data:`DISTINCT_FIELDS`
+(ports, users, URLs), for the alert's distinct-entity counts.
+
 Events missing a group-by field are not correlated (as an Elasticsearch terms aggregation
 skips them). Timestamps come from ``@timestamp``; events arriving late still land in the right
 place of their key's window.
@@ -43,7 +55,7 @@ from soc_core.events import TENANT_FIELD, format_timestamp, parse_timestamp
 
 from .loader import rule_key
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
 SUPPORTED_TYPES = {
     SigmaCorrelationType.EVENT_COUNT: "event_count",
     SigmaCorrelationType.VALUE_COUNT: "value_count",
@@ -59,6 +71,9 @@ _OPERATORS: dict[str, Callable[[int, int], bool]] = {
     "neq": lambda a, b: a != b,
 }
 MAX_HIT_EVENT_IDS = 100
+# the entity fields whose distinct values an alert counts (a port scan's ports, a spray's users)
+DISTINCT_FIELDS = ("destination.ip", "destination.port", "user.name", "url.original")
+MAX_CHAIN_DEPTH = 4  # correlations of correlations; deeper chains (or cycles) stop here
 
 
 @dataclass(frozen=True)
@@ -139,14 +154,19 @@ class CorrelationHit:
     group: dict[str, Any]
     group_key: str
     event_ids: list[str]
-    count: int
+    count: int  # distinct events in the window
     first_seen: str
     last_seen: str
     measure: int
+    fresh: int = 0  # of those, the events no earlier hit of this group reported
+    distinct: dict[str, list[str]] = field(default_factory=dict)  # DISTINCT_FIELDS values in the window
+    members: tuple[str, ...] = ()  # every event id of the window (a chained correlation feeds on them)
 
 
-# (timestamp, event id, index of the base rule in spec.rule_ids, values of the value field)
-_Item = tuple[float, str, int, tuple[str, ...]]
+# (timestamp, event id, index of the base rule in spec.rule_ids, values of the value field,
+#  the event ids the item stands for (a chained correlation hit's window; empty: itself),
+#  the DISTINCT_FIELDS values of the event as "field=value")
+_Item = tuple[float, str, int, tuple[str, ...], tuple[str, ...], tuple[str, ...]]
 
 
 @dataclass
@@ -155,6 +175,7 @@ class _KeyState:
     tenant: str
     group: dict[str, Any]
     items: list[_Item] = field(default_factory=list)
+    reported: set[str] = field(default_factory=set)  # event ids of the items already in a hit
 
 
 class CorrelationEngine:
@@ -185,13 +206,35 @@ class CorrelationEngine:
             self.skipped_events += 1
             return []
         self.watermark = max(self.watermark, moment)
+        return self._feed_specs(specs, base_rule_id, event, moment=moment, tenant=tenant, members=(), depth=0)
+
+    def _feed_specs(
+        self,
+        specs: list[CorrelationSpec],
+        rule_id: str,
+        event: Mapping[str, Any],
+        *,
+        moment: float,
+        tenant: str,
+        members: tuple[str, ...],
+        depth: int,
+    ) -> list[CorrelationHit]:
         hits = []
         for spec in specs:
             if spec.scope is not None and tenant not in spec.scope:
                 continue  # a correlation scoped to other agencies never sees this agency's events
-            hit = self._feed_one(spec, base_rule_id, event, moment, tenant)
-            if hit is not None:
-                hits.append(hit)
+            hit = self._feed_one(spec, rule_id, event, moment=moment, tenant=tenant, members=members)
+            if hit is None:
+                continue
+            hits.append(hit)
+            chained = self.by_base_rule.get(hit.rule_id)
+            if chained and depth < MAX_CHAIN_DEPTH:
+                # the hit, as one item of the correlations built on it: at the firing event
+                hits.extend(
+                    self._feed_specs(
+                        chained, hit.rule_id, event, moment=moment, tenant=tenant, members=hit.members, depth=depth + 1
+                    )
+                )
         return hits
 
     def _feed_one(
@@ -199,8 +242,10 @@ class CorrelationEngine:
         spec: CorrelationSpec,
         base_rule_id: str,
         event: Mapping[str, Any],
+        *,
         moment: float,
         tenant: str,
+        members: tuple[str, ...] = (),
     ) -> CorrelationHit | None:
         group: dict[str, Any] = {}
         for name in spec.group_by:
@@ -225,31 +270,44 @@ class CorrelationEngine:
             if spec.type == "value_count" and not values:
                 return None
         index = spec.rule_ids.index(base_rule_id)
-        item: _Item = (moment, str(event.get("event.id", "")), index, values)
+        item: _Item = (moment, str(event.get("event.id", "")), index, values, members, _facts(event))
         bisect.insort(state.items, item)
         newest = state.items[-1][0]
         keep_from = bisect.bisect_left(state.items, (newest - spec.timespan,))
         if keep_from:
             del state.items[:keep_from]
-        if len(state.items) > self.max_items:
-            drop = len(state.items) - self.max_items
+        drop = max(0, len(state.items) - self.max_items)
+        if drop:
             del state.items[:drop]
             self.evicted_items += drop
+        if (keep_from or drop) and state.reported:
+            # the ids of dropped items can never be in a window again
+            state.reported &= {eid for entry in state.items for eid in _ids(entry)}
         window = self._best_window(spec, state.items, moment)
         if window is None:
             return None
         measure = _measure(spec, window)
-        event_ids = [entry[1] for entry in window]
+        event_ids = list(dict.fromkeys(eid for entry in window for eid in _ids(entry)))
+        fresh = sum(1 for eid in event_ids if eid not in state.reported)
+        state.reported.update(event_ids)
+        distinct: dict[str, dict[str, None]] = {}  # dicts: ordered sets
+        for entry in window:
+            for fact in entry[5]:
+                name, _, value = fact.partition("=")
+                distinct.setdefault(name, {})[value] = None
         return CorrelationHit(
             rule_id=spec.rule_id,
             tenant=tenant,
             group=dict(group),
             group_key=group_key_text(tenant, group),
             event_ids=event_ids[-MAX_HIT_EVENT_IDS:],
-            count=len(window),
+            count=len(event_ids),
             first_seen=_format(window[0][0]),
             last_seen=_format(window[-1][0]),
             measure=measure,
+            fresh=fresh,
+            distinct={name: list(found) for name, found in distinct.items()},
+            members=tuple(event_ids),
         )
 
     def _best_window(self, spec: CorrelationSpec, items: list[_Item], moment: float) -> list[_Item] | None:
@@ -306,7 +364,11 @@ class CorrelationEngine:
                     "rule": state.spec_id,
                     "tenant": state.tenant,
                     "group": state.group,
-                    "items": [[ts, eid, idx, list(values)] for ts, eid, idx, values in state.items],
+                    "items": [
+                        [ts, eid, idx, list(values), list(members), list(facts)]
+                        for ts, eid, idx, values, members, facts in state.items
+                    ],
+                    "reported": sorted(state.reported),
                 }
                 for key, state in self.keys.items()
             ],
@@ -314,9 +376,10 @@ class CorrelationEngine:
 
     def restore(self, data: Mapping[str, Any]) -> None:
         """Load a :meth:`snapshot`; keys of rules that no longer exist are dropped."""
-        if data.get("version") != SNAPSHOT_VERSION:
+        version = data.get("version")
+        if version not in (1, SNAPSHOT_VERSION):
             raise SocError(
-                f"correlation state version {data.get('version')!r} is not {SNAPSHOT_VERSION}",
+                f"correlation state version {version!r} is not {SNAPSHOT_VERSION}",
                 hint="delete the detection-engine checkpoint to start with empty windows",
             )
         self.keys.clear()
@@ -327,10 +390,30 @@ class CorrelationEngine:
         for entry in data.get("keys", []):
             if entry["rule"] not in self.specs:
                 continue
+            # version 1 items have no members nor facts; their windows carry on without them
             items: list[_Item] = [
-                (float(ts), str(eid), int(idx), tuple(values)) for ts, eid, idx, values in entry["items"]
+                (float(ts), str(eid), int(idx), tuple(values), tuple(rest[0]), tuple(rest[1]))
+                for ts, eid, idx, values, *rest in ((*raw, [], []) if len(raw) == 4 else raw for raw in entry["items"])
             ]
-            self.keys[entry["key"]] = _KeyState(entry["rule"], entry["tenant"], dict(entry["group"]), sorted(items))
+            reported = {str(eid) for eid in entry.get("reported", [])}
+            self.keys[entry["key"]] = _KeyState(
+                entry["rule"], entry["tenant"], dict(entry["group"]), sorted(items), reported
+            )
+
+
+def _ids(entry: _Item) -> tuple[str, ...]:
+    """The event ids an item stands for: a chained hit's window, else its own event."""
+    return entry[4] or (entry[1],)
+
+
+def _facts(event: Mapping[str, Any]) -> tuple[str, ...]:
+    facts = []
+    for name in DISTINCT_FIELDS:
+        raw = event.get(name)
+        for value in raw if isinstance(raw, list) else [raw]:
+            if value is not None and value != "" and not isinstance(value, dict):
+                facts.append(f"{name}={value}")
+    return tuple(facts)
 
 
 def _measure(spec: CorrelationSpec, window: list[_Item]) -> int:
@@ -368,6 +451,7 @@ def _format(moment: float) -> str:
 
 
 __all__ = [
+    "DISTINCT_FIELDS",
     "SUPPORTED_TYPES",
     "CorrelationEngine",
     "CorrelationHit",

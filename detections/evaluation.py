@@ -24,7 +24,7 @@ from sigma.rule import SigmaRule
 from soc_core.errors import RuleError
 from soc_core.events import TENANT_FIELD
 
-from .alerts import Detection, RuleMeta, detection_from_event, entities_of
+from .alerts import Detection, RuleMeta, detection_from_event, entities_of, trigger_of
 from .correlation import CorrelationEngine, CorrelationHit, CorrelationSpec
 from .loader import LoadedRule, RuleSet, RuleSummary, translate_sigma_error
 from .matcher import Matcher, compile_gate_trees, compile_trees, needed_fields_of
@@ -189,7 +189,7 @@ def compile_ruleset(
             continue
         spec = replace(spec, scope=scope_of(loaded.id))
         specs.append((loaded, spec))
-        needed.update(spec.rule_ids)
+        needed.update(rid for rid in spec.rule_ids if rid in ruleset.rules and not ruleset.rules[rid].is_correlation)
     ok: set[str] = set()
     for rule_id in needed:
         loaded = ruleset.rules[rule_id]
@@ -206,18 +206,36 @@ def compile_ruleset(
                 detection.scope = agencies if detection.scope is None else detection.scope & agencies
         compiled.rules.append(detection)
         ok.add(rule_id)
-    for loaded, spec in specs:
-        missing = [rid for rid in spec.rule_ids if rid not in ok]
-        if missing:
-            compiled.errors.append(
-                RuleError(
-                    f"correlation disabled: referenced rules did not compile: {missing}",
-                    where=loaded.where,
+    # a chained correlation needs the correlations it references: settle them first
+    pending = list(specs)
+    while pending:
+        waiting = []
+        for loaded, spec in pending:
+            missing = [rid for rid in spec.rule_ids if rid not in ok]
+            if not missing:
+                compiled.correlations.append(spec)
+                compiled.correlation_meta[spec.rule_id] = RuleMeta.from_loaded(loaded)
+                ok.add(spec.rule_id)
+            elif any(rid in {other.rule_id for _, other in pending} for rid in missing):
+                waiting.append((loaded, spec))
+            else:
+                compiled.errors.append(
+                    RuleError(
+                        f"correlation disabled: referenced rules did not compile or are disabled: {missing}",
+                        where=loaded.where,
+                    )
                 )
-            )
-            continue
-        compiled.correlations.append(spec)
-        compiled.correlation_meta[spec.rule_id] = RuleMeta.from_loaded(loaded)
+        if len(waiting) == len(pending):  # a cycle of correlations referencing each other
+            for loaded, spec in waiting:
+                compiled.errors.append(
+                    RuleError(
+                        f"correlation disabled: it references itself through {list(spec.rule_ids)}",
+                        where=loaded.where,
+                        hint="a chain of correlation rules must end in detection rules",
+                    )
+                )
+            break
+        pending = waiting
     compiled.rules.sort(key=lambda c: c.loaded.id)
     return compiled
 
@@ -338,6 +356,9 @@ class Evaluator:
             first_seen=hit.first_seen,
             last_seen=hit.last_seen,
             entities=entities,
+            fresh=hit.fresh,
+            distinct=hit.distinct,
+            trigger=trigger_of(trigger),
         )
 
 

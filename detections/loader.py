@@ -409,18 +409,6 @@ def _resolve_correlations(ruleset: RuleSet) -> None:
         except SigmaError as exc:
             ruleset.errors.append(translate_sigma_error(exc, loaded.where))
             broken.append(loaded.id)
-            continue
-        for ref in rule.referenced_rules:
-            if isinstance(ref.rule, SigmaCorrelationRule):
-                ruleset.errors.append(
-                    RuleError(
-                        f"correlation rule references another correlation rule ({ref.reference})",
-                        where=loaded.where,
-                        hint="chained correlations are not supported by the streaming engine",
-                    )
-                )
-                broken.append(loaded.id)
-                break
     for rule_id in broken:
         del ruleset.rules[rule_id]
 

@@ -64,12 +64,14 @@ def check_rule_samples(ruleset: RuleSet, loaded: LoadedRule) -> SampleResult:
         return result
     subset = RuleSet()
     subset.rules[loaded.id] = loaded
-    if loaded.is_correlation:
-        rule = loaded.rule
+    referencing = [loaded]  # a chained correlation needs the correlations it references, and theirs
+    while referencing:
+        rule = referencing.pop().rule
         for ref in getattr(rule, "referenced_rules", []):
             ref_loaded = ruleset.rules.get(rule_key(ref.rule))
-            if ref_loaded is not None:
+            if ref_loaded is not None and ref_loaded.id not in subset.rules:
                 subset.rules[ref_loaded.id] = ref_loaded
+                referencing.append(ref_loaded)
     compiled = compile_ruleset(subset, only_enabled=False)
     if compiled.errors:
         result.failures.extend(error.render() for error in compiled.errors)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from sensors.parsers.web import decoded_url
+
 METHODS = frozenset(
     {b"GET", b"POST", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"CONNECT", b"TRACE", b"PROPFIND",
      b"PROPPATCH", b"MKCOL", b"COPY", b"MOVE", b"LOCK", b"UNLOCK", b"SEARCH", b"QUERY"}
@@ -103,6 +105,8 @@ def parse_http(payload: bytes) -> dict[str, Any] | None:
             fields["http.version"] = _text(parts[2][5:].strip())
         if target:
             fields["url.original"] = _text(target)
+            if (decoded := decoded_url(fields["url.original"])) is not None:
+                fields["url.decoded"] = decoded  # as the web parser gives it: the web rules test it
         path = target
         if b"://" in target:  # absolute form, as sent to proxies
             rest = target.split(b"://", 1)[1]

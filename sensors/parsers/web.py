@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import re
+import urllib.parse
 from datetime import UTC, datetime, timedelta, timezone
 
 from sensors.parsers.context import Fields, ParseContext
@@ -48,6 +49,23 @@ _APACHE_ERROR = re.compile(
     re.DOTALL,
 )
 _NGINX_CLIENT = re.compile(r", client: (?P<ip>[0-9A-Fa-f:.]+)")
+
+
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def decoded_url(target: str) -> str | None:
+    """``target`` percent-decoded twice (``+`` as a blank), or None when that changes nothing.
+
+    Stored as ``url.decoded`` beside ``url.original``, so rules test attack syntax once in plain
+    form instead of spelling every encoding (``%27``, ``%2527``, ``+``). Control characters
+    become blanks: SQL and shells read them as blanks, and they would break the log line.
+    """
+    if "%" not in target and "+" not in target:
+        return None
+    once = urllib.parse.unquote_plus(target, errors="replace")
+    text = _CONTROL_CHARS.sub(" ", urllib.parse.unquote_plus(once, errors="replace") if "%" in once else once)
+    return text if text != target else None
 
 
 def parse_line(line: str, ctx: ParseContext, server: str) -> Fields:
@@ -80,6 +98,8 @@ def _access(match: re.Match[str], server: str) -> Fields:
         method, target, version = parsed.group("method", "target", "version")
         fields["http.request.method"] = method.upper()
         fields["url.original"] = target
+        if (decoded := decoded_url(target)) is not None:
+            fields["url.decoded"] = decoded
         path, sep, query = target.partition("?")
         fields["url.path"] = path
         if sep:

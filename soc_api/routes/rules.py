@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from detections import lifecycle
-from detections.backtest import backtest, backtest_change
+from detections.backtest import backtest, backtest_change, backtest_correlation
 from detections.loader import LoadedRule, RuleSet
 from detections.samples import check_rule_samples
 from soc_api.deps import CurrentPrincipal, StoreDep, TenantScope
@@ -275,10 +275,24 @@ def run_backtest(
 ) -> BacktestPublic:
     """Hits per day over stored history (the caller's agencies only); with ``yaml``, what the
     changed version would add and remove."""
-    _, loaded, state = _find(request, store, rule_id, scope)
+    ruleset, loaded, state = _find(request, store, rule_id, scope)
     rule_scope = state.body.get("scope") if state else None
     if loaded.is_correlation:
-        raise ApiProblem(422, "Not supported", "backtests run detection rules; test correlations with samples")
+        if body.yaml:
+            raise ApiProblem(
+                422, "Not supported", "yaml: a changed correlation rule cannot be compared yet; test it with samples"
+            )
+        # the alerts it would have raised, with the streaming engine's windows
+        alerts = backtest_correlation(
+            store, ruleset, loaded, tenants=scope, scope=rule_scope, start=body.start, end=body.end
+        )
+        return BacktestPublic(
+            rule_id=rule_id,
+            version=alerts.version,
+            total=alerts.total,
+            truncated=alerts.truncated,
+            per_day=alerts.per_day,
+        )
     if body.yaml:
         candidate_set = lifecycle.validate_rule_text(body.yaml)
         candidate = next(iter(candidate_set))

@@ -64,6 +64,10 @@ def schemathesis(base_url: str, workdir: Path, *extra: str) -> subprocess.Comple
             "/api/auth/logout",  # would end the session the other operations use
             "--suppress-health-check",
             "all",
+            # a loaded CI machine renders a report PDF in 30-40 s; the 10 s default read timeout
+            # would fail a run on a slow answer, which is not what this test looks for
+            "--request-timeout",
+            "180",
             *seed,
             *extra,
         ],
