@@ -191,6 +191,12 @@ class AlertPublic(BaseModel):
     created_at: str | None = None
     classification: str | None = None
     resolution_note: str | None = None
+    distinct: dict[str, int] = Field(
+        default_factory=dict, description="correlations: distinct values seen per field (ports, users, URLs)"
+    )
+    trigger: dict[str, Any] = Field(
+        default_factory=dict, description="correlations: the event that made it fire (account, time, source)"
+    )
 
 
 class AlertDetail(AlertPublic):

@@ -54,6 +54,8 @@ def to_public(doc: Doc) -> dict[str, Any]:
         "created_at": body.get("created_at"),
         "classification": body.get("classification"),
         "resolution_note": body.get("resolution_note"),
+        "distinct": body.get("distinct") or {},
+        "trigger": body.get("trigger") or {},
     }
 
 

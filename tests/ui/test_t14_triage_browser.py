@@ -489,3 +489,21 @@ def test_t14_5_cli_sets_a_users_timezone(tmp_path: Path) -> None:
         assert store.get_doc("users", "ana").body["timezone"] == "Asia/Bangkok"
     finally:
         store.close()
+
+
+def test_d15_1_alert_page_shows_the_success_and_distinct_counts(tab: Any, site: Site) -> None:
+    """Issue 15 item 1: a success-after-failures alert shows the account and the time of the
+    success; item 2: correlations show their distinct-entity counts. Also over the API."""
+    trigger = {"@timestamp": "2026-11-20T03:04:05.000Z", "user.name": "backup", "source.ip": "198.51.100.77"}
+    alert_id = new_alert(site, rule_id(), trigger=trigger, distinct={"user.name": 8, "destination.port": 1}, count=38)
+    sign_in(tab, lang="en")
+    tab.goto(f"/ui/alerts/{alert_id}")
+    shown = tab.text_content("[data-testid=trigger]")
+    assert "backup" in shown and "198.51.100.77" in shown, shown
+    assert tab.get_attribute("[data-testid=trigger] time", "datetime") == "2026-11-20T03:04:05Z"
+    assert tab.text_content("[data-testid=distinct]").split() == ["destination.port:", "1", "user.name:", "8"]
+    login = tab.request.post("/api/auth/login", data={"username": "analyst_police", "password": DEMO_PASSWORD})
+    bearer = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    api = tab.request.get(f"/api/alerts/{alert_id}", headers=bearer)
+    assert api.ok, api.text()
+    assert api.json()["trigger"] == trigger and api.json()["distinct"] == {"user.name": 8, "destination.port": 1}
