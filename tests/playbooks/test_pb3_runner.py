@@ -398,6 +398,7 @@ steps:
     step = steps_of(pstore, run.id)["say"]
     assert step["params"]["value"] == {"text": "seen ***", "api_key": "***"}
     assert step["output"]["value"] == {"text": "seen ***", "api_key": "***"}
+    pstore.refresh()  # a run's audit batch is written without a refresh (ES: searchable within the interval)
     records = [d.body for d in pstore.list_docs("audit", sort="seq", descending=False, size=100).items]
     mine = [r for r in records if r["target"] == f"{KIND}/{run.id}"]
     assert [r["action"] for r in mine] == [

@@ -87,6 +87,7 @@ def test_pb4_alert_actions_through_the_triage_service(pstore: Store, make_runner
     assert alert["rule.level"] == "critical" and alert["rule.level_original"] == "high"
     assert alert["tags"] == ["brute-force", "203.0.113.7"] and alert["assignee"] == "ana"
     assert [(c["author"], c["text"]) for c in alert["comments"]] == [("playbook:triage", "seen 1 time(s)")]
+    pstore.refresh()  # playbook actions write without a refresh (ES: searchable within the interval)
     audits = [d.body for d in pstore.list_docs("audit", sort="seq", descending=False, size=200).items]
     updates = [r for r in audits if r["action"] in ("alert.update", "alert.comment")]
     assert len(updates) == 5 and {r["actor"] for r in updates} == {"playbook:triage"}
