@@ -45,7 +45,9 @@ def test_n15_10_sshd_E_lines_parse_and_others_still_fail(parser: str) -> None:
 
 def test_n15_10_an_sshd_E_log_file_raises_ssh_brute_force(store: Store, tmp_path: Path) -> None:
     copy = tmp_path / "sshd.log"
-    copy.write_bytes(LOG.read_bytes())
+    # the capture holds 4 password tries (sshd's "Invalid user" announcements are not tries): twice
+    # over, 8 tries, past the brute-force threshold of 5
+    copy.write_bytes(LOG.read_bytes() * 2)
     config = SensorConfig(
         tenant="police", sensor_id="sshd-e", state_dir=tmp_path / "state",
         inputs=[InputConfig(paths=[str(copy)], parser="auth", from_beginning=True)],
