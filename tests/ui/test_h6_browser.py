@@ -140,7 +140,9 @@ def test_h6_admin_resets_and_reenables_a_user(tab: Any, browser: Any, site: Site
 def test_h6_change_own_password_in_ui(tab: Any, site: Site) -> None:
     log_in(tab, "ana", PASSWORD)
     tab.wait_for_url("**/ui/alerts")
-    tab.click("[data-testid=user]")
+    tab.click("[data-testid=user]")  # the user's settings (time zone), which link to the password page
+    tab.wait_for_url("**/ui/settings")
+    tab.click("a[href='/ui/password']")
     tab.wait_for_url("**/ui/password")
     tab.fill("input[name=current_password]", "wrong-current-password")
     tab.fill("input[name=new_password]", "river-kite-morning-77")
