@@ -151,16 +151,23 @@ def run(store: Store, settings: Settings, context: RunContext) -> Mapping[str, A
             to=recipient.address,
             until=until,
         )
-        try:
-            refused = send_message(settings.playbooks.smtp, message)
-        except PlaybookError as exc:
-            failed[recipient.address] = exc.render()
-            continue
-        if refused:
-            failed[recipient.address] = f"refused by the relay: {refused}"
-        else:
-            sent.append(recipient.address)
+        deliver(settings, message, recipient.address, sent=sent, failed=failed)
     summary = {"sent": sent, "agencies": len(days), "alerts": sum(day.alerts for day in days.values())}
     if failed:
         raise JobFailed(f"digest not sent to {sorted(failed)}: {failed}", output=summary, where="playbooks.smtp")
     return summary
+
+
+def deliver(
+    settings: Settings, message: EmailMessage, address: str, *, sent: list[str], failed: dict[str, str]
+) -> None:
+    """Send one recipient's e-mail: its address goes to ``sent``, or to ``failed`` with why."""
+    try:
+        refused = send_message(settings.playbooks.smtp, message)
+    except PlaybookError as exc:
+        failed[address] = exc.render()
+        return
+    if refused:
+        failed[address] = f"refused by the relay: {refused}"
+    else:
+        sent.append(address)

@@ -21,15 +21,16 @@ from email.utils import make_msgid
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from playbooks.actions.notify import send_message, set_subject
+from playbooks.actions.notify import set_subject
 from reports import stored
 from reports.i18n import Language
 from reports.model import WeeklyReport
 from reports.render import CONTENT_TYPES, render
 from reports.summary import executive_summary
+from scheduling.jobs.digest import deliver
 from scheduling.registry import JobFailed, RunContext
 from soc_core.config import Settings, WeeklyReportRecipient
-from soc_core.errors import NotFound, PlaybookError, SocError
+from soc_core.errors import NotFound, SocError
 from soc_core.store import Store
 
 TEXTS: dict[str, dict[str, str]] = {
@@ -134,15 +135,7 @@ def run(store: Store, settings: Settings, context: RunContext) -> Mapping[str, A
         if key not in documents:
             documents[key] = render(report, fmt=recipient.format, lang=recipient.language)
         message = compose(report, documents[key], recipient=recipient, sender=settings.playbooks.smtp.sender)
-        try:
-            refused = send_message(settings.playbooks.smtp, message)
-        except PlaybookError as exc:
-            failed[recipient.address] = exc.render()
-            continue
-        if refused:
-            failed[recipient.address] = f"refused by the relay: {refused}"
-        else:
-            sent.append(recipient.address)
+        deliver(settings, message, recipient.address, sent=sent, failed=failed)
     summary = {"week": week, "reports": [stored.report_id(tenant, week) for tenant in reports], "sent": sent}
     if failed:
         raise JobFailed(f"weekly report {week} not done for {sorted(failed)}: {failed}", output=summary)
